@@ -1,0 +1,47 @@
+// Element types shared by the safetensors files, the wire codec and the model.
+#ifndef ICAE_COMMON_BASE_DTYPE_H_
+#define ICAE_COMMON_BASE_DTYPE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace icae {
+
+enum class DType { kFloat32, kFloat16, kBFloat16, kInt32, kInt64 };
+
+inline size_t ItemSize(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+    case DType::kInt32:
+      return 4;
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      return 2;
+    case DType::kInt64:
+      return 8;
+  }
+  return 0;
+}
+
+inline bool IsFloating(DType dtype) {
+  return dtype == DType::kFloat32 || dtype == DType::kFloat16 || dtype == DType::kBFloat16;
+}
+
+// Safetensors spelling: F32, F16, BF16, I32, I64.
+absl::string_view SafetensorsName(DType dtype);
+std::optional<DType> DTypeFromSafetensorsName(absl::string_view name);
+// Human spelling used by flags and logs: float32, float16, bfloat16, int32, int64.
+absl::string_view DTypeName(DType dtype);
+std::optional<DType> DTypeFromName(absl::string_view name);
+
+// Overflow-checked element count of `shape`: nullopt for a negative dimension or when the count
+// (or count * item_size) does not fit in int64.
+std::optional<int64_t> CheckedNumel(const int64_t* dims, size_t rank, size_t item_size);
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_BASE_DTYPE_H_

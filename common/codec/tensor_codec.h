@@ -1,0 +1,36 @@
+// Conversion between at::Tensor and the wire Tensor (raw little-endian bytes + dtype + shape).
+//
+// Decoding never trusts the message: the dtype must be known, every dimension >= 0, the element
+// count must fit in int64 and stay within `max_elements`, and the byte length must be exactly
+// numel * item size; only then are the bytes copied into a new tensor. Every failure is
+// InvalidArgument naming the problem. Round trips are bit-exact. Thread-safe (no shared state).
+#ifndef ICAE_COMMON_CODEC_TENSOR_CODEC_H_
+#define ICAE_COMMON_CODEC_TENSOR_CODEC_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "common/base/dtype.h"
+#include "icae/v1/tensor.pb.h"
+
+namespace icae {
+
+std::optional<DType> FromProtoDataType(v1::DataType dtype);
+v1::DataType ToProtoDataType(DType dtype);
+at::ScalarType ToScalarType(DType dtype);
+std::optional<DType> FromScalarType(at::ScalarType type);
+
+// Writes `tensor` (any device, any layout) into `out` as `wire_dtype`, converting the values
+// when the dtypes differ (e.g. float32 compute -> bfloat16 wire). InvalidArgument for an
+// unsupported source dtype or wire dtype.
+absl::Status EncodeTensor(const at::Tensor& tensor, v1::DataType wire_dtype, v1::Tensor* out);
+
+// Validates `proto` and returns a new CPU tensor of its dtype and shape.
+absl::StatusOr<at::Tensor> DecodeTensor(const v1::Tensor& proto, int64_t max_elements);
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_CODEC_TENSOR_CODEC_H_

@@ -1,0 +1,48 @@
+// SentencePiece tokenizer (the model's tokenizer.model). Immutable after Load and thread-safe.
+// The SentencePiece header clashes with Debian's abseil, so it stays inside tokenizer.cc.
+#ifndef ICAE_COMMON_IO_TOKENIZER_H_
+#define ICAE_COMMON_IO_TOKENIZER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace icae {
+
+class Tokenizer {
+ public:
+  // Loads a SentencePiece model file; NotFound / InvalidArgument name the file.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& path);
+  // Loads `<dir>/tokenizer.model`.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromModelDir(const std::string& dir);
+  ~Tokenizer();
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+
+  // Text to ids; `add_bos` prepends bos_id() (HF's default for Llama/Mistral tokenizers).
+  // InvalidArgument for text that is not valid UTF-8.
+  absl::StatusOr<std::vector<int>> Encode(absl::string_view text, bool add_bos) const;
+  // Ids to text. Unknown ids are InvalidArgument; control ids (BOS/EOS) decode to nothing.
+  absl::StatusOr<std::string> Decode(const std::vector<int>& ids) const;
+  // The piece of one id ("▁the"), and the id of a piece (unk_id() when unknown).
+  std::string IdToPiece(int id) const;
+  int PieceToId(absl::string_view piece) const;
+
+  int vocab_size() const;
+  int bos_id() const;
+  int eos_id() const;
+  int unk_id() const;
+  int pad_id() const;  // -1 when the model has none.
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_IO_TOKENIZER_H_

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# One-command set-up for a fresh Debian 12 machine: installs the Debian packages the build needs and
+# builds SentencePiece as a static library against the system protobuf (see README, "Set-up").
+# Idempotent: every step checks whether it is already done. Safe under CI=true with no stdin.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="${ICAE_DEPS_DIR:-$ROOT/.deps}"
+SPM_VERSION=0.1.97
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config dpkg-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev libtorch-dev nlohmann-json3-dev libopenblas0-openmp
+  libgtest-dev libgmock-dev libbenchmark-dev
+  sentencepiece openssl
+)
+# Extra packages for the deploy checks (Prometheus, promtool, kubectl kustomize, Python client).
+if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
+  PACKAGES+=(prometheus python3 python3-grpcio python3-protobuf python3-grpc-tools)
+  # Any kubectl renders Kustomize; install Debian's only when none is on the machine.
+  command -v kubectl > /dev/null || PACKAGES+=(kubernetes-client)
+fi
+
+log() { echo "[setup] $*" >&2; }
+
+as_root() {
+  if [[ "$(id -u)" == "0" ]]; then "$@"; else sudo -n "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if (( ${#missing[@]} == 0 )); then
+    return
+  fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" < /dev/null
+}
+
+# Debian's libsentencepiece.so bundles protobuf 3.14 and aborts processes that also load the system
+# libprotobuf (gRPC, LibTorch). Build the same version from Debian's source package as a static
+# library against the system protobuf instead.
+build_sentencepiece() {
+  local prefix="$DEPS/sentencepiece"
+  if [[ -f "$prefix/lib/libsentencepiece.a" && -f "$prefix/include/sentencepiece_processor.h" ]]; then
+    return
+  fi
+  log "building SentencePiece $SPM_VERSION (static, system protobuf)"
+  local work="$DEPS/src"
+  rm -rf "$work" && mkdir -p "$work/apt/sources.list.d" "$work/apt/lists/partial"
+  # A private apt configuration with deb-src added; the machine's own lists are not touched.
+  local found=0
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f "$f" ]] || continue
+    sed -E 's/^Types:[[:space:]]*deb$/Types: deb deb-src/' "$f" > "$work/apt/sources.list.d/$(basename "$f")"
+    found=1
+  done
+  if [[ -f /etc/apt/sources.list ]]; then
+    grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' > "$work/apt/sources.list.d/src.list" || true
+    [[ -s "$work/apt/sources.list.d/src.list" ]] && found=1
+  fi
+  (( found )) || { log "no apt sources found"; exit 1; }
+  local aptopts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt/sources.list.d"
+                 -o "Dir::State::Lists=$work/apt/lists" -o APT::Sandbox::User=root)
+  (cd "$work" && apt-get "${aptopts[@]}" update -qq && apt-get "${aptopts[@]}" source -qq "sentencepiece=$SPM_VERSION-3" < /dev/null) \
+    || (cd "$work" && apt-get "${aptopts[@]}" source -qq sentencepiece < /dev/null)
+  local src
+  src="$(find "$work" -maxdepth 1 -type d -name "sentencepiece-*" | head -n 1)"
+  [[ -n "$src" ]] || { log "sentencepiece source not found"; exit 1; }
+  # Debian disables the static library; bring it back. Use the system protobuf headers only.
+  if [[ -f "$src/debian/patches/disable-static-library.patch" ]]; then
+    (cd "$src" && patch -R -p1 -s < debian/patches/disable-static-library.patch)
+  fi
+  rm -rf "$src/third_party/protobuf-lite"
+  sed -i 's|#include "third_party/protobuf-lite/google/protobuf/message_lite.h"|#include <google/protobuf/message_lite.h>|' "$src/src/init.h"
+  cmake -S "$src" -B "$src/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPM_USE_BUILTIN_PROTOBUF=OFF \
+    -DSPM_ENABLE_SHARED=OFF -DSPM_ENABLE_TCMALLOC=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON > "$work/configure.log"
+  ninja -C "$src/build" sentencepiece-static > "$work/build.log"
+  mkdir -p "$prefix/lib" "$prefix/include"
+  cp "$src/build/src/libsentencepiece.a" "$prefix/lib/"
+  cp "$src/src/sentencepiece_processor.h" "$prefix/include/"
+  rm -rf "$work"
+}
+
+install_packages
+build_sentencepiece
