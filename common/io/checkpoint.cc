@@ -39,7 +39,7 @@ absl::StatusOr<Checkpoint> Checkpoint::OpenFile(const std::string& path) {
   Checkpoint checkpoint;
   checkpoint.source_ = path;
   for (const TensorInfo& info : file->tensors()) {
-    checkpoint.entries_.emplace(info.name, Entry{file.get(), &info});
+    checkpoint.entries_.emplace(info.name, Entry{file, &info});
   }
   checkpoint.files_.push_back(std::move(file));
   return checkpoint;
@@ -53,32 +53,35 @@ absl::StatusOr<Checkpoint> Checkpoint::OpenIndex(const std::string& index_path) 
   }
   auto map_it = index.find("weight_map");
   if (map_it == index.end() || !map_it->is_object() || map_it->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(index_path, ": missing or empty \"weight_map\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(index_path, ": missing or empty \"weight_map\""));
   }
   const std::string dir = index_path.substr(0, index_path.find_last_of('/') + 1);
   Checkpoint checkpoint;
   checkpoint.source_ = index_path;
-  std::map<std::string, const SafetensorsFile*> shards;
+  std::map<std::string, std::shared_ptr<const SafetensorsFile>> shards;
   for (auto it = map_it->begin(); it != map_it->end(); ++it) {
     if (!it->is_string()) {
       return absl::InvalidArgumentError(
           absl::StrCat(index_path, ": weight_map entry '", it.key(), "' is not a file name"));
     }
     const std::string shard = it->get<std::string>();
-    if (shard.empty() || absl::StrContains(shard, "/")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          index_path, ": shard '", shard, "' of tensor '", it.key(), "' must be a plain file name"));
+    // Shards live next to the index: no directories, so no path traversal.
+    if (shard.empty() || shard == "." || shard == ".." || absl::StrContains(shard, "/")) {
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": shard '", shard,
+                                                     "' of tensor '", it.key(),
+                                                     "' must be a plain file name"));
     }
     if (!shards.count(shard)) {
       ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(dir + shard));
-      shards[shard] = file.get();
+      shards[shard] = file;
       checkpoint.files_.push_back(std::move(file));
     }
-    const SafetensorsFile* file = shards[shard];
+    const std::shared_ptr<const SafetensorsFile>& file = shards[shard];
     const TensorInfo* info = file->Find(it.key());
     if (info == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", it.key(),
-                                                     "' is not in its shard ", shard));
+      return absl::InvalidArgumentError(
+          absl::StrCat(index_path, ": tensor '", it.key(), "' is not in its shard ", shard));
     }
     checkpoint.entries_.emplace(it.key(), Entry{file, info});
   }
@@ -86,9 +89,9 @@ absl::StatusOr<Checkpoint> Checkpoint::OpenIndex(const std::string& index_path) 
   for (const auto& file : checkpoint.files_) {
     for (const TensorInfo& info : file->tensors()) {
       const Entry* entry = checkpoint.Find(info.name);
-      if (entry == nullptr || entry->file != file.get()) {
-        return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", info.name,
-                                                       "' in ", file->path(),
+      if (entry == nullptr || entry->file != file) {
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", info.name, "' in ",
+                                                       file->path(),
                                                        " is not mapped to that shard"));
       }
     }

@@ -18,7 +18,7 @@ namespace icae {
 class Checkpoint {
  public:
   struct Entry {
-    const SafetensorsFile* file;
+    std::shared_ptr<const SafetensorsFile> file;  // Keeps the mapping alive for views.
     const TensorInfo* info;
   };
 

@@ -1,0 +1,97 @@
+#include "common/model/compressor.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+#include "common/model/fingerprint.h"
+#include "common/model/segmenter.h"
+#include "common/model/torch_status.h"
+
+namespace icae {
+
+absl::Status ValidateTokenIds(absl::Span<const int> ids, int vocab_size, absl::string_view what) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, "[", i, "] = ", ids[i], " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Compressor>> Compressor::Load(const std::string& model_dir,
+                                                             const std::string& adapter_path,
+                                                             const Runtime& runtime) {
+  ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
+  ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_path, config, /*with_lora=*/true));
+  std::unique_ptr<Compressor> compressor(new Compressor());
+  ASSIGN_OR_RETURN(compressor->transformer_, Transformer::Load(model_dir, runtime, &adapter));
+  ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
+  compressor->encoder_id_ = EncoderId(base_fingerprint, adapter.fingerprint);
+  compressor->adapter_config_ = adapter.config;
+  compressor->adapter_path_ = adapter.path;
+  compressor->memory_rows_ =
+      adapter.MemoryEmbeddings().to(runtime.device, runtime.dtype).contiguous();
+  return compressor;
+}
+
+absl::StatusOr<at::Tensor> Compressor::CompressSegments(
+    absl::Span<const std::vector<int>> segments) const {
+  if (segments.empty()) return absl::InvalidArgumentError("no segments to compress");
+  const int vocab = config().vocab_size;
+  int64_t longest = 0;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (segments[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("segment ", i, " is empty"));
+    }
+    RETURN_IF_ERROR(ValidateTokenIds(segments[i], vocab, absl::StrCat("segment ", i)));
+    longest = std::max<int64_t>(longest, segments[i].size());
+  }
+  return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
+    c10::InferenceMode guard;
+    const int64_t batch = segments.size(), mem = mem_size();
+    const int64_t width = longest + mem;
+    // Right padding: each row is [segment tokens][memory tokens][padding]. Causal attention
+    // already keeps every real position from seeing the padding after it, so no key mask is
+    // needed, and positions restart at 0 in every row as in ICAE.
+    std::vector<int64_t> ids(batch * longest, 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy(segments[b].begin(), segments[b].end(), ids.begin() + b * longest);
+    }
+    const at::Device device = transformer_->device();
+    at::Tensor id_tensor =
+        at::tensor(ids, at::TensorOptions().dtype(at::kLong)).view({batch, longest}).to(device);
+    at::Tensor token_embeds = transformer_->Embed(id_tensor);  // [batch, longest, hidden]
+    const int64_t hidden = token_embeds.size(2);
+    at::Tensor embeds = at::zeros({batch, width, hidden}, transformer_->options());
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t len = segments[b].size();
+      embeds[b].narrow(0, 0, len).copy_(token_embeds[b].narrow(0, 0, len));
+      embeds[b].narrow(0, len, mem).copy_(memory_rows_);
+    }
+    at::Tensor positions = at::arange(width, at::TensorOptions().dtype(at::kLong).device(device))
+                               .expand({batch, width});
+    at::Tensor hidden_states = transformer_->Forward(embeds, positions);  // [batch, width, hidden]
+    at::Tensor slots = at::empty({batch, mem, hidden}, transformer_->options());
+    for (int64_t b = 0; b < batch; ++b) {
+      slots[b].copy_(hidden_states[b].narrow(0, segments[b].size(), mem));
+    }
+    return slots;
+  });
+}
+
+absl::StatusOr<at::Tensor> Compressor::CompressSpan(const std::vector<int>& ids) const {
+  if (ids.empty()) return absl::InvalidArgumentError("span is empty");
+  SegmentPlan plan = PlanSegments(static_cast<int>(ids.size()), mem_size(), compression_rate());
+  std::vector<std::vector<int>> segments;
+  for (const auto& [begin, end] : plan.ranges) {
+    segments.emplace_back(ids.begin() + begin, ids.begin() + end);
+  }
+  ASSIGN_OR_RETURN(at::Tensor slots, CompressSegments(segments));
+  return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
+    return slots.reshape({-1, slots.size(2)});
+  });
+}
+
+}  // namespace icae

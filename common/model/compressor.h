@@ -1,0 +1,58 @@
+// The ICAE encoder: the base model with the adapter's LoRA merged into its own weights, plus the
+// memory-token embeddings. Immutable after Load; Compress* may run concurrently from any thread.
+#ifndef ICAE_COMMON_MODEL_COMPRESSOR_H_
+#define ICAE_COMMON_MODEL_COMPRESSOR_H_
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model/adapter.h"
+#include "common/model/runtime_options.h"
+#include "common/model/transformer.h"
+
+namespace icae {
+
+class Compressor {
+ public:
+  static absl::StatusOr<std::unique_ptr<Compressor>> Load(const std::string& model_dir,
+                                                          const std::string& adapter_path,
+                                                          const Runtime& runtime);
+
+  const ModelConfig& config() const { return transformer_->config(); }
+  const AdapterConfig& adapter_config() const { return adapter_config_; }
+  const Transformer& transformer() const { return *transformer_; }
+  int mem_size() const { return adapter_config_.mem_size; }
+  int compression_rate() const { return adapter_config_.compression_rate; }
+  // Longest segment the multi-span rule produces: mem_size * rate tokens.
+  int max_segment_tokens() const { return mem_size() * compression_rate(); }
+  const std::string& encoder_id() const { return encoder_id_; }
+  const std::string& adapter_path() const { return adapter_path_; }
+
+  // Compresses independent segments (each 1..any tokens, ids in [0, vocab)) as one right-padded
+  // batch. Returns [segments, mem_size, hidden] in the compute dtype on the model's device.
+  // Equal to compressing each alone (within float rounding).
+  absl::StatusOr<at::Tensor> CompressSegments(absl::Span<const std::vector<int>> segments) const;
+
+  // A whole span by the multi-span rule: [num_segments * mem_size, hidden].
+  absl::StatusOr<at::Tensor> CompressSpan(const std::vector<int>& ids) const;
+
+ private:
+  Compressor() = default;
+  std::unique_ptr<Transformer> transformer_;
+  AdapterConfig adapter_config_;
+  std::string adapter_path_;
+  at::Tensor memory_rows_;  // [mem_size, hidden], compute dtype
+  std::string encoder_id_;
+};
+
+// Checks ids against the vocabulary; InvalidArgument names `what`, the index and the id.
+absl::Status ValidateTokenIds(absl::Span<const int> ids, int vocab_size, absl::string_view what);
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_MODEL_COMPRESSOR_H_

@@ -1,0 +1,50 @@
+#include "common/model/kv_cache.h"
+
+#include <algorithm>
+
+namespace icae {
+
+KVCache::KVCache(const ModelConfig& config, int64_t capacity, at::TensorOptions options)
+    : capacity_(std::max<int64_t>(capacity, 1)) {
+  for (int l = 0; l < config.num_layers; ++l) {
+    keys_.push_back(at::empty({config.num_kv_heads, capacity_, config.head_dim}, options));
+    values_.push_back(at::empty({config.num_kv_heads, capacity_, config.head_dim}, options));
+  }
+}
+
+int64_t KVCache::bytes() const {
+  int64_t total = 0;
+  for (const at::Tensor& t : keys_) total += t.numel() * t.element_size();
+  for (const at::Tensor& t : values_) total += t.numel() * t.element_size();
+  return total;
+}
+
+void KVCache::Reserve(int64_t extra) {
+  const int64_t needed = length_ + extra;
+  if (needed <= capacity_) return;
+  const int64_t grown = std::max(needed, capacity_ * 2);
+  for (auto* tensors : {&keys_, &values_}) {
+    for (at::Tensor& t : *tensors) {
+      at::Tensor bigger = at::empty({t.size(0), grown, t.size(2)}, t.options());
+      bigger.narrow(1, 0, length_).copy_(t.narrow(1, 0, length_));
+      t = bigger;
+    }
+  }
+  capacity_ = grown;
+}
+
+void KVCache::Write(int layer, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t n = k.size(1);
+  keys_[layer].narrow(1, length_, n).copy_(k);
+  values_[layer].narrow(1, length_, n).copy_(v);
+}
+
+at::Tensor KVCache::Keys(int layer, int64_t begin, int64_t end) const {
+  return keys_[layer].narrow(1, begin, end - begin);
+}
+
+at::Tensor KVCache::Values(int layer, int64_t begin, int64_t end) const {
+  return values_[layer].narrow(1, begin, end - begin);
+}
+
+}  // namespace icae

@@ -1,0 +1,65 @@
+#include "common/model/ops.h"
+
+#include <cmath>
+#include <limits>
+
+namespace icae {
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
+  if (x.dim() == 2 && x.size(0) == 1 && x.scalar_type() == at::kFloat && !x.requires_grad() &&
+      !w.requires_grad()) {
+    return at::mv(w, x[0]).unsqueeze(0);
+  }
+  return at::linear(x, w);
+}
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (xf * at::rsqrt(variance + eps)).to(x.scalar_type());
+}
+
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos + rotated * sin;
+}
+
+at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down) {
+  const int64_t inter = w_gate_up.size(0) / 2;
+  at::Tensor gate_up = Linear(x, w_gate_up);
+  at::Tensor act = at::silu(gate_up.narrow(-1, 0, inter)) * gate_up.narrow(-1, inter, inter);
+  return Linear(act, w_down);
+}
+
+at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional<int> window,
+                      at::Device device) {
+  auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+  at::Tensor q = at::arange(past, past + queries, opts).unsqueeze(1);  // [queries, 1]
+  at::Tensor k = at::arange(0, keys, opts).unsqueeze(0);               // [1, keys]
+  at::Tensor allowed = k <= q;
+  if (window) allowed = allowed & ((q - k) < *window);
+  return allowed;
+}
+
+at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& allowed) {
+  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), d = q.size(3);
+  const int64_t kv_heads = k.size(1), keys = k.size(2);
+  const int64_t group = heads / kv_heads;
+  // Query heads kv*group .. kv*group + group - 1 share kv head `kv` (HF's repeat_kv order).
+  at::Tensor qg = q.reshape({batch, kv_heads, group * seq, d});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+  scores = scores.view({batch, kv_heads, group, seq, keys});
+  if (allowed.defined()) {
+    at::Tensor blocked = allowed.logical_not();
+    while (blocked.dim() < 3) blocked = blocked.unsqueeze(0);
+    blocked = blocked.unsqueeze(1).unsqueeze(1);  // [batch|1, 1, 1, seq, keys]
+    scores = scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
+  }
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = at::matmul(probs.view({batch, kv_heads, group * seq, keys}), v);
+  return out.view({batch, heads, seq, d});
+}
+
+}  // namespace icae

@@ -1,0 +1,41 @@
+// The transformer's building blocks as free functions over tensors (also used by tests that check
+// them against naive references). Shapes are in the comments; dtype is the input's.
+#ifndef ICAE_COMMON_MODEL_OPS_H_
+#define ICAE_COMMON_MODEL_OPS_H_
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace icae {
+
+// y = x W^T for x [..., in], w [out, in]. A single float32 row goes through a matrix-vector
+// product, which reads the weights about twice as fast as a one-row GEMM here.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w);
+
+// HF LlamaRMSNorm: float32 mean of squares, rsqrt(var + eps), cast back, times weight.
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Rotate-half RoPE: x * cos + rotate_half(x) * sin, with cos/sin broadcastable to x
+// ([..., seq, head_dim]).
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// down(silu(gate(x)) * up(x)) with gate and up fused in w_gate_up [2 * inter, hidden].
+at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down);
+
+// allowed[q, k] (bool [queries, keys]) for queries at key indices past .. past + queries - 1:
+// k <= q + past, and within the sliding window (q + past - k < window) when one is set.
+at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional<int> window,
+                      at::Device device);
+
+// Grouped-query attention.
+//   q:       [batch, heads, seq, d]
+//   k, v:    [batch, kv_heads, keys, d]
+//   allowed: bool, broadcastable to [batch, seq, keys]
+// Returns [batch, heads, seq, d]. Softmax in float32 as HF does.
+at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& allowed);
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_MODEL_OPS_H_

@@ -1,0 +1,172 @@
+#include "common/model/slot_decoder.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status_macros.h"
+#include "common/io/checkpoint.h"
+#include "common/model/compressor.h"
+#include "common/model/fingerprint.h"
+#include "common/model/torch_status.h"
+
+namespace icae {
+namespace {
+
+// Mistral-7B-Instruct's ids for "[INST]" and " [/INST]" (from ICAE v2's inference code), used
+// when a 32000-token model comes without tokenizer.model.
+const std::vector<int> kMistralInstOpen = {733, 16289, 28793};
+const std::vector<int> kMistralInstClose = {733, 28748, 16289, 28793};
+
+}  // namespace
+
+absl::StatusOr<PromptTemplate> ParsePromptTemplate(absl::string_view name) {
+  if (name == "ae") return PromptTemplate::kAe;
+  if (name == "icae-v2-instruct") return PromptTemplate::kIcaeV2Instruct;
+  if (name == "icae-v1") return PromptTemplate::kIcaeV1;
+  if (name == "raw") return PromptTemplate::kRaw;
+  return absl::InvalidArgumentError(absl::StrCat("unknown template '", name, "' (",
+                                                 absl::StrJoin(PromptTemplateNames(), ", "), ")"));
+}
+
+absl::string_view PromptTemplateName(PromptTemplate t) {
+  switch (t) {
+    case PromptTemplate::kAe:
+      return "ae";
+    case PromptTemplate::kIcaeV2Instruct:
+      return "icae-v2-instruct";
+    case PromptTemplate::kIcaeV1:
+      return "icae-v1";
+    case PromptTemplate::kRaw:
+      return "raw";
+  }
+  return "?";
+}
+
+std::vector<std::string> PromptTemplateNames() {
+  return {"ae", "icae-v2-instruct", "icae-v1", "raw"};
+}
+
+absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string& model_dir,
+                                                               const std::string& adapter_path,
+                                                               const Runtime& runtime) {
+  std::unique_ptr<SlotDecoder> decoder(new SlotDecoder());
+  ASSIGN_OR_RETURN(decoder->transformer_, Transformer::Load(model_dir, runtime));
+  const ModelConfig& config = decoder->config();
+  const std::string tokenizer_path = JoinPath(model_dir, "tokenizer.model");
+  if (FileExists(tokenizer_path)) {
+    ASSIGN_OR_RETURN(decoder->tokenizer_, Tokenizer::Load(tokenizer_path));
+    ASSIGN_OR_RETURN(decoder->inst_open_, decoder->tokenizer_->Encode("[INST]", false));
+    ASSIGN_OR_RETURN(decoder->inst_close_, decoder->tokenizer_->Encode("[/INST]", false));
+  } else if (config.vocab_size == 32000) {
+    decoder->inst_open_ = kMistralInstOpen;
+    decoder->inst_close_ = kMistralInstClose;
+  }
+  if (!adapter_path.empty()) {
+    ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_path, config, /*with_lora=*/false));
+    ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
+    decoder->encoder_id_ = EncoderId(base_fingerprint, adapter.fingerprint);
+    decoder->mem_size_ = adapter.config.mem_size;
+    decoder->adapter_path_ = adapter.path;
+    RETURN_IF_ERROR(CatchTorch("loading special tokens", [&]() -> absl::Status {
+      decoder->special_ = adapter.memory_embed.narrow(0, adapter.config.mem_size, 3)
+                              .to(runtime.device, runtime.dtype)
+                              .contiguous();
+      return absl::OkStatus();
+    }));
+  }
+  return decoder;
+}
+
+absl::StatusOr<std::vector<int>> SlotDecoder::Tokenize(absl::string_view text) const {
+  if (tokenizer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "the model directory has no tokenizer.model; send token ids instead of text");
+  }
+  return tokenizer_->Encode(text, /*add_bos=*/false);
+}
+
+absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
+                                                    absl::Span<const ContextPart> context,
+                                                    absl::Span<const int> prompt_ids,
+                                                    PromptUsage* usage) const {
+  const ModelConfig& config = this->config();
+  if (tmpl != PromptTemplate::kRaw && !has_adapter()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "template '", PromptTemplateName(tmpl), "' needs the adapter's special tokens; load one"));
+  }
+  if (tmpl == PromptTemplate::kIcaeV2Instruct && inst_open_.empty()) {
+    return absl::FailedPreconditionError(
+        "template 'icae-v2-instruct' needs tokenizer.model to spell [INST] and [/INST]");
+  }
+  for (size_t i = 0; i < context.size(); ++i) {
+    const ContextPart& part = context[i];
+    if (part.slots.defined()) {
+      if (part.slots.dim() != 2 || part.slots.size(0) == 0 ||
+          part.slots.size(1) != config.hidden_size ||
+          !at::isFloatingType(part.slots.scalar_type())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "context[", i, "].slots must be a float tensor [n > 0, ", config.hidden_size, "]"));
+      }
+    } else {
+      RETURN_IF_ERROR(ValidateTokenIds(part.token_ids, config.vocab_size,
+                                       absl::StrCat("context[", i, "].token_ids")));
+    }
+  }
+  RETURN_IF_ERROR(ValidateTokenIds(prompt_ids, config.vocab_size, "prompt"));
+  return CatchTorch("building the prompt", [&]() -> absl::StatusOr<at::Tensor> {
+    c10::InferenceMode guard;
+    const Transformer& model = *transformer_;
+    std::vector<at::Tensor> pieces;
+    PromptUsage counted;
+    auto add_ids = [&](absl::Span<const int> ids) {
+      if (ids.empty()) return;
+      std::vector<int64_t> wide(ids.begin(), ids.end());
+      pieces.push_back(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
+      counted.text_tokens += static_cast<int>(ids.size());
+    };
+    auto add_special = [&](SpecialToken token) {
+      pieces.push_back(special_[static_cast<int>(token)].unsqueeze(0));
+      counted.text_tokens += 1;
+    };
+    auto add_context = [&]() {
+      for (const ContextPart& part : context) {
+        if (part.slots.defined()) {
+          pieces.push_back(part.slots.to(model.device(), model.dtype()));
+          counted.slot_tokens += static_cast<int>(part.slots.size(0));
+        } else {
+          add_ids(part.token_ids);
+        }
+      }
+    };
+    switch (tmpl) {
+      case PromptTemplate::kAe:
+        add_context();
+        add_special(SpecialToken::kAe);
+        break;
+      case PromptTemplate::kIcaeV2Instruct: {
+        std::vector<int> open = {config.bos_token_id};
+        open.insert(open.end(), inst_open_.begin(), inst_open_.end());
+        add_ids(open);
+        add_context();
+        add_special(SpecialToken::kFt);
+        add_ids(prompt_ids);
+        add_ids(inst_close_);
+        break;
+      }
+      case PromptTemplate::kIcaeV1:
+        add_context();
+        add_special(SpecialToken::kFt);
+        add_ids(prompt_ids);
+        add_special(SpecialToken::kFt);
+        break;
+      case PromptTemplate::kRaw:
+        add_context();
+        add_ids(prompt_ids);
+        break;
+    }
+    if (pieces.empty()) return absl::InvalidArgumentError("the prompt is empty");
+    if (usage != nullptr) *usage = counted;
+    return at::cat(pieces, 0);
+  });
+}
+
+}  // namespace icae

@@ -1,0 +1,87 @@
+// The ICAE decoder: the frozen base model (no LoRA) plus the adapter's special-token embeddings
+// (AE, LM, FT), the tokenizer when the model directory has one, and prompt assembly by template.
+// Immutable after Load and shareable across threads.
+#ifndef ICAE_COMMON_MODEL_SLOT_DECODER_H_
+#define ICAE_COMMON_MODEL_SLOT_DECODER_H_
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/io/tokenizer.h"
+#include "common/model/adapter.h"
+#include "common/model/runtime_options.h"
+#include "common/model/transformer.h"
+
+namespace icae {
+
+enum class PromptTemplate {
+  kAe,              // [context][AE]: autoencoding; the prompt is ignored.
+  kIcaeV2Instruct,  // <s> [INST] [context] [FT] prompt [/INST]   (Mistral-7B-Instruct ICAE v2)
+  kIcaeV1,          // [context][FT] prompt [FT]                   (Llama-2-chat ICAE v1)
+  kRaw,             // [context] prompt
+};
+absl::StatusOr<PromptTemplate> ParsePromptTemplate(absl::string_view name);
+absl::string_view PromptTemplateName(PromptTemplate t);
+// The names ParsePromptTemplate accepts.
+std::vector<std::string> PromptTemplateNames();
+
+// One ordered piece of context: memory slots or plain token ids.
+struct ContextPart {
+  at::Tensor slots;            // [num_slots, hidden], any float dtype; defined => slots part.
+  std::vector<int> token_ids;  // Used when `slots` is undefined.
+};
+
+struct PromptUsage {
+  int slot_tokens = 0;  // Positions taken by slots.
+  int text_tokens = 0;  // Positions taken by text context, template tokens and the prompt.
+};
+
+class SlotDecoder {
+ public:
+  // `adapter_path` may be empty: then only the "raw" template is available.
+  static absl::StatusOr<std::unique_ptr<SlotDecoder>> Load(const std::string& model_dir,
+                                                           const std::string& adapter_path,
+                                                           const Runtime& runtime);
+
+  const Transformer& transformer() const { return *transformer_; }
+  const ModelConfig& config() const { return transformer_->config(); }
+  // Null when the model directory has no tokenizer.model.
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  bool has_adapter() const { return special_.defined(); }
+  int mem_size() const { return mem_size_; }
+  // The encoder_id of slots this decoder accepts (empty without an adapter).
+  const std::string& accepted_encoder_id() const { return encoder_id_; }
+  const std::string& adapter_path() const { return adapter_path_; }
+
+  // Input embeddings [positions, hidden] (compute dtype) for `context` and `prompt_ids` laid out
+  // by `tmpl`. Slots are cast to the compute dtype; every slot tensor must be [n, hidden] with
+  // n > 0 and every id inside the vocabulary (InvalidArgument otherwise).
+  absl::StatusOr<at::Tensor> BuildPrompt(PromptTemplate tmpl, absl::Span<const ContextPart> context,
+                                         absl::Span<const int> prompt_ids,
+                                         PromptUsage* usage = nullptr) const;
+
+  // Tokenizes prompt text without BOS; FailedPrecondition without a tokenizer.
+  absl::StatusOr<std::vector<int>> Tokenize(absl::string_view text) const;
+
+ private:
+  SlotDecoder() = default;
+  std::unique_ptr<Transformer> transformer_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  at::Tensor special_;  // [3, hidden] compute dtype: AE, LM, FT rows.
+  int mem_size_ = 0;
+  std::string encoder_id_;
+  std::string adapter_path_;
+  std::vector<int> inst_open_;   // "[INST]" without BOS.
+  std::vector<int> inst_close_;  // "[/INST]".
+};
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_MODEL_SLOT_DECODER_H_

@@ -1,0 +1,106 @@
+#include "common/model/tensor_io.h"
+
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status_macros.h"
+
+namespace icae {
+namespace {
+
+at::ScalarType StoredScalarType(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return at::kFloat;
+    case DType::kFloat16:
+      return at::kHalf;
+    case DType::kBFloat16:
+      return at::kBFloat16;
+    case DType::kInt32:
+      return at::kInt;
+    case DType::kInt64:
+      return at::kLong;
+  }
+  return at::kFloat;
+}
+
+std::optional<DType> ToDType(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return DType::kFloat32;
+    case at::kHalf:
+      return DType::kFloat16;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    case at::kInt:
+      return DType::kInt32;
+    case at::kLong:
+      return DType::kInt64;
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+at::Tensor EntryToTensor(const Checkpoint::Entry& entry, at::ScalarType dtype) {
+  const TensorInfo& info = *entry.info;
+  absl::Span<const uint8_t> bytes = entry.file->Bytes(info);
+  const at::ScalarType stored = StoredScalarType(info.dtype);
+  auto keep_alive = entry.file;
+  at::Tensor view = at::from_blob(
+      const_cast<uint8_t*>(bytes.data()), info.shape, [keep_alive](void*) {},
+      at::TensorOptions().dtype(stored));
+  const bool aligned = reinterpret_cast<uintptr_t>(bytes.data()) % ItemSize(info.dtype) == 0;
+  if (stored == dtype && aligned) return view;
+  if (!aligned) view = view.clone();  // from_blob on misaligned data is only safe to copy.
+  return view.to(dtype);
+}
+
+absl::StatusOr<at::Tensor> LoadTensor(const Checkpoint& checkpoint, const std::string& name,
+                                      at::ScalarType dtype,
+                                      const std::vector<int64_t>& expected_shape) {
+  const Checkpoint::Entry* entry = checkpoint.Find(name);
+  if (entry == nullptr) {
+    return absl::NotFoundError(absl::StrCat(checkpoint.source(), ": missing tensor '", name, "'"));
+  }
+  if (!expected_shape.empty() && entry->info->shape != expected_shape) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(checkpoint.source(), ": tensor '", name, "' has shape [",
+                     absl::StrJoin(entry->info->shape, ","), "], expected [",
+                     absl::StrJoin(expected_shape, ","), "]"));
+  }
+  if (IsFloating(entry->info->dtype) != at::isFloatingType(dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(checkpoint.source(), ": tensor '", name, "' has the wrong kind of dtype"));
+  }
+  return EntryToTensor(*entry, dtype);
+}
+
+absl::Status AddTensor(SafetensorsWriter& writer, const std::string& name,
+                       const at::Tensor& tensor) {
+  std::optional<DType> dtype = ToDType(tensor.scalar_type());
+  if (!dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': unsupported dtype ",
+                                                   c10::toString(tensor.scalar_type())));
+  }
+  at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
+  std::vector<int64_t> shape(cpu.sizes().begin(), cpu.sizes().end());
+  absl::string_view bytes(static_cast<const char*>(cpu.data_ptr()),
+                          static_cast<size_t>(cpu.numel()) * ItemSize(*dtype));
+  return writer.Add(name, *dtype, shape, bytes);
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, at::Tensor>>> ReadAllTensors(
+    const std::string& path) {
+  ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const TensorInfo& info : file->tensors()) {
+    Checkpoint::Entry entry{file, &info};
+    out.emplace_back(info.name, EntryToTensor(entry, StoredScalarType(info.dtype)).clone());
+  }
+  return out;
+}
+
+}  // namespace icae

@@ -1,0 +1,182 @@
+#include "common/model/transformer.h"
+
+#include <cmath>
+#include <limits>
+
+#include "common/base/status_macros.h"
+#include "common/model/ops.h"
+#include "common/model/torch_status.h"
+
+namespace icae {
+
+Transformer::Transformer(ModelConfig config, TransformerWeights weights, Runtime runtime)
+    : config_(std::move(config)), weights_(std::move(weights)), runtime_(runtime) {
+  const int64_t d = config_.head_dim;
+  // As HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), in float32.
+  at::Tensor exponent = at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+                        static_cast<double>(d);
+  inv_freq_ = (1.0 / at::pow(config_.rope_theta, exponent)).to(runtime_.device);
+}
+
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string& dir,
+                                                               const Runtime& runtime,
+                                                               const Adapter* merge) {
+  ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  ASSIGN_OR_RETURN(TransformerWeights weights,
+                   LoadWeights(dir, config, merge, runtime.dtype, runtime.device));
+  return CatchTorch("building the model", [&]() -> absl::StatusOr<std::unique_ptr<Transformer>> {
+    return std::make_unique<Transformer>(std::move(config), std::move(weights), runtime);
+  });
+}
+
+KVCache Transformer::NewCache(int64_t capacity) const {
+  return KVCache(config_, capacity, options());
+}
+
+at::Tensor Transformer::Embed(const at::Tensor& ids) const {
+  return at::embedding(weights_.embed, ids.to(device(), at::kLong));
+}
+
+std::pair<at::Tensor, at::Tensor> Transformer::Rope(const at::Tensor& positions) const {
+  // angles[n, i] = position[n] * inv_freq[i] in float32; emb = cat(angles, angles).
+  at::Tensor angles = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;
+  at::Tensor emb = at::cat({angles, angles}, -1);
+  return {emb.cos().to(dtype()), emb.sin().to(dtype())};
+}
+
+at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& positions,
+                                const at::Tensor& key_valid, const LoraWeights* lora) const {
+  const int64_t batch = embeds.size(0), seq = embeds.size(1);
+  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
+  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
+  auto [cos, sin] = Rope(positions.to(device()).reshape({-1}));
+  cos = cos.view({batch, 1, seq, d});  // [batch, 1, seq, head_dim]
+  sin = sin.view({batch, 1, seq, d});
+  at::Tensor allowed =
+      CausalMask(seq, seq, /*past=*/0, config_.sliding_window, device());  // [seq, seq]
+  if (key_valid.defined()) {
+    at::Tensor diagonal = at::eye(seq, at::TensorOptions().dtype(at::kBool).device(device()));
+    allowed = allowed.unsqueeze(0) &
+              (key_valid.to(device()).unsqueeze(1) | diagonal.unsqueeze(0));  // [batch, seq, seq]
+  } else {
+    allowed = allowed.unsqueeze(0);  // [1, seq, seq]
+  }
+  at::Tensor x = embeds.to(dtype());  // [batch, seq, hidden]
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& w = weights_.layers[l];
+    at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
+    at::Tensor qkv = Linear(h, w.wqkv);  // [batch, seq, q_dim + 2 * kv_dim]
+    at::Tensor q = qkv.narrow(-1, 0, q_dim);
+    at::Tensor k = qkv.narrow(-1, q_dim, kv_dim);
+    at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim);
+    if (lora != nullptr) {
+      const LoraLayer& ll = lora->layers[l];
+      q = q + Linear(Linear(h, ll.q_a), ll.q_b) * lora->scaling;
+      v = v + Linear(Linear(h, ll.v_a), ll.v_b) * lora->scaling;
+    }
+    q = q.reshape({batch, seq, heads, d}).transpose(1, 2);     // [batch, heads, seq, d]
+    k = k.reshape({batch, seq, kv_heads, d}).transpose(1, 2);  // [batch, kv_heads, seq, d]
+    v = v.reshape({batch, seq, kv_heads, d}).transpose(1, 2);
+    q = ApplyRope(q, cos, sin);
+    k = ApplyRope(k, cos, sin);
+    at::Tensor attn = Attend(q, k, v, allowed);  // [batch, heads, seq, d]
+    attn = attn.transpose(1, 2).reshape({batch, seq, q_dim});
+    x = x + Linear(attn, w.wo);
+    h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
+    x = x + Mlp(h, w.w_gate_up, w.w_down);
+  }
+  return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
+}
+
+at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
+  return Linear(hidden, weights_.lm_head).to(at::kFloat);
+}
+
+at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const {
+  const int64_t seq = embeds.size(0);
+  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
+  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
+  const int64_t past = cache.length(), total = past + seq;
+  cache.Reserve(seq);
+  at::Tensor positions =
+      at::arange(past, total, at::TensorOptions().dtype(at::kLong).device(device()));
+  auto [cos, sin] = Rope(positions);  // [seq, d]
+  cos = cos.unsqueeze(0);             // [1, seq, d]
+  sin = sin.unsqueeze(0);
+  // Only the key range a query can see is read (all of it without a sliding window).
+  const int64_t first_key =
+      config_.sliding_window ? std::max<int64_t>(0, past - *config_.sliding_window + 1) : 0;
+  at::Tensor allowed =
+      CausalMask(seq, total - first_key, past - first_key, config_.sliding_window, device())
+          .unsqueeze(0);                           // [1, seq, keys]
+  at::Tensor x = embeds.to(dtype()).unsqueeze(0);  // [1, seq, hidden]
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& w = weights_.layers[l];
+    at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
+    at::Tensor qkv = Linear(h, w.wqkv)[0];  // [seq, q_dim + 2 * kv_dim]
+    at::Tensor q = qkv.narrow(-1, 0, q_dim).reshape({seq, heads, d}).transpose(0, 1);
+    at::Tensor k = qkv.narrow(-1, q_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
+    at::Tensor v =
+        qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
+    q = ApplyRope(q, cos, sin);  // [heads, seq, d]
+    k = ApplyRope(k, cos, sin);  // [kv_heads, seq, d]
+    cache.Write(l, k, v);
+    at::Tensor keys = cache.Keys(l, first_key, total).unsqueeze(0);  // [1, kv_heads, keys, d]
+    at::Tensor values = cache.Values(l, first_key, total).unsqueeze(0);
+    at::Tensor attn = Attend(q.unsqueeze(0), keys, values, allowed);  // [1, heads, seq, d]
+    attn = attn.transpose(1, 2).reshape({1, seq, q_dim});
+    x = x + Linear(attn, w.wo);
+    h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
+    x = x + Mlp(h, w.w_gate_up, w.w_down);
+  }
+  cache.Advance(seq);
+  return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps)[0];
+}
+
+at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
+                                   absl::Span<KVCache* const> caches) const {
+  const int64_t batch = embeds.size(0);
+  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
+  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
+  const int64_t group = heads / kv_heads;
+  std::vector<int64_t> lengths(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    caches[b]->Reserve(1);
+    lengths[b] = caches[b]->length();
+  }
+  at::Tensor positions = at::tensor(lengths, at::TensorOptions().dtype(at::kLong)).to(device());
+  auto [cos, sin] = Rope(positions);  // [batch, d]
+  cos = cos.unsqueeze(1);             // [batch, 1, d]
+  sin = sin.unsqueeze(1);
+  const double sqrt_d = std::sqrt(static_cast<double>(d));
+  at::Tensor x = embeds.to(dtype());  // [batch, hidden]
+  at::Tensor attn = at::empty({batch, q_dim}, options());
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& w = weights_.layers[l];
+    at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
+    at::Tensor qkv = Linear(h, w.wqkv);  // [batch, q_dim + 2 * kv_dim]
+    at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({batch, heads, d}), cos, sin);
+    at::Tensor k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({batch, kv_heads, d}), cos, sin);
+    at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({batch, kv_heads, d});
+    for (int64_t b = 0; b < batch; ++b) {
+      KVCache& cache = *caches[b];
+      cache.Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
+      const int64_t end = lengths[b] + 1;
+      const int64_t begin =
+          config_.sliding_window ? std::max<int64_t>(0, end - *config_.sliding_window) : 0;
+      at::Tensor keys = cache.Keys(l, begin, end);  // [kv_heads, keys, d]
+      at::Tensor values = cache.Values(l, begin, end);
+      at::Tensor qb = q[b].view({kv_heads, group, d});                 // [kv_heads, group, d]
+      at::Tensor scores = at::bmm(qb, keys.transpose(1, 2)) / sqrt_d;  // [kv_heads, group, keys]
+      at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype());
+      attn[b].copy_(at::bmm(probs, values).view({q_dim}));
+    }
+    x = x + Linear(attn, w.wo);
+    h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
+    x = x + Mlp(h, w.w_gate_up, w.w_down);
+  }
+  for (KVCache* cache : caches) cache->Advance(1);
+  return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
+}
+
+}  // namespace icae

@@ -1,0 +1,94 @@
+// A Llama/Mistral decoder-only transformer in LibTorch, matching HF transformers' math: RMSNorm
+// with float32 accumulation, rotate-half RoPE, grouped-query causal attention (optional sliding
+// window) with float32 softmax, SiLU-gated MLP, final norm, lm_head.
+//
+// After construction a Transformer is immutable and may be shared by any number of threads; per
+// request state (KVCache) is owned by the caller and passed in. Methods throw c10::Error on
+// internal failures; callers at module boundaries convert with CatchTorch (torch_status.h).
+// Gradients flow when the caller enables them (the trainer reuses this class).
+#ifndef ICAE_COMMON_MODEL_TRANSFORMER_H_
+#define ICAE_COMMON_MODEL_TRANSFORMER_H_
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model/adapter.h"
+#include "common/model/kv_cache.h"
+#include "common/model/model_config.h"
+#include "common/model/runtime_options.h"
+#include "common/model/weights.h"
+
+namespace icae {
+
+// Unmerged LoRA on q_proj and v_proj, for training: q += scaling * (x A_q^T) B_q^T.
+struct LoraLayer {
+  at::Tensor q_a;  // [r, hidden]
+  at::Tensor q_b;  // [q_dim, r]
+  at::Tensor v_a;  // [r, hidden]
+  at::Tensor v_b;  // [kv_dim, r]
+};
+struct LoraWeights {
+  double scaling = 1.0;
+  std::vector<LoraLayer> layers;
+};
+
+class Transformer {
+ public:
+  Transformer(ModelConfig config, TransformerWeights weights, Runtime runtime);
+
+  // Loads an HF model directory. With `merge` the adapter's LoRA is merged into this copy (the
+  // encoder); without, the base weights are used as stored (the decoder).
+  static absl::StatusOr<std::unique_ptr<Transformer>> Load(const std::string& dir,
+                                                           const Runtime& runtime,
+                                                           const Adapter* merge = nullptr);
+
+  const ModelConfig& config() const { return config_; }
+  const TransformerWeights& weights() const { return weights_; }
+  at::ScalarType dtype() const { return runtime_.dtype; }
+  at::Device device() const { return runtime_.device; }
+  at::TensorOptions options() const { return at::TensorOptions().dtype(dtype()).device(device()); }
+
+  // Token embeddings: ids [...] int64 -> [..., hidden] in the compute dtype.
+  at::Tensor Embed(const at::Tensor& ids) const;
+
+  // Full causal forward without a cache.
+  //   embeds:    [batch, seq, hidden]
+  //   positions: [batch, seq] int64 (RoPE positions)
+  //   key_valid: [batch, seq] bool, false marks padding keys; undefined = no padding.
+  // Returns the final-normed hidden states [batch, seq, hidden].
+  at::Tensor Forward(const at::Tensor& embeds, const at::Tensor& positions,
+                     const at::Tensor& key_valid = {}, const LoraWeights* lora = nullptr) const;
+
+  // float32 logits: hidden [..., hidden] -> [..., vocab].
+  at::Tensor Logits(const at::Tensor& hidden) const;
+
+  // Appends one sequence's embeds [seq, hidden] to `cache` (positions continue from
+  // cache.length()); returns the final-normed hidden states [seq, hidden].
+  at::Tensor Prefill(const at::Tensor& embeds, KVCache& cache) const;
+
+  // One new position for each sequence: embeds [batch, hidden], caches[i] for row i. Returns the
+  // final-normed hidden states [batch, hidden]. Each sequence attends only to its own cache, so a
+  // row's result does not depend on the others in the batch.
+  at::Tensor DecodeStep(const at::Tensor& embeds, absl::Span<KVCache* const> caches) const;
+
+  // A new empty cache for this model.
+  KVCache NewCache(int64_t capacity) const;
+
+ private:
+  // cos, sin: [n, head_dim] in the compute dtype for positions [n].
+  std::pair<at::Tensor, at::Tensor> Rope(const at::Tensor& positions) const;
+
+  ModelConfig config_;
+  TransformerWeights weights_;
+  Runtime runtime_;
+  at::Tensor inv_freq_;  // [head_dim / 2] float32
+};
+
+}  // namespace icae
+
+#endif  // ICAE_COMMON_MODEL_TRANSFORMER_H_

@@ -1,0 +1,46 @@
+#include "tests/model/test_models.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+
+#include "common/model/tensor_io.h"
+
+namespace icae::testing {
+
+at::Tensor Expected(const std::string& fixture, const std::string& name) {
+  static std::map<std::string, std::vector<std::pair<std::string, at::Tensor>>> cache;
+  auto it = cache.find(fixture);
+  if (it == cache.end()) {
+    auto tensors = ReadAllTensors(TestData(fixture + "/expected.safetensors"));
+    EXPECT_TRUE(tensors.ok()) << tensors.status();
+    std::vector<std::pair<std::string, at::Tensor>> loaded;
+    if (tensors.ok()) loaded = *std::move(tensors);
+    it = cache.emplace(fixture, std::move(loaded)).first;
+  }
+  for (const auto& [n, t] : it->second) {
+    if (n == name) return t;
+  }
+  ADD_FAILURE() << "fixture " << fixture << " has no tensor " << name;
+  return at::Tensor();
+}
+
+std::vector<int> ToIds(const at::Tensor& t) {
+  at::Tensor flat = t.to(at::kLong).contiguous().view({-1});
+  return std::vector<int>(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+}
+
+double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+void CopyDir(const std::string& src, const std::string& dst) {
+  std::filesystem::create_directories(dst);
+  for (const auto& entry : std::filesystem::directory_iterator(src)) {
+    std::filesystem::copy(entry.path(), dst + "/" + entry.path().filename().string(),
+                          std::filesystem::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace icae::testing
