@@ -20,11 +20,17 @@ namespace {
 std::string Normalize(absl::string_view name) { return absl::StrReplaceAll(name, {{"-", "_"}}); }
 
 absl::Status BadValue(absl::string_view name, absl::string_view value, absl::string_view type) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("--", name, ": '", value, "' is not ", type));
+  return absl::InvalidArgumentError(absl::StrCat("--", name, ": '", value, "' is not ", type));
 }
 
 }  // namespace
+
+FlagSet::Flag FlagSet::NewFlag(absl::string_view name, absl::string_view help) {
+  Flag flag;
+  flag.name = std::string(name);
+  flag.help = std::string(help);
+  return flag;
+}
 
 void FlagSet::Add(Flag flag) {
   flag.default_value = flag.print();
@@ -43,7 +49,7 @@ bool FlagSet::IsSet(absl::string_view name) const {
 }
 
 void FlagSet::String(absl::string_view name, std::string* value, absl::string_view help) {
-  Flag f{std::string(name), std::string(help)};
+  Flag f = NewFlag(name, help);
   f.parse = [value](absl::string_view v) {
     *value = std::string(v);
     return absl::OkStatus();
@@ -53,7 +59,7 @@ void FlagSet::String(absl::string_view name, std::string* value, absl::string_vi
 }
 
 void FlagSet::Int(absl::string_view name, int* value, absl::string_view help) {
-  Flag f{std::string(name), std::string(help)};
+  Flag f = NewFlag(name, help);
   std::string n(name);
   f.parse = [value, n](absl::string_view v) {
     if (!absl::SimpleAtoi(v, value)) return BadValue(n, v, "an integer");
@@ -64,7 +70,7 @@ void FlagSet::Int(absl::string_view name, int* value, absl::string_view help) {
 }
 
 void FlagSet::Int64(absl::string_view name, int64_t* value, absl::string_view help) {
-  Flag f{std::string(name), std::string(help)};
+  Flag f = NewFlag(name, help);
   std::string n(name);
   f.parse = [value, n](absl::string_view v) {
     if (!absl::SimpleAtoi(v, value)) return BadValue(n, v, "an integer");
@@ -75,7 +81,7 @@ void FlagSet::Int64(absl::string_view name, int64_t* value, absl::string_view he
 }
 
 void FlagSet::Double(absl::string_view name, double* value, absl::string_view help) {
-  Flag f{std::string(name), std::string(help)};
+  Flag f = NewFlag(name, help);
   std::string n(name);
   f.parse = [value, n](absl::string_view v) {
     if (!absl::SimpleAtod(v, value)) return BadValue(n, v, "a number");
@@ -86,7 +92,7 @@ void FlagSet::Double(absl::string_view name, double* value, absl::string_view he
 }
 
 void FlagSet::Bool(absl::string_view name, bool* value, absl::string_view help) {
-  Flag f{std::string(name), std::string(help)};
+  Flag f = NewFlag(name, help);
   f.is_bool = true;
   std::string n(name);
   f.parse = [value, n](absl::string_view v) {
@@ -99,7 +105,7 @@ void FlagSet::Bool(absl::string_view name, bool* value, absl::string_view help) 
 
 void FlagSet::StringList(absl::string_view name, std::vector<std::string>* values,
                          absl::string_view help) {
-  Flag f{std::string(name), std::string(help)};
+  Flag f = NewFlag(name, help);
   f.is_list = true;
   f.parse = [values](absl::string_view v) {
     values->emplace_back(v);
@@ -148,7 +154,10 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
     }
     Flag* flag = Find(name);
     if (flag == nullptr && !has_value && absl::StartsWith(name, "no")) {
-      Flag* negated = Find(name.substr(2));
+      // --nofoo, --no-foo and --no_foo all clear the bool flag foo.
+      absl::string_view base = name.substr(2);
+      if (!base.empty() && (base[0] == '-' || base[0] == '_')) base.remove_prefix(1);
+      Flag* negated = Find(base);
       if (negated != nullptr && negated->is_bool) {
         RETURN_IF_ERROR(negated->parse("false"));
         negated->set = true;
@@ -167,7 +176,8 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args,
       RETURN_IF_ERROR(flag->parse(value));
       continue;
     }
-    if (i + 1 >= args.size()) {
+    // "--model --port 1" is a forgotten value, not a model named "--port" (use --model=--x).
+    if (i + 1 >= args.size() || absl::StartsWith(args[i + 1], "--")) {
       return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
     }
     RETURN_IF_ERROR(flag->parse(args[++i]));
@@ -192,12 +202,12 @@ std::string FlagSet::Usage() const {
 
 std::string FlagSet::Effective() const {
   std::vector<std::string> parts;
-  for (const auto& [key, flag] : flags_) parts.push_back(absl::StrCat(flag.name, "=", flag.print()));
+  for (const auto& [key, flag] : flags_)
+    parts.push_back(absl::StrCat(flag.name, "=", flag.print()));
   return absl::StrJoin(parts, " ");
 }
 
-void ParseFlagsOrExit(FlagSet& flags, int argc, char** argv,
-                      std::vector<std::string>* positional) {
+void ParseFlagsOrExit(FlagSet& flags, int argc, char** argv, std::vector<std::string>* positional) {
   const char* program = argc > 0 ? argv[0] : "icae";
   if (const char* slash = std::strrchr(program, '/')) program = slash + 1;
   absl::Status status = flags.Parse(argc, argv, positional);
@@ -216,8 +226,7 @@ absl::Status ParseIntList(absl::string_view text, absl::string_view what, std::v
   for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     int value = 0;
     if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(piece), &value)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": '", piece, "' is not an integer"));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": '", piece, "' is not an integer"));
     }
     out->push_back(value);
   }

@@ -5,7 +5,9 @@
 //   flags.Int("threads", &threads, "intra-op threads");
 //   absl::Status s = flags.Parse(argc, argv);
 //
-// Accepted forms: --name=value, --name value, --bool_flag, --bool_flag=false, --nobool_flag.
+// Accepted forms: --name=value, --name value, --bool_flag, --bool_flag=false, --nobool_flag
+// (also --no-bool_flag, --no_bool_flag). A separate value may not start with "--" (write
+// --name=--value for that); -h, -help and --help request help.
 // Dashes and underscores in names are interchangeable (--max-new-tokens == --max_new_tokens).
 // A list flag takes every following argument up to the next one that starts with "--", and may be
 // repeated: --slots a.st b.st --slots c.st. "--" ends the flags. Not thread-safe.
@@ -32,8 +34,7 @@ class FlagSet {
   void Int64(absl::string_view name, int64_t* value, absl::string_view help);
   void Double(absl::string_view name, double* value, absl::string_view help);
   void Bool(absl::string_view name, bool* value, absl::string_view help);
-  void StringList(absl::string_view name, std::vector<std::string>* values,
-                  absl::string_view help);
+  void StringList(absl::string_view name, std::vector<std::string>* values, absl::string_view help);
 
   // Parses argv[1..]. Arguments that are not flags go to `positional` (an error when null).
   // InvalidArgument names the offending flag. After "--help" or "-h", help_requested() is true.
@@ -60,6 +61,7 @@ class FlagSet {
     std::function<absl::Status(absl::string_view)> parse;
     std::function<std::string()> print;
   };
+  static Flag NewFlag(absl::string_view name, absl::string_view help);
   void Add(Flag flag);
   Flag* Find(absl::string_view name);
 

@@ -23,9 +23,9 @@ v1::DataType ToProtoDataType(DType dtype);
 at::ScalarType ToScalarType(DType dtype);
 std::optional<DType> FromScalarType(at::ScalarType type);
 
-// Writes `tensor` (any device, any layout) into `out` as `wire_dtype`, converting the values
+// Writes `tensor` (any device, any strides) into `out` as `wire_dtype`, converting the values
 // when the dtypes differ (e.g. float32 compute -> bfloat16 wire). InvalidArgument for an
-// unsupported source dtype or wire dtype.
+// unsupported source dtype or wire dtype, or an undefined or non-dense (e.g. sparse) tensor.
 absl::Status EncodeTensor(const at::Tensor& tensor, v1::DataType wire_dtype, v1::Tensor* out);
 
 // Validates `proto` and returns a new CPU tensor of its dtype and shape.

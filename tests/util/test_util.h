@@ -26,7 +26,11 @@ MATCHER(IsOk, "is OK") {
 }
 
 // EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dtype")));
-MATCHER_P2(StatusIs, code, message_matcher, "") {
+// `message_matcher` is a string matcher or a plain string (exact match).
+MATCHER_P2(StatusIs, code, message_matcher,
+           std::string(negation ? "doesn't have" : "has") + " code " +
+               absl::StatusCodeToString(code) + " and a message that " +
+               ::testing::DescribeMatcher<std::string>(message_matcher)) {
   const absl::Status& status = ::icae::testing::GetStatus(arg);
   *result_listener << "status: " << status;
   return status.code() == code &&
