@@ -11,21 +11,10 @@
 
 #include "absl/status/status.h"
 #include "common/io/tokenizer.h"
+#include "common/model/generation_params.h"
 #include "common/model/kv_cache.h"
-#include "common/model/sampler.h"
 
 namespace icae {
-
-enum class FinishReason { kNone, kEos, kLength, kStop, kCancelled };
-const char* FinishReasonName(FinishReason reason);
-
-struct GenerationParams {
-  int max_new_tokens = 128;
-  SamplingParams sampling;
-  std::vector<std::string> stop;  // Needs a tokenizer.
-
-  absl::Status Validate(bool has_tokenizer) const;
-};
 
 class Sequence {
  public:
