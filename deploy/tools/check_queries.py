@@ -31,6 +31,18 @@ from pathlib import Path
 
 import yaml
 
+# libyaml's parser when present: the pure-Python one takes seconds per rendered overlay.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text):
+    return yaml.load(text, Loader=_LOADER)
+
+
+def load_yaml_all(text):
+    return yaml.load_all(text, Loader=_LOADER)
+
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contract as contract_lib  # noqa: E402
 import promql_refs  # noqa: E402
@@ -140,7 +152,7 @@ def dashboard_checks(prom, path, rate_interval, problems):
 
 def rule_checks(path):
     checks = []
-    doc = yaml.safe_load(Path(path).read_text())
+    doc = load_yaml(Path(path).read_text())
     for group in doc["groups"]:
         for rule in group["rules"]:
             if "record" in rule:
@@ -155,7 +167,7 @@ def rule_checks(path):
 
 def adapter_checks(path, label_matchers, group_by):
     checks = []
-    doc = yaml.safe_load(Path(path).read_text())
+    doc = load_yaml(Path(path).read_text())
     for rule in doc["rules"]:
         series = rule["seriesQuery"].split("{")[0].strip("'\" ")
         expr = (rule["metricsQuery"].replace("<<.Series>>", series)
@@ -168,7 +180,7 @@ def adapter_checks(path, label_matchers, group_by):
 
 def keda_checks(path):
     checks = []
-    for doc in yaml.safe_load_all(Path(path).read_text()):
+    for doc in load_yaml_all(Path(path).read_text()):
         if not doc or doc.get("kind") != "ScaledObject":
             continue
         for trigger in doc["spec"]["triggers"]:
@@ -222,7 +234,7 @@ def check_targets(prom, expect_targets):
 def check_rules(prom, rule_files):
     expected = set()
     for path in rule_files:
-        for group in yaml.safe_load(Path(path).read_text())["groups"]:
+        for group in load_yaml(Path(path).read_text())["groups"]:
             for rule in group["rules"]:
                 expected.add(rule.get("record") or rule.get("alert"))
     loaded, problems = set(), []
@@ -275,7 +287,7 @@ def main():
 
     known_names = contract.series_names() | {"up"}
     for path in rule_files:
-        for group in yaml.safe_load(path.read_text())["groups"]:
+        for group in load_yaml(path.read_text())["groups"]:
             known_names.update(r["record"] for r in group["rules"] if "record" in r)
 
     deadline = time.monotonic() + args.timeout

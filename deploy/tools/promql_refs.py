@@ -12,6 +12,7 @@ _TOKEN = re.compile(r"""
     (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
   | (?P<matchers>\{)
   | (?P<range>\[[^\]]*\])
+  | (?P<duration>(?:[0-9]+(?:ms|[smhdwy]))+\b)
   | (?P<ident>[a-zA-Z_:][a-zA-Z0-9_:]*)
   | (?P<number>(?:0x[0-9a-fA-F]+|[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))
   | (?P<space>\s+)
