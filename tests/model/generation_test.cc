@@ -1,1 +1,258 @@
+// Generation: batching, sampling, stop strings, streaming text.
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/model/generate.h"
+#include "common/model/sampler.h"
+#include "common/model/slot_decoder.h"
+#include "tests/model/test_models.h"
+#include "tests/util/test_util.h"
+
+namespace icae {
+namespace {
+
+using testing::CopyDir;
+using testing::Expected;
+using testing::ScratchDir;
+using testing::TestData;
+using testing::ToIds;
+
+std::unique_ptr<SlotDecoder> LoadDecoder(const std::string& dir) {
+  auto decoder = SlotDecoder::Load(dir, TestData("tiny-icae"), Runtime{});
+  EXPECT_OK(decoder);
+  return decoder.ok() ? *std::move(decoder) : nullptr;
+}
+
+GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
+                         SamplingParams sampling = {}) {
+  auto embeds = decoder.BuildPrompt(PromptTemplate::kRaw, {}, ids);
+  EXPECT_OK(embeds);
+  GenerationInput input{*embeds, {}};
+  input.params.max_new_tokens = max_new;
+  input.params.sampling = sampling;
+  return input;
+}
+
+TEST(GenerateTest, BatchEqualsEachAloneAndFinishedSequencesLeave) {
+  auto decoder = LoadDecoder(TestData("tiny-llama"));
+  ASSERT_NE(decoder, nullptr);
+  std::vector<int> ids = ToIds(Expected("tiny-llama", "input_ids"));
+  std::vector<GenerationInput> inputs = {
+      RawInput(*decoder, {ids.begin(), ids.begin() + 8}, 8),
+      RawInput(*decoder, {ids.begin() + 3, ids.begin() + 20}, 2),
+      RawInput(*decoder, {ids.begin(), ids.begin() + 1}, 5),
+  };
+  // A slots + AE request in the same batch.
+  ContextPart slots;
+  slots.slots = Expected("tiny-icae", "slots");
+  auto ae = decoder->BuildPrompt(PromptTemplate::kAe, {slots}, {});
+  ASSERT_OK(ae);
+  inputs.push_back(GenerationInput{*ae, {}});
+  inputs.back().params.max_new_tokens = 12;
+
+  auto batched = GenerateBatch(*decoder, inputs);
+  ASSERT_OK(batched);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto alone = GenerateBatch(*decoder, {inputs[i]});
+    ASSERT_OK(alone);
+    EXPECT_EQ((*batched)[i].ids, (*alone)[0].ids) << "request " << i;
+    EXPECT_EQ((*batched)[i].ids.size(), static_cast<size_t>(inputs[i].params.max_new_tokens));
+    EXPECT_EQ((*batched)[i].finish_reason, FinishReason::kLength);
+  }
+  EXPECT_EQ((*batched)[3].ids, ToIds(Expected("tiny-icae", "ae_greedy_ids")));
+}
+
+TEST(GenerateTest, SamplingIsSeededAndTopKOneIsGreedy) {
+  auto decoder = LoadDecoder(TestData("tiny-llama"));
+  ASSERT_NE(decoder, nullptr);
+  std::vector<int> prompt = ToIds(Expected("tiny-llama", "prompt_ids"));
+  SamplingParams sampling;
+  sampling.temperature = 1.5f;
+  sampling.seed = 42;
+  auto a = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
+  auto b = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_EQ((*a)[0].ids, (*b)[0].ids);
+  std::set<std::vector<int>> distinct;
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    sampling.seed = seed;
+    auto out = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
+    ASSERT_OK(out);
+    distinct.insert((*out)[0].ids);
+  }
+  EXPECT_GT(distinct.size(), 1u);  // Different seeds explore.
+
+  sampling.top_k = 1;
+  auto top1 = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 8, sampling)});
+  auto greedy = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 8)});
+  ASSERT_OK(top1);
+  ASSERT_OK(greedy);
+  EXPECT_EQ((*top1)[0].ids, (*greedy)[0].ids);
+  std::vector<int> expected = ToIds(Expected("tiny-llama", "greedy_ids"));
+  EXPECT_EQ((*greedy)[0].ids, std::vector<int>(expected.begin() + 8, expected.end()));
+}
+
+TEST(GenerateTest, InvalidParamsAreRefused) {
+  auto decoder = LoadDecoder(TestData("tiny-llama"));
+  ASSERT_NE(decoder, nullptr);
+  GenerationInput input = RawInput(*decoder, {1, 2, 3}, 4);
+  input.params.sampling.top_p = 1.5f;
+  EXPECT_THAT(GenerateBatch(*decoder, {input}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("top_p")));
+  input = RawInput(*decoder, {1, 2, 3}, 0);
+  EXPECT_THAT(GenerateBatch(*decoder, {input}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                ::testing::HasSubstr("max_new_tokens")));
+  input = RawInput(*decoder, {1, 2, 3}, 4);
+  input.params.stop = {"x"};
+  EXPECT_THAT(
+      GenerateBatch(*decoder, {input}),
+      testing::StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("tokenizer")));
+  EXPECT_THAT(decoder->BuildPrompt(PromptTemplate::kRaw, {}, {1, 384}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                ::testing::HasSubstr("prompt[1] = 384")));
+  ContextPart bad;
+  bad.slots = at::zeros({3, 32});
+  EXPECT_THAT(decoder->BuildPrompt(PromptTemplate::kAe, {bad}, {}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                ::testing::HasSubstr("context[0].slots")));
+}
+
+TEST(PromptTest, TemplatesLayOutContextAndSpecialTokens) {
+  auto decoder = LoadDecoder(TestData("tiny-llama"));
+  ASSERT_NE(decoder, nullptr);
+  auto adapter_rows = Expected("tiny-icae", "ae_input_embeds")[0];  // 4 slots + AE
+  ContextPart slots;
+  slots.slots = Expected("tiny-icae", "slots");
+  ContextPart text;
+  text.token_ids = {5, 6};
+  PromptUsage usage;
+  auto v1 = decoder->BuildPrompt(PromptTemplate::kIcaeV1, {slots, text}, {7, 8, 9}, &usage);
+  ASSERT_OK(v1);
+  ASSERT_EQ(v1->size(0), 4 + 2 + 1 + 3 + 1);
+  EXPECT_EQ(usage.slot_tokens, 4);
+  EXPECT_EQ(usage.text_tokens, 7);
+  EXPECT_TRUE(v1->narrow(0, 0, 4).equal(slots.slots));
+  EXPECT_TRUE((*v1)[6].equal((*v1)[10]));         // FT before and after the prompt.
+  EXPECT_FALSE((*v1)[6].equal(adapter_rows[4]));  // ... and it is not the AE row.
+  auto raw = decoder->BuildPrompt(PromptTemplate::kRaw, {text}, {7});
+  ASSERT_OK(raw);
+  EXPECT_EQ(raw->size(0), 3);
+  EXPECT_FALSE(ParsePromptTemplate("chatml").ok());
+  // Without a tokenizer and with a 384-token vocabulary, [INST] cannot be spelled.
+  EXPECT_THAT(
+      decoder->BuildPrompt(PromptTemplate::kIcaeV2Instruct, {slots}, {7}),
+      testing::StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("[INST]")));
+}
+
+// Trains a 384-piece SentencePiece model at test time so tiny-llama can speak text.
+class TokenizedModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CopyDir(TestData("tiny-llama"), dir_.path());
+    std::ofstream corpus(dir_.Join("corpus.txt"));
+    for (int i = 0; i < 400; ++i) {
+      corpus << "The quick brown fox " << i << " jumps over the lazy dog; [INST] and [/INST] "
+             << "appear in instructions number " << i * 7 << ".\n";
+    }
+    corpus.close();
+    const std::string cmd = absl::StrCat(
+        "spm_train --input=", dir_.Join("corpus.txt"), " --model_prefix=", dir_.Join("tokenizer"),
+        " --vocab_size=384 --model_type=bpe --byte_fallback=true --bos_id=1 --eos_id=2 --unk_id=0",
+        " --pad_id=-1 --minloglevel=2 > /dev/null 2>&1");
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    decoder_ = LoadDecoder(dir_.path());
+    ASSERT_NE(decoder_, nullptr);
+    ASSERT_NE(decoder_->tokenizer(), nullptr);
+  }
+
+  ScratchDir dir_;
+  std::unique_ptr<SlotDecoder> decoder_;
+};
+
+TEST_F(TokenizedModelTest, StopStringsEndGenerationAndAreNotReturned) {
+  auto prompt = decoder_->Tokenize("The quick brown fox");
+  ASSERT_OK(prompt);
+  auto free_run = GenerateBatch(*decoder_, {RawInput(*decoder_, *prompt, 24)});
+  ASSERT_OK(free_run);
+  const std::string text = (*free_run)[0].text;
+  ASSERT_GE(text.size(), 6u) << "the random model should produce some text";
+  const std::string stop = text.substr(text.size() / 2, 2);
+  const std::string expected = text.substr(0, text.find(stop));
+
+  GenerationInput input = RawInput(*decoder_, *prompt, 24);
+  input.params.stop = {"never-appears", stop};
+  std::string streamed;
+  GenerateOptions options;
+  options.on_token = [&](size_t, int, const std::string& delta) {
+    streamed += delta;
+    return true;
+  };
+  auto stopped = GenerateBatch(*decoder_, {input}, options);
+  ASSERT_OK(stopped);
+  EXPECT_EQ((*stopped)[0].finish_reason, FinishReason::kStop);
+  EXPECT_EQ((*stopped)[0].text, expected);
+  EXPECT_EQ(streamed, expected);
+  EXPECT_EQ(streamed.find(stop), std::string::npos);
+}
+
+TEST_F(TokenizedModelTest, StreamedTextConcatenatesToTheFinalText) {
+  auto prompt = decoder_->Tokenize("jumps over");
+  ASSERT_OK(prompt);
+  std::string streamed;
+  GenerateOptions options;
+  options.on_token = [&](size_t, int, const std::string& delta) {
+    streamed += delta;
+    return true;
+  };
+  auto out = GenerateBatch(*decoder_, {RawInput(*decoder_, *prompt, 20)}, options);
+  ASSERT_OK(out);
+  EXPECT_EQ(streamed, (*out)[0].text);
+  auto decoded = decoder_->tokenizer()->Decode((*out)[0].ids);
+  ASSERT_OK(decoded);
+  EXPECT_EQ(*decoded, (*out)[0].text);
+}
+
+TEST_F(TokenizedModelTest, InstructTemplateSpellsInstWithTheTokenizer) {
+  ContextPart slots;
+  slots.slots = Expected("tiny-icae", "slots");
+  auto prompt = decoder_->Tokenize("fox");
+  ASSERT_OK(prompt);
+  PromptUsage usage;
+  auto embeds = decoder_->BuildPrompt(PromptTemplate::kIcaeV2Instruct, {slots}, *prompt, &usage);
+  ASSERT_OK(embeds);
+  auto open = decoder_->tokenizer()->Encode("[INST]", false);
+  auto close = decoder_->tokenizer()->Encode("[/INST]", false);
+  ASSERT_OK(open);
+  ASSERT_OK(close);
+  EXPECT_EQ(usage.text_tokens,
+            1 + static_cast<int>(open->size() + 1 + prompt->size() + close->size()));
+  EXPECT_TRUE(embeds->narrow(0, 1 + open->size(), 4).equal(slots.slots));
+}
+
+TEST(SamplerTest, TopPKeepsTheNucleusOnly) {
+  std::vector<float> logits = {0.0f, 5.0f, 4.9f, -3.0f};
+  SamplingParams params;
+  params.temperature = 1.0f;
+  params.top_p = 0.5f;  // Token 1 alone holds > 50%.
+  params.seed = 3;
+  Sampler sampler(params);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(sampler.Sample(logits.data(), 4), 1);
+  params.top_p = 0.9f;
+  params.top_k = 2;
+  Sampler wider(params);
+  std::set<int> seen;
+  for (int i = 0; i < 200; ++i) seen.insert(wider.Sample(logits.data(), 4));
+  EXPECT_EQ(seen, (std::set<int>{1, 2}));
+  EXPECT_EQ(Argmax(logits.data(), 4), 1);
+  std::vector<float> ties = {1.0f, 3.0f, 3.0f};
+  EXPECT_EQ(Argmax(ties.data(), 3), 1);
+}
+
+}  // namespace
+}  // namespace icae

@@ -1,1 +1,252 @@
+// Model behaviour beyond the fixtures: batching, caching, tied embeddings, shards, windows.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_replace.h"
+#include "common/io/mapped_file.h"
+#include "common/io/safetensors_writer.h"
+#include "common/model/compressor.h"
+#include "common/model/tensor_io.h"
+#include "common/model/transformer.h"
+#include "nlohmann/json.hpp"
+#include "tests/model/test_models.h"
+#include "tests/util/test_util.h"
+
+namespace icae {
+namespace {
+
+using testing::CopyDir;
+using testing::Expected;
+using testing::MaxAbsDiff;
+using testing::ScratchDir;
+using testing::TestData;
+using testing::ToIds;
+
+at::Tensor FullLogits(const Transformer& model, const at::Tensor& ids) {
+  c10::InferenceMode guard;
+  at::Tensor positions = at::arange(ids.size(-1), at::kLong).unsqueeze(0);
+  return model.Logits(model.Forward(model.Embed(ids.view({1, -1})), positions))[0];
+}
+
+// Prefill the first `prefill` ids, then decode the rest one at a time; logits of every position.
+at::Tensor CachedLogits(const Transformer& model, const at::Tensor& ids, int64_t prefill) {
+  c10::InferenceMode guard;
+  KVCache cache = model.NewCache(4);  // Small on purpose: growth must preserve the cache.
+  at::Tensor flat = ids.view({-1});
+  std::vector<at::Tensor> rows;
+  rows.push_back(model.Logits(model.Prefill(model.Embed(flat.narrow(0, 0, prefill)), cache)));
+  for (int64_t t = prefill; t < flat.size(0); ++t) {
+    KVCache* caches[] = {&cache};
+    rows.push_back(model.Logits(model.DecodeStep(model.Embed(flat.narrow(0, t, 1)), caches)));
+  }
+  return at::cat(rows, 0);
+}
+
+TEST(TransformerTest, KvCachedDecodingEqualsFullRecompute) {
+  for (const char* fixture : {"tiny-llama", "tiny-mistral"}) {
+    auto model = Transformer::Load(TestData(fixture), Runtime{});
+    ASSERT_OK(model);
+    at::Tensor ids = Expected(fixture, "input_ids");
+    at::Tensor full = FullLogits(**model, ids);
+    for (int64_t prefill : {1, 5, 23}) {
+      EXPECT_LT(MaxAbsDiff(CachedLogits(**model, ids, prefill), full), 1e-4)
+          << fixture << " prefill " << prefill;
+    }
+  }
+}
+
+TEST(TransformerTest, PaddedBatchEqualsOneAtATime) {
+  auto model = Transformer::Load(TestData("tiny-mistral"), Runtime{});
+  ASSERT_OK(model);
+  c10::InferenceMode guard;
+  at::Tensor ids = Expected("tiny-mistral", "input_ids")[0];
+  // Row 0: 24 tokens; row 1: the first 10 left-padded to 24 with a key mask.
+  at::Tensor batch_ids =
+      at::stack({ids, at::cat({at::zeros({14}, at::kLong), ids.narrow(0, 0, 10)})});
+  at::Tensor valid = at::ones({2, 24}, at::kBool);
+  valid[1].narrow(0, 0, 14).fill_(false);
+  at::Tensor positions =
+      at::stack({at::arange(24, at::kLong),
+                 at::cat({at::zeros({14}, at::kLong), at::arange(10, at::kLong)})});
+  at::Tensor logits =
+      (*model)->Logits((*model)->Forward((*model)->Embed(batch_ids), positions, valid));
+  EXPECT_LT(MaxAbsDiff(logits[0], FullLogits(**model, ids)), 1e-5);
+  EXPECT_LT(MaxAbsDiff(logits[1].narrow(0, 14, 10), FullLogits(**model, ids.narrow(0, 0, 10))),
+            1e-5);
+}
+
+TEST(CompressorTest, BatchedSegmentsEqualOneAtATime) {
+  auto compressor = Compressor::Load(TestData("tiny-llama"), TestData("tiny-icae"), Runtime{});
+  ASSERT_OK(compressor);
+  std::vector<int> ids = ToIds(Expected("tiny-icae", "context40_ids"));
+  std::vector<std::vector<int>> segments = {{ids.begin(), ids.begin() + 16},
+                                            {ids.begin() + 3, ids.begin() + 7},
+                                            {ids.begin(), ids.end()},
+                                            {ids.begin() + 20, ids.begin() + 21}};
+  auto batched = (*compressor)->CompressSegments(segments);
+  ASSERT_OK(batched);
+  ASSERT_EQ(batched->sizes(), (std::vector<int64_t>{4, 4, 64}));
+  for (size_t i = 0; i < segments.size(); ++i) {
+    auto alone = (*compressor)->CompressSegments({segments[i]});
+    ASSERT_OK(alone);
+    EXPECT_LT(MaxAbsDiff((*batched)[i], (*alone)[0]), 1e-5) << "segment " << i;
+  }
+  // Spans concatenate their segments' slots in order.
+  auto span = (*compressor)->CompressSpan(ids);
+  ASSERT_OK(span);
+  EXPECT_LT(MaxAbsDiff(*span, Expected("tiny-icae", "slots40")), 1e-4);
+}
+
+TEST(CompressorTest, RejectsBadSegments) {
+  auto compressor = Compressor::Load(TestData("tiny-llama"), TestData("tiny-icae"), Runtime{});
+  ASSERT_OK(compressor);
+  EXPECT_THAT((*compressor)->CompressSegments({{1, 2, 384}}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                ::testing::HasSubstr("segment 0[2] = 384")));
+  EXPECT_THAT((*compressor)->CompressSegments({{1}, {}}),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                ::testing::HasSubstr("segment 1 is empty")));
+  EXPECT_FALSE((*compressor)->CompressSpan({}).ok());
+}
+
+// Rewrites tiny-llama as a tied-embedding model: no lm_head.weight, tie_word_embeddings true.
+TEST(TransformerTest, TiedEmbeddingsUseTheEmbeddingMatrix) {
+  ScratchDir dir;
+  auto tensors = ReadAllTensors(TestData("tiny-llama/model.safetensors"));
+  ASSERT_OK(tensors);
+  SafetensorsWriter writer;
+  at::Tensor embed;
+  for (const auto& [name, t] : *tensors) {
+    if (name == "lm_head.weight") continue;
+    if (name == "model.embed_tokens.weight") embed = t;
+    ASSERT_OK(AddTensor(writer, name, t));
+  }
+  ASSERT_OK(writer.WriteFile(dir.Join("model.safetensors")));
+  auto config_text = ReadFileToString(TestData("tiny-llama/config.json"));
+  ASSERT_OK(config_text);
+  std::ofstream(dir.Join("config.json")) << absl::StrReplaceAll(
+      *config_text, {{"\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true"}});
+  auto model = Transformer::Load(dir.path(), Runtime{});
+  ASSERT_OK(model);
+  c10::InferenceMode guard;
+  at::Tensor ids = Expected("tiny-llama", "input_ids");
+  at::Tensor hidden =
+      (*model)->Forward((*model)->Embed(ids), at::arange(24, at::kLong).unsqueeze(0));
+  EXPECT_LT(MaxAbsDiff((*model)->Logits(hidden), at::matmul(hidden, embed.t())), 1e-5);
+  EXPECT_LT(MaxAbsDiff(hidden, Expected("tiny-llama", "last_hidden")), 1e-4);  // Body unchanged.
+
+  // Untied without lm_head is an error naming the tensor.
+  std::ofstream(dir.Join("config.json")) << *config_text;
+  EXPECT_THAT(
+      Transformer::Load(dir.path(), Runtime{}),
+      testing::StatusIs(absl::StatusCode::kNotFound, ::testing::HasSubstr("lm_head.weight")));
+}
+
+TEST(TransformerTest, ShardedCheckpointLoadsLikeTheSingleFile) {
+  ScratchDir dir;
+  auto tensors = ReadAllTensors(TestData("tiny-mistral/model.safetensors"));
+  ASSERT_OK(tensors);
+  SafetensorsWriter shard[2];
+  nlohmann::json map = nlohmann::json::object();
+  for (size_t i = 0; i < tensors->size(); ++i) {
+    const auto& [name, t] = (*tensors)[i];
+    const int s = i % 2;
+    ASSERT_OK(AddTensor(shard[s], name, t));
+    map[name] = s == 0 ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  ASSERT_OK(shard[0].WriteFile(dir.Join("model-00001-of-00002.safetensors")));
+  ASSERT_OK(shard[1].WriteFile(dir.Join("model-00002-of-00002.safetensors")));
+  std::ofstream(dir.Join("model.safetensors.index.json"))
+      << nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", map}}.dump();
+  std::filesystem::copy(TestData("tiny-mistral/config.json"), dir.Join("config.json"));
+  auto model = Transformer::Load(dir.path(), Runtime{});
+  ASSERT_OK(model);
+  EXPECT_LT(MaxAbsDiff(FullLogits(**model, Expected("tiny-mistral", "input_ids")),
+                       Expected("tiny-mistral", "logits")[0]),
+            1e-4);
+}
+
+TEST(TransformerTest, UnknownTensorsAreRefused) {
+  ScratchDir dir;
+  CopyDir(TestData("tiny-llama"), dir.path());
+  auto tensors = ReadAllTensors(TestData("tiny-llama/model.safetensors"));
+  ASSERT_OK(tensors);
+  SafetensorsWriter writer;
+  for (const auto& [name, t] : *tensors) ASSERT_OK(AddTensor(writer, name, t));
+  ASSERT_OK(AddTensor(writer, "model.layers.0.self_attn.q_proj.bias", at::zeros({64})));
+  ASSERT_OK(writer.WriteFile(dir.Join("model.safetensors")));
+  EXPECT_THAT(
+      Transformer::Load(dir.path(), Runtime{}),
+      testing::StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("q_proj.bias")));
+}
+
+TEST(TransformerTest, SlidingWindowIsHonouredByEveryPath) {
+  ScratchDir dir;
+  CopyDir(TestData("tiny-mistral"), dir.path());
+  auto text = ReadFileToString(TestData("tiny-mistral/config.json"));
+  ASSERT_OK(text);
+  std::ofstream(dir.Join("config.json"))
+      << absl::StrReplaceAll(*text, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  auto windowed = Transformer::Load(dir.path(), Runtime{});
+  ASSERT_OK(windowed);
+  ASSERT_EQ((*windowed)->config().sliding_window, 6);
+  at::Tensor ids = Expected("tiny-mistral", "input_ids");
+  at::Tensor full = FullLogits(**windowed, ids);
+  // Positions inside the first window see everything anyway; later ones must differ.
+  at::Tensor reference = Expected("tiny-mistral", "logits")[0];
+  EXPECT_LT(MaxAbsDiff(full.narrow(0, 0, 6), reference.narrow(0, 0, 6)), 1e-4);
+  EXPECT_GT(MaxAbsDiff(full.narrow(0, 6, 18), reference.narrow(0, 6, 18)), 1e-3);
+  for (int64_t prefill : {1, 9}) {
+    EXPECT_LT(MaxAbsDiff(CachedLogits(**windowed, ids, prefill), full), 1e-4) << prefill;
+  }
+}
+
+TEST(TransformerTest, Bfloat16ComputeIsCloseToHf) {
+  Runtime runtime;
+  runtime.dtype = at::kBFloat16;
+  auto model = Transformer::Load(TestData("tiny-mistral-bf16"), runtime);
+  ASSERT_OK(model);
+  at::Tensor logits = FullLogits(**model, Expected("tiny-mistral-bf16", "input_ids"));
+  EXPECT_LT(MaxAbsDiff(logits, Expected("tiny-mistral-bf16", "logits_bf16_compute")[0]), 6e-2);
+  EXPECT_LT(MaxAbsDiff(logits, Expected("tiny-mistral-bf16", "logits")[0]), 6e-2);
+}
+
+TEST(WeightsTest, SaveHfModelRoundTrips) {
+  ScratchDir dir;
+  auto config = LoadModelConfig(TestData("tiny-mistral"));
+  ASSERT_OK(config);
+  auto weights = LoadWeights(TestData("tiny-mistral"), *config, nullptr, at::kFloat, at::kCPU);
+  ASSERT_OK(weights);
+  ASSERT_OK(SaveHfModel(dir.path(), *config, *weights, at::kFloat));
+  auto model = Transformer::Load(dir.path(), Runtime{});
+  ASSERT_OK(model);
+  EXPECT_LT(MaxAbsDiff(FullLogits(**model, Expected("tiny-mistral", "input_ids")),
+                       Expected("tiny-mistral", "logits")[0]),
+            1e-4);
+  // Random weights are reproducible from the seed.
+  TransformerWeights a = RandomWeights(*config, 7), b = RandomWeights(*config, 7),
+                     c = RandomWeights(*config, 8);
+  EXPECT_TRUE(a.layers[1].wqkv.equal(b.layers[1].wqkv));
+  EXPECT_FALSE(a.layers[1].wqkv.equal(c.layers[1].wqkv));
+}
+
+TEST(RuntimeTest, CudaFailsClearlyOnThisBuild) {
+  RuntimeOptions options;
+  options.device = "cuda";
+  auto runtime = ResolveRuntime(options);
+  if (at::hasCUDA()) GTEST_SKIP() << "CUDA is available here";
+  EXPECT_THAT(runtime, testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         ::testing::HasSubstr("no CUDA support")));
+  options.device = "tpu";
+  EXPECT_THAT(ResolveRuntime(options), testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                                         ::testing::HasSubstr("--device")));
+  options.device = "cpu";
+  options.dtype = "int8";
+  EXPECT_THAT(ResolveRuntime(options), testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                                         ::testing::HasSubstr("--dtype")));
+}
+
+}  // namespace
+}  // namespace icae
