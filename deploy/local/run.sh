@@ -5,7 +5,8 @@
 #   deploy/local/run.sh --encoders 2 --decoders 2 --model models/demo --adapter models/demo/adapter
 #
 # Every replica gets --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0; the runner reads the
-# "listening on HOST:PORT" / "metrics on HOST:PORT" lines they print (docs/operations.md), writes a
+# "listening on HOST:PORT" / "metrics on HOST:PORT" lines they print (docs/operations.md), waits
+# until each answers SERVING on grpc.health.v1 (deploy/local/health.py), writes a
 # Prometheus config with those targets (labelled like the Kubernetes scrape: job, namespace, pod),
 # starts Prometheus on a free port, and prints the addresses, also written to STATE_DIR/addresses.env:
 #   ICAE_ENCODER_TARGET=ipv4:127.0.0.1:P1,127.0.0.1:P2   (a gRPC target for round_robin)
@@ -177,8 +178,26 @@ collect_addresses() {
       { cat "$state_dir/$svc-$i.err" >&2; die "$job $i did not start"; }
     metrics_of["$job $i"]="$(wait_for_line "$state_dir/$svc-$i.out" "$pid" "metrics on")" ||
       { cat "$state_dir/$svc-$i.err" >&2; die "$job $i did not start"; }
+  done
+  # "listening on" comes before the model is loaded: wait for grpc.health.v1 SERVING.
+  for entry in ${replicas[@]+"${replicas[@]}"}; do
+    read -r job i pid <<< "$entry"
+    wait_serving "${grpc_of["$job $i"]}" "$pid" ||
+      { cat "$state_dir/${job#icae-}-$i.err" >&2; die "$job $i did not become SERVING"; }
     echo "$job $i: grpc ${grpc_of["$job $i"]} metrics ${metrics_of["$job $i"]} pid $pid"
   done
+}
+
+# wait_serving HOST:PORT PID: until the health check answers SERVING, the process dies, or
+# --start_timeout runs out.
+wait_serving() {
+  local deadline=$((SECONDS + start_timeout))
+  while (( SECONDS < deadline )); do
+    "$PYTHON" "$ROOT/deploy/local/health.py" "$1" --wait 1 > /dev/null && return 0
+    kill -0 "$2" 2> /dev/null || { echo "run.sh: pid $2 exited before SERVING" >&2; return 1; }
+  done
+  echo "run.sh: $1 not SERVING after ${start_timeout}s" >&2
+  return 1
 }
 
 # Prints a Prometheus configuration scraping every replica and --scrape target.

@@ -1,14 +1,18 @@
 #!/usr/bin/python3
-"""Evaluates every dashboard, rule, adapter and KEDA expression against a real Prometheus.
+"""Evaluates every dashboard, rule, adapter and KEDA expression against a real Prometheus started
+by deploy/local/run.sh, and tests the runner itself.
 
-Starts tests/deploy/exposition_server.py (the fixture expositions: every metric of
-docs/operations.md, counters growing) as two encoder and two decoder targets, then
-deploy/local/run.sh with --encoders 0 --decoders 0 and those targets, so the runner's Prometheus
-configuration, rule loading and start-up are the ones under test. deploy/tools/check_queries.py then
-has to pass in --strict mode, and has to fail on copies of the deploy files broken in known ways.
-Finally SIGTERM must stop the runner and its Prometheus.
+run.sh starts two encoder and two decoder replicas on loopback (tests/deploy/standin: stand-ins
+that print the address lines, answer grpc.health.v1 and serve the fixture exposition of every
+metric in docs/operations.md, counters growing; the real binaries replace them in the
+multi-replica test), plus one extra --scrape target (tests/deploy/exposition_server.py), and its
+Prometheus with the rules. deploy/tools/check_queries.py must pass in --strict mode, and must fail
+on copies of the deploy files broken in known ways. Then one encoder is killed: Prometheus must
+see exactly that target down while the runner keeps going. Finally SIGTERM must stop the runner,
+its replicas and its Prometheus.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +21,8 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,43 +41,54 @@ def wait_for(predicate, timeout, what):
 
 def checker(prometheus, repo=REPO, timeout=45, strict=True):
     cmd = [PYTHON, str(REPO / "deploy/tools/check_queries.py"), "--prometheus", prometheus,
-           "--repo", str(repo), "--timeout", str(timeout), "--expect_targets", "4"]
+           "--repo", str(repo), "--timeout", str(timeout), "--expect_targets", "5"]
     if strict:
         cmd += ["--strict", "--require_metrics"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60)
+
+
+def query(prometheus, expr):
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)["data"]["result"]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 class QueryCheckTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp(prefix="icae-deploy-queries."))
-        data = HERE / "testdata"
         cls.exposition = subprocess.Popen(
             [PYTHON, str(HERE / "exposition_server.py"), "--max_seconds", "300",
-             "--file", str(data / "encoder.prom"), "--file", str(data / "encoder.prom"),
-             "--file", str(data / "decoder.prom"), "--file", str(data / "decoder.prom")],
-            stdout=subprocess.PIPE, text=True)
-        addresses = [cls.exposition.stdout.readline().split()[-1] for _ in range(4)]
-        jobs = ["icae-encoder", "icae-encoder", "icae-decoder", "icae-decoder"]
+             "--file", str(HERE / "testdata/encoder.prom")], stdout=subprocess.PIPE, text=True)
+        extra = cls.exposition.stdout.readline().split()[-1]
         cls.state = cls.tmp / "state"
-        cmd = ["bash", str(REPO / "deploy/local/run.sh"), "--encoders", "0", "--decoders", "0",
-               "--scrape_interval", "1s", "--state_dir", str(cls.state), "--exit_after", "240"]
-        for job, address in zip(jobs, addresses):
-            cmd += ["--scrape", f"{job}={address}"]
+        cmd = ["bash", str(REPO / "deploy/local/run.sh"), "--bin_dir", str(HERE / "standin"),
+               "--encoders", "2", "--decoders", "2", "--scrape", f"icae-encoder={extra}",
+               "--encoder_flag=--drain_seconds=0.2", "--decoder_flag=--drain_seconds=0.2",
+               "--scrape_interval", "1s", "--state_dir", str(cls.state), "--exit_after", "240",
+               "--start_timeout", "60"]
         cls.runner_log = open(cls.tmp / "run.log", "w")
         cls.runner = subprocess.Popen(cmd, stdout=cls.runner_log, stderr=subprocess.STDOUT)
         try:
-            wait_for(lambda: (cls.state / "ready").exists() or cls.runner.poll() is not None, 60,
+            wait_for(lambda: (cls.state / "ready").exists() or cls.runner.poll() is not None, 90,
                      "run.sh to become ready")
             if cls.runner.poll() is not None:
                 raise AssertionError("run.sh exited:\n" + (cls.tmp / "run.log").read_text())
         except BaseException:
             cls.tearDownClass()
             raise
-        env = dict(line.split("=", 1) for line in
-                   (cls.state / "addresses.env").read_text().splitlines())
-        cls.prometheus = env["PROMETHEUS_URL"]
-        cls.prometheus_pid = int(env["PROMETHEUS_PID"])
+        cls.env = dict(line.split("=", 1) for line in
+                       (cls.state / "addresses.env").read_text().splitlines())
+        cls.prometheus = cls.env["PROMETHEUS_URL"]
+        cls.prometheus_pid = int(cls.env["PROMETHEUS_PID"])
 
     @classmethod
     def tearDownClass(cls):
@@ -91,7 +108,9 @@ class QueryCheckTest(unittest.TestCase):
         self.assertIn("0 failed, 0 other problems", out.stdout)
         config = (self.state / "prometheus.yml").read_text()
         self.assertIn("job_name: 'icae-encoder'", config)
-        self.assertIn("pod: 'icae-decoder-x3'", config)
+        self.assertIn("pod: 'icae-decoder-1'", config)
+        self.assertRegex(self.env["ICAE_ENCODER_TARGET"], r"^ipv4:127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$")
+        self.assertRegex(self.env["ICAE_DECODER_TARGET"], r"^ipv4:127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$")
 
     def test_2_checker_fails_on_broken_expressions(self):
         mutations = [
@@ -120,19 +139,28 @@ class QueryCheckTest(unittest.TestCase):
                 self.assertEqual(out.returncode, 1, out.stdout)
                 self.assertIn(expected, out.stdout)
 
-    def test_3_runner_stops_everything_on_sigterm(self):
+    def test_3_a_killed_replica_is_seen_down(self):
+        victim = int(self.env["ICAE_ENCODER_PIDS"].split(",")[0])
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: query(self.prometheus, 'up{job="icae-encoder"} == 0'), 20,
+                 "Prometheus to see the encoder down")
+        down = query(self.prometheus, 'up{job=~"icae-encoder|icae-decoder"} == 0')
+        self.assertEqual([r["metric"]["pod"] for r in down], ["icae-encoder-0"])
+        # Two stand-in encoders and the extra --scrape target; the recording rule may lag a cycle.
+        def sums():
+            return {r["metric"]["job"]: float(r["value"][1])
+                    for r in query(self.prometheus, "job:icae_up:sum")}
+        wait_for(lambda: sums() == {"icae-encoder": 2.0, "icae-decoder": 2.0}, 10,
+                 f"job:icae_up:sum to count 2 encoders up (last {sums()})")
+        self.assertIsNone(type(self).runner.poll(), "run.sh stopped when a replica died")
+
+    def test_4_runner_stops_everything_on_sigterm(self):
         runner = type(self).runner
         runner.send_signal(signal.SIGTERM)
         self.assertEqual(runner.wait(timeout=30), 128 + signal.SIGTERM)
-
-        def gone(pid):
-            try:
-                os.kill(pid, 0)
-                return False
-            except ProcessLookupError:
-                return True
-
-        wait_for(lambda: gone(self.prometheus_pid), 10, "Prometheus to exit")
+        pids = [self.prometheus_pid] + [int(p) for key in ("ICAE_ENCODER_PIDS", "ICAE_DECODER_PIDS")
+                                        for p in self.env[key].split(",")]
+        wait_for(lambda: not any(alive(p) for p in pids), 10, "every child to exit")
         self.assertFalse((self.state / "ready").exists())
 
 
