@@ -218,6 +218,18 @@ class RuleConventionsTest(unittest.TestCase):
         self.assertEqual(alerts - tested, set(), "alerts never shown to fire in a unit test")
 
 
+class StaticPrometheusConfigTest(unittest.TestCase):
+    def test_loads_every_rule_file_and_labels_like_kubernetes(self):
+        config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+        self.assertEqual(sorted(config["rule_files"]),
+                         sorted(f"rules/{p.name}" for p in RULE_FILES))
+        for job in config["scrape_configs"]:
+            svc = job["job_name"].replace("icae-", "")
+            for group in job["static_configs"]:
+                self.assertEqual(set(group["labels"]), {"namespace", "pod"})
+                self.assertTrue(group["targets"][0].endswith(f":{CONTRACT.ports[svc]['metrics']}"))
+
+
 class ScriptsTest(unittest.TestCase):
     def test_shell_scripts_parse(self):
         for script in (REPO / "deploy").rglob("*.sh"):
