@@ -35,7 +35,8 @@ RUN test -n "${LIBTORCH_SHA256}" || { echo "pass --build-arg LIBTORCH_SHA256=...
 # ---- build: the repository's own set-up and build, against the CUDA LibTorch ---------------------
 FROM ${DEBIAN_IMAGE} AS build
 ENV DEBIAN_FRONTEND=noninteractive
-COPY --from=cuda /usr/local/cuda /usr/local/cuda
+# /usr/local/cuda is a symlink in the NVIDIA image: copy the versioned directory it points to.
+COPY --from=cuda /usr/local/cuda-11.7 /usr/local/cuda
 COPY --from=libtorch /opt/libtorch /opt/libtorch
 ENV PATH=/usr/local/cuda/bin:${PATH}
 RUN apt-get update \

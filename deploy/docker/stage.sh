@@ -37,8 +37,10 @@ for binary in "$@"; do
   resolved="$(ldd "$binary")"
   for lib in $(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
     # "libfoo.so.1 => /path (addr)", or "/lib64/ld-linux-x86-64.so.2 (addr)" for the loader.
-    path="$(awk -v lib="$lib" '($1 == lib && $2 == "=>") { print $3; exit }
-      (index($1, "/") == 1 && substr($1, length($1) - length(lib) + 1) == lib) { print $1; exit }' <<< "$resolved")"
+    path="$(awk -v lib="$lib" '
+      ($1 == lib && $2 == "=>") { print $3; exit }
+      (index($1, "/") == 1 && substr($1, length($1) - length(lib) + 1) == lib) { print $1; exit }
+    ' <<< "$resolved")"
     if [[ -z "$path" || "$path" == "not" ]]; then
       echo "stage.sh: $binary needs $lib, which is not found" >&2
       exit 1

@@ -123,7 +123,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 http_ok() {  # http_ok URL: exit 0 when URL answers 200
@@ -141,7 +142,8 @@ EOF
 wait_for_line() {
   local file="$1" pid="$2" words="$3" deadline=$((SECONDS + start_timeout)) found
   while (( SECONDS < deadline )); do
-    found="$(sed -n "s/.*${words} \([^[:space:]]*:[0-9][0-9]*\).*/\1/p" "$file" 2> /dev/null | head -n 1)"
+    found="$(sed -n "s/.*${words} \([^[:space:]]*:[0-9][0-9]*\).*/\1/p" "$file" 2> /dev/null |
+      head -n 1)"
     if [[ -n "$found" ]]; then echo "$found"; return 0; fi
     kill -0 "$pid" 2> /dev/null || { echo "run.sh: pid $pid exited before printing '$words'" >&2; return 1; }
     sleep 0.1

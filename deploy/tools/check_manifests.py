@@ -343,7 +343,8 @@ class Checker:
             names = {p.get("name") for p in service["spec"]["ports"]}
             for endpoint in mon["spec"]["endpoints"]:
                 if endpoint.get("port") not in names:
-                    self.fail(mon, f"endpoint port {endpoint.get('port')} not on {service['metadata']['name']}")
+                    self.fail(mon, f"endpoint port {endpoint.get('port')} not on "
+                              f"{service['metadata']['name']}")
             job = service["metadata"].get("labels", {}).get(mon["spec"].get("jobLabel"))
             for dep in self.pods_selected(service["spec"]["selector"]):
                 scraped.setdefault(dep["metadata"]["name"], []).append(mon)

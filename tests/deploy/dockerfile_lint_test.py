@@ -49,6 +49,8 @@ class DockerfileTest(unittest.TestCase):
         # toolkit of the CUDA image).
         for part in ("1.13.1", "cxx11-abi", "cu117"):
             self.assertIn(part, url)
+        cuda = re.search(r"nvidia/cuda:(\d+\.\d+)", text).group(1)
+        self.assertIn(f"COPY --from=cuda /usr/local/cuda-{cuda} /usr/local/cuda", text)
         self.assertIn("sha256sum -c", text)
         self.assertIn("NVIDIA_VISIBLE_DEVICES", text)
         self.assertIn("--device=cuda", text)
@@ -69,7 +71,8 @@ MUTATIONS = [
       ""), "HEALTHCHECK NONE without a comment"),
     ("wrong port", ('"--listen=0.0.0.0:50051"', '"--listen=0.0.0.0:50053"'),
      "is not port 50051"),
-    ("port not exposed", ("EXPOSE 50052 9092", "EXPOSE 50052"), "port 9092 (metrics) not in EXPOSE"),
+    ("port not exposed", ("EXPOSE 50052 9092", "EXPOSE 50052"),
+     "port 9092 (metrics) not in EXPOSE"),
     ("unknown flag", ('"--model=/models/demo", "--adapter', '"--modle=/models/demo", "--adapter'),
      "CMD flags ['modle'] are not in docs/operations.md"),
     ("shell-form entrypoint", ('ENTRYPOINT ["/opt/icae/bin/icae-encoder"]',

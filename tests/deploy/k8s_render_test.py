@@ -49,7 +49,8 @@ class RenderTest(unittest.TestCase):
         self.assertEqual([p.name for p in overlays], ["cpu", "gpu", "gpu-keda"])
         for overlay in overlays:
             with self.subTest(overlay=overlay.name):
-                self.assertEqual(check_manifests.check_overlay(overlay, objects=objects(overlay)), [])
+                problems = check_manifests.check_overlay(overlay, objects=objects(overlay))
+                self.assertEqual(problems, [])
 
     def test_gpu_overlays_request_gpus_and_cpu_does_not(self):
         for name, want_gpu in (("cpu", False), ("gpu", True), ("gpu-keda", True)):

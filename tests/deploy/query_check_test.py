@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -109,8 +108,8 @@ class QueryCheckTest(unittest.TestCase):
         config = (self.state / "prometheus.yml").read_text()
         self.assertIn("job_name: 'icae-encoder'", config)
         self.assertIn("pod: 'icae-decoder-1'", config)
-        self.assertRegex(self.env["ICAE_ENCODER_TARGET"], r"^ipv4:127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$")
-        self.assertRegex(self.env["ICAE_DECODER_TARGET"], r"^ipv4:127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$")
+        for key in ("ICAE_ENCODER_TARGET", "ICAE_DECODER_TARGET"):
+            self.assertRegex(self.env[key], r"^ipv4:127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$")
 
     def test_2_checker_fails_on_broken_expressions(self):
         mutations = [

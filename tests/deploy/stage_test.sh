@@ -45,7 +45,10 @@ while read -r package; do
 done < "$packages"
 for b in "${bins[@]}"; do
   for lib in $(readelf -d "$b" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-    grep -qxF "$lib" "$tmp/files" || { echo "FAIL: $(basename "$b") needs $lib, no listed package ships it"; fail=1; }
+    if ! grep -qxF "$lib" "$tmp/files"; then
+      echo "FAIL: $(basename "$b") needs $lib, no listed package ships it"
+      fail=1
+    fi
   done
 done
 if [[ -s "$tmp/out/foreign-libraries.txt" ]]; then

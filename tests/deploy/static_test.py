@@ -173,8 +173,8 @@ class DashboardTest(unittest.TestCase):
                     self.assertTrue(panel["fieldConfig"]["defaults"].get("unit"), panel["title"])
                 for target in panel["targets"]:
                     expr = target["expr"]
-                    self.assertNotRegex(expr, r"\[\d+[smh]\]",
-                                        f"{panel['title']}: use $__rate_interval, not a fixed range")
+                    self.assertNotRegex(expr, r"\[\d+[smh]\]", f"{panel['title']}: use "
+                                        "$__rate_interval, not a fixed range")
                     for name, matchers in promql_refs.selectors(expr):
                         if name != "up":
                             self.assertIn('instance=~"$instance"', matchers, panel["title"])

@@ -4,15 +4,14 @@ independently of) the real services: the code under test is the runner, not thes
 
 Behaves as docs/operations.md says a service does at its edges: takes --listen / --metrics_listen
 (port 0 = free), prints "metrics on HOST:PORT" and "listening on HOST:PORT", answers
-grpc.health.v1 for "" and icae.v1.<Service> with NOT_SERVING while "loading" (--standin_load_seconds)
-then SERVING, serves tests/deploy/testdata/<service>.prom on /metrics (counters growing), and on
+grpc.health.v1 for "" and icae.v1.<Service> with NOT_SERVING while "loading"
+(--standin_load_seconds) then SERVING, serves tests/deploy/testdata/<service>.prom on /metrics (counters growing), and on
 SIGTERM turns NOT_SERVING, waits --drain_seconds (capped at 1 s) and exits 0. Other flags are
 accepted and ignored. The service is taken from the program name (icae-encoder / icae-decoder).
 """
 
 import concurrent.futures
 import http.server
-import os
 import signal
 import sys
 import threading
