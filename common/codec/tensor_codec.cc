@@ -110,8 +110,9 @@ absl::Status EncodeTensor(const at::Tensor& tensor, v1::DataType wire_dtype, v1:
     for (int64_t d : tensor.sizes()) out->add_shape(d);
     const size_t bytes = static_cast<size_t>(tensor.numel()) * ItemSize(*wire);
     if (tensor.device().is_cpu() && tensor.scalar_type() == target && tensor.is_contiguous()) {
-      // Already wire-shaped: a single copy into the message.
-      out->set_data(tensor.data_ptr(), bytes);
+      // Already wire-shaped: a single copy into a string the message then takes over
+      // (set_data(ptr, size) would copy twice).
+      out->set_data(std::string(static_cast<const char*>(tensor.data_ptr()), bytes));
     } else {
       // One pass that converts the dtype, gathers strides and leaves the device, written straight
       // into the message's buffer (copy_ rounds exactly as Tensor::to does).
