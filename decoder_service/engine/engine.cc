@@ -1,0 +1,399 @@
+#include "decoder_service/engine/engine.h"
+
+#include <ATen/ATen.h>
+
+#include <deque>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/base/logging.h"
+#include "common/base/status_macros.h"
+#include "common/model/sequence.h"
+#include "common/model/slot_decoder.h"
+#include "common/model/torch_status.h"
+#include "decoder_service/engine/generate_input.h"
+#include "decoder_service/engine/request_validator.h"
+
+namespace icae::decoder {
+namespace {
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+}  // namespace
+
+// One request from Enqueue to its final event.
+struct Request {
+  uint64_t id = 0;
+  PreparedRequest prepared;
+  GenerationSink sink;
+  absl::Time arrival;
+  absl::Time admitted;
+  absl::Time last_step;
+  int steps = 0;                       // Steps that picked a token (EOS included).
+  double first_token_seconds = 0;      // Admission to the first step.
+  std::unique_ptr<Sequence> sequence;  // Set at admission; holds the KV cache.
+  int64_t kv_cache_bytes = 0;
+  // Set by Cancel (status under the engine lock, flag readable without it).
+  std::atomic<bool> cancel_requested{false};
+  absl::Status cancel_status;
+};
+
+class Engine::Impl {
+ public:
+  Impl(const SlotDecoder* model, const EngineOptions& options, EngineObserver* observer)
+      : model_(*model), options_(options), observer_(observer) {}
+
+  void Start() {
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  absl::StatusOr<uint64_t> Enqueue(GenerateInput input, GenerationSink sink) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (draining_) return absl::UnavailableError("the decoder is draining; retry elsewhere");
+    }
+    ASSIGN_OR_RETURN(PreparedRequest prepared, PrepareRequest(model_, options_, std::move(input)));
+    auto request = std::make_unique<Request>();
+    request->prepared = std::move(prepared);
+    request->sink = std::move(sink);
+    request->arrival = absl::Now();
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      if (draining_) return absl::UnavailableError("the decoder is draining; retry elsewhere");
+      const int free_slots = std::max(0, options_.max_running - running_);
+      if (static_cast<int>(waiting_.size()) >= options_.max_waiting + free_slots) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("the decoder is full: ", running_, " running and ", waiting_.size(),
+                         " waiting (--max_waiting ", options_.max_waiting, "); retry later"));
+      }
+      id = request->id = ++next_id_;
+      requests_[id] = request.get();
+      waiting_.push_back(std::move(request));
+      PublishStateLocked();
+    }
+    return id;
+  }
+
+  void Cancel(uint64_t id, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    auto it = requests_.find(id);
+    if (it == requests_.end() || it->second->cancel_requested.load()) return;
+    it->second->cancel_status = std::move(status);
+    it->second->cancel_requested.store(true);
+    wake_ = true;
+  }
+
+  void Drain() {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+  }
+
+  void Shutdown() {
+    {
+      absl::MutexLock lock(&mu_);
+      draining_ = true;
+      stopping_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  EngineState state() const {
+    absl::MutexLock lock(&mu_);
+    return EngineState{running_, static_cast<int>(waiting_.size()), kv_used_,
+                       options_.max_kv_tokens};
+  }
+
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  using RequestPtr = std::unique_ptr<Request>;
+
+  void Loop();
+  // Takes cancelled or expired waiting requests out of the queue and admits what fits.
+  void Schedule(std::vector<RequestPtr>& admitted, std::vector<RequestPtr>& dropped, bool* stop);
+  void Prefill(Request& request);
+  void DecodeStep(std::vector<RequestPtr>& running);
+  // Hands the new id/text of `request` to its sink (final when its sequence finished).
+  void Emit(Request& request, int accepted_id, absl::Time now);
+  // The status that cuts `request` now (cancelled, deadline), or OK.
+  absl::Status CutStatus(Request& request, absl::Time now);
+  // Sends the final event with `status` (OK: the sequence's own finish reason), unregisters the
+  // request and frees its KV cache.
+  void Finish(RequestPtr request, absl::Status status);
+  // Reports the scheduler state to the observer (under the lock, so reports stay in order).
+  void PublishStateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SlotDecoder& model_;
+  const EngineOptions options_;
+  EngineObserver* const observer_;
+  std::thread thread_;
+
+  mutable absl::Mutex mu_;
+  std::deque<RequestPtr> waiting_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Request*> requests_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t kv_used_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void Engine::Impl::Loop() {
+  ConfigureThreads(options_.threads);
+  c10::InferenceMode guard;
+  std::vector<RequestPtr> running;  // Owned by this thread.
+  while (true) {
+    std::vector<RequestPtr> admitted, dropped;
+    bool stop = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this, &running]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || wake_ || !waiting_.empty() || !running.empty();
+      };
+      mu_.Await(absl::Condition(&has_work));
+      wake_ = false;
+    }
+    Schedule(admitted, dropped, &stop);
+    const absl::Status shutdown = absl::UnavailableError("the decoder shut down");
+    for (RequestPtr& request : dropped) {
+      absl::Status why = stop ? shutdown : CutStatus(*request, absl::Now());
+      Finish(std::move(request), why);
+    }
+    if (stop) {
+      for (RequestPtr& request : running) Finish(std::move(request), shutdown);
+      for (RequestPtr& request : admitted) Finish(std::move(request), shutdown);
+      return;
+    }
+    for (RequestPtr& request : admitted) {
+      Prefill(*request);
+      running.push_back(std::move(request));
+    }
+    // Leave at once: finished by the prefill's token, cancelled, or past the deadline.
+    const absl::Time now = absl::Now();
+    std::vector<RequestPtr> still;
+    for (RequestPtr& request : running) {
+      if (absl::Status cut = CutStatus(*request, now); !cut.ok()) {
+        Finish(std::move(request), cut);
+      } else if (request->sequence->finished()) {
+        Finish(std::move(request), absl::OkStatus());
+      } else {
+        still.push_back(std::move(request));
+      }
+    }
+    running = std::move(still);
+    if (running.empty()) continue;
+    DecodeStep(running);
+  }
+}
+
+void Engine::Impl::Schedule(std::vector<RequestPtr>& admitted, std::vector<RequestPtr>& dropped,
+                            bool* stop) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    *stop = true;
+    for (RequestPtr& request : waiting_) dropped.push_back(std::move(request));
+    waiting_.clear();
+    return;
+  }
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    Request& request = **it;
+    if (request.cancel_requested.load() || now >= request.prepared.deadline) {
+      dropped.push_back(std::move(*it));
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!waiting_.empty() && running_ < options_.max_running &&
+         kv_used_ + waiting_.front()->prepared.reserved_positions() <= options_.max_kv_tokens) {
+    kv_used_ += waiting_.front()->prepared.reserved_positions();
+    ++running_;
+    admitted.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  if (!admitted.empty()) PublishStateLocked();
+}
+
+absl::Status Engine::Impl::CutStatus(Request& request, absl::Time now) {
+  if (request.cancel_requested.load()) {
+    absl::MutexLock lock(&mu_);
+    return request.cancel_status;
+  }
+  if (now >= request.prepared.deadline) {
+    return absl::DeadlineExceededError("the request's deadline passed during generation");
+  }
+  return absl::OkStatus();
+}
+
+void Engine::Impl::Prefill(Request& request) {
+  request.admitted = absl::Now();
+  const PreparedRequest& p = request.prepared;
+  if (observer_ != nullptr) {
+    observer_->OnAdmitted(Seconds(request.admitted - request.arrival), p.prompt_tokens,
+                          p.slot_tokens, p.uncompressed_context_tokens);
+  }
+  const Transformer& transformer = model_.transformer();
+  const ModelConfig& config = model_.config();
+  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    KVCache cache = transformer.NewCache(p.reserved_positions());
+    request.kv_cache_bytes = cache.bytes();
+    request.sequence =
+        std::make_unique<Sequence>(std::move(cache), p.params, model_.tokenizer(),
+                                   p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
+    at::Tensor hidden = transformer.Prefill(p.embeds, request.sequence->cache());
+    at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
+    const int id = request.sequence->Accept(logits);
+    Emit(request, id, absl::Now());
+    return absl::OkStatus();
+  });
+  request.prepared.embeds = at::Tensor();  // No longer needed.
+  if (!status.ok()) {
+    ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
+    request.sequence.reset();
+    absl::MutexLock lock(&mu_);
+    request.cancel_status = status;
+    request.cancel_requested.store(true);
+  }
+}
+
+void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {
+  const Transformer& transformer = model_.transformer();
+  std::vector<int64_t> tokens;
+  std::vector<KVCache*> caches;
+  for (RequestPtr& request : running) {
+    tokens.push_back(request->sequence->last_token());
+    caches.push_back(&request->sequence->cache());
+  }
+  if (observer_ != nullptr) observer_->OnDecodeStep(static_cast<int>(running.size()));
+  absl::StatusOr<at::Tensor> logits =
+      CatchTorch("decode step", [&]() -> absl::StatusOr<at::Tensor> {
+        at::Tensor embeds =
+            transformer.Embed(at::tensor(tokens, at::TensorOptions().dtype(at::kLong)));
+        return transformer.Logits(transformer.DecodeStep(embeds, caches))
+            .to(at::kCPU, at::kFloat)
+            .contiguous();  // [batch, vocab]
+      });
+  if (!logits.ok()) {
+    ICAE_LOG(ERROR) << "decode step over " << running.size() << " sequences: " << logits.status();
+    for (RequestPtr& request : running) {
+      request->sequence.reset();
+      absl::MutexLock lock(&mu_);
+      request->cancel_status = logits.status();
+      request->cancel_requested.store(true);
+    }
+    return;  // The loop's sweep finishes them.
+  }
+  const absl::Time now = absl::Now();
+  const int64_t vocab = logits->size(1);
+  const float* rows = logits->data_ptr<float>();
+  for (size_t row = 0; row < running.size(); ++row) {
+    Request& request = *running[row];
+    const int id = request.sequence->Accept(rows + row * vocab);
+    Emit(request, id, now);
+  }
+}
+
+void Engine::Impl::Emit(Request& request, int accepted_id, absl::Time now) {
+  Sequence& seq = *request.sequence;
+  const bool eos = seq.finished() && seq.finish_reason() == FinishReason::kEos;
+  if (++request.steps == 1) {
+    request.first_token_seconds = Seconds(now - request.admitted);
+    if (observer_ != nullptr) observer_->OnFirstToken(request.first_token_seconds);
+  } else if (observer_ != nullptr) {
+    observer_->OnInterToken(Seconds(now - request.last_step));
+  }
+  request.last_step = now;
+  if (!eos && observer_ != nullptr) observer_->OnTokens(1);
+  // The final event (sent by the loop's sweep) carries the last step's id and text.
+  if (seq.finished()) return;
+  GenerationEvent event;
+  event.token_ids.push_back(accepted_id);
+  event.text = seq.TakeNewText();
+  request.sink(std::move(event));
+}
+
+void Engine::Impl::Finish(RequestPtr request, absl::Status status) {
+  GenerationEvent event;
+  event.final = true;
+  const Sequence* seq = request->sequence.get();
+  if (seq != nullptr && seq->finished() && seq->finish_reason() != FinishReason::kCancelled &&
+      status.ok()) {
+    event.finish_reason = seq->finish_reason();
+    // The last step's id and text were held back for this event.
+    if (seq->finish_reason() != FinishReason::kEos) event.token_ids.push_back(seq->ids().back());
+    event.text = request->sequence->TakeNewText();
+  } else if (status.ok()) {
+    status = absl::InternalError("generation ended without a finish reason");
+  }
+  event.status = status;
+  const absl::Time now = absl::Now();
+  GenerationUsage& usage = event.usage;
+  const PreparedRequest& p = request->prepared;
+  usage.slot_tokens = p.slot_tokens;
+  usage.prompt_tokens = p.prompt_tokens;
+  usage.uncompressed_context_tokens = p.uncompressed_context_tokens;
+  usage.generated_tokens = seq != nullptr ? static_cast<int>(seq->ids().size()) : 0;
+  usage.kv_cache_bytes = request->kv_cache_bytes;
+  const bool was_admitted = request->admitted != absl::Time();
+  usage.queue_seconds = Seconds((was_admitted ? request->admitted : now) - request->arrival);
+  usage.total_seconds = Seconds(now - request->arrival);
+  usage.time_to_first_token_seconds = request->first_token_seconds;
+  {
+    absl::MutexLock lock(&mu_);
+    requests_.erase(request->id);
+    if (was_admitted) {
+      --running_;
+      kv_used_ -= p.reserved_positions();
+    }
+    PublishStateLocked();
+  }
+  request->sequence.reset();  // Frees the KV cache before the sink runs.
+  if (observer_ != nullptr) {
+    const char* reason = status.ok() ? FinishReasonName(event.finish_reason)
+                         : (status.code() == absl::StatusCode::kCancelled ||
+                            status.code() == absl::StatusCode::kDeadlineExceeded ||
+                            status.code() == absl::StatusCode::kUnavailable)
+                             ? "cancelled"
+                             : "error";
+    observer_->OnFinished(reason, usage.total_seconds);
+  }
+  request->sink(std::move(event));
+}
+
+void Engine::Impl::PublishStateLocked() {
+  if (observer_ != nullptr) {
+    observer_->OnState(running_, static_cast<int>(waiting_.size()), kv_used_);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const SlotDecoder* model,
+                                                       const EngineOptions& options,
+                                                       EngineObserver* observer) {
+  if (model == nullptr) return absl::InvalidArgumentError("Engine::Create: no model");
+  RETURN_IF_ERROR(options.Validate(model->config().max_position_embeddings));
+  auto impl = std::make_unique<Impl>(model, options, observer);
+  impl->Start();
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() { Shutdown(); }
+
+absl::StatusOr<uint64_t> Engine::Enqueue(GenerateInput input, GenerationSink sink) {
+  return impl_->Enqueue(std::move(input), std::move(sink));
+}
+void Engine::Cancel(uint64_t id, absl::Status status) { impl_->Cancel(id, std::move(status)); }
+void Engine::Drain() { impl_->Drain(); }
+void Engine::Shutdown() { impl_->Shutdown(); }
+EngineState Engine::state() const { return impl_->state(); }
+const EngineOptions& Engine::options() const { return impl_->options(); }
+
+}  // namespace icae::decoder

@@ -1,0 +1,38 @@
+// Runtime limits of the decoder engine (flags, never the checkpoint). See docs/operations.md,
+// "Decoder only".
+#ifndef ICAE_DECODER_SERVICE_ENGINE_ENGINE_OPTIONS_H_
+#define ICAE_DECODER_SERVICE_ENGINE_ENGINE_OPTIONS_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace icae::decoder {
+
+struct EngineOptions {
+  // Sequences decoding together (the running batch).
+  int max_running = 16;
+  // KV-cache positions reserved by running sequences, summed: each reserves its prompt positions
+  // plus its max_new_tokens at admission, so the budget can never be overrun.
+  int64_t max_kv_tokens = 65536;
+  // Requests accepted beyond the free running slots; more are RESOURCE_EXHAUSTED.
+  int max_waiting = 256;
+  // Longest total context (slots + text + prompt + generated) of one request, positions. 0 = the
+  // model's max_position_embeddings (also the upper bound).
+  int max_context_tokens = 0;
+  // Default and upper limit of a request's max_new_tokens.
+  int max_new_tokens = 512;
+  // LibTorch intra-op threads of the scheduler thread; 0 = every core.
+  int threads = 0;
+
+  // InvalidArgument names the flag. `model_max_positions` is the model's max_position_embeddings.
+  absl::Status Validate(int model_max_positions) const;
+  // max_context_tokens with 0 resolved.
+  int ContextLimit(int model_max_positions) const {
+    return max_context_tokens > 0 ? max_context_tokens : model_max_positions;
+  }
+};
+
+}  // namespace icae::decoder
+
+#endif  // ICAE_DECODER_SERVICE_ENGINE_ENGINE_OPTIONS_H_

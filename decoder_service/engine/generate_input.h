@@ -1,0 +1,43 @@
+// A generation request as the engine receives it: the wire form already decoded (slot tensors
+// validated by the codec), nothing checked against the model yet. See request_validator.h.
+#ifndef ICAE_DECODER_SERVICE_ENGINE_GENERATE_INPUT_H_
+#define ICAE_DECODER_SERVICE_ENGINE_GENERATE_INPUT_H_
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/model/generation_params.h"
+
+namespace icae::decoder {
+
+// One ordered piece of context.
+struct ContextInput {
+  enum class Kind { kSlots, kText, kTokenIds };
+  Kind kind = Kind::kText;
+  at::Tensor slots;            // kSlots: [num_slots, hidden], any dtype as sent.
+  std::string encoder_id;      // kSlots: who made them.
+  int source_tokens = 0;       // kSlots: the span's length before compression.
+  std::string text;            // kText: tokenized without BOS.
+  std::vector<int> token_ids;  // kTokenIds: placed as they are.
+};
+
+struct GenerateInput {
+  std::vector<ContextInput> context;
+  std::string prompt;           // Tokenized without BOS; ignored by "ae".
+  std::vector<int> prompt_ids;  // Used instead of `prompt` when non-empty.
+  // "ae", "icae-v2-instruct", "icae-v1", "raw"; empty = icae-v2-instruct with a prompt, else ae.
+  std::string template_name;
+  // max_new_tokens 0 = the server's default.
+  GenerationParams params;
+  // Keep generating past EOS (benchmarks that need a fixed output length).
+  bool ignore_eos = false;
+  // The request is cut with DEADLINE_EXCEEDED once this passes.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+}  // namespace icae::decoder
+
+#endif  // ICAE_DECODER_SERVICE_ENGINE_GENERATE_INPUT_H_

@@ -1,0 +1,156 @@
+#include "decoder_service/engine/request_validator.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+#include "common/model/torch_status.h"
+
+namespace icae::decoder {
+namespace {
+
+absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size_t index) {
+  const std::string field = absl::StrCat("context[", index, "].slots");
+  if (part.encoder_id != model.accepted_encoder_id()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ": made by encoder_id '", part.encoder_id, "' but this decoder accepts '",
+        model.accepted_encoder_id(), "' (its base model and adapter)"));
+  }
+  const at::Tensor& slots = part.slots;
+  const int hidden = model.config().hidden_size;
+  if (!slots.defined() || slots.dim() != 2 || slots.size(0) <= 0 || slots.size(1) != hidden ||
+      !at::isFloatingType(slots.scalar_type())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be a float tensor [n > 0, ", hidden, "], got ",
+                     slots.defined() ? absl::StrCat(slots.sizes().vec().size(), "-D ",
+                                                    std::string(c10::toString(slots.scalar_type())),
+                                                    " tensor of ", slots.numel(), " elements")
+                                     : "nothing"));
+  }
+  ASSIGN_OR_RETURN(bool finite, CatchTorch("checking slots", [&]() -> absl::StatusOr<bool> {
+                     return at::isfinite(slots).all().item<bool>();
+                   }));
+  if (!finite) return absl::InvalidArgumentError(absl::StrCat(field, ": contains NaN or Inf"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckStops(const std::vector<std::string>& stop) {
+  if (static_cast<int>(stop.size()) > kMaxStopStrings) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stop: ", stop.size(), " strings, at most ", kMaxStopStrings));
+  }
+  for (size_t i = 0; i < stop.size(); ++i) {
+    if (stop[i].empty() || static_cast<int>(stop[i].size()) > kMaxStopBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop[", i, "]: ", stop[i].size(), " bytes, must be 1..", kMaxStopBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
+                                               const EngineOptions& options, GenerateInput input) {
+  const ModelConfig& config = model.config();
+  const int context_limit = options.ContextLimit(config.max_position_embeddings);
+  if (static_cast<int>(input.context.size()) > kMaxContextParts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context: ", input.context.size(), " parts, at most ", kMaxContextParts));
+  }
+  GenerationParams params = std::move(input.params);
+  if (params.max_new_tokens == 0) params.max_new_tokens = options.max_new_tokens;
+  if (params.max_new_tokens < 0 || params.max_new_tokens > options.max_new_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", params.max_new_tokens,
+                                                   " must be in [1, --max_new_tokens ",
+                                                   options.max_new_tokens, "] (0 = default)"));
+  }
+  RETURN_IF_ERROR(CheckStops(params.stop));
+  RETURN_IF_ERROR(params.Validate(model.tokenizer() != nullptr));
+
+  const bool has_prompt = !input.prompt.empty() || !input.prompt_ids.empty();
+  const std::string template_name = !input.template_name.empty() ? input.template_name
+                                    : has_prompt                 ? "icae-v2-instruct"
+                                                                 : "ae";
+  ASSIGN_OR_RETURN(PromptTemplate tmpl, ParsePromptTemplate(template_name));
+
+  // Context parts: slots checked, text tokenized. A first bound on the length stops absurd
+  // requests before any embedding is built.
+  PreparedRequest prepared;
+  std::vector<ContextPart> parts;
+  parts.reserve(input.context.size());
+  int64_t context_positions = 0;
+  for (size_t i = 0; i < input.context.size(); ++i) {
+    ContextInput& in = input.context[i];
+    ContextPart part;
+    switch (in.kind) {
+      case ContextInput::Kind::kSlots:
+        RETURN_IF_ERROR(CheckSlots(model, in, i));
+        part.slots = std::move(in.slots);
+        context_positions += part.slots.size(0);
+        prepared.uncompressed_context_tokens += std::max(0, in.source_tokens);
+        break;
+      case ContextInput::Kind::kText: {
+        absl::StatusOr<std::vector<int>> ids = model.Tokenize(in.text);
+        if (!ids.ok()) {
+          return absl::Status(ids.status().code(),
+                              absl::StrCat("context[", i, "].text: ", ids.status().message()));
+        }
+        part.token_ids = *std::move(ids);
+        break;
+      }
+      case ContextInput::Kind::kTokenIds:
+        part.token_ids = std::move(in.token_ids);
+        break;
+    }
+    if (!part.slots.defined()) {
+      context_positions += static_cast<int64_t>(part.token_ids.size());
+      prepared.uncompressed_context_tokens += static_cast<int>(part.token_ids.size());
+    }
+    if (context_positions >= context_limit) {
+      return absl::InvalidArgumentError(absl::StrCat("context: more than ", context_positions,
+                                                     " positions; --max_context_tokens is ",
+                                                     context_limit));
+    }
+    parts.push_back(std::move(part));
+  }
+
+  std::vector<int> prompt_ids = std::move(input.prompt_ids);
+  if (prompt_ids.empty() && !input.prompt.empty() && tmpl != PromptTemplate::kAe) {
+    absl::StatusOr<std::vector<int>> ids = model.Tokenize(input.prompt);
+    if (!ids.ok()) {
+      return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));
+    }
+    prompt_ids = *std::move(ids);
+  }
+  if (tmpl == PromptTemplate::kAe) prompt_ids.clear();
+
+  PromptUsage usage;
+  ASSIGN_OR_RETURN(prepared.embeds, model.BuildPrompt(tmpl, parts, prompt_ids, &usage));
+  prepared.slot_tokens = usage.slot_tokens;
+  prepared.prompt_tokens = usage.text_tokens;
+  prepared.context_positions = prepared.embeds.size(0);
+  const int64_t positions = prepared.positions();
+  if (positions >= context_limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "context: ", positions, " positions (", usage.slot_tokens, " slots, ", usage.text_tokens,
+        " text, template and prompt tokens) leave no room to generate within "
+        "--max_context_tokens ",
+        context_limit));
+  }
+  params.max_new_tokens =
+      static_cast<int>(std::min<int64_t>(params.max_new_tokens, context_limit - positions));
+  prepared.params = std::move(params);
+  if (prepared.reserved_positions() > options.max_kv_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request needs ", prepared.reserved_positions(), " KV-cache positions (",
+                     positions, " context + ", prepared.params.max_new_tokens,
+                     " max_new_tokens); --max_kv_tokens is ", options.max_kv_tokens));
+  }
+  prepared.ignore_eos = input.ignore_eos;
+  prepared.deadline = input.deadline;
+  return prepared;
+}
+
+}  // namespace icae::decoder

@@ -1,0 +1,52 @@
+// Checks a GenerateInput against the loaded model and the engine's limits and turns it into the
+// prefill embeddings. Errors (each names the field and the limit):
+//   FAILED_PRECONDITION  slots whose encoder_id is not this decoder's (both ids named); text
+//                        or stop strings without a tokenizer; a template the model cannot spell
+//   INVALID_ARGUMENT     slot tensor not [n > 0, hidden] of a float dtype; NaN or Inf in slots;
+//                        token ids outside the vocabulary; unknown template; context at or past
+//                        --max_context_tokens; max_new_tokens above --max_new_tokens; a request
+//                        that could never fit --max_kv_tokens; bad sampling or stop strings
+// Thread-safe (the model is immutable).
+#ifndef ICAE_DECODER_SERVICE_ENGINE_REQUEST_VALIDATOR_H_
+#define ICAE_DECODER_SERVICE_ENGINE_REQUEST_VALIDATOR_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "common/model/generation_params.h"
+#include "common/model/slot_decoder.h"
+#include "decoder_service/engine/engine_options.h"
+#include "decoder_service/engine/generate_input.h"
+
+namespace icae::decoder {
+
+inline constexpr int kMaxContextParts = 1024;
+inline constexpr int kMaxStopStrings = 8;
+inline constexpr int kMaxStopBytes = 128;
+
+struct PreparedRequest {
+  at::Tensor embeds;  // [positions, hidden], compute dtype and device.
+  // max_new_tokens resolved: the request's (or the default), cut to what the context limit
+  // leaves (the sequence then ends with LENGTH there).
+  GenerationParams params;
+  bool ignore_eos = false;
+  absl::Time deadline = absl::InfiniteFuture();
+  int slot_tokens = 0;
+  int prompt_tokens = 0;
+  int uncompressed_context_tokens = 0;
+
+  int64_t context_positions = 0;  // embeds.size(0), kept after the embeds are released.
+
+  int64_t positions() const { return context_positions; }
+  // KV-cache positions the request may ever use.
+  int64_t reserved_positions() const { return positions() + params.max_new_tokens; }
+};
+
+absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
+                                               const EngineOptions& options, GenerateInput input);
+
+}  // namespace icae::decoder
+
+#endif  // ICAE_DECODER_SERVICE_ENGINE_REQUEST_VALIDATOR_H_

@@ -1,0 +1,133 @@
+// icae-decoder: the frozen LLM generating from memory slots plus a prompt, over gRPC.
+//
+//   icae-decoder --model DIR --adapter PATH [--listen 0.0.0.0:50052]
+//                [--metrics_listen 0.0.0.0:9092] [--max_running 16] [--max_kv_tokens 65536] ...
+//
+// Start-up: the port opens at once with health NOT_SERVING ("listening on HOST:PORT" and
+// "metrics on HOST:PORT" on stdout), the model loads, then health turns SERVING. SIGTERM or
+// SIGINT drains: health NOT_SERVING, new calls UNAVAILABLE, running generations get up to
+// --drain_seconds to finish, then the process exits 0. Exit 2 on bad flags, 1 when the model
+// cannot be loaded or the port bound.
+#include <atomic>
+#include <climits>
+#include <cstdio>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/base/flags.h"
+#include "common/base/logging.h"
+#include "common/model/runtime_options.h"
+#include "common/model/slot_decoder.h"
+#include "common/serving/server_flags.h"
+#include "common/serving/server_runner.h"
+#include "decoder_service/engine/engine.h"
+#include "decoder_service/server/decoder_metrics.h"
+#include "decoder_service/server/decoder_service.h"
+#include "decoder_service/server/request_convert.h"
+
+namespace icae::decoder {
+namespace {
+
+constexpr char kProgram[] = "icae-decoder";
+
+int UsageError(const absl::Status& status) {
+  std::fprintf(stderr, "%s: %s\n", kProgram, std::string(status.message()).c_str());
+  return 2;
+}
+
+int Run(int argc, char** argv) {
+  ServerFlags server_flags;
+  EngineOptions engine_options;
+  FlagSet flags("icae-decoder --model DIR --adapter PATH [options]");
+  RegisterServerFlags(flags, "0.0.0.0:50052", "0.0.0.0:9092", &server_flags);
+  flags.Int("max_running", &engine_options.max_running, "sequences decoding together");
+  flags.Int64("max_kv_tokens", &engine_options.max_kv_tokens,
+              "KV-cache positions reserved by running sequences (context + max_new_tokens each)");
+  flags.Int("max_waiting", &engine_options.max_waiting,
+            "requests waiting beyond the free running slots; more are RESOURCE_EXHAUSTED");
+  flags.Int("max_context_tokens", &engine_options.max_context_tokens,
+            "longest context + generation of a request (0 = the model's "
+            "max_position_embeddings)");
+  flags.Int("max_new_tokens", &engine_options.max_new_tokens,
+            "default and limit of a request's max_new_tokens");
+  ParseFlagsOrExit(flags, argc, argv);
+  if (absl::Status s = ValidateServerFlags(server_flags); !s.ok()) return UsageError(s);
+  engine_options.threads = server_flags.threads;
+  if (absl::Status s = engine_options.Validate(INT_MAX); !s.ok()) return UsageError(s);
+  RuntimeOptions runtime_options{server_flags.device, server_flags.dtype, server_flags.threads};
+  absl::StatusOr<Runtime> runtime = ResolveRuntime(runtime_options);
+  if (!runtime.ok()) return UsageError(runtime.status());
+
+  std::atomic<Engine*> live_engine{nullptr};
+  ServerRunnerOptions runner_options;
+  runner_options.metrics_service = "decoder";
+  runner_options.grpc_services = {"icae.v1.Decoder"};
+  runner_options.effective_flags = flags.Effective();
+  runner_options.on_drain = [&live_engine] {
+    if (Engine* engine = live_engine.load(); engine != nullptr) engine->Drain();
+  };
+  absl::StatusOr<std::unique_ptr<ServerRunner>> runner =
+      ServerRunner::Create(server_flags, std::move(runner_options));
+  if (!runner.ok()) return UsageError(runner.status());
+  DecoderService service(&(*runner)->gate());
+  if (absl::Status s = (*runner)->Start({&service}); !s.ok()) {
+    ICAE_LOG(ERROR) << s;
+    return 1;
+  }
+
+  const absl::Time load_start = absl::Now();
+  ConfigureThreads(server_flags.threads);
+  absl::StatusOr<std::unique_ptr<SlotDecoder>> model =
+      SlotDecoder::Load(server_flags.model, server_flags.adapter, *runtime);
+  if (!model.ok()) {
+    ICAE_LOG(ERROR) << "loading the model: " << model.status();
+    (*runner)->Stop();
+    return 1;
+  }
+  const ModelConfig& config = (*model)->config();
+  if (absl::Status s = engine_options.Validate(config.max_position_embeddings); !s.ok()) {
+    (*runner)->Stop();
+    return UsageError(s);
+  }
+  DecoderMetrics metrics((*runner)->metrics().registry(), (*runner)->metrics().prefix(),
+                         engine_options.max_kv_tokens);
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      Engine::Create(model->get(), engine_options, &metrics);
+  if (!engine.ok()) {
+    ICAE_LOG(ERROR) << engine.status();
+    (*runner)->Stop();
+    return 1;
+  }
+  const int context_limit = engine_options.ContextLimit(config.max_position_embeddings);
+  ServerDescription description{server_flags.model, server_flags.device, server_flags.dtype,
+                                ICAE_VERSION, server_flags.max_message_bytes};
+  v1::DecoderInfo info = MakeDecoderInfo(**model, engine_options, description);
+  service.Attach({engine->get(), static_cast<int64_t>(context_limit) * config.hidden_size}, info);
+  live_engine.store(engine->get());
+  if ((*runner)->drain_requested()) (*engine)->Drain();
+  (*runner)->metrics().SetInfo({info.base_model(), info.adapter(), info.accepted_encoder_id(),
+                                ICAE_VERSION, server_flags.device, server_flags.dtype});
+  ICAE_LOG(INFO) << kProgram << " " << ICAE_VERSION << ": " << info.base_model() << " ("
+                 << config.architecture << ", hidden " << config.hidden_size << ", "
+                 << config.num_layers << " layers, vocab " << config.vocab_size << "), adapter "
+                 << info.adapter() << " (mem_size " << (*model)->mem_size() << "), encoder_id "
+                 << info.accepted_encoder_id() << ", " << server_flags.dtype << " on "
+                 << server_flags.device << ", tokenizer "
+                 << ((*model)->tokenizer() != nullptr ? "yes" : "no") << "; loaded in "
+                 << absl::ToDoubleSeconds(absl::Now() - load_start) << " s";
+  (*runner)->SetServing();
+  absl::Status status = (*runner)->Wait();
+  (*engine)->Shutdown();
+  live_engine.store(nullptr);
+  if (!status.ok()) {
+    ICAE_LOG(ERROR) << status;
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace icae::decoder
+
+int main(int argc, char** argv) { return icae::decoder::Run(argc, argv); }
