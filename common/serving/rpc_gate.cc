@@ -46,7 +46,7 @@ void RpcScope::Record(grpc::StatusCode code) {
 RpcGate::RpcGate(ServingMetrics* metrics, std::unique_ptr<BearerAuth> auth)
     : metrics_(metrics), auth_(std::move(auth)) {}
 
-RpcScope RpcGate::Admit(const grpc::CallbackServerContext* context, absl::string_view method) {
+RpcScope RpcGate::Admit(const grpc::ServerContextBase* context, absl::string_view method) {
   const int index = metrics_->MethodIndex(method);
   if (auth_ != nullptr) {
     absl::Status auth = auth_->Check(context->client_metadata());

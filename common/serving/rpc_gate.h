@@ -79,7 +79,7 @@ class RpcGate {
   RpcGate(ServingMetrics* metrics, std::unique_ptr<BearerAuth> auth);
 
   // See the file comment. `method` is the RPC's name as in the metrics label ("Compress").
-  RpcScope Admit(const grpc::CallbackServerContext* context, absl::string_view method);
+  RpcScope Admit(const grpc::ServerContextBase* context, absl::string_view method);
 
   Phase phase() const;
   int64_t inflight() const;

@@ -22,8 +22,11 @@
 // admitted calls to finish, shuts the server down (calls still running are cancelled after 1 s
 // more) and returns OK, so main() exits 0. A second signal cuts the wait short.
 //
-// Services must outlive the runner's Wait()/Stop(): after those return no handler runs. Every
-// reactor must eventually Finish (also when cancelled), or gRPC's shutdown waits for it.
+// Lifetimes: services (and whatever their handlers use) are usually declared after the runner,
+// so they are destroyed first: call Wait() or Stop() before leaving their scope (also on error
+// paths); after either returns no handler runs. The destructor's Stop() is only a backstop.
+// Every reactor must eventually Finish (also when cancelled), or gRPC's shutdown waits for it.
+// RpcScopes must not outlive the runner.
 // Thread-safety: Create/Start/Wait from the main thread; SetServing, RequestDrain and the
 // accessors from any thread.
 #ifndef ICAE_COMMON_SERVING_SERVER_RUNNER_H_
