@@ -26,7 +26,7 @@ test: build
 # Base, codec, safetensors and tokenizer tests under AddressSanitizer + UndefinedBehaviorSanitizer
 # (the tests labelled `sanitize`). Only those targets are built; LibTorch, protobuf and the static
 # SentencePiece are not instrumented but run fine under ASan with leak checking on.
-ASAN_TARGETS ?= icae_base_test icae_io_test icae_codec_test
+ASAN_TARGETS ?= icae_base_test icae_io_test icae_codec_test icae_serving_test icae_client_test
 test-asan: setup
 	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICAE_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) --target $(ASAN_TARGETS)
