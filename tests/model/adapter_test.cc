@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "common/io/safetensors_writer.h"
+#include "common/model/adapter_writer.h"
 #include "common/model/tensor_io.h"
 #include "tests/model/test_models.h"
 #include "tests/util/test_util.h"
@@ -181,6 +182,27 @@ TEST_F(AdapterTest, TensorsForAnUntargetedModule) {
   ASSERT_EQ(config.find("v_proj"), std::string::npos) << config;
   EXPECT_THAT(LoadAdapter(Write(golden_, config), config_, true),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'v_proj'")));
+}
+
+TEST_F(AdapterTest, WrittenAdaptersLoadBack) {
+  AdapterConfig config;
+  config.r = 4;
+  config.lora_alpha = 8;
+  config.mem_size = 6;
+  config.compression_rate = 2;
+  config.target_modules = {"q_proj", "v_proj", "down_proj"};
+  Adapter written = RandomAdapter(config_, config, 11);
+  ASSERT_OK(SaveIcaeAdapter(dir_.path(), written, "tiny-llama"));
+  auto loaded = LoadAdapter(dir_.path(), config_, true);
+  ASSERT_OK(loaded);
+  EXPECT_EQ(loaded->config.r, 4);
+  EXPECT_DOUBLE_EQ(loaded->config.scaling(), 2.0);
+  EXPECT_EQ(loaded->config.mem_size, 6);
+  EXPECT_EQ(loaded->config.compression_rate, 2);
+  EXPECT_TRUE(loaded->memory_embed.equal(written.memory_embed));
+  EXPECT_TRUE(loaded->lora[1].at("down_proj").b.equal(written.lora[1].at("down_proj").b));
+  EXPECT_NE(RandomAdapter(config_, config, 12).memory_embed.sum().item<float>(),
+            written.memory_embed.sum().item<float>());
 }
 
 TEST_F(AdapterTest, MissingFile) {
