@@ -1,0 +1,482 @@
+// The decoder engine without gRPC, on the golden tiny-llama + tiny-icae: golden ids through the
+// scheduler, batch invariance, admission limits (running, KV budget, queue), cancellation and
+// deadlines, drain and shutdown, and every validation error.
+#include "decoder_service/engine/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/model/slot_decoder.h"
+#include "decoder_service/engine/generate_input.h"
+#include "tests/decoder_service/decoder_test_util.h"
+#include "tests/util/test_util.h"
+
+namespace icae::decoder {
+namespace {
+
+using ::icae::testing::IcaeFixture;
+using ::icae::testing::StatusIs;
+using ::icae::testing::ToIds;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+// Collects one request's events; Wait() returns the merged result.
+class Collector {
+ public:
+  GenerationSink Sink() {
+    return [this](GenerationEvent event) {
+      if (hold_first_ != nullptr && !held_) {
+        held_ = true;
+        first_seen_.Notify();
+        hold_first_->WaitForNotification();  // Deliberately stalls the scheduler (tests only).
+      }
+      absl::MutexLock lock(&mu_);
+      ++events_;
+      ids_.insert(ids_.end(), event.token_ids.begin(), event.token_ids.end());
+      text_ += event.text;
+      if (event.final) {
+        final_ = std::move(event);
+        done_.Notify();
+      }
+    };
+  }
+  // The scheduler blocks inside this request's first event until `release` is notified.
+  void HoldFirstEvent(absl::Notification* release) { hold_first_ = release; }
+  void WaitFirstEvent() { first_seen_.WaitForNotification(); }
+
+  const GenerationEvent& Wait() {
+    EXPECT_TRUE(done_.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    return final_;
+  }
+  std::vector<int> ids() {
+    absl::MutexLock lock(&mu_);
+    return ids_;
+  }
+  int events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  absl::Notification* hold_first_ = nullptr;
+  bool held_ = false;
+  absl::Notification first_seen_;
+  absl::Mutex mu_;
+  std::vector<int> ids_;
+  std::string text_;
+  int events_ = 0;
+  GenerationEvent final_;
+  absl::Notification done_;
+};
+
+class RecordingObserver : public EngineObserver {
+ public:
+  void OnDecodeStep(int batch) override {
+    absl::MutexLock lock(&mu_);
+    max_batch = std::max(max_batch, batch);
+  }
+  void OnState(int running, int waiting, int64_t kv) override {
+    absl::MutexLock lock(&mu_);
+    max_running = std::max(max_running, running);
+    max_kv = std::max(max_kv, kv);
+  }
+  void OnTokens(int count) override { tokens += count; }
+  void OnFinished(absl::string_view reason, double) override {
+    absl::MutexLock lock(&mu_);
+    finished.push_back(std::string(reason));
+  }
+  absl::Mutex mu_;
+  int max_batch = 0;
+  int max_running = 0;
+  int64_t max_kv = 0;
+  std::atomic<int> tokens{0};
+  std::vector<std::string> finished;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto model = SlotDecoder::Load(testing::TinyLlamaDir(), testing::TinyAdapter(), Runtime());
+    ASSERT_OK(model);
+    model_ = model->release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    model_ = nullptr;
+  }
+
+  std::unique_ptr<Engine> MakeEngine(EngineOptions options = {},
+                                     EngineObserver* observer = nullptr) {
+    options.threads = 1;
+    auto engine = Engine::Create(model_, options, observer);
+    EXPECT_OK(engine);
+    return engine.ok() ? *std::move(engine) : nullptr;
+  }
+
+  static ContextInput Slots(const at::Tensor& slots, std::string encoder_id = "") {
+    ContextInput part;
+    part.kind = ContextInput::Kind::kSlots;
+    part.slots = slots;
+    part.encoder_id = encoder_id.empty() ? model_->accepted_encoder_id() : encoder_id;
+    part.source_tokens = 4 * static_cast<int>(slots.size(0));
+    return part;
+  }
+  static ContextInput Ids(std::vector<int> ids) {
+    ContextInput part;
+    part.kind = ContextInput::Kind::kTokenIds;
+    part.token_ids = std::move(ids);
+    return part;
+  }
+  static GenerateInput AeInput(const at::Tensor& slots, int max_new_tokens) {
+    GenerateInput input;
+    input.context.push_back(Slots(slots));
+    input.template_name = "ae";
+    input.params.max_new_tokens = max_new_tokens;
+    return input;
+  }
+  // A distinct request per index: random token-id context + slots, raw template.
+  static GenerateInput Varied(int index, int max_new_tokens) {
+    GenerateInput input;
+    std::vector<int> ids;
+    for (int i = 0; i < 6 + index; ++i) ids.push_back(3 + (index * 37 + i * 11) % 380);
+    input.context.push_back(Ids(ids));
+    input.context.push_back(Slots(index % 2 == 0 ? IcaeFixture("slots") : IcaeFixture("slots40")));
+    input.template_name = index % 3 == 0 ? "raw" : "icae-v1";
+    input.prompt_ids = {5 + index, 9, 12};
+    input.params.max_new_tokens = max_new_tokens;
+    input.ignore_eos = true;
+    return input;
+  }
+
+  // Runs `input` alone and returns its final event and ids.
+  std::pair<GenerationEvent, std::vector<int>> RunAlone(Engine& engine, GenerateInput input) {
+    Collector c;
+    EXPECT_OK(engine.Enqueue(std::move(input), c.Sink()));
+    GenerationEvent final = c.Wait();
+    return {final, c.ids()};
+  }
+
+  static SlotDecoder* model_;
+};
+SlotDecoder* EngineTest::model_ = nullptr;
+
+TEST_F(EngineTest, GoldenAeGreedyIds) {
+  RecordingObserver observer;
+  auto engine = MakeEngine({}, &observer);
+  for (const auto& [slots, expected] :
+       {std::pair<std::string, std::string>{"slots", "ae_greedy_ids"},
+        {"slots40", "ae40_greedy_ids"}}) {
+    auto [final, ids] = RunAlone(*engine, AeInput(IcaeFixture(slots), 12));
+    EXPECT_OK(final.status);
+    EXPECT_EQ(ids, ToIds(IcaeFixture(expected))) << slots;
+    EXPECT_EQ(final.finish_reason, FinishReason::kLength);
+    EXPECT_EQ(final.usage.generated_tokens, 12);
+    EXPECT_EQ(final.usage.slot_tokens, IcaeFixture(slots).size(0));
+    EXPECT_EQ(final.usage.prompt_tokens, 1);  // The AE token.
+    EXPECT_EQ(final.usage.uncompressed_context_tokens, 4 * IcaeFixture(slots).size(0));
+    // 2 layers x (keys + values) x kv_dim 32 x float32 x (slots + AE + 12) positions.
+    EXPECT_EQ(final.usage.kv_cache_bytes, 2 * 2 * 32 * 4 * (IcaeFixture(slots).size(0) + 1 + 12));
+    EXPECT_GT(final.usage.total_seconds, 0);
+  }
+  EXPECT_EQ(observer.tokens.load(), 24);
+  EngineState state = engine->state();
+  EXPECT_EQ(state.running, 0);
+  EXPECT_EQ(state.kv_tokens_used, 0);
+}
+
+TEST_F(EngineTest, SlotsOfAnyFloatDtypeAreCast) {
+  auto engine = MakeEngine();
+  for (at::ScalarType type : {at::kHalf, at::kBFloat16, at::kDouble}) {
+    auto [final, ids] = RunAlone(*engine, AeInput(IcaeFixture("slots").to(type), 12));
+    EXPECT_OK(final.status);
+    EXPECT_EQ(ids.size(), 12u);
+  }
+  // float64 carries the float32 values exactly: the golden ids.
+  auto [final, ids] = RunAlone(*engine, AeInput(IcaeFixture("slots").to(at::kDouble), 12));
+  EXPECT_EQ(ids, ToIds(IcaeFixture("ae_greedy_ids")));
+}
+
+TEST_F(EngineTest, OutputDoesNotDependOnTheBatch) {
+  RecordingObserver observer;
+  EngineOptions options;
+  options.max_running = 8;
+  auto engine = MakeEngine(options, &observer);
+  std::vector<std::vector<int>> alone;
+  for (int i = 0; i < 8; ++i) alone.push_back(RunAlone(*engine, Varied(i, 24)).second);
+  // Seeded sampling too: same seed, same ids, alone or batched.
+  GenerateInput sampled = Varied(3, 24);
+  sampled.params.sampling.temperature = 0.9f;
+  sampled.params.sampling.top_p = 0.95f;
+  sampled.params.sampling.seed = 7;
+  GenerateInput sampled_copy = sampled;
+  std::vector<int> sampled_alone = RunAlone(*engine, std::move(sampled)).second;
+
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (int i = 0; i < 9; ++i) collectors.push_back(std::make_unique<Collector>());
+  for (int i = 0; i < 8; ++i) ASSERT_OK(engine->Enqueue(Varied(i, 24), collectors[i]->Sink()));
+  ASSERT_OK(engine->Enqueue(std::move(sampled_copy), collectors[8]->Sink()));
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_OK(collectors[i]->Wait().status);
+    EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
+  }
+  collectors[8]->Wait();
+  EXPECT_EQ(collectors[8]->ids(), sampled_alone);
+  EXPECT_GT(observer.max_batch, 1);
+  EXPECT_LE(observer.max_batch, 8);
+}
+
+TEST_F(EngineTest, RunningBatchAndKvBudgetAreRespected) {
+  {
+    RecordingObserver observer;
+    EngineOptions options;
+    options.max_running = 2;
+    auto engine = MakeEngine(options, &observer);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    for (int i = 0; i < 6; ++i) {
+      collectors.push_back(std::make_unique<Collector>());
+      ASSERT_OK(engine->Enqueue(Varied(i, 16), collectors.back()->Sink()));
+    }
+    for (auto& c : collectors) EXPECT_OK(c->Wait().status);
+    EXPECT_EQ(observer.max_running, 2);
+    EXPECT_LE(observer.max_batch, 2);
+    EXPECT_EQ(engine->state().kv_tokens_used, 0);
+  }
+  {
+    // Each request reserves 4 slots + AE + 40 = 45 positions: only two fit in 100.
+    RecordingObserver observer;
+    EngineOptions options;
+    options.max_kv_tokens = 100;
+    auto engine = MakeEngine(options, &observer);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    for (int i = 0; i < 5; ++i) {
+      collectors.push_back(std::make_unique<Collector>());
+      GenerateInput input = AeInput(IcaeFixture("slots"), 40);
+      input.ignore_eos = true;
+      ASSERT_OK(engine->Enqueue(std::move(input), collectors.back()->Sink()));
+    }
+    for (auto& c : collectors) EXPECT_EQ(c->Wait().usage.generated_tokens, 40);
+    EXPECT_EQ(observer.max_running, 2);
+    EXPECT_EQ(observer.max_kv, 90);
+    EXPECT_EQ(engine->state().kv_tokens_used, 0);
+  }
+}
+
+TEST_F(EngineTest, FullQueueIsResourceExhausted) {
+  EngineOptions options;
+  options.max_running = 1;
+  options.max_waiting = 1;
+  auto engine = MakeEngine(options);
+  absl::Notification release;
+  Collector first, second;
+  first.HoldFirstEvent(&release);
+  ASSERT_OK(engine->Enqueue(AeInput(IcaeFixture("slots"), 12), first.Sink()));
+  first.WaitFirstEvent();  // Running, and the scheduler is held.
+  ASSERT_OK(engine->Enqueue(AeInput(IcaeFixture("slots"), 12), second.Sink()));
+  EngineState state = engine->state();
+  EXPECT_EQ(state.running, 1);
+  EXPECT_EQ(state.waiting, 1);
+  EXPECT_EQ(state.kv_tokens_used, 17);
+  Collector third;
+  EXPECT_THAT(engine->Enqueue(AeInput(IcaeFixture("slots"), 12), third.Sink()),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_waiting 1")));
+  release.Notify();
+  EXPECT_EQ(first.Wait().finish_reason, FinishReason::kLength);
+  EXPECT_OK(second.Wait().status);
+  EXPECT_EQ(second.ids(), ToIds(IcaeFixture("ae_greedy_ids")));
+  EXPECT_EQ(third.events(), 0);
+}
+
+TEST_F(EngineTest, CancelStopsWithinOneStepAndFreesTheCache) {
+  RecordingObserver observer;
+  auto engine = MakeEngine({}, &observer);
+  absl::Notification release;
+  Collector c;
+  c.HoldFirstEvent(&release);
+  GenerateInput input = AeInput(IcaeFixture("slots"), 400);
+  input.ignore_eos = true;
+  absl::StatusOr<uint64_t> id = engine->Enqueue(std::move(input), c.Sink());
+  ASSERT_OK(id);
+  c.WaitFirstEvent();
+  EXPECT_EQ(engine->state().kv_tokens_used, 405);
+  engine->Cancel(*id, absl::CancelledError("client went away"));
+  release.Notify();
+  const GenerationEvent& final = c.Wait();
+  EXPECT_THAT(final.status, StatusIs(absl::StatusCode::kCancelled, "client went away"));
+  EXPECT_LE(final.usage.generated_tokens, 2);
+  EngineState state = engine->state();
+  EXPECT_EQ(state.running, 0);
+  EXPECT_EQ(state.kv_tokens_used, 0);
+  absl::MutexLock lock(&observer.mu_);
+  EXPECT_EQ(observer.finished, std::vector<std::string>{"cancelled"});
+}
+
+TEST_F(EngineTest, CancelAndDeadlineWhileWaiting) {
+  EngineOptions options;
+  options.max_running = 1;
+  auto engine = MakeEngine(options);
+  absl::Notification release;
+  Collector first, cancelled, expired;
+  first.HoldFirstEvent(&release);
+  ASSERT_OK(engine->Enqueue(AeInput(IcaeFixture("slots"), 12), first.Sink()));
+  first.WaitFirstEvent();
+  absl::StatusOr<uint64_t> id =
+      engine->Enqueue(AeInput(IcaeFixture("slots"), 12), cancelled.Sink());
+  ASSERT_OK(id);
+  GenerateInput late = AeInput(IcaeFixture("slots"), 12);
+  late.deadline = absl::Now() + absl::Milliseconds(1);
+  ASSERT_OK(engine->Enqueue(std::move(late), expired.Sink()));
+  engine->Cancel(*id, absl::CancelledError("gone"));
+  absl::SleepFor(absl::Milliseconds(5));
+  release.Notify();
+  EXPECT_OK(first.Wait().status);
+  EXPECT_THAT(cancelled.Wait().status, StatusIs(absl::StatusCode::kCancelled, "gone"));
+  EXPECT_EQ(cancelled.ids().size(), 0u);
+  EXPECT_EQ(expired.Wait().status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(expired.ids().size(), 0u);
+  EXPECT_EQ(engine->state().waiting, 0);
+}
+
+TEST_F(EngineTest, DrainRefusesNewWorkAndShutdownCutsTheRest) {
+  auto engine = MakeEngine();
+  absl::Notification release;
+  Collector running;
+  running.HoldFirstEvent(&release);
+  GenerateInput input = AeInput(IcaeFixture("slots"), 400);
+  input.ignore_eos = true;
+  ASSERT_OK(engine->Enqueue(std::move(input), running.Sink()));
+  running.WaitFirstEvent();
+  engine->Drain();
+  Collector refused;
+  EXPECT_THAT(engine->Enqueue(AeInput(IcaeFixture("slots"), 12), refused.Sink()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("draining")));
+  release.Notify();
+  engine->Shutdown();
+  const GenerationEvent& final = running.Wait();
+  EXPECT_TRUE(final.status.ok() || final.status.code() == absl::StatusCode::kUnavailable)
+      << final.status;
+  EXPECT_EQ(engine->state().running, 0);
+}
+
+TEST_F(EngineTest, ContextLimitCutsGenerationWithLength) {
+  EngineOptions options;
+  options.max_context_tokens = 20;
+  auto engine = MakeEngine(options);
+  GenerateInput input = AeInput(IcaeFixture("slots"), 100);  // 5 positions of context.
+  input.ignore_eos = true;
+  auto [final, ids] = RunAlone(*engine, std::move(input));
+  EXPECT_EQ(final.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(ids.size(), 15u);
+}
+
+TEST_F(EngineTest, ValidationErrors) {
+  EngineOptions options;
+  options.max_context_tokens = 32;
+  options.max_new_tokens = 64;
+  options.max_kv_tokens = 60;
+  auto engine = MakeEngine(options);
+  const at::Tensor slots = IcaeFixture("slots");
+  auto enqueue = [&](GenerateInput input) {
+    Collector c;
+    absl::StatusOr<uint64_t> id = engine->Enqueue(std::move(input), c.Sink());
+    if (id.ok()) c.Wait();
+    return id.status();
+  };
+  auto with_slots = [&](const at::Tensor& t) {
+    GenerateInput input = AeInput(slots, 8);
+    input.context[0].slots = t;
+    return input;
+  };
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.context[0].encoder_id = "0123abcd";
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("0123abcd"), HasSubstr(model_->accepted_encoder_id()))));
+  }
+  EXPECT_THAT(enqueue(with_slots(slots.narrow(1, 0, 63))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("[n > 0, 64]")));
+  EXPECT_THAT(enqueue(with_slots(slots.reshape({-1}))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context[0].slots")));
+  EXPECT_THAT(enqueue(with_slots(slots.narrow(0, 0, 0))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("n > 0")));
+  EXPECT_THAT(enqueue(with_slots(slots.to(at::kInt))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("float")));
+  for (double bad : {std::nan(""), double{INFINITY}, -double{INFINITY}}) {
+    at::Tensor t = slots.clone();
+    t[2][7] = bad;
+    EXPECT_THAT(enqueue(with_slots(t)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NaN or Inf")));
+  }
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.context.push_back(Ids(std::vector<int>(30, 7)));  // 4 + 30 + AE > 32
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_context_tokens")));
+  }
+  EXPECT_THAT(enqueue(AeInput(slots, 65)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_new_tokens 64")));
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.context.push_back(Ids({3, 999}));
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("999")));
+  }
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.template_name = "chatml";
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chatml")));
+  }
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.params.stop = {"x"};
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("tokenizer")));
+  }
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.context.push_back(ContextInput());  // Text, but tiny-llama has no tokenizer.
+    input.context.back().text = "hello";
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("context[1].text")));
+  }
+  {
+    GenerateInput input = AeInput(slots, 8);
+    input.params.sampling.temperature = -1;
+    EXPECT_THAT(enqueue(std::move(input)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("temperature")));
+  }
+  // A budget smaller than one request's reservation could never admit it.
+  {
+    EngineOptions small;
+    small.max_kv_tokens = 10;
+    auto tight = MakeEngine(small);
+    Collector c;
+    EXPECT_THAT(tight->Enqueue(AeInput(slots, 8), c.Sink()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_kv_tokens is 10")));
+  }
+  EXPECT_EQ(engine->state().waiting, 0);
+}
+
+TEST_F(EngineTest, OptionsAreValidated) {
+  EngineOptions options;
+  options.max_running = 0;
+  EXPECT_THAT(Engine::Create(model_, options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_running")));
+  options = EngineOptions();
+  options.max_context_tokens = 100000;
+  EXPECT_THAT(Engine::Create(model_, options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_context_tokens")));
+}
+
+}  // namespace
+}  // namespace icae::decoder
