@@ -90,7 +90,10 @@ absl::Status ServerProcess::Start(const std::string& binary, const std::vector<s
   if (::pipe(pipe_fds) != 0) return absl::InternalError("pipe failed");
   std::vector<std::string> argv_strings = {binary};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  const bool wants_metrics = absl::StrContains(absl::StrJoin(args, " "), "--metrics_listen");
+  bool wants_metrics = false;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--metrics_listen") wants_metrics = !args[i + 1].empty();
+  }
   pid_ = ::fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
   if (pid_ == 0) {

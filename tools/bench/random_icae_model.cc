@@ -3,12 +3,9 @@
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 
-#include <fstream>
-
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
-#include "common/io/safetensors_writer.h"
-#include "common/model/tensor_io.h"
+#include "common/model/adapter_writer.h"
 #include "common/model/torch_status.h"
 #include "common/model/weights.h"
 
@@ -36,37 +33,19 @@ absl::Status WriteRandomIcaeModel(const std::string& dir, const ModelConfig& con
   const std::string adapter_dir = dir + "/adapter";
   paths->adapter = adapter_dir + "/adapter.safetensors";
   ::mkdir(dir.c_str(), 0755);
-  ::mkdir(adapter_dir.c_str(), 0755);
   RETURN_IF_ERROR(CatchTorch("writing the random model", [&]() -> absl::Status {
     TransformerWeights weights = RandomWeights(config, seed);
     return SaveHfModel(paths->model_dir, config, weights, at::kFloat);
   }));
-  RETURN_IF_ERROR(CatchTorch("writing the random adapter", [&]() -> absl::Status {
-    at::manual_seed(seed + 1);
-    SafetensorsWriter writer;
-    const int hidden = config.hidden_size;
-    for (int layer = 0; layer < config.num_layers; ++layer) {
-      const std::string prefix =
-          absl::StrCat("icae.base_model.model.model.layers.", layer, ".self_attn.");
-      for (const auto& [module, out] :
-           {std::pair<std::string, int>{"q_proj", config.q_dim()}, {"v_proj", config.kv_dim()}}) {
-        RETURN_IF_ERROR(AddTensor(writer, prefix + module + ".lora_A.default.weight",
-                                  at::randn({lora_r, hidden}) * 0.02));
-        RETURN_IF_ERROR(AddTensor(writer, prefix + module + ".lora_B.default.weight",
-                                  at::randn({out, lora_r}) * 0.02));
-      }
-    }
-    RETURN_IF_ERROR(
-        AddTensor(writer, "memory_token_embed.weight", at::randn({mem_size + 3, hidden}) * 0.02));
-    return writer.WriteFile(paths->adapter);
-  }));
-  std::ofstream json(adapter_dir + "/adapter_config.json");
-  json << "{\"peft_type\": \"LORA\", \"r\": " << lora_r
-       << ", \"lora_alpha\": 32, \"target_modules\": [\"q_proj\", \"v_proj\"], \"mem_size\": "
-       << mem_size << ", \"mean_compression_rate\": 4}\n";
-  json.close();
-  if (!json) return absl::InternalError(absl::StrCat("cannot write ", adapter_dir));
-  return absl::OkStatus();
+  return CatchTorch("writing the random adapter", [&]() -> absl::Status {
+    AdapterConfig adapter_config;
+    adapter_config.r = lora_r;
+    adapter_config.lora_alpha = 32;
+    adapter_config.target_modules = {"q_proj", "v_proj"};
+    adapter_config.mem_size = mem_size;
+    adapter_config.compression_rate = 4;
+    return SaveIcaeAdapter(adapter_dir, RandomAdapter(config, adapter_config, seed + 1), "model");
+  });
 }
 
 }  // namespace icae
