@@ -10,10 +10,12 @@
 #include "tools/cli/cli.h"
 #include "tools/cli/input_text.h"
 #include "tools/cli/model_flags.h"
+#include "tools/cli/remote_compress.h"
 
 namespace icae::cli {
 
 int RunCompress(const Args& args) {
+  if (HasEncoderFlag(args)) return RunRemoteCompress(args);  // --encoder: the service does it
   const std::string cmd = "compress";
   FlagSet flags(
       "icae compress --model DIR --adapter PATH (--token-ids IDS | --text STR | --file F) --out F");

@@ -1,0 +1,85 @@
+#include "encoder_service/engine/model_loader.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/logging.h"
+#include "common/base/status_macros.h"
+#include "common/model/compressor.h"
+#include "common/model/runtime_options.h"
+#include "common/model/torch_status.h"
+
+namespace icae::encoder {
+namespace {
+
+RuntimeOptions ToRuntimeOptions(const EncoderRuntimeOptions& options) {
+  RuntimeOptions out;
+  out.device = options.device;
+  out.dtype = options.dtype;
+  out.threads = options.threads;
+  return out;
+}
+
+std::string BaseName(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool RegularFileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+absl::Status CheckRuntimeOptions(const EncoderRuntimeOptions& options) {
+  return ResolveRuntime(ToRuntimeOptions(options)).status();
+}
+
+void ConfigureModelThreads(int threads) { ConfigureThreads(threads); }
+
+absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
+                                              const std::string& adapter_path,
+                                              const EncoderRuntimeOptions& options) {
+  ASSIGN_OR_RETURN(Runtime runtime, ResolveRuntime(ToRuntimeOptions(options)));
+  EncoderModel model;
+  ASSIGN_OR_RETURN(std::unique_ptr<Compressor> compressor,
+                   Compressor::Load(model_dir, adapter_path, runtime));
+  const ModelConfig& config = compressor->config();
+  EngineModelInfo& info = model.info;
+  info.base_model = BaseName(model_dir);
+  info.architecture = config.architecture;
+  info.adapter = BaseName(compressor->adapter_path());
+  info.encoder_id = compressor->encoder_id();
+  info.hidden_size = config.hidden_size;
+  info.vocab_size = config.vocab_size;
+  info.mem_size = compressor->mem_size();
+  info.compression_rate = compressor->compression_rate();
+  info.max_position_embeddings = config.max_position_embeddings;
+  info.compute_dtype = runtime.dtype == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat32;
+  info.device = runtime.device.str();
+  if (info.max_segment_tokens() + info.mem_size > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        model_dir, ": a full segment (", info.max_segment_tokens(), " tokens + ", info.mem_size,
+        " memory slots) exceeds max_position_embeddings ", config.max_position_embeddings));
+  }
+  model.compressor = std::move(compressor);
+
+  const std::string tokenizer_path = absl::StrCat(model_dir, "/tokenizer.model");
+  if (RegularFileExists(tokenizer_path)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(tokenizer_path));
+    if (tokenizer->vocab_size() > config.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(tokenizer_path, ": the tokenizer has ", tokenizer->vocab_size(),
+                       " pieces but the model's vocab_size is ", config.vocab_size));
+    }
+    model.tokenizer = std::move(tokenizer);
+    info.has_tokenizer = true;
+  } else {
+    ICAE_LOG(WARNING) << model_dir << " has no tokenizer.model: only token-id spans are accepted";
+  }
+  return model;
+}
+
+}  // namespace icae::encoder

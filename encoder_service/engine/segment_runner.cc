@@ -1,0 +1,45 @@
+#include "encoder_service/engine/segment_runner.h"
+
+#include <ATen/ATen.h>
+
+#include "common/base/status_macros.h"
+#include "common/model/compressor.h"
+#include "common/model/torch_status.h"
+
+namespace icae::encoder {
+namespace {
+
+at::ScalarType ScalarTypeOf(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat16:
+      return at::kHalf;
+    case DType::kBFloat16:
+      return at::kBFloat16;
+    default:
+      return at::kFloat;
+  }
+}
+
+}  // namespace
+
+absl::Status RunSegmentBatch(const Compressor& compressor, absl::Span<const SegmentJob> jobs) {
+  std::vector<std::vector<int>> segments;
+  segments.reserve(jobs.size());
+  for (const SegmentJob& job : jobs) segments.emplace_back(job.ids.begin(), job.ids.end());
+  ASSIGN_OR_RETURN(at::Tensor slots, compressor.CompressSegments(segments));
+  return CatchTorch("writing slots", [&]() -> absl::Status {
+    c10::InferenceMode guard;
+    // [segments, mem_size, hidden] on the model's device, compute dtype.
+    const at::Tensor cpu = slots.device().is_cpu() ? slots : slots.to(at::kCPU);
+    const int64_t mem = cpu.size(1), hidden = cpu.size(2);
+    for (size_t b = 0; b < jobs.size(); ++b) {
+      // One pass: dtype conversion (rounding as Tensor::to does) into the response bytes.
+      at::from_blob(jobs[b].out, {mem, hidden},
+                    at::TensorOptions().dtype(ScalarTypeOf(jobs[b].wire)))
+          .copy_(cpu[static_cast<int64_t>(b)]);
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace icae::encoder

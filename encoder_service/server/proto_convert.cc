@@ -1,0 +1,126 @@
+#include "encoder_service/server/proto_convert.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace icae::encoder {
+
+v1::DataType ToProtoDType(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return v1::FLOAT32;
+    case DType::kFloat16:
+      return v1::FLOAT16;
+    case DType::kBFloat16:
+      return v1::BFLOAT16;
+    case DType::kInt32:
+      return v1::INT32;
+    case DType::kInt64:
+      return v1::INT64;
+  }
+  return v1::DATA_TYPE_UNSPECIFIED;
+}
+
+absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl::Time deadline) {
+  EncodeRequest out;
+  switch (request.slot_dtype()) {
+    case v1::DATA_TYPE_UNSPECIFIED:
+      break;
+    case v1::FLOAT32:
+      out.slot_dtype = DType::kFloat32;
+      break;
+    case v1::BFLOAT16:
+      out.slot_dtype = DType::kBFloat16;
+      break;
+    case v1::FLOAT16:
+      out.slot_dtype = DType::kFloat16;
+      break;
+    default: {
+      const v1::DataType dtype = request.slot_dtype();
+      const std::string name = v1::DataType_IsValid(dtype) ? v1::DataType_Name(dtype) : "unknown";
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot_dtype: ", name, " (", static_cast<int>(dtype),
+                       ") is not a slot dtype; use FLOAT32, BFLOAT16 or FLOAT16"));
+    }
+  }
+  out.bypass_cache = request.bypass_cache();
+  out.deadline = deadline;
+  out.spans.resize(request.spans_size());
+  for (int i = 0; i < request.spans_size(); ++i) {
+    const v1::Span& span = request.spans(i);
+    SpanInput& in = out.spans[i];
+    in.id = span.id();
+    switch (span.content_case()) {
+      case v1::Span::kText:
+        in.kind = SpanInput::Kind::kText;
+        in.text = span.text();
+        break;
+      case v1::Span::kTokenIds:
+        in.kind = SpanInput::Kind::kTokenIds;
+        in.token_ids.assign(span.token_ids().ids().begin(), span.token_ids().ids().end());
+        break;
+      case v1::Span::CONTENT_NOT_SET:
+        in.kind = SpanInput::Kind::kUnset;
+        break;
+    }
+  }
+  return out;
+}
+
+void ToProto(const EncodeResult& result, const EngineModelInfo& info,
+             v1::CompressResponse* response) {
+  v1::CompressUsage* usage = response->mutable_usage();
+  response->mutable_spans()->Reserve(static_cast<int>(result.spans.size()));
+  for (const SpanResult& span : result.spans) {
+    v1::CompressedSpan* out = response->add_spans();
+    out->set_id(span.id);
+    v1::MemorySlots* slots = out->mutable_slots();
+    v1::Tensor* tensor = slots->mutable_slots();
+    tensor->set_dtype(ToProtoDType(span.slots.dtype));
+    tensor->add_shape(span.slots.num_slots);
+    tensor->add_shape(span.slots.hidden);
+    if (span.slots.data != nullptr) tensor->set_data(*span.slots.data);
+    slots->set_kind(v1::EMBEDDING);
+    slots->set_encoder_id(info.encoder_id);
+    slots->set_source_tokens(span.tokens);
+    slots->set_num_segments(span.segments);
+    slots->set_mem_size(info.mem_size);
+    v1::SpanUsage* span_usage = out->mutable_usage();
+    span_usage->set_tokens(span.tokens);
+    span_usage->set_segments(span.segments);
+    span_usage->set_slots(static_cast<int32_t>(span.slots.num_slots));
+    span_usage->set_cache_hit(span.cache_hit);
+
+    usage->set_spans(usage->spans() + 1);
+    usage->set_tokens(usage->tokens() + span.tokens);
+    usage->set_segments(usage->segments() + span.segments);
+    usage->set_slots(usage->slots() + span.slots.num_slots);
+    if (span.cache_hit) usage->set_cache_hits(usage->cache_hits() + 1);
+  }
+  usage->set_queue_seconds(result.queue_seconds);
+  usage->set_compute_seconds(result.compute_seconds);
+}
+
+void FillEncoderInfo(const EngineModelInfo& model, const EngineOptions& options,
+                     const ServerInfo& server, v1::EncoderInfo* info) {
+  info->set_base_model(model.base_model);
+  info->set_architecture(model.architecture);
+  info->set_adapter(model.adapter);
+  info->set_encoder_id(model.encoder_id);
+  info->set_hidden_size(model.hidden_size);
+  info->set_vocab_size(model.vocab_size);
+  info->set_mem_size(model.mem_size);
+  info->set_compression_rate(model.compression_rate);
+  info->set_max_input_tokens(options.max_input_tokens);
+  info->set_max_spans(options.max_spans);
+  info->set_compute_dtype(ToProtoDType(model.compute_dtype));
+  for (v1::DataType dtype : kSlotDataTypes) info->add_slot_dtypes(dtype);
+  info->set_device(model.device);
+  info->set_version(server.version);
+  info->set_max_message_bytes(server.max_message_bytes);
+  info->set_max_batch_segments(options.max_batch_segments);
+  info->set_max_batch_tokens(options.max_batch_tokens);
+  info->set_max_queue_segments(options.max_queue_segments);
+  info->set_cache_capacity_bytes(options.cache_bytes);
+}
+
+}  // namespace icae::encoder

@@ -1,0 +1,291 @@
+// icae-bench-encoder: the encoder service over loopback against the same spans compressed
+// in-process, on a random ~134M Llama (hidden 768, 12 layers) with a random ICAE adapter
+// (mem_size 128, rate 4: a 512-token span is one segment of 128 slots).
+//
+//   build/bin/icae-bench-encoder [--dtype float32|bfloat16] [--threads 2]
+//                                [--concurrency 1,4,16,64] [--span_tokens 512]
+//
+// Writes the model to a temporary directory, starts build/bin/icae-encoder on 127.0.0.1:0, and
+// for each concurrency level runs max(8, 2 x concurrency) distinct spans (cache bypassed):
+// throughput (tokens/s), p50/p99 latency, mean model batch size (from the server's metrics).
+// Then the same kind of spans in this process (Compressor::CompressSpan + conversion to the wire
+// dtype), and cache hits against misses. Prints the figures next to the targets:
+//   throughput at concurrency 16 >= 2x concurrency 1; gRPC + codec overhead at concurrency 1
+//   <= 5% of in-process time; a cache hit's p50 <= 1% of a miss's.
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/base/flags.h"
+#include "common/base/status_macros.h"
+#include "common/client/encoder_client.h"
+#include "common/model/compressor.h"
+#include "common/model/runtime_options.h"
+#include "tools/bench/encoder_bench_util.h"
+
+namespace icae::bench {
+namespace {
+
+struct Options {
+  std::string dtype = "float32";
+  int threads = 2;
+  std::string concurrency = "1,4,16,64";
+  int span_tokens = 512;
+  int min_requests = 8;
+  int cache_hits = 32;
+  int lora_r = 64;
+  std::string work_dir;
+  std::string bin_dir;
+  bool keep = false;
+};
+
+std::string SelfDir() {
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0) return "build/bin";
+  std::string self(path, static_cast<size_t>(n));
+  return self.substr(0, self.find_last_of('/'));
+}
+
+std::vector<int> RandomSpan(int tokens, int vocab, std::mt19937& rng) {
+  std::vector<int> ids(tokens);
+  for (int& id : ids) id = 3 + static_cast<int>(rng() % static_cast<unsigned>(vocab - 3));
+  return ids;
+}
+
+v1::CompressRequest SpanRequest(const std::vector<int>& ids, bool bypass_cache) {
+  v1::CompressRequest request;
+  request.set_bypass_cache(bypass_cache);
+  request.add_spans()->mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+  return request;
+}
+
+struct Level {
+  int concurrency = 0;
+  int requests = 0;
+  int span_tokens = 0;
+  double seconds = 0;             // wall time of the level
+  std::vector<double> latencies;  // per request, seconds
+  double mean_batch = 0;
+  double tokens_per_second() const { return requests * static_cast<double>(span_tokens) / seconds; }
+};
+
+// Runs `count` requests from `concurrency` threads; every request is a fresh span.
+absl::StatusOr<Level> RunLevel(const EncoderClient& client, int concurrency, int count,
+                               int span_tokens, int vocab, int metrics_port, uint64_t seed) {
+  std::vector<std::vector<int>> spans;
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  for (int i = 0; i < count; ++i) spans.push_back(RandomSpan(span_tokens, vocab, rng));
+  ASSIGN_OR_RETURN(std::string before, ScrapeMetrics(metrics_port));
+  Level level;
+  level.concurrency = concurrency;
+  level.requests = count;
+  level.span_tokens = span_tokens;
+  std::atomic<int> next{0};
+  absl::Mutex mu;
+  absl::Status failure;
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < concurrency; ++t) {
+    threads.emplace_back([&] {
+      for (int i = next++; i < count; i = next++) {
+        const v1::CompressRequest request = SpanRequest(spans[i], /*bypass_cache=*/true);
+        const absl::Time t0 = absl::Now();
+        absl::StatusOr<v1::CompressResponse> response = client.Compress(request);
+        const double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+        absl::MutexLock lock(&mu);
+        if (!response.ok()) {
+          failure = response.status();
+          return;
+        }
+        level.latencies.push_back(seconds);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  level.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  RETURN_IF_ERROR(failure);
+  ASSIGN_OR_RETURN(std::string after, ScrapeMetrics(metrics_port));
+  const double batches = SampleValue(after, "icae_encoder_batch_segments_count") -
+                         SampleValue(before, "icae_encoder_batch_segments_count");
+  const double segments = SampleValue(after, "icae_encoder_batch_segments_sum") -
+                          SampleValue(before, "icae_encoder_batch_segments_sum");
+  level.mean_batch = batches > 0 ? segments / batches : 0;
+  return level;
+}
+
+int Run(int argc, char** argv) {
+  Options o;
+  FlagSet flags("icae-bench-encoder [options]");
+  flags.String("dtype", &o.dtype, "server and in-process compute dtype: float32 | bfloat16");
+  flags.Int("threads", &o.threads, "LibTorch intra-op threads (server and in-process)");
+  flags.String("concurrency", &o.concurrency, "comma-separated client concurrency levels");
+  flags.Int("span_tokens", &o.span_tokens, "tokens per span (512 = one segment)");
+  flags.Int("min_requests", &o.min_requests, "requests per level: max(this, 2 x concurrency)");
+  flags.Int("cache_hits", &o.cache_hits, "cache-hit requests measured");
+  flags.Int("lora_r", &o.lora_r, "LoRA rank of the random adapter");
+  flags.String("work_dir", &o.work_dir, "where the model is written (default: a temp dir)");
+  flags.String("bin_dir", &o.bin_dir, "directory of icae-encoder (default: beside this binary)");
+  flags.Bool("keep", &o.keep, "keep the work directory");
+  ParseFlagsOrExit(flags, argc, argv);
+  std::vector<int> levels;
+  if (absl::Status s = ParseIntList(o.concurrency, "--concurrency", &levels); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 2;
+  }
+  if (o.bin_dir.empty()) o.bin_dir = SelfDir();
+  if (o.work_dir.empty()) {
+    char tmpl[] = "/tmp/icae-bench-encoder-XXXXXX";
+    o.work_dir = ::mkdtemp(tmpl);
+  }
+  auto fail = [&](const absl::Status& s) {
+    std::fprintf(stderr, "icae-bench-encoder: %s\n", s.ToString().c_str());
+    return 1;
+  };
+
+  const ModelConfig config = BenchModelConfig();
+  constexpr int kMemSize = 128;
+  std::printf(
+      "# model: random Llama hidden %d, %d layers, vocab %d (%.0fM params), adapter "
+      "r %d, mem_size %d, rate 4; %s, %d threads\n",
+      config.hidden_size, config.num_layers, config.vocab_size, config.ParameterCount() / 1e6,
+      o.lora_r, kMemSize, o.dtype.c_str(), o.threads);
+  absl::Time t = absl::Now();
+  if (absl::Status s = WriteRandomModel(o.work_dir, config, kMemSize, o.lora_r, 1234); !s.ok()) {
+    return fail(s);
+  }
+  std::printf("# wrote %s in %.1f s\n", o.work_dir.c_str(), absl::ToDoubleSeconds(absl::Now() - t));
+  std::fflush(stdout);
+
+  // In-process baseline first, while no server competes for the cores.
+  ConfigureThreads(o.threads);
+  std::mt19937 rng(42);
+  std::vector<double> in_process;
+  {
+    RuntimeOptions runtime_options;
+    runtime_options.dtype = o.dtype;
+    auto runtime = ResolveRuntime(runtime_options);
+    if (!runtime.ok()) return fail(runtime.status());
+    auto compressor = Compressor::Load(o.work_dir + "/model",
+                                       o.work_dir + "/adapter/adapter.safetensors", *runtime);
+    if (!compressor.ok()) return fail(compressor.status());
+    const at::ScalarType wire = runtime->dtype;
+    for (int i = 0; i < o.min_requests + 2; ++i) {
+      const std::vector<int> ids = RandomSpan(o.span_tokens, config.vocab_size, rng);
+      const absl::Time t0 = absl::Now();
+      auto slots = (*compressor)->CompressSpan(ids);
+      if (!slots.ok()) return fail(slots.status());
+      at::Tensor cpu = slots->to(at::kCPU, wire).contiguous();
+      std::string bytes(static_cast<const char*>(cpu.data_ptr()), cpu.nbytes());
+      if (i >= 2) in_process.push_back(absl::ToDoubleSeconds(absl::Now() - t0));  // 2 warm-ups
+    }
+  }
+
+  auto server = ChildServer::Start(
+      o.bin_dir + "/icae-encoder",
+      {"--model", o.work_dir + "/model", "--adapter", o.work_dir + "/adapter/adapter.safetensors",
+       "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0", "--threads",
+       std::to_string(o.threads), "--dtype", o.dtype},
+      o.work_dir + "/server.log");
+  if (!server.ok()) return fail(server.status());
+  ClientOptions client_options;
+  client_options.addresses = {(*server)->address()};
+  client_options.timeout = absl::Minutes(10);
+  auto client = EncoderClient::Create(client_options);
+  if (!client.ok()) return fail(client.status());
+  for (int i = 0; i < 60; ++i) {  // wait until loaded
+    if (client->GetInfo(absl::Seconds(5)).ok()) break;
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  for (int i = 0; i < 2; ++i) {  // warm-up
+    auto r = client->Compress(SpanRequest(RandomSpan(o.span_tokens, config.vocab_size, rng), true));
+    if (!r.ok()) return fail(r.status());
+  }
+
+  std::printf(
+      "\n| concurrency | requests | tokens/s | p50 latency (ms) | p99 latency (ms) | "
+      "mean batch (segments) |\n|---|---|---|---|---|---|\n");
+  std::vector<Level> results;
+  for (int c : levels) {
+    const int count = std::max(o.min_requests, 2 * c);
+    auto level = RunLevel(*client, c, count, o.span_tokens, config.vocab_size,
+                          (*server)->metrics_port(), 100 + c);
+    if (!level.ok()) return fail(level.status());
+    std::printf("| %d | %d | %.0f | %.1f | %.1f | %.2f |\n", c, count, level->tokens_per_second(),
+                1e3 * Quantile(level->latencies, 0.5), 1e3 * Quantile(level->latencies, 0.99),
+                level->mean_batch);
+    std::fflush(stdout);
+    results.push_back(*std::move(level));
+  }
+  const double in_process_p50 = Quantile(in_process, 0.5);
+  std::printf("| in-process | %zu | %.0f | %.1f | %.1f | 1 |\n", in_process.size(),
+              o.span_tokens / in_process_p50, 1e3 * in_process_p50,
+              1e3 * Quantile(in_process, 0.99));
+
+  // Cache: one miss, then hits of the same span.
+  const std::vector<int> cached = RandomSpan(o.span_tokens, config.vocab_size, rng);
+  std::vector<double> hits;
+  double miss = 0;
+  for (int i = 0; i <= o.cache_hits; ++i) {
+    const absl::Time t0 = absl::Now();
+    auto r = client->Compress(SpanRequest(cached, false));
+    if (!r.ok()) return fail(r.status());
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+    if (i == 0) {
+      miss = seconds;
+    } else {
+      if (!r->spans(0).usage().cache_hit()) return fail(absl::InternalError("expected a hit"));
+      hits.push_back(seconds);
+    }
+  }
+  std::printf("| cache hit | %zu | %.0f | %.2f | %.2f | 0 |\n", hits.size(),
+              o.span_tokens / Quantile(hits, 0.5), 1e3 * Quantile(hits, 0.5),
+              1e3 * Quantile(hits, 0.99));
+
+  // Ratios against the targets, from this run's numbers only.
+  const Level* c1 = nullptr;
+  const Level* c16 = nullptr;
+  for (const Level& l : results) {
+    if (l.concurrency == 1) c1 = &l;
+    if (l.concurrency == 16) c16 = &l;
+  }
+  std::printf("\n| target | measured | met |\n|---|---|---|\n");
+  if (c1 != nullptr && c16 != nullptr) {
+    const double ratio = c16->tokens_per_second() / c1->tokens_per_second();
+    std::printf("| throughput c16 / c1 >= 2.0 | %.2f | %s |\n", ratio, ratio >= 2 ? "yes" : "no");
+  }
+  if (c1 != nullptr) {
+    const double c1_p50 = Quantile(c1->latencies, 0.5);
+    const double overhead = (c1_p50 - in_process_p50) / in_process_p50;
+    std::printf(
+        "| gRPC + codec overhead at c1 <= 5%% of in-process | %+.1f%% (%.1f vs %.1f ms) "
+        "| %s |\n",
+        100 * overhead, 1e3 * c1_p50, 1e3 * in_process_p50, overhead <= 0.05 ? "yes" : "no");
+    const double miss_p50 = c1_p50;
+    const double hit_ratio = Quantile(hits, 0.5) / miss_p50;
+    std::printf(
+        "| cache hit p50 <= 1%% of a miss | %.2f%% (%.2f vs %.1f ms; first-call miss "
+        "%.1f ms) | %s |\n",
+        100 * hit_ratio, 1e3 * Quantile(hits, 0.5), 1e3 * miss_p50, 1e3 * miss,
+        hit_ratio <= 0.01 ? "yes" : "no");
+  }
+  server->reset();
+  if (!o.keep) std::system(absl::StrCat("rm -rf '", o.work_dir, "'").c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace icae::bench
+
+int main(int argc, char** argv) { return icae::bench::Run(argc, argv); }
