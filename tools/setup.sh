@@ -17,7 +17,8 @@ PACKAGES=(
 )
 # Extra packages for the deploy checks (Prometheus, promtool, kubectl kustomize, Python client).
 if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
-  PACKAGES+=(prometheus python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml)
+  PACKAGES+=(prometheus python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml
+    python3-numpy)
   # Any kubectl renders Kustomize; install Debian's only when none is on the machine.
   command -v kubectl > /dev/null || PACKAGES+=(kubernetes-client)
 fi
