@@ -1,0 +1,351 @@
+// icae-bench-decoder: the decoder service against its own baselines, same run, real binaries
+// (icae-encoder and icae-decoder over loopback) on a random ~134M Llama (hidden 768, 12 layers,
+// vocab 32000) with a random ICAE adapter (mem_size 128, rate 4):
+//   (a) answer latency for N contexts of 512 and of 2048 tokens generating G tokens each, all N
+//       concurrent: full text context (raw template, token ids) vs 4x slots, end to end
+//       (Compress of the N spans + generation) and with the slots cached (generation only);
+//   (b) total generated tokens/s at concurrency 1, 4 and 16 (slots of one 512-token document +
+//       a 16-token prompt each);
+//   (c) KV-cache bytes per request, slots vs full text (from the servers' usage reports).
+// Output lengths are fixed with ignore_eos. The model has no tokenizer, so contexts and prompts
+// are random token ids (what a tokenizer would produce costs the same).
+//
+//   icae-bench-decoder [--contexts 8] [--gen_tokens 128] [--threads 2] [--lengths 512,2048]
+//                      [--concurrency 1,4,16] [--throughput_requests 2] [--throughput_tokens 64]
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/base/flags.h"
+#include "common/client/decoder_client.h"
+#include "common/client/encoder_client.h"
+#include "common/client/health_client.h"
+#include "tools/bench/random_icae_model.h"
+
+namespace icae::bench {
+namespace {
+
+// A server binary as a child process; SIGTERM and reaped on destruction.
+class Child {
+ public:
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  absl::Status Start(const std::string& binary, std::vector<std::string> args,
+                     const std::string& log) {
+    int fds[2];
+    if (::pipe(fds) != 0) return absl::InternalError("pipe");
+    args.insert(args.begin(), binary);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (err >= 0) ::dup2(err, 2);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(binary.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    std::string buffer;
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (address_.empty()) {
+      if (absl::Now() > deadline) return absl::DeadlineExceededError(binary + " did not start");
+      pollfd pfd{fds[0], POLLIN, 0};
+      if (::poll(&pfd, 1, 1000) <= 0) continue;
+      char chunk[256];
+      const ssize_t n = ::read(fds[0], chunk, sizeof(chunk));
+      if (n <= 0) return absl::InternalError(absl::StrCat(binary, " exited; see ", log));
+      buffer.append(chunk, n);
+      size_t newline;
+      while ((newline = buffer.find('\n')) != std::string::npos) {
+        const std::string line = buffer.substr(0, newline);
+        buffer.erase(0, newline + 1);
+        if (absl::StartsWith(line, "listening on ")) {
+          address_ = "127.0.0.1:" + line.substr(line.rfind(':') + 1);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+std::vector<int> RandomIds(std::mt19937& rng, int n) {
+  std::uniform_int_distribution<int> dist(3, 31999);
+  std::vector<int> ids(n);
+  for (int& id : ids) id = dist(rng);
+  return ids;
+}
+
+struct Batch {
+  double seconds = 0;             // wall time of the whole batch
+  double mean_ttft = 0;           // mean admission-to-first-token (server side)
+  int64_t generated = 0;          // tokens generated in all
+  int64_t kv_bytes = 0;           // KV-cache bytes of one request (the first)
+  int64_t context_positions = 0;  // slot + prompt positions of one request
+};
+
+// Runs `requests` on `clients` threads (each takes the next request until none is left).
+absl::StatusOr<Batch> RunConcurrent(const DecoderClient& decoder,
+                                    const std::vector<v1::GenerateRequest>& requests, int clients) {
+  std::vector<absl::StatusOr<v1::GenerateResponse>> responses(requests.size(),
+                                                              absl::UnknownError("not run"));
+  std::atomic<size_t> next{0};
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < requests.size(); i = next++) {
+        responses[i] = decoder.Generate(requests[i], absl::Minutes(30));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Batch batch;
+  batch.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  for (auto& response : responses) {
+    if (!response.ok()) return response.status();
+    batch.generated += response->usage().generated_tokens();
+    batch.mean_ttft += response->usage().time_to_first_token_seconds() / responses.size();
+  }
+  batch.kv_bytes = responses[0]->usage().kv_cache_bytes();
+  batch.context_positions =
+      responses[0]->usage().slot_tokens() + responses[0]->usage().prompt_tokens();
+  return batch;
+}
+
+v1::GenerateRequest BaseRequest(const std::vector<int>& prompt, int gen_tokens) {
+  v1::GenerateRequest request;
+  request.set_template_name("raw");
+  for (int id : prompt) request.mutable_prompt_ids()->add_ids(id);
+  request.set_max_new_tokens(gen_tokens);
+  request.set_ignore_eos(true);
+  return request;
+}
+
+absl::StatusOr<v1::CompressResponse> Compress(const EncoderClient& encoder,
+                                              const std::vector<std::vector<int>>& docs) {
+  v1::CompressRequest request;
+  request.set_slot_dtype(v1::FLOAT32);
+  request.set_bypass_cache(true);
+  for (const auto& doc : docs) {
+    request.add_spans()->mutable_token_ids()->mutable_ids()->Add(doc.begin(), doc.end());
+  }
+  return encoder.Compress(request, absl::Minutes(30));
+}
+
+int Main(int argc, char** argv) {
+  int contexts = 8, gen_tokens = 128, threads = 2, throughput_requests = 2, throughput_tokens = 64;
+  std::string lengths_flag = "512,2048", concurrency_flag = "1,4,16", bin_dir, work_dir;
+  FlagSet flags("icae-bench-decoder [options]");
+  flags.Int("contexts", &contexts, "(a) concurrent requests, one context each");
+  flags.Int("gen_tokens", &gen_tokens, "(a) tokens generated per request");
+  flags.String("lengths", &lengths_flag, "(a) context lengths, tokens");
+  flags.String("concurrency", &concurrency_flag, "(b) concurrency levels");
+  flags.Int("throughput_requests", &throughput_requests, "(b) requests per client");
+  flags.Int("throughput_tokens", &throughput_tokens, "(b) tokens generated per request");
+  flags.Int("threads", &threads, "--threads of each server");
+  flags.String("bin_dir", &bin_dir, "where icae-encoder and icae-decoder are (default: mine)");
+  flags.String("work_dir", &work_dir, "scratch directory for the model (default: a temp dir)");
+  ParseFlagsOrExit(flags, argc, argv);
+  std::vector<int> lengths, levels;
+  if (!ParseIntList(lengths_flag, "--lengths", &lengths).ok() ||
+      !ParseIntList(concurrency_flag, "--concurrency", &levels).ok()) {
+    std::fprintf(stderr, "bad --lengths or --concurrency\n");
+    return 2;
+  }
+  if (bin_dir.empty()) bin_dir = std::filesystem::canonical("/proc/self/exe").parent_path();
+  bool own_dir = work_dir.empty();
+  if (own_dir) {
+    char tmpl[] = "/tmp/icae_bench_decoder_XXXXXX";
+    work_dir = ::mkdtemp(tmpl);
+  }
+
+  const ModelConfig config = RandomLlamaConfig(768, 12, 12, 2048, 32000, 4096);
+  RandomIcaePaths paths;
+  absl::Time t0 = absl::Now();
+  if (absl::Status s = WriteRandomIcaeModel(work_dir, config, /*mem_size=*/128, /*lora_r=*/8,
+                                            /*seed=*/1, &paths);
+      !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf(
+      "model: random Llama hidden 768, 12 layers, 12 heads, intermediate 2048, vocab "
+      "32000 (%.1fM parameters), fp32; adapter mem_size 128, rate 4; written in %.1f s\n",
+      config.ParameterCount() / 1e6, absl::ToDoubleSeconds(absl::Now() - t0));
+  const std::string thread_flag = absl::StrCat(threads);
+  Child decoder_process, encoder_process;
+  if (absl::Status s = decoder_process.Start(
+          bin_dir + "/icae-decoder",
+          {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
+           "--metrics_listen", "", "--threads", thread_flag, "--max_running", "16"},
+          work_dir + "/decoder.log");
+      !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  if (absl::Status s =
+          encoder_process.Start(bin_dir + "/icae-encoder",
+                                {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen",
+                                 "127.0.0.1:0", "--metrics_listen", "", "--threads", thread_flag},
+                                work_dir + "/encoder.log");
+      !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  ClientOptions options;
+  options.max_attempts = 1;
+  options.timeout = absl::Minutes(30);
+  options.addresses = {decoder_process.address()};
+  auto decoder_conn = Connection::Create(options);
+  options.addresses = {encoder_process.address()};
+  auto encoder_conn = Connection::Create(options);
+  if (!decoder_conn.ok() || !encoder_conn.ok() ||
+      !WaitForServing(**decoder_conn, "icae.v1.Decoder", absl::Minutes(2)).ok() ||
+      !WaitForServing(**encoder_conn, "icae.v1.Encoder", absl::Minutes(2)).ok()) {
+    std::fprintf(stderr, "servers did not come up; logs in %s\n", work_dir.c_str());
+    return 1;
+  }
+  DecoderClient decoder(*decoder_conn);
+  EncoderClient encoder(*encoder_conn);
+  std::printf("servers: icae-decoder and icae-encoder, --threads %d each, loopback\n\n", threads);
+  std::mt19937 rng(42);
+  const std::vector<int> prompt = RandomIds(rng, 16);
+
+  // Warm-up (first-call allocations, thread pools).
+  {
+    auto warm = Compress(encoder, {RandomIds(rng, 512)});
+    if (!warm.ok()) return std::fprintf(stderr, "%s\n", warm.status().ToString().c_str()), 1;
+    v1::GenerateRequest request = BaseRequest(prompt, 8);
+    *request.add_context()->mutable_slots() = warm->spans(0).slots();
+    if (!decoder.Generate(request).ok()) return 1;
+  }
+
+  std::printf(
+      "(a) answer latency: %d concurrent requests, each one context + a 16-token prompt, "
+      "%d generated tokens each\n",
+      contexts, gen_tokens);
+  std::printf("%-8s %12s %12s %14s %12s %12s %10s %10s\n", "context", "full text s", "compress s",
+              "slots gen s", "e2e ratio", "cached ratio", "ttft full", "ttft slots");
+  struct KvRow {
+    int length;
+    int64_t full_bytes, slot_bytes, full_positions, slot_positions;
+  };
+  std::vector<KvRow> kv_rows;
+  for (int length : lengths) {
+    std::vector<std::vector<int>> docs;
+    for (int i = 0; i < contexts; ++i) docs.push_back(RandomIds(rng, length));
+    std::vector<v1::GenerateRequest> full;
+    for (const auto& doc : docs) {
+      v1::GenerateRequest request = BaseRequest(prompt, gen_tokens);
+      request.add_context()->mutable_token_ids()->mutable_ids()->Add(doc.begin(), doc.end());
+      full.push_back(std::move(request));
+    }
+    auto full_batch = RunConcurrent(decoder, full, contexts);
+    if (!full_batch.ok())
+      return std::fprintf(stderr, "%s\n", full_batch.status().ToString().c_str()), 1;
+    // End to end: compress the N documents (one call), then generate from their slots.
+    const absl::Time e2e_start = absl::Now();
+    auto compressed = Compress(encoder, docs);
+    if (!compressed.ok())
+      return std::fprintf(stderr, "%s\n", compressed.status().ToString().c_str()), 1;
+    const double compress_seconds = absl::ToDoubleSeconds(absl::Now() - e2e_start);
+    std::vector<v1::GenerateRequest> with_slots;
+    for (const v1::CompressedSpan& span : compressed->spans()) {
+      v1::GenerateRequest request = BaseRequest(prompt, gen_tokens);
+      *request.add_context()->mutable_slots() = span.slots();
+      with_slots.push_back(std::move(request));
+    }
+    auto slots_batch = RunConcurrent(decoder, with_slots, contexts);
+    if (!slots_batch.ok())
+      return std::fprintf(stderr, "%s\n", slots_batch.status().ToString().c_str()), 1;
+    const double e2e_seconds = absl::ToDoubleSeconds(absl::Now() - e2e_start);
+    // Slots cached: the same generation again, compression already done.
+    auto cached_batch = RunConcurrent(decoder, with_slots, contexts);
+    if (!cached_batch.ok()) return 1;
+    std::printf("%dx%-6d %12.2f %12.2f %14.2f %11.2fx %11.2fx %10.2f %10.2f\n", contexts, length,
+                full_batch->seconds, compress_seconds, cached_batch->seconds,
+                full_batch->seconds / e2e_seconds, full_batch->seconds / cached_batch->seconds,
+                full_batch->mean_ttft, cached_batch->mean_ttft);
+    std::fflush(stdout);
+    kv_rows.push_back({length, full_batch->kv_bytes, cached_batch->kv_bytes,
+                       full_batch->context_positions, cached_batch->context_positions});
+  }
+  std::printf(
+      "  (e2e = compress + generate from slots, %s; paper, Llama-7b on GPU: 8x512 2.2x, "
+      "8x2048 3.3x)\n\n",
+      "one Compress call of all contexts, cache bypassed");
+
+  std::printf(
+      "(b) generation throughput: slots of one 512-token document + 16-token prompt, %d "
+      "tokens per request, %d requests per client\n",
+      throughput_tokens, throughput_requests);
+  std::vector<int> doc = RandomIds(rng, 512);
+  auto one = Compress(encoder, {doc});
+  if (!one.ok()) return 1;
+  double base_rate = 0;
+  std::printf("%-12s %10s %12s %12s %10s\n", "concurrency", "requests", "tokens", "tokens/s",
+              "vs c=1");
+  for (int level : levels) {
+    std::vector<v1::GenerateRequest> requests;
+    for (int i = 0; i < level * throughput_requests; ++i) {
+      v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), throughput_tokens);
+      *request.add_context()->mutable_slots() = one->spans(0).slots();
+      requests.push_back(std::move(request));
+    }
+    auto batch = RunConcurrent(decoder, requests, level);
+    if (!batch.ok()) return std::fprintf(stderr, "%s\n", batch.status().ToString().c_str()), 1;
+    const double rate = batch->generated / batch->seconds;
+    if (base_rate == 0) base_rate = rate;
+    std::printf("%-12d %10zu %12lld %12.1f %9.2fx\n", level, requests.size(),
+                static_cast<long long>(batch->generated), rate, rate / base_rate);
+    std::fflush(stdout);
+  }
+  std::printf("  (target: >= 4x at 16 vs 1)\n\n");
+
+  std::printf("(c) KV cache per request (context + prompt + %d generated positions reserved)\n",
+              gen_tokens);
+  std::printf("%-8s %16s %16s %8s %22s\n", "context", "full text bytes", "slots bytes", "ratio",
+              "context positions");
+  for (const KvRow& row : kv_rows) {
+    std::printf("%-8d %16lld %16lld %7.3f %10lld vs %-10lld\n", row.length,
+                static_cast<long long>(row.full_bytes), static_cast<long long>(row.slot_bytes),
+                static_cast<double>(row.slot_bytes) / row.full_bytes,
+                static_cast<long long>(row.slot_positions),
+                static_cast<long long>(row.full_positions));
+  }
+  std::printf("  (expect 1/4 for the context part: slot positions / text positions)\n");
+  if (own_dir) std::filesystem::remove_all(work_dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace icae::bench
+
+int main(int argc, char** argv) { return icae::bench::Main(argc, argv); }
