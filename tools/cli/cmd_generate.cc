@@ -15,6 +15,7 @@
 #include "tools/cli/cli.h"
 #include "tools/cli/generate_flags.h"
 #include "tools/cli/model_flags.h"
+#include "tools/cli/remote_generate.h"
 
 namespace icae::cli {
 namespace {
@@ -51,6 +52,7 @@ absl::StatusOr<ContextPart> LoadSlots(const std::string& path, const SlotDecoder
 }  // namespace
 
 int RunGenerate(const Args& args) {
+  if (HasDecoderFlag(args)) return RunRemoteGenerate(args);  // --decoder: the service does it
   const std::string cmd = "generate";
   FlagSet flags(
       "icae generate --model DIR [--adapter PATH] [--slots FILE ...] --template NAME "

@@ -21,6 +21,8 @@ const Command kCommands[] = {
     {"generate", "generate from slots + prompt (offline, or --decoder HOST:PORT)",
      icae::cli::RunGenerate},
     {"tokenize", "print the token ids of a text", icae::cli::RunTokenize},
+    {"ask", "compress documents (--encoder) and answer a question from them (--decoder)",
+     icae::cli::RunAsk},
 };
 
 void PrintUsage(FILE* out) {

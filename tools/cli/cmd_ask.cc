@@ -1,0 +1,145 @@
+// icae ask --encoder HOST:PORT --decoder HOST:PORT --context-file F [F ...] --question Q
+//          [--template NAME] [--max-new-tokens N] [--temperature T ...] [--stop STR ...]
+//          [--slot-dtype float32|bfloat16|float16] [--print-ids] [--timeout S] [TLS / token]
+// The two-call RAG path in one command: each context file is compressed by the encoder (one
+// span per file, one Compress call), then the decoder answers the question from the slots,
+// streaming the answer to stdout. stderr gets the compression ratio, the bytes of slots on the
+// wire next to the bytes of the text they replace, and the time of each stage.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/client/encoder_client.h"
+#include "tools/cli/cli.h"
+#include "tools/cli/generate_flags.h"
+#include "tools/cli/remote_generate.h"
+
+namespace icae::cli {
+namespace {
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("--context-file ", path, ": cannot read"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<v1::DataType> SlotWireDType(const std::string& name) {
+  if (name.empty()) return v1::DATA_TYPE_UNSPECIFIED;
+  if (name == "float32") return v1::FLOAT32;
+  if (name == "bfloat16") return v1::BFLOAT16;
+  if (name == "float16") return v1::FLOAT16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--slot-dtype '", name, "': expected float32, bfloat16 or float16"));
+}
+
+}  // namespace
+
+int RunAsk(const Args& args) {
+  const std::string cmd = "ask";
+  FlagSet flags(
+      "icae ask --encoder HOST:PORT --decoder HOST:PORT --context-file F [F ...] --question Q "
+      "[options]");
+  ClientOptions encoder_options, decoder_options;
+  std::vector<std::string> context_files;
+  std::string question, slot_dtype;
+  double timeout_seconds = 300;
+  flags.StringList("encoder", &encoder_options.addresses, "encoder address(es) HOST:PORT");
+  flags.StringList("decoder", &decoder_options.addresses, "decoder address(es) HOST:PORT");
+  flags.StringList("context_file", &context_files, "documents to compress, in order");
+  flags.String("question", &question, "the question (the decoder's prompt)");
+  flags.String("slot_dtype", &slot_dtype,
+               "wire dtype of the slots: float32, bfloat16 or float16 (default: the encoder's)");
+  GenerateFlags gen;
+  RegisterGenerateFlags(flags, &gen);
+  RegisterClientFlags(flags, &decoder_options, &timeout_seconds);
+  int code = kExitOk;
+  if (!ParseCommandFlags(flags, cmd, args, &code)) return code;
+  if (encoder_options.addresses.empty()) return UsageError(cmd, "--encoder needs HOST:PORT");
+  if (decoder_options.addresses.empty()) return UsageError(cmd, "--decoder needs HOST:PORT");
+  if (context_files.empty()) return UsageError(cmd, "--context-file needs at least one file");
+  if (question.empty()) return UsageError(cmd, "--question is required");
+  if (flags.IsSet("prompt") || flags.IsSet("prompt_ids")) {
+    return UsageError(cmd, "use --question (not --prompt)");
+  }
+  if (!(timeout_seconds > 0)) return UsageError(cmd, "--timeout must be > 0");
+  absl::StatusOr<v1::DataType> dtype = SlotWireDType(slot_dtype);
+  if (!dtype.ok()) return UsageError(cmd, std::string(dtype.status().message()));
+  gen.prompt = question;
+  GenerateRequestSpec spec;
+  if (absl::Status s = ResolveGenerateFlags(flags, gen, &spec); !s.ok()) {
+    return UsageError(cmd, std::string(s.message()));
+  }
+  // The TLS and token flags apply to both services.
+  decoder_options.timeout = absl::Seconds(timeout_seconds);
+  std::vector<std::string> encoder_addresses = encoder_options.addresses;
+  encoder_options = decoder_options;
+  encoder_options.addresses = encoder_addresses;
+
+  v1::CompressRequest compress;
+  compress.set_slot_dtype(*dtype);
+  int64_t text_bytes = 0;
+  for (const std::string& path : context_files) {
+    absl::StatusOr<std::string> text = ReadWholeFile(path);
+    if (!text.ok()) return UsageError(cmd, std::string(text.status().message()));
+    text_bytes += static_cast<int64_t>(text->size());
+    v1::Span* span = compress.add_spans();
+    span->set_id(path);
+    span->set_text(*std::move(text));
+  }
+  absl::StatusOr<EncoderClient> encoder = EncoderClient::Create(encoder_options);
+  if (!encoder.ok()) return Failure(cmd, encoder.status());
+  absl::StatusOr<DecoderClient> decoder = DecoderClient::Create(decoder_options);
+  if (!decoder.ok()) return Failure(cmd, decoder.status());
+
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::CompressResponse> compressed = encoder->Compress(compress);
+  if (!compressed.ok()) return Failure(cmd, compressed.status());
+  const absl::Duration compress_time = absl::Now() - start;
+  if (compressed->spans_size() != context_files.size()) {
+    return Failure(cmd, absl::DataLossError("the encoder did not return one span per file"));
+  }
+  v1::GenerateRequest request;
+  for (const std::string& path : gen.slots) {  // Pre-compressed slot files come first.
+    absl::StatusOr<v1::ContextPart> part = SlotsFileContext(path);
+    if (!part.ok()) return Failure(cmd, part.status());
+    *request.add_context() = *std::move(part);
+  }
+  int64_t tokens = 0, slots = 0, slot_bytes = 0;
+  for (const v1::CompressedSpan& span : compressed->spans()) {
+    tokens += span.usage().tokens();
+    slots += span.usage().slots();
+    slot_bytes += static_cast<int64_t>(span.slots().ByteSizeLong());
+    *request.add_context()->mutable_slots() = span.slots();
+  }
+  FillGenerateRequest(spec, &request);
+  absl::StatusOr<StreamedAnswer> answer = StreamAnswer(*decoder, request, gen.print_ids);
+  if (!answer.ok()) return Failure(cmd, answer.status());
+  const absl::Duration total = absl::Now() - start;
+
+  std::cerr << absl::StrFormat(
+      "compression: %d tokens in %d file(s) -> %d slots (%.2fx); slots on the wire %d bytes "
+      "(%s) vs %d bytes of text\n",
+      tokens, context_files.size(), slots, slots > 0 ? static_cast<double>(tokens) / slots : 0.0,
+      slot_bytes,
+      compressed->spans(0).slots().slots().dtype() == v1::FLOAT32
+          ? "float32"
+          : absl::AsciiStrToLower(v1::DataType_Name(compressed->spans(0).slots().slots().dtype())),
+      text_bytes);
+  std::cerr << absl::StrFormat(
+      "times: compress %.3f s (%d cache hits), first token %.3f s, generate %.3f s, total "
+      "%.3f s\n",
+      absl::ToDoubleSeconds(compress_time), compressed->usage().cache_hits(),
+      absl::ToDoubleSeconds(answer->first_chunk), absl::ToDoubleSeconds(answer->total),
+      absl::ToDoubleSeconds(total));
+  std::cerr << DescribeFinish(answer->last) << "\n";
+  return kExitOk;
+}
+
+}  // namespace icae::cli
