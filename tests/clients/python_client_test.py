@@ -264,6 +264,15 @@ class ServicesTest(unittest.TestCase):
                 no_token.get_info()
         self.assertEqual(unauthenticated.exception.code_name, "UNAUTHENTICATED")
 
+        # Text reaches the servers as text (the golden model has no tokenizer to read it).
+        with self.assertRaises(IcaeError) as text_span:
+            self.encoder.compress("a text span")
+        self.assertEqual(text_span.exception.code_name, "FAILED_PRECONDITION")
+        self.assertIn("spans[0].text", text_span.exception.message)
+        with self.assertRaises(IcaeError) as text_part:
+            self.decoder.generate(context=[[5, 6], "text"], prompt=[7], template="raw")
+        self.assertIn("context[1].text", text_part.exception.message)
+
         with self.assertRaises(TypeError):
             self.encoder.compress([1, 2, 3])  # one id list must be wrapped: [[1, 2, 3]]
 
@@ -274,11 +283,18 @@ class ServicesTest(unittest.TestCase):
             return [p.counter("icae_encoder_requests_total", method="Compress", code="OK")
                     for p in processes]
 
-        before = compress_counts()
-        calls = 20
         with EncoderClient([self.encoder_a.address, self.encoder_b.address],
                            timeout=CALL_TIMEOUT) as both:
             self.assertTrue(both.target.startswith("ipv4:127.0.0.1:"))
+            # Warm-up: round_robin only picks connected replicas; wait until both have served.
+            start = compress_counts()
+            for i in range(50):
+                both.compress([[1, 2, 3 + i]], bypass_cache=True)
+                if all(a > b for a, b in zip(compress_counts(), start)):
+                    break
+            before = compress_counts()
+            self.assertTrue(all(a > b for a, b in zip(before, start)), f"{start} -> {before}")
+            calls = 20
             for i in range(calls):
                 both.compress([[1, 3 + i, 4, 5]], bypass_cache=True)
             after = compress_counts()
