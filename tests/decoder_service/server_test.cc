@@ -8,20 +8,27 @@
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/client/decoder_client.h"
 #include "common/client/encoder_client.h"
 #include "common/client/health_client.h"
 #include "common/codec/tensor_codec.h"
+#include "common/io/slots_file.h"
 #include "common/model/generate.h"
 #include "common/model/slot_decoder.h"
 #include "common/serving/status_grpc.h"
@@ -45,6 +52,20 @@ using ::testing::HasSubstr;
 
 const std::string kDecoderBin = std::string(ICAE_BIN_DIR) + "/icae-decoder";
 const std::string kEncoderBin = std::string(ICAE_BIN_DIR) + "/icae-encoder";
+const std::string kCliBin = std::string(ICAE_BIN_DIR) + "/icae";
+
+// Runs a command line; its exit code, and stdout / stderr in the given files.
+int RunCommand(const std::string& command, const std::string& out, const std::string& err) {
+  const int status = std::system((command + " > " + out + " 2> " + err).c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::vector<int> Ids(const google::protobuf::RepeatedField<int32_t>& ids) {
   return std::vector<int>(ids.begin(), ids.end());
@@ -565,6 +586,46 @@ TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
   EXPECT_EQ(*exit_code, 0) << server->process.Log();
 }
 
+TEST_F(DecoderServerTest, CliGeneratesThroughTheDecoder) {
+  // A slots file as `icae compress` writes it, holding the golden slots.
+  SlotsFile file;
+  file.shape = {4, 64};
+  at::Tensor slots = IcaeFixture("slots").contiguous();
+  file.data.assign(reinterpret_cast<const char*>(slots.data_ptr<float>()), 4 * 64 * 4);
+  file.encoder_id = tiny_->info.accepted_encoder_id();
+  file.source_tokens = 16;
+  file.num_segments = 1;
+  file.mem_size = 4;
+  const std::string path = scratch_->Join("golden.slots.safetensors");
+  ASSERT_OK(WriteSlotsFile(path, file));
+  const std::string out = scratch_->Join("cli.out"), err = scratch_->Join("cli.err");
+  ASSERT_EQ(
+      RunCommand(absl::StrCat(kCliBin, " generate --decoder ", tiny_->process.address(),
+                              " --slots ", path, " --template ae --max-new-tokens 12 --print-ids"),
+                 out, err),
+      0)
+      << ReadFile(err);
+  EXPECT_EQ(ReadFile(out), absl::StrJoin(ToIds(IcaeFixture("ae_greedy_ids")), ",") + "\n");
+  EXPECT_THAT(ReadFile(err), HasSubstr("finish_reason=length generated=12 slot_tokens=4"));
+  // Streamed text equals the unary answer's.
+  ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " generate --decoder ", tiny_->process.address(),
+                                    " --slots ", path, " --template ae --max-new-tokens 12"),
+                       out, err),
+            0)
+      << ReadFile(err);
+  absl::StatusOr<v1::GenerateResponse> unary = tiny_->client->Generate(AeRequest("slots", 12));
+  ASSERT_OK(unary);
+  EXPECT_EQ(ReadFile(out), unary->text() + "\n");
+  // A refusal is exit code 1 with the server's message.
+  file.encoder_id = std::string(64, 'b');
+  ASSERT_OK(WriteSlotsFile(path, file));
+  EXPECT_EQ(RunCommand(absl::StrCat(kCliBin, " generate --decoder ", tiny_->process.address(),
+                                    " --slots ", path, " --template ae"),
+                       out, err),
+            1);
+  EXPECT_THAT(ReadFile(err), HasSubstr("FAILED_PRECONDITION"));
+}
+
 TEST_F(DecoderServerTest, SlotsFromTheEncoderDecodeToTheGoldenIds) {
   if (access(kEncoderBin.c_str(), X_OK) != 0) GTEST_SKIP() << "icae-encoder is not built";
   ServerProcess encoder;
@@ -600,6 +661,33 @@ TEST_F(DecoderServerTest, SlotsFromTheEncoderDecodeToTheGoldenIds) {
     EXPECT_EQ(Ids(response->token_ids()), ToIds(IcaeFixture(expected))) << ids_name;
     EXPECT_EQ(response->usage().uncompressed_context_tokens(), IcaeFixture(ids_name).numel());
   }
+  // icae ask: both calls in one command.
+  const std::string doc1 = scratch_->Join("doc1.txt"), doc2 = scratch_->Join("doc2.txt");
+  std::ofstream(doc1) << "Paris is the capital of France. The quick brown fox jumps.";
+  std::ofstream(doc2) << "Memory slots compress a long context into a few dense vectors.";
+  const std::string out = scratch_->Join("ask.out"), err = scratch_->Join("ask.err");
+  ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " ask --encoder ", encoder.address(), " --decoder ",
+                                    tiny_->process.address(), " --context-file ", doc1, " ", doc2,
+                                    " --question 'What is the capital?' --max-new-tokens 10 "
+                                    "--print-ids"),
+                       out, err),
+            0)
+      << ReadFile(err);
+  const std::string answer = ReadFile(out);
+  EXPECT_EQ(std::count(answer.begin(), answer.end(), ','), 9) << answer;
+  const std::string report = ReadFile(err);
+  long long tokens = 0, slots = 0;
+  ASSERT_EQ(std::sscanf(report.c_str(), "compression: %lld tokens in 2 file(s) -> %lld slots",
+                        &tokens, &slots),
+            2)
+      << report;
+  EXPECT_EQ(slots % 4, 0);  // mem_size slots per segment, at least one segment per file
+  EXPECT_GE(slots, 8);
+  EXPECT_THAT(report, HasSubstr("slots on the wire"));
+  EXPECT_THAT(report, HasSubstr("times: compress"));
+  EXPECT_THAT(report,
+              HasSubstr(absl::StrCat("finish_reason=length generated=10 slot_tokens=", slots)));
+  EXPECT_THAT(report, HasSubstr(absl::StrCat("uncompressed_context_tokens=", tokens)));
 }
 
 }  // namespace
