@@ -120,6 +120,16 @@ TEST(SafetensorsBadInputTest, InvalidJson) {
               BadFile("__metadata__ value of 'k' is not a string"));
 }
 
+// Deeply nested JSON must not exhaust the stack (parsing or destroying the DOM).
+TEST(SafetensorsBadInputTest, DeepNesting) {
+  const int kDepth = 200000;
+  const std::string nested = std::string(kDepth, '[') + std::string(kDepth, ']');
+  EXPECT_THAT(Parse(Image("{\"w\":" + nested + "}", "")), BadTensorW("entry is not an object"));
+  EXPECT_THAT(Parse(Image("{\"__metadata__\":{\"k\":" + nested + "}}", "")),
+              BadFile("is not a string"));
+  EXPECT_THAT(Parse(Image(std::string(kDepth, '['), "")), BadFile("header is not valid JSON"));
+}
+
 TEST(SafetensorsBadInputTest, MissingFields) {
   const std::string data(4, 'x');
   EXPECT_THAT(Parse(Image("{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", data)),
