@@ -204,6 +204,20 @@ TEST_F(EncoderServerTest, CachedSecondCallIsBitIdenticalAndCountedAsHit) {
   }
 }
 
+TEST_F(EncoderServerTest, ResponsesLargerThanGrpcsDefaultFourMegabytesPass) {
+  // 16 spans x 5120 tokens = 5120 segments of 4 x 64 float32 slots: a 5.2 MB response, above
+  // gRPC's 4 MiB default and within --max_message_bytes (64 MiB by default).
+  StartServer({"--max_queue_segments", "8192", "--max_batch_segments", "256"});
+  std::vector<std::vector<int>> spans;
+  for (int i = 0; i < 16; ++i) spans.push_back(RandomIds(5120, 384, 200 + i));
+  auto response = Client().Compress(IdsRequest(spans));
+  ASSERT_OK(response);
+  ASSERT_EQ(response->spans_size(), 16);
+  EXPECT_GT(response->ByteSizeLong(), size_t{4} << 20);
+  EXPECT_EQ(response->usage().segments(), 5120);
+  EXPECT_THAT(response->spans(15).slots().slots().shape(), ::testing::ElementsAre(1280, 64));
+}
+
 TEST_F(EncoderServerTest, EveryBadInputGetsItsCodeAndNamesTheField) {
   StartServer({"--max_spans", "4", "--max_message_bytes", "300000"});
   EncoderClient client = Client();

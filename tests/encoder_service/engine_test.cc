@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -159,6 +160,47 @@ TEST_F(EngineTest, BatchesSegmentsAcrossRequestsAndKeepsEachResult) {
   // 3 x 1 + 3 x 3 segments, fewer batches than requests.
   EXPECT_EQ(metrics_.Segments(), 12);
   EXPECT_LT(metrics_.batches.size(), static_cast<size_t>(kRequests));
+}
+
+TEST_F(EngineTest, SeveralExecutorsAndEnqueuingThreadsKeepEveryResult) {
+  EngineOptions options;
+  options.executor_threads = 3;
+  options.max_batch_segments = 2;  // many small batches, spread over the executors
+  auto engine = MakeEngine(options);
+  ASSERT_NE(engine, nullptr);
+  constexpr int kThreads = 4, kPerThread = 8;
+  std::vector<std::unique_ptr<Outcome>> outcomes(kThreads * kPerThread);
+  for (auto& o : outcomes) o = std::make_unique<Outcome>();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int n = t * kPerThread + i;
+        EncodeRequest request;
+        request.bypass_cache = n % 3 == 0;
+        request.spans = {
+            Ids(n % 2 == 0 ? golden_.context_ids : golden_.context40_ids, std::to_string(n)),
+            Ids(golden_.context40_ids, "second")};
+        EXPECT_OK(engine->Enqueue(std::move(request), outcomes[n]->Callback()));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int n = 0; n < kThreads * kPerThread; ++n) {
+    ASSERT_TRUE(outcomes[n]->Wait());
+    ASSERT_OK(outcomes[n]->result);
+    const EncodeResult& result = *outcomes[n]->result;
+    ASSERT_EQ(result.spans.size(), 2u);
+    EXPECT_EQ(result.spans[0].id, std::to_string(n));
+    EXPECT_EQ(result.spans[1].id, "second");
+    EXPECT_LE(MaxAbsDiff(FloatsFromF32(*result.spans[0].slots.data),
+                         n % 2 == 0 ? golden_.slots : golden_.slots40),
+              1e-4)
+        << n;
+    EXPECT_LE(MaxAbsDiff(FloatsFromF32(*result.spans[1].slots.data), golden_.slots40), 1e-4);
+  }
+  EXPECT_EQ(engine->pending_requests(), 0);
+  EXPECT_EQ(engine->queued_segments(), 0);
 }
 
 TEST_F(EngineTest, CacheHitSkipsTheModelAndReturnsTheSameBytes) {
