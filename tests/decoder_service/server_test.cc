@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -110,9 +111,10 @@ struct Server {
   }
 };
 
+// `client` gives the TLS and token settings of the test's connection (addresses are filled in).
 std::unique_ptr<Server> StartDecoder(const std::string& model_dir, const std::string& adapter,
-                                     const std::vector<std::string>& extra,
-                                     const std::string& log) {
+                                     const std::vector<std::string>& extra, const std::string& log,
+                                     ClientOptions options = {}) {
   auto server = std::make_unique<Server>();
   std::vector<std::string> args = {
       "--model",     model_dir,          "--adapter",   adapter,     "--listen",
@@ -121,11 +123,11 @@ std::unique_ptr<Server> StartDecoder(const std::string& model_dir, const std::st
   absl::Status started = server->process.Start(kDecoderBin, args, log);
   EXPECT_OK(started);
   if (!started.ok()) return nullptr;
-  ClientOptions options;
   options.addresses = {server->process.address()};
   options.max_attempts = 1;
   auto connection = Connection::Create(options);
   EXPECT_OK(connection);
+  if (!connection.ok()) return nullptr;
   server->connection = *connection;
   EXPECT_OK(WaitForServing(*server->connection, "icae.v1.Decoder", absl::Seconds(60)))
       << server->process.Log();
@@ -541,10 +543,31 @@ TEST_F(DecoderServerTest, FullQueueAndDeadline) {
 }
 
 TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
+  // Served over TLS with a bearer token, as a deployment would be.
+  std::filesystem::create_directories(scratch_->Join("certs"));
+  absl::StatusOr<testing::TestCerts> certs = testing::MakeTestCerts(scratch_->Join("certs"));
+  ASSERT_OK(certs);
+  const std::string token_file = scratch_->Join("token");
+  std::ofstream(token_file) << "s3cret-token\n";
+  ClientOptions tls;
+  tls.tls_ca_file = certs->ca_cert;
+  tls.tls_server_name = "localhost";
+  tls.auth_token = "s3cret-token";
   std::unique_ptr<Server> server =
-      StartDecoder(slow_paths_.model_dir, slow_paths_.adapter, {"--drain_seconds", "60"},
-                   scratch_->Join("sigterm.log"));
+      StartDecoder(slow_paths_.model_dir, slow_paths_.adapter,
+                   {"--drain_seconds", "60", "--tls_cert", certs->server_cert, "--tls_key",
+                    certs->server_key, "--auth_token_file", token_file},
+                   scratch_->Join("sigterm.log"), tls);
   ASSERT_NE(server, nullptr);
+  {
+    ClientOptions no_token = tls;
+    no_token.auth_token.clear();
+    no_token.addresses = {server->process.address()};
+    auto connection = Connection::Create(no_token);
+    ASSERT_OK(connection);
+    EXPECT_EQ(DecoderClient(*connection).Generate(SlowRequest(4)).status().code(),
+              absl::StatusCode::kUnauthenticated);
+  }
   constexpr int kStreams = 3;
   constexpr int kTokens = 200;
   std::atomic<int> started{0};
