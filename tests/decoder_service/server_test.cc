@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -484,6 +486,38 @@ TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
   EXPECT_GE(tiny_->Metric("icae_decoder_requests_total",
                           {{"code", "INVALID_ARGUMENT"}, {"method", "Generate"}}),
             7);
+}
+
+TEST_F(DecoderServerTest, ASlowReaderDoesNotStallTheScheduler) {
+  const std::map<std::string, std::string> length = {{"finish_reason", "length"}};
+  const double finished_before = tiny_->Metric("icae_decoder_requests_finished_total", length);
+  grpc::ClientContext context;
+  tiny_->connection->PrepareContext(&context);
+  v1::GenerateRequest request = AeRequest("slots", 480);
+  request.set_ignore_eos(true);
+  auto reader = tiny_->stub->GenerateStream(&context, request);
+  v1::GenerateChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  int ids = chunk.token_ids_size();
+  // The client reads nothing more, yet its generation completes and others are served.
+  absl::StatusOr<v1::GenerateResponse> other = tiny_->client->Generate(AeRequest("slots", 12));
+  ASSERT_OK(other);
+  EXPECT_EQ(Ids(other->token_ids()), ToIds(IcaeFixture("ae_greedy_ids")));
+  bool done = false;
+  for (int i = 0; i < 500 && !done; ++i) {
+    done = tiny_->Metric("icae_decoder_requests_finished_total", length) >= finished_before + 2;
+    if (!done) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(done) << "the unread stream's generation did not finish";
+  int chunks = 1;
+  while (reader->Read(&chunk)) {
+    ids += chunk.token_ids_size();
+    ++chunks;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(ids, 480);
+  EXPECT_EQ(chunk.finish_reason(), v1::LENGTH);
+  std::cout << "480 tokens arrived in " << chunks << " chunks\n";
 }
 
 TEST_F(DecoderServerTest, CancelledStreamLeavesTheRunningBatch) {
