@@ -183,6 +183,27 @@ TEST_F(EncoderOpsTest, SigtermCompletesTwentyInflightRequestsAndExitsZero) {
   EXPECT_THAT(server_->Log(), HasSubstr("draining"));
 }
 
+TEST_F(EncoderOpsTest, DrainDeadlineCancelsWhatIsLeftAndStillExitsZero) {
+  StartServer({"--max_batch_segments", "1", "--max_queue_segments", "30000", "--max_input_tokens",
+               "400000", "--drain_seconds", "0.5"});
+  v1::CompressRequest big = IdsRequest({RandomIds(16 * 20000, 384, 3)});
+  big.set_bypass_cache(true);
+  absl::StatusOr<v1::CompressResponse> result = absl::UnknownError("not run");
+  std::thread call([&] { result = Client().Compress(big); });
+  std::vector<std::thread> threads;
+  JoinAll join_all{threads};
+  threads.push_back(std::move(call));
+  ASSERT_GT(Poll("icae_encoder_queue_segments", {}, [](double v) { return v > 15000; }), 15000);
+  server_->Signal(SIGTERM);
+  // The 0.5 s drain cannot finish 20000 segments: the call is cut off, the process still exits 0.
+  auto code = server_->WaitExit(absl::Seconds(60));
+  ASSERT_OK(code);
+  EXPECT_EQ(*code, 0);
+  threads[0].join();
+  EXPECT_FALSE(result.ok());
+  EXPECT_THAT(server_->Log(), HasSubstr("drain ended with 1 calls in flight"));
+}
+
 TEST_F(EncoderOpsTest, BearerTokenAndMutualTls) {
   auto certs = MakeTestCerts(dir_.path());
   ASSERT_OK(certs);
