@@ -168,33 +168,53 @@ StreamResult Stream(const DecoderClient& client, const v1::GenerateRequest& requ
 
 class DecoderServerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    scratch_ = new ScratchDir();
-    model_dir_ = scratch_->Join("tiny-llama");
-    ASSERT_OK(testing::MakeTokenizedTinyLlama(model_dir_));
-    tiny_ = StartDecoder(model_dir_, testing::TinyAdapter(), {"--max_running", "8"},
-                         scratch_->Join("tiny.log"))
-                .release();
-    ASSERT_NE(tiny_, nullptr);
-    // A random model whose decode steps take milliseconds, so running requests can be watched.
-    ASSERT_OK(WriteRandomIcaeModel(scratch_->Join("slow"),
-                                   RandomLlamaConfig(512, 6, 8, 1376, 512, 2048), /*mem_size=*/4,
-                                   /*lora_r=*/4, /*seed=*/11, &slow_paths_));
-    slow_ = StartDecoder(slow_paths_.model_dir, slow_paths_.adapter,
-                         {"--max_running", "2", "--max_waiting", "1", "--max_new_tokens", "2000"},
-                         scratch_->Join("slow.log"))
-                .release();
-    ASSERT_NE(slow_, nullptr);
-  }
+  // ctest runs each test in its own process: servers start on first use only.
+  static void SetUpTestSuite() { scratch_ = new ScratchDir(); }
   static void TearDownTestSuite() {
     delete tiny_;
     delete slow_;
     delete scratch_;
+    tiny_ = slow_ = nullptr;
+    slow_paths_ = RandomIcaePaths();
+  }
+
+  // tiny-llama (with a trained tokenizer) + tiny-icae.
+  static Server* Tiny() {
+    if (tiny_ == nullptr) {
+      model_dir_ = scratch_->Join("tiny-llama");
+      EXPECT_OK(testing::MakeTokenizedTinyLlama(model_dir_));
+      tiny_ = StartDecoder(model_dir_, testing::TinyAdapter(), {"--max_running", "8"},
+                           scratch_->Join("tiny.log"))
+                  .release();
+    }
+    return tiny_;
+  }
+  static const std::string& TinyModelDir() {
+    Tiny();
+    return model_dir_;
+  }
+  // A random model whose decode steps take milliseconds, so running requests can be watched.
+  static const RandomIcaePaths& SlowModel() {
+    if (slow_paths_.model_dir.empty()) {
+      EXPECT_OK(WriteRandomIcaeModel(scratch_->Join("slow"),
+                                     RandomLlamaConfig(512, 6, 8, 1376, 512, 2048),
+                                     /*mem_size=*/4, /*lora_r=*/4, /*seed=*/11, &slow_paths_));
+    }
+    return slow_paths_;
+  }
+  static Server* Slow() {
+    if (slow_ == nullptr) {
+      slow_ = StartDecoder(SlowModel().model_dir, SlowModel().adapter,
+                           {"--max_running", "2", "--max_waiting", "1", "--max_new_tokens", "2000"},
+                           scratch_->Join("slow.log"))
+                  .release();
+    }
+    return slow_;
   }
 
   static v1::GenerateRequest AeRequest(const std::string& slots_name, int max_new_tokens) {
     v1::GenerateRequest request;
-    *request.add_context() = SlotsPart(IcaeFixture(slots_name), tiny_->info.accepted_encoder_id());
+    *request.add_context() = SlotsPart(IcaeFixture(slots_name), Tiny()->info.accepted_encoder_id());
     request.set_template_name("ae");
     request.set_max_new_tokens(max_new_tokens);
     return request;
@@ -223,7 +243,7 @@ Server* DecoderServerTest::slow_ = nullptr;
 RandomIcaePaths DecoderServerTest::slow_paths_;
 
 TEST_F(DecoderServerTest, InfoHealthAndMetricsDescribeTheModel) {
-  const v1::DecoderInfo& info = tiny_->info;
+  const v1::DecoderInfo& info = Tiny()->info;
   EXPECT_EQ(info.base_model(), "tiny-llama");
   EXPECT_EQ(info.architecture(), "LlamaForCausalLM");
   EXPECT_EQ(info.adapter(), "adapter.safetensors");
@@ -239,9 +259,9 @@ TEST_F(DecoderServerTest, InfoHealthAndMetricsDescribeTheModel) {
   EXPECT_EQ(info.max_message_bytes(), 64 << 20);
   EXPECT_EQ(info.max_running(), 8);
   EXPECT_EQ(info.max_kv_tokens(), 65536);
-  EXPECT_EQ(CheckHealth(*tiny_->connection, "").value_or(HealthState::kUnknown),
+  EXPECT_EQ(CheckHealth(*Tiny()->connection, "").value_or(HealthState::kUnknown),
             HealthState::kServing);
-  absl::StatusOr<std::string> metrics = tiny_->Metrics();
+  absl::StatusOr<std::string> metrics = Tiny()->Metrics();
   ASSERT_OK(metrics);
   EXPECT_EQ(MetricValue(*metrics, "icae_decoder_info",
                         {{"adapter", "adapter.safetensors"},
@@ -273,7 +293,7 @@ TEST_F(DecoderServerTest, GoldenIdsFromSlotsUnaryAndStreaming) {
         {"slots40", "ae40_greedy_ids"}}) {
     v1::GenerateRequest request = AeRequest(slots, 12);
     request.set_request_id("golden-" + slots);
-    absl::StatusOr<v1::GenerateResponse> response = tiny_->client->Generate(request);
+    absl::StatusOr<v1::GenerateResponse> response = Tiny()->client->Generate(request);
     ASSERT_OK(response);
     EXPECT_EQ(Ids(response->token_ids()), ToIds(IcaeFixture(expected))) << slots;
     EXPECT_EQ(response->finish_reason(), v1::LENGTH);
@@ -285,7 +305,7 @@ TEST_F(DecoderServerTest, GoldenIdsFromSlotsUnaryAndStreaming) {
     EXPECT_EQ(response->usage().uncompressed_context_tokens(), 4 * n);
     EXPECT_GT(response->usage().kv_cache_bytes(), 0);
 
-    StreamResult stream = Stream(*tiny_->client, request);
+    StreamResult stream = Stream(*Tiny()->client, request);
     ASSERT_OK(stream.status);
     EXPECT_EQ(stream.ids(), Ids(response->token_ids()));
     EXPECT_EQ(stream.text(), response->text());
@@ -302,10 +322,10 @@ TEST_F(DecoderServerTest, GoldenIdsFromSlotsUnaryAndStreaming) {
   // Slots sent as bfloat16 are accepted (cast to the compute dtype).
   v1::GenerateRequest bf16;
   *bf16.add_context() =
-      SlotsPart(IcaeFixture("slots"), tiny_->info.accepted_encoder_id(), v1::BFLOAT16);
+      SlotsPart(IcaeFixture("slots"), Tiny()->info.accepted_encoder_id(), v1::BFLOAT16);
   bf16.set_template_name("ae");
   bf16.set_max_new_tokens(12);
-  absl::StatusOr<v1::GenerateResponse> response = tiny_->client->Generate(bf16);
+  absl::StatusOr<v1::GenerateResponse> response = Tiny()->client->Generate(bf16);
   ASSERT_OK(response);
   EXPECT_EQ(response->token_ids_size(), 12);
 }
@@ -314,9 +334,9 @@ TEST_F(DecoderServerTest, MixedSlotsAndTextMatchTheOfflineLibrary) {
   const std::string text = "Paris is the capital of France.";
   const std::string prompt = "What is the capital?";
   v1::GenerateRequest request;
-  *request.add_context() = SlotsPart(IcaeFixture("slots"), tiny_->info.accepted_encoder_id());
+  *request.add_context() = SlotsPart(IcaeFixture("slots"), Tiny()->info.accepted_encoder_id());
   request.add_context()->set_text(text);
-  *request.add_context() = SlotsPart(IcaeFixture("slots40"), tiny_->info.accepted_encoder_id());
+  *request.add_context() = SlotsPart(IcaeFixture("slots40"), Tiny()->info.accepted_encoder_id());
   request.set_prompt(prompt);
   request.set_template_name("icae-v2-instruct");
   request.set_max_new_tokens(24);
@@ -324,11 +344,11 @@ TEST_F(DecoderServerTest, MixedSlotsAndTextMatchTheOfflineLibrary) {
   request.mutable_sampling()->set_top_k(50);
   request.mutable_sampling()->set_seed(1234);
   request.set_ignore_eos(false);
-  absl::StatusOr<v1::GenerateResponse> response = tiny_->client->Generate(request);
+  absl::StatusOr<v1::GenerateResponse> response = Tiny()->client->Generate(request);
   ASSERT_OK(response);
 
   // The same prompt built and decoded in-process by the library the server runs.
-  auto model = SlotDecoder::Load(model_dir_, testing::TinyAdapter(), Runtime());
+  auto model = SlotDecoder::Load(TinyModelDir(), testing::TinyAdapter(), Runtime());
   ASSERT_OK(model);
   auto text_ids = (*model)->Tokenize(text);
   auto prompt_ids = (*model)->Tokenize(prompt);
@@ -369,11 +389,11 @@ TEST_F(DecoderServerTest, MixedSlotsAndTextMatchTheOfflineLibrary) {
   if (at + 1 < full.size()) {
     const std::string stop = full.substr(at, 2);
     request.add_stop(stop);
-    absl::StatusOr<v1::GenerateResponse> stopped = tiny_->client->Generate(request);
+    absl::StatusOr<v1::GenerateResponse> stopped = Tiny()->client->Generate(request);
     ASSERT_OK(stopped);
     EXPECT_EQ(stopped->finish_reason(), v1::STOP);
     EXPECT_EQ(stopped->text(), full.substr(0, full.find(stop)));
-    StreamResult stream = Stream(*tiny_->client, request);
+    StreamResult stream = Stream(*Tiny()->client, request);
     ASSERT_OK(stream.status);
     EXPECT_EQ(stream.text(), stopped->text());
     EXPECT_EQ(stream.chunks.back().finish_reason(), v1::STOP);
@@ -392,23 +412,23 @@ TEST_F(DecoderServerTest, ConcurrentGreedyRequestsGiveTheSameIdsAsAlone) {
   };
   std::vector<std::vector<int>> alone;
   for (int i = 0; i < 8; ++i) {
-    absl::StatusOr<v1::GenerateResponse> response = tiny_->client->Generate(request_for(i));
+    absl::StatusOr<v1::GenerateResponse> response = Tiny()->client->Generate(request_for(i));
     ASSERT_OK(response);
     alone.push_back(Ids(response->token_ids()));
   }
-  const double steps_before = tiny_->Metric("icae_decoder_batch_size_count");
-  const double rows_before = tiny_->Metric("icae_decoder_batch_size_sum");
+  const double steps_before = Tiny()->Metric("icae_decoder_batch_size_count");
+  const double rows_before = Tiny()->Metric("icae_decoder_batch_size_sum");
   std::vector<std::vector<int>> together(8);
   std::vector<absl::Status> statuses(8);
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
       if (i % 2 == 0) {
-        auto response = tiny_->client->Generate(request_for(i));
+        auto response = Tiny()->client->Generate(request_for(i));
         statuses[i] = response.status();
         if (response.ok()) together[i] = Ids(response->token_ids());
       } else {
-        StreamResult stream = Stream(*tiny_->client, request_for(i));
+        StreamResult stream = Stream(*Tiny()->client, request_for(i));
         statuses[i] = stream.status;
         together[i] = stream.ids();
       }
@@ -420,16 +440,16 @@ TEST_F(DecoderServerTest, ConcurrentGreedyRequestsGiveTheSameIdsAsAlone) {
     EXPECT_EQ(together[i], alone[i]) << "request " << i;
   }
   // The concurrent requests did share decode steps.
-  const double steps = tiny_->Metric("icae_decoder_batch_size_count") - steps_before;
-  const double rows = tiny_->Metric("icae_decoder_batch_size_sum") - rows_before;
+  const double steps = Tiny()->Metric("icae_decoder_batch_size_count") - steps_before;
+  const double rows = Tiny()->Metric("icae_decoder_batch_size_sum") - rows_before;
   EXPECT_GT(rows, steps);
 }
 
 TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
-  const std::string& id = tiny_->info.accepted_encoder_id();
+  const std::string& id = Tiny()->info.accepted_encoder_id();
   auto both = [&](const v1::GenerateRequest& request) {
-    absl::Status unary = tiny_->client->Generate(request).status();
-    absl::Status stream = Stream(*tiny_->client, request).status;
+    absl::Status unary = Tiny()->client->Generate(request).status();
+    absl::Status stream = Stream(*Tiny()->client, request).status;
     EXPECT_EQ(unary.code(), stream.code()) << unary << " / " << stream;
     return unary;
   };
@@ -480,32 +500,32 @@ TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
   }
   EXPECT_THAT(both(AeRequest("slots", 513)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_new_tokens")));
-  EXPECT_GE(tiny_->Metric("icae_decoder_requests_total",
-                          {{"code", "FAILED_PRECONDITION"}, {"method", "GenerateStream"}}),
+  EXPECT_GE(Tiny()->Metric("icae_decoder_requests_total",
+                           {{"code", "FAILED_PRECONDITION"}, {"method", "GenerateStream"}}),
             1);
-  EXPECT_GE(tiny_->Metric("icae_decoder_requests_total",
-                          {{"code", "INVALID_ARGUMENT"}, {"method", "Generate"}}),
+  EXPECT_GE(Tiny()->Metric("icae_decoder_requests_total",
+                           {{"code", "INVALID_ARGUMENT"}, {"method", "Generate"}}),
             7);
 }
 
 TEST_F(DecoderServerTest, ASlowReaderDoesNotStallTheScheduler) {
   const std::map<std::string, std::string> length = {{"finish_reason", "length"}};
-  const double finished_before = tiny_->Metric("icae_decoder_requests_finished_total", length);
+  const double finished_before = Tiny()->Metric("icae_decoder_requests_finished_total", length);
   grpc::ClientContext context;
-  tiny_->connection->PrepareContext(&context);
+  Tiny()->connection->PrepareContext(&context);
   v1::GenerateRequest request = AeRequest("slots", 480);
   request.set_ignore_eos(true);
-  auto reader = tiny_->stub->GenerateStream(&context, request);
+  auto reader = Tiny()->stub->GenerateStream(&context, request);
   v1::GenerateChunk chunk;
   ASSERT_TRUE(reader->Read(&chunk));
   int ids = chunk.token_ids_size();
   // The client reads nothing more, yet its generation completes and others are served.
-  absl::StatusOr<v1::GenerateResponse> other = tiny_->client->Generate(AeRequest("slots", 12));
+  absl::StatusOr<v1::GenerateResponse> other = Tiny()->client->Generate(AeRequest("slots", 12));
   ASSERT_OK(other);
   EXPECT_EQ(Ids(other->token_ids()), ToIds(IcaeFixture("ae_greedy_ids")));
   bool done = false;
   for (int i = 0; i < 500 && !done; ++i) {
-    done = tiny_->Metric("icae_decoder_requests_finished_total", length) >= finished_before + 2;
+    done = Tiny()->Metric("icae_decoder_requests_finished_total", length) >= finished_before + 2;
     if (!done) absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_TRUE(done) << "the unread stream's generation did not finish";
@@ -522,24 +542,25 @@ TEST_F(DecoderServerTest, ASlowReaderDoesNotStallTheScheduler) {
 
 TEST_F(DecoderServerTest, CancelledStreamLeavesTheRunningBatch) {
   const double cancelled_before =
-      slow_->Metric("icae_decoder_requests_finished_total", {{"finish_reason", "cancelled"}});
+      Slow()->Metric("icae_decoder_requests_finished_total", {{"finish_reason", "cancelled"}});
   grpc::ClientContext context;
-  slow_->connection->PrepareContext(&context);
-  auto reader = slow_->stub->GenerateStream(&context, SlowRequest(1500));
+  Slow()->connection->PrepareContext(&context);
+  auto reader = Slow()->stub->GenerateStream(&context, SlowRequest(1500));
   v1::GenerateChunk chunk;
   ASSERT_TRUE(reader->Read(&chunk)) << FromGrpcStatus(reader->Finish());
-  EXPECT_EQ(slow_->Metric("icae_decoder_num_requests_running"), 1);
-  EXPECT_EQ(slow_->Metric("icae_decoder_kv_cache_tokens_used"), 8 + 1500);
+  EXPECT_EQ(Slow()->Metric("icae_decoder_num_requests_running"), 1);
+  EXPECT_EQ(Slow()->Metric("icae_decoder_kv_cache_tokens_used"), 8 + 1500);
   context.TryCancel();
   while (reader->Read(&chunk)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(slow_->AwaitMetric("icae_decoder_num_requests_running", 0));
-  EXPECT_TRUE(slow_->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
-  EXPECT_EQ(slow_->Metric("icae_decoder_requests_finished_total", {{"finish_reason", "cancelled"}}),
-            cancelled_before + 1);
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
+  EXPECT_EQ(
+      Slow()->Metric("icae_decoder_requests_finished_total", {{"finish_reason", "cancelled"}}),
+      cancelled_before + 1);
   // It stopped early: far fewer than 1500 tokens were generated in all.
-  EXPECT_LT(slow_->Metric("icae_decoder_generation_tokens_total"), 1000);
+  EXPECT_LT(Slow()->Metric("icae_decoder_generation_tokens_total"), 1000);
 }
 
 TEST_F(DecoderServerTest, FullQueueAndDeadline) {
@@ -548,16 +569,16 @@ TEST_F(DecoderServerTest, FullQueueAndDeadline) {
   std::vector<std::unique_ptr<grpc::ClientReader<v1::GenerateChunk>>> readers;
   for (int i = 0; i < 3; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
-    slow_->connection->PrepareContext(contexts.back().get());
-    readers.push_back(slow_->stub->GenerateStream(contexts.back().get(), SlowRequest(1500)));
+    Slow()->connection->PrepareContext(contexts.back().get());
+    readers.push_back(Slow()->stub->GenerateStream(contexts.back().get(), SlowRequest(1500)));
     if (i < 2) {
       v1::GenerateChunk chunk;
       ASSERT_TRUE(readers.back()->Read(&chunk));
     }
   }
-  ASSERT_TRUE(slow_->AwaitMetric("icae_decoder_num_requests_waiting", 1));
-  EXPECT_EQ(slow_->Metric("icae_decoder_num_requests_running"), 2);
-  EXPECT_THAT(slow_->client->Generate(SlowRequest(10)).status(),
+  ASSERT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_waiting", 1));
+  EXPECT_EQ(Slow()->Metric("icae_decoder_num_requests_running"), 2);
+  EXPECT_THAT(Slow()->client->Generate(SlowRequest(10)).status(),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_waiting 1")));
   for (auto& context : contexts) context->TryCancel();
   for (auto& reader : readers) {
@@ -566,14 +587,14 @@ TEST_F(DecoderServerTest, FullQueueAndDeadline) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  EXPECT_TRUE(slow_->AwaitMetric("icae_decoder_num_requests_running", 0));
-  EXPECT_TRUE(slow_->AwaitMetric("icae_decoder_num_requests_waiting", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_waiting", 0));
 
   // A deadline that passes mid-generation stops it.
-  EXPECT_EQ(slow_->client->Generate(SlowRequest(1500), absl::Milliseconds(400)).status().code(),
+  EXPECT_EQ(Slow()->client->Generate(SlowRequest(1500), absl::Milliseconds(400)).status().code(),
             absl::StatusCode::kDeadlineExceeded);
-  EXPECT_TRUE(slow_->AwaitMetric("icae_decoder_num_requests_running", 0));
-  EXPECT_TRUE(slow_->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
 }
 
 TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
@@ -588,7 +609,7 @@ TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
   tls.tls_server_name = "localhost";
   tls.auth_token = "s3cret-token";
   std::unique_ptr<Server> server =
-      StartDecoder(slow_paths_.model_dir, slow_paths_.adapter,
+      StartDecoder(SlowModel().model_dir, SlowModel().adapter,
                    {"--drain_seconds", "60", "--tls_cert", certs->server_cert, "--tls_key",
                     certs->server_key, "--auth_token_file", token_file},
                    scratch_->Join("sigterm.log"), tls);
@@ -649,7 +670,7 @@ TEST_F(DecoderServerTest, CliGeneratesThroughTheDecoder) {
   file.shape = {4, 64};
   at::Tensor slots = IcaeFixture("slots").contiguous();
   file.data.assign(reinterpret_cast<const char*>(slots.data_ptr<float>()), 4 * 64 * 4);
-  file.encoder_id = tiny_->info.accepted_encoder_id();
+  file.encoder_id = Tiny()->info.accepted_encoder_id();
   file.source_tokens = 16;
   file.num_segments = 1;
   file.mem_size = 4;
@@ -657,7 +678,7 @@ TEST_F(DecoderServerTest, CliGeneratesThroughTheDecoder) {
   ASSERT_OK(WriteSlotsFile(path, file));
   const std::string out = scratch_->Join("cli.out"), err = scratch_->Join("cli.err");
   ASSERT_EQ(
-      RunCommand(absl::StrCat(kCliBin, " generate --decoder ", tiny_->process.address(),
+      RunCommand(absl::StrCat(kCliBin, " generate --decoder ", Tiny()->process.address(),
                               " --slots ", path, " --template ae --max-new-tokens 12 --print-ids"),
                  out, err),
       0)
@@ -665,18 +686,18 @@ TEST_F(DecoderServerTest, CliGeneratesThroughTheDecoder) {
   EXPECT_EQ(ReadFile(out), absl::StrJoin(ToIds(IcaeFixture("ae_greedy_ids")), ",") + "\n");
   EXPECT_THAT(ReadFile(err), HasSubstr("finish_reason=length generated=12 slot_tokens=4"));
   // Streamed text equals the unary answer's.
-  ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " generate --decoder ", tiny_->process.address(),
+  ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " generate --decoder ", Tiny()->process.address(),
                                     " --slots ", path, " --template ae --max-new-tokens 12"),
                        out, err),
             0)
       << ReadFile(err);
-  absl::StatusOr<v1::GenerateResponse> unary = tiny_->client->Generate(AeRequest("slots", 12));
+  absl::StatusOr<v1::GenerateResponse> unary = Tiny()->client->Generate(AeRequest("slots", 12));
   ASSERT_OK(unary);
   EXPECT_EQ(ReadFile(out), unary->text() + "\n");
   // A refusal is exit code 1 with the server's message.
   file.encoder_id = std::string(64, 'b');
   ASSERT_OK(WriteSlotsFile(path, file));
-  EXPECT_EQ(RunCommand(absl::StrCat(kCliBin, " generate --decoder ", tiny_->process.address(),
+  EXPECT_EQ(RunCommand(absl::StrCat(kCliBin, " generate --decoder ", Tiny()->process.address(),
                                     " --slots ", path, " --template ae"),
                        out, err),
             1);
@@ -687,8 +708,8 @@ TEST_F(DecoderServerTest, SlotsFromTheEncoderDecodeToTheGoldenIds) {
   if (access(kEncoderBin.c_str(), X_OK) != 0) GTEST_SKIP() << "icae-encoder is not built";
   ServerProcess encoder;
   ASSERT_OK(encoder.Start(kEncoderBin,
-                          {"--model", model_dir_, "--adapter", testing::TinyAdapter(), "--listen",
-                           "127.0.0.1:0", "--metrics_listen", "", "--threads", "1"},
+                          {"--model", TinyModelDir(), "--adapter", testing::TinyAdapter(),
+                           "--listen", "127.0.0.1:0", "--metrics_listen", "", "--threads", "1"},
                           scratch_->Join("encoder.log")));
   ClientOptions options;
   options.addresses = {encoder.address()};
@@ -708,12 +729,12 @@ TEST_F(DecoderServerTest, SlotsFromTheEncoderDecodeToTheGoldenIds) {
     ASSERT_OK(compressed) << encoder.Log();
     ASSERT_EQ(compressed->spans_size(), 1);
     const v1::MemorySlots& slots = compressed->spans(0).slots();
-    EXPECT_EQ(slots.encoder_id(), tiny_->info.accepted_encoder_id());
+    EXPECT_EQ(slots.encoder_id(), Tiny()->info.accepted_encoder_id());
     v1::GenerateRequest request;
     *request.add_context()->mutable_slots() = slots;
     request.set_template_name("ae");
     request.set_max_new_tokens(12);
-    absl::StatusOr<v1::GenerateResponse> response = tiny_->client->Generate(request);
+    absl::StatusOr<v1::GenerateResponse> response = Tiny()->client->Generate(request);
     ASSERT_OK(response);
     EXPECT_EQ(Ids(response->token_ids()), ToIds(IcaeFixture(expected))) << ids_name;
     EXPECT_EQ(response->usage().uncompressed_context_tokens(), IcaeFixture(ids_name).numel());
@@ -724,7 +745,7 @@ TEST_F(DecoderServerTest, SlotsFromTheEncoderDecodeToTheGoldenIds) {
   std::ofstream(doc2) << "Memory slots compress a long context into a few dense vectors.";
   const std::string out = scratch_->Join("ask.out"), err = scratch_->Join("ask.err");
   ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " ask --encoder ", encoder.address(), " --decoder ",
-                                    tiny_->process.address(), " --context-file ", doc1, " ", doc2,
+                                    Tiny()->process.address(), " --context-file ", doc1, " ", doc2,
                                     " --question 'What is the capital?' --max-new-tokens 10 "
                                     "--print-ids"),
                        out, err),
