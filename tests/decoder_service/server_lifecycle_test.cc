@@ -1,0 +1,166 @@
+// Request lifecycle in the real icae-decoder: an unread stream does not stall the scheduler, a
+// cancelled stream leaves the running batch (gauges), a full queue, a deadline, and SIGTERM while
+// streams run (over TLS with a bearer token).
+#include "tests/decoder_service/server_fixture.h"
+
+namespace icae::decoder {
+namespace {
+
+TEST_F(DecoderServerTest, ASlowReaderDoesNotStallTheScheduler) {
+  const std::map<std::string, std::string> length = {{"finish_reason", "length"}};
+  const double finished_before = Tiny()->Metric("icae_decoder_requests_finished_total", length);
+  grpc::ClientContext context;
+  Tiny()->connection->PrepareContext(&context);
+  v1::GenerateRequest request = AeRequest("slots", 480);
+  request.set_ignore_eos(true);
+  auto reader = Tiny()->stub->GenerateStream(&context, request);
+  v1::GenerateChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  int ids = chunk.token_ids_size();
+  // The client reads nothing more, yet its generation completes and others are served.
+  absl::StatusOr<v1::GenerateResponse> other = Tiny()->client->Generate(AeRequest("slots", 12));
+  ASSERT_OK(other);
+  EXPECT_EQ(Ids(other->token_ids()), ToIds(IcaeFixture("ae_greedy_ids")));
+  bool done = false;
+  for (int i = 0; i < 500 && !done; ++i) {
+    done = Tiny()->Metric("icae_decoder_requests_finished_total", length) >= finished_before + 2;
+    if (!done) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(done) << "the unread stream's generation did not finish";
+  int chunks = 1;
+  while (reader->Read(&chunk)) {
+    ids += chunk.token_ids_size();
+    ++chunks;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(ids, 480);
+  EXPECT_EQ(chunk.finish_reason(), v1::LENGTH);
+  std::cout << "480 tokens arrived in " << chunks << " chunks\n";
+}
+
+TEST_F(DecoderServerTest, CancelledStreamLeavesTheRunningBatch) {
+  const double cancelled_before =
+      Slow()->Metric("icae_decoder_requests_finished_total", {{"finish_reason", "cancelled"}});
+  grpc::ClientContext context;
+  Slow()->connection->PrepareContext(&context);
+  auto reader = Slow()->stub->GenerateStream(&context, SlowRequest(1500));
+  v1::GenerateChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk)) << FromGrpcStatus(reader->Finish());
+  EXPECT_EQ(Slow()->Metric("icae_decoder_num_requests_running"), 1);
+  EXPECT_EQ(Slow()->Metric("icae_decoder_kv_cache_tokens_used"), 8 + 1500);
+  context.TryCancel();
+  while (reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
+  EXPECT_EQ(
+      Slow()->Metric("icae_decoder_requests_finished_total", {{"finish_reason", "cancelled"}}),
+      cancelled_before + 1);
+  // It stopped early: far fewer than 1500 tokens were generated in all.
+  EXPECT_LT(Slow()->Metric("icae_decoder_generation_tokens_total"), 1000);
+}
+
+TEST_F(DecoderServerTest, FullQueueAndDeadline) {
+  // --max_running 2 --max_waiting 1: two run, one waits, the fourth is refused.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::GenerateChunk>>> readers;
+  for (int i = 0; i < 3; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    Slow()->connection->PrepareContext(contexts.back().get());
+    readers.push_back(Slow()->stub->GenerateStream(contexts.back().get(), SlowRequest(1500)));
+    if (i < 2) {
+      v1::GenerateChunk chunk;
+      ASSERT_TRUE(readers.back()->Read(&chunk));
+    }
+  }
+  ASSERT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_waiting", 1));
+  EXPECT_EQ(Slow()->Metric("icae_decoder_num_requests_running"), 2);
+  EXPECT_THAT(Slow()->client->Generate(SlowRequest(10)).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_waiting 1")));
+  for (auto& context : contexts) context->TryCancel();
+  for (auto& reader : readers) {
+    v1::GenerateChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_waiting", 0));
+
+  // A deadline that passes mid-generation stops it.
+  EXPECT_EQ(Slow()->client->Generate(SlowRequest(1500), absl::Milliseconds(400)).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
+  EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
+}
+
+TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
+  // Served over TLS with a bearer token, as a deployment would be.
+  std::filesystem::create_directories(scratch_->Join("certs"));
+  absl::StatusOr<testing::TestCerts> certs = testing::MakeTestCerts(scratch_->Join("certs"));
+  ASSERT_OK(certs);
+  const std::string token_file = scratch_->Join("token");
+  std::ofstream(token_file) << "s3cret-token\n";
+  ClientOptions tls;
+  tls.tls_ca_file = certs->ca_cert;
+  tls.tls_server_name = "localhost";
+  tls.auth_token = "s3cret-token";
+  std::unique_ptr<Server> server =
+      StartDecoder(SlowModel().model_dir, SlowModel().adapter,
+                   {"--drain_seconds", "60", "--tls_cert", certs->server_cert, "--tls_key",
+                    certs->server_key, "--auth_token_file", token_file},
+                   scratch_->Join("sigterm.log"), tls);
+  ASSERT_NE(server, nullptr);
+  {
+    ClientOptions no_token = tls;
+    no_token.auth_token.clear();
+    no_token.addresses = {server->process.address()};
+    auto connection = Connection::Create(no_token);
+    ASSERT_OK(connection);
+    EXPECT_EQ(DecoderClient(*connection).Generate(SlowRequest(4)).status().code(),
+              absl::StatusCode::kUnauthenticated);
+  }
+  constexpr int kStreams = 3;
+  constexpr int kTokens = 200;
+  std::atomic<int> started{0};
+  std::vector<StreamResult> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      bool first = true;
+      results[i].status =
+          server->client->GenerateStream(SlowRequest(kTokens), [&](const v1::GenerateChunk& chunk) {
+            results[i].chunks.push_back(chunk);
+            if (first) ++started, first = false;
+            return true;
+          });
+    });
+  }
+  while (started.load() < kStreams) absl::SleepFor(absl::Milliseconds(5));
+  server->process.Signal(SIGTERM);
+  // Draining: health goes NOT_SERVING and new calls are refused, while the streams go on.
+  bool not_serving = false;
+  for (int i = 0; i < 200 && !not_serving; ++i) {
+    not_serving =
+        CheckHealth(*server->connection, "icae.v1.Decoder").value_or(HealthState::kUnknown) ==
+        HealthState::kNotServing;
+    if (!not_serving) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(not_serving);
+  EXPECT_EQ(server->client->Generate(SlowRequest(4)).status().code(),
+            absl::StatusCode::kUnavailable);
+  for (std::thread& t : threads) t.join();
+  for (const StreamResult& r : results) {
+    EXPECT_OK(r.status);
+    EXPECT_EQ(r.ids().size(), static_cast<size_t>(kTokens));
+    ASSERT_FALSE(r.chunks.empty());
+    EXPECT_EQ(r.chunks.back().finish_reason(), v1::LENGTH);
+  }
+  absl::StatusOr<int> exit_code = server->process.Wait(absl::Seconds(30));
+  ASSERT_OK(exit_code);
+  EXPECT_EQ(*exit_code, 0) << server->process.Log();
+}
+
+}  // namespace
+}  // namespace icae::decoder
