@@ -23,6 +23,8 @@ const Command kCommands[] = {
     {"tokenize", "print the token ids of a text", icae::cli::RunTokenize},
     {"ask", "compress documents (--encoder) and answer a question from them (--decoder)",
      icae::cli::RunAsk},
+    {"eval", "autoencoding BLEU and continuation perplexity of an adapter on a text",
+     icae::cli::RunEval},
 };
 
 void PrintUsage(FILE* out) {

@@ -1,0 +1,31 @@
+// Fixtures for the trainer tests: a tiny corpus, tiny-llama with a SentencePiece tokenizer
+// trained at test time (the frozen base for ICAE tests), and small TrainOptions.
+#ifndef ICAE_TESTS_TOOLS_TRAIN_TEST_UTIL_H_
+#define ICAE_TESTS_TOOLS_TRAIN_TEST_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tools/train/train_options.h"
+
+namespace icae::train::testing {
+
+// Writes `docs` documents of varied English sentences (documents separated by empty lines).
+void WriteCorpus(const std::string& path, int docs, int seed);
+
+// A 384-piece BPE tokenizer.model trained on a generated corpus, written to `path`.
+absl::Status TrainTokenizer(const std::string& dir, const std::string& path);
+
+// tiny-llama (tests/testdata) copied into `dir` with a tokenizer.model beside it.
+absl::Status MakeTokenizedTinyBase(const std::string& dir);
+
+// Options for a few fast steps: batch 2, lr 1e-2, no warm-up, no GEMM timing, quiet logs.
+TrainOptions TinyTrainOptions(const std::string& out, int steps);
+
+// Every byte of `path` ("" when unreadable).
+std::string ReadAll(const std::string& path);
+
+}  // namespace icae::train::testing
+
+#endif  // ICAE_TESTS_TOOLS_TRAIN_TEST_UTIL_H_

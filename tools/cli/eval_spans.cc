@@ -1,0 +1,115 @@
+#include "tools/cli/eval_spans.h"
+
+#include <cmath>
+
+#include "common/base/status_macros.h"
+#include "common/model/generate.h"
+#include "common/model/torch_status.h"
+#include "tools/cli/eval_bleu.h"
+
+namespace icae::cli {
+namespace {
+
+// Summed negative log-likelihood of `targets` when `embeds` [positions, hidden] is read and
+// positions first .. first + targets - 1 predict them.
+double Nll(const Transformer& model, const at::Tensor& embeds, int64_t first,
+           const std::vector<int>& targets) {
+  const int64_t len = embeds.size(0);
+  at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0);
+  at::Tensor hidden = model.Forward(embeds.unsqueeze(0), positions)[0];  // [len, hidden]
+  at::Tensor logits =
+      model.Logits(hidden.narrow(0, first, static_cast<int64_t>(targets.size())));  // [n, vocab]
+  logits = logits.narrow(-1, 0, model.config().vocab_size);
+  at::Tensor ids = at::tensor(std::vector<int64_t>(targets.begin(), targets.end()), at::kLong);
+  return -at::log_softmax(logits, -1).gather(1, ids.unsqueeze(1)).sum().item<double>();
+}
+
+at::Tensor EmbedIds(const Transformer& model, const std::vector<int>& ids) {
+  return model.Embed(at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong));
+}
+
+}  // namespace
+
+std::vector<std::pair<std::vector<int>, std::vector<int>>> CutSpans(const std::vector<int>& ids,
+                                                                    int span_tokens,
+                                                                    int max_spans) {
+  std::vector<std::pair<std::vector<int>, std::vector<int>>> spans;
+  const size_t n = span_tokens;
+  for (size_t start = 0; start + 2 * n <= ids.size(); start += n) {
+    if (max_spans > 0 && static_cast<int>(spans.size()) >= max_spans) break;
+    spans.emplace_back(std::vector<int>(ids.begin() + start, ids.begin() + start + n),
+                       std::vector<int>(ids.begin() + start + n, ids.begin() + start + 2 * n));
+  }
+  return spans;
+}
+
+absl::StatusOr<EvalResult> EvaluateSpans(
+    const Compressor& compressor, const SlotDecoder& decoder,
+    const std::vector<std::pair<std::vector<int>, std::vector<int>>>& spans, int batch,
+    const std::function<void(int, int)>& progress) {
+  if (spans.empty()) return absl::InvalidArgumentError("no spans to evaluate");
+  EvalResult result;
+  result.spans = static_cast<int>(spans.size());
+  result.span_tokens = static_cast<int>(spans[0].first.size());
+  const Transformer& model = decoder.transformer();
+  double nll_text = 0, nll_slots = 0, nll_none = 0, count = 0;
+  int exact = 0;
+  for (size_t begin = 0; begin < spans.size(); begin += batch) {
+    const size_t end = std::min(spans.size(), begin + batch);
+    std::vector<at::Tensor> slots;
+    for (size_t i = begin; i < end; ++i) {
+      ASSIGN_OR_RETURN(at::Tensor s, compressor.CompressSpan(spans[i].first));
+      slots.push_back(s);
+    }
+    std::vector<GenerationInput> inputs;
+    for (size_t i = begin; i < end; ++i) {
+      ContextPart part;
+      part.slots = slots[i - begin];
+      ASSIGN_OR_RETURN(at::Tensor prompt, decoder.BuildPrompt(PromptTemplate::kAe, {part}, {}));
+      GenerationInput input;
+      input.prompt_embeds = prompt;
+      input.params.max_new_tokens = result.span_tokens + 16;
+      inputs.push_back(std::move(input));
+    }
+    ASSIGN_OR_RETURN(std::vector<GenerationOutput> outputs, GenerateBatch(decoder, inputs));
+    for (size_t i = begin; i < end; ++i) {
+      result.references.push_back(spans[i].first);
+      result.decoded.push_back(outputs[i - begin].ids);
+      if (outputs[i - begin].ids == spans[i].first) ++exact;
+    }
+    RETURN_IF_ERROR(CatchTorch("scoring continuations", [&]() -> absl::Status {
+      c10::InferenceMode guard;
+      for (size_t i = begin; i < end; ++i) {
+        const std::vector<int>& span = spans[i].first;
+        const std::vector<int>& cont = spans[i].second;
+        const int64_t n = static_cast<int64_t>(span.size());
+        // (a) span + continuation: position n - 1 predicts cont[0].
+        std::vector<int> both = span;
+        both.insert(both.end(), cont.begin(), cont.end() - 1);
+        nll_text += Nll(model, EmbedIds(model, both), n - 1, cont);
+        // (b) slots + continuation: the last slot predicts cont[0].
+        ContextPart part;
+        part.slots = slots[i - begin];
+        std::vector<int> prompt(cont.begin(), cont.end() - 1);
+        ASSIGN_OR_RETURN(at::Tensor embeds,
+                         decoder.BuildPrompt(PromptTemplate::kRaw, {part}, prompt));
+        nll_slots += Nll(model, embeds, part.slots.size(0) - 1, cont);
+        // (c) BOS + continuation.
+        std::vector<int> none = {model.config().bos_token_id};
+        none.insert(none.end(), cont.begin(), cont.end() - 1);
+        nll_none += Nll(model, EmbedIds(model, none), 0, cont);
+        count += cont.size();
+      }
+      return absl::OkStatus();
+    }));
+    if (progress) progress(static_cast<int>(end), result.spans);
+  }
+  result.bleu4 = CorpusBleu(result.decoded, result.references);
+  result.exact_match = static_cast<double>(exact) / result.spans;
+  result.ppl_text = std::exp(nll_text / count);
+  result.ppl_slots = std::exp(nll_slots / count);
+  result.ppl_none = std::exp(nll_none / count);
+  return result;
+}
+
+}  // namespace icae::cli

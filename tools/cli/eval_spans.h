@@ -1,0 +1,43 @@
+// The measurements behind `icae eval`: a text cut into consecutive spans of N tokens, each span's
+// autoencoding (greedy, ae template) scored by corpus BLEU-4 and exact match, and the perplexity
+// of each span's continuation (the next N tokens) given (a) the span's tokens, (b) its slots,
+// (c) nothing but BOS.
+#ifndef ICAE_TOOLS_CLI_EVAL_SPANS_H_
+#define ICAE_TOOLS_CLI_EVAL_SPANS_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model/compressor.h"
+#include "common/model/slot_decoder.h"
+
+namespace icae::cli {
+
+struct EvalResult {
+  int spans = 0;
+  int span_tokens = 0;
+  double bleu4 = 0;        // [0, 1]
+  double exact_match = 0;  // [0, 1]
+  double ppl_text = 0;
+  double ppl_slots = 0;
+  double ppl_none = 0;
+  std::vector<std::vector<int>> references;  // The spans.
+  std::vector<std::vector<int>> decoded;     // Their greedy reconstructions.
+};
+
+// Spans [i*N, (i+1)*N) whose continuation [(i+1)*N, (i+2)*N) is complete, at most `max_spans`
+// (0 = all).
+std::vector<std::pair<std::vector<int>, std::vector<int>>> CutSpans(const std::vector<int>& ids,
+                                                                    int span_tokens, int max_spans);
+
+// `progress(done, total)` is called after each batch of spans (may be empty).
+absl::StatusOr<EvalResult> EvaluateSpans(
+    const Compressor& compressor, const SlotDecoder& decoder,
+    const std::vector<std::pair<std::vector<int>, std::vector<int>>>& spans, int batch,
+    const std::function<void(int, int)>& progress);
+
+}  // namespace icae::cli
+
+#endif  // ICAE_TOOLS_CLI_EVAL_SPANS_H_

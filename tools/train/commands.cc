@@ -1,0 +1,81 @@
+#include "tools/train/commands.h"
+
+#include <cstdio>
+
+#include "common/base/flags.h"
+#include "common/model/runtime_options.h"
+#include "tools/train/icae_tasks.h"
+#include "tools/train/lm_task.h"
+#include "tools/train/trainer.h"
+
+namespace icae::train {
+namespace {
+
+// Parses flags; returns -1 to go on, else the exit code.
+int Parse(FlagSet& flags, const std::string& cmd, const std::vector<std::string>& args) {
+  absl::Status status = flags.Parse(args);
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "icae-train %s: %s\n", cmd.c_str(), std::string(status.message()).c_str());
+    return 2;
+  }
+  return -1;
+}
+
+int Fail(const std::string& cmd, const absl::Status& status) {
+  std::fprintf(stderr, "icae-train %s: %s\n", cmd.c_str(), status.ToString().c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+int Train(const std::string& cmd, absl::StatusOr<std::unique_ptr<TrainTask>> task,
+          const TrainOptions& train) {
+  if (!task.ok()) return Fail(cmd, task.status());
+  absl::StatusOr<TrainResult> result = RunTraining(**task, train, stderr);
+  if (!result.ok()) {
+    // A failure never touches the checkpoints already written.
+    std::fprintf(stderr, "icae-train %s: %s\n", cmd.c_str(), result.status().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunLm(const std::vector<std::string>& args) {
+  FlagSet flags("icae-train lm --train FILE --valid FILE --tokenizer MODEL --out DIR [options]");
+  TrainOptions train;
+  LmOptions lm;
+  RegisterTrainFlags(flags, &train);
+  RegisterLmFlags(flags, &lm);
+  if (int code = Parse(flags, "lm", args); code >= 0) return code;
+  ConfigureThreads(train.threads);
+  return Train("lm", CreateLmTask(lm, train), train);
+}
+
+int RunPretrain(const std::vector<std::string>& args) {
+  FlagSet flags("icae-train pretrain --model DIR --train FILE --valid FILE --out DIR [options]");
+  TrainOptions train;
+  PretrainOptions pretrain;
+  RegisterTrainFlags(flags, &train);
+  RegisterPretrainFlags(flags, &pretrain);
+  if (int code = Parse(flags, "pretrain", args); code >= 0) return code;
+  ConfigureThreads(train.threads);
+  return Train("pretrain", CreatePretrainTask(pretrain, train), train);
+}
+
+int RunFinetune(const std::vector<std::string>& args) {
+  FlagSet flags(
+      "icae-train finetune --model DIR --train FILE.jsonl --valid FILE.jsonl --out DIR [options]");
+  TrainOptions train;
+  FinetuneOptions finetune;
+  RegisterTrainFlags(flags, &train);
+  RegisterFinetuneFlags(flags, &finetune);
+  if (int code = Parse(flags, "finetune", args); code >= 0) return code;
+  ConfigureThreads(train.threads);
+  return Train("finetune", CreateFinetuneTask(finetune, train), train);
+}
+
+}  // namespace icae::train

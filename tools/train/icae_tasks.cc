@@ -1,0 +1,393 @@
+#include "tools/train/icae_tasks.h"
+
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+#include "common/io/checkpoint.h"
+#include "common/io/tokenizer.h"
+#include "common/model/segmenter.h"
+#include "common/model/torch_status.h"
+#include "tools/train/finetune_data.h"
+#include "tools/train/icae_layout.h"
+#include "tools/train/lm_task.h"
+#include "tools/train/token_corpus.h"
+
+namespace icae::train {
+namespace {
+
+void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
+  flags.String("model", &o->model, "frozen base model: HF directory with tokenizer.model");
+  flags.String("train", &o->train, "training data");
+  flags.String("valid", &o->valid, "validation data");
+  flags.String("init-adapter", &o->init_adapter,
+               "start from this adapter (its r, alpha and mem_size win)");
+  flags.Int("lora-r", &o->lora_r, "LoRA rank on q_proj and v_proj");
+  flags.Double("lora-alpha", &o->lora_alpha, "LoRA alpha (scaling = alpha / r)");
+  flags.Int("mem-size", &o->mem_size, "memory slots per segment");
+  flags.Int("rate", &o->rate, "compression rate: a segment is mem_size * rate tokens");
+  flags.Int("valid-samples", &o->valid_samples, "validation samples");
+}
+
+absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
+  auto bad = [](const char* flag, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", why));
+  };
+  if (o.model.empty()) return bad("model", "is required");
+  if (o.train.empty()) return bad("train", "is required");
+  if (o.valid.empty()) return bad("valid", "is required");
+  if (o.lora_r <= 0) return bad("lora-r", "must be positive");
+  if (!(o.lora_alpha > 0)) return bad("lora-alpha", "must be positive");
+  if (o.mem_size <= 0) return bad("mem-size", "must be positive");
+  if (o.rate <= 0) return bad("rate", "must be positive");
+  if (o.valid_samples <= 0) return bad("valid-samples", "must be positive");
+  return absl::OkStatus();
+}
+
+// What both ICAE tasks share: the frozen base, its tokenizer and the trainables.
+struct IcaeSetup {
+  std::unique_ptr<Transformer> base;
+  std::unique_ptr<Tokenizer> tokenizer;
+  IcaeTrainables icae;
+};
+
+absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train) {
+  IcaeSetup s;
+  const Runtime runtime{at::kCPU, train.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat};
+  ASSIGN_OR_RETURN(s.base, Transformer::Load(o.model, runtime));
+  ASSIGN_OR_RETURN(s.tokenizer, Tokenizer::LoadFromModelDir(o.model));
+  const ModelConfig& config = s.base->config();
+  if (s.tokenizer->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.model, ": tokenizer.model has ", s.tokenizer->vocab_size(),
+                     " pieces but the model's vocab_size is ", config.vocab_size));
+  }
+  if (!o.init_adapter.empty()) {
+    ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(o.init_adapter, config, /*with_lora=*/true));
+    ASSIGN_OR_RETURN(s.icae, IcaeFromAdapter(adapter, config));
+  } else {
+    RETURN_IF_ERROR(CatchTorch("initialising the adapter", [&]() -> absl::Status {
+      const double embed_std = s.base->weights().embed.to(at::kFloat).std().item<double>();
+      s.icae = InitIcae(config, o.lora_r, o.lora_alpha, o.mem_size, o.rate,
+                        static_cast<uint64_t>(train.seed), embed_std);
+      return absl::OkStatus();
+    }));
+  }
+  return s;
+}
+
+std::string IcaeRecipe(const IcaeSetup& s, const std::string& model) {
+  const AdapterConfig& c = s.icae.config;
+  return absl::StrCat("base=", model, " hidden=", s.base->config().hidden_size,
+                      " layers=", s.base->config().num_layers, " r=", c.r, " alpha=", c.lora_alpha,
+                      " mem=", c.mem_size, " rate=", c.compression_rate);
+}
+
+// Forward + backward FLOPs for encoder positions (frozen weights: input gradients only, no
+// lm_head) and decoder positions (logits included).
+double IcaeFlops(const ModelConfig& c, int64_t batch, int64_t enc_len, int64_t dec_len) {
+  const double p = MatmulParameters(c);
+  const double p_enc = p - static_cast<double>(c.vocab_size) * c.hidden_size;
+  return 4.0 * p_enc * batch * enc_len + 4.0 * p * batch * dec_len +
+         3.0 *
+             (AttentionForwardFlops(c, batch, enc_len) + AttentionForwardFlops(c, batch, dec_len));
+}
+
+class PretrainTask : public TrainTask {
+ public:
+  PretrainTask(PretrainOptions options, TrainOptions train, IcaeSetup setup,
+               std::vector<int> train_stream, std::vector<int> valid_stream)
+      : options_(std::move(options)),
+        train_(std::move(train)),
+        s_(std::move(setup)),
+        train_stream_(std::move(train_stream)),
+        valid_stream_(std::move(valid_stream)),
+        sampler_(&train_stream_, 2 * options_.span_tokens, static_cast<uint64_t>(train_.seed)),
+        rng_(static_cast<uint64_t>(train_.seed) ^ 0x1cae) {}
+
+  std::vector<at::Tensor> Parameters() const override { return s_.icae.Parameters(); }
+
+  absl::StatusOr<MicroBatchLoss> NextLoss() override {
+    std::vector<std::vector<int>> windows;
+    std::vector<bool> lm;
+    std::uniform_real_distribution<double> coin(0.0, 1.0);
+    for (int b = 0; b < train_.batch; ++b) {
+      windows.push_back(sampler_.Next());
+      lm.push_back(coin(rng_) < options_.lm_ratio);
+    }
+    BatchLoss loss = Loss(windows, lm);
+    return MicroBatchLoss{loss.mean_loss, positions_};
+  }
+
+  absl::StatusOr<Metrics> Validate() override {
+    std::vector<std::vector<int>> windows =
+        FixedWindows(valid_stream_, 2 * options_.span_tokens, options_.valid_samples);
+    double ae = 0, lm = 0;
+    int64_t ae_n = 0, lm_n = 0, ae_correct = 0;
+    for (size_t i = 0; i < windows.size(); i += train_.batch) {
+      std::vector<std::vector<int>> chunk(
+          windows.begin() + i, windows.begin() + std::min(windows.size(), i + train_.batch));
+      BatchLoss a = Loss(chunk, std::vector<bool>(chunk.size(), false));
+      BatchLoss l = Loss(chunk, std::vector<bool>(chunk.size(), true));
+      ae += a.mean_loss.item<double>() * a.labelled;
+      ae_n += a.labelled;
+      ae_correct += a.correct;
+      lm += l.mean_loss.item<double>() * l.labelled;
+      lm_n += l.labelled;
+    }
+    const double ae_loss = ae / std::max<int64_t>(1, ae_n);
+    const double lm_loss = lm / std::max<int64_t>(1, lm_n);
+    return Metrics{{"loss", (1 - options_.lm_ratio) * ae_loss + options_.lm_ratio * lm_loss},
+                   {"ae_loss", ae_loss},
+                   {"ae_token_acc", static_cast<double>(ae_correct) / std::max<int64_t>(1, ae_n)},
+                   {"lm_loss", lm_loss},
+                   {"lm_ppl", std::exp(lm_loss)}};
+  }
+
+  nlohmann::json DataState() const override {
+    std::ostringstream rng;
+    rng << rng_;
+    return {
+        {"epoch", sampler_.cursor().epoch}, {"index", sampler_.cursor().index}, {"rng", rng.str()}};
+  }
+  absl::Status RestoreDataState(const nlohmann::json& s) override {
+    if (!s.is_object() || !s.contains("epoch") || !s.contains("index") || !s.contains("rng")) {
+      return absl::DataLossError("checkpoint data state lacks epoch/index/rng");
+    }
+    sampler_.set_cursor({s["epoch"].get<int64_t>(), s["index"].get<int64_t>()});
+    std::istringstream rng(s["rng"].get<std::string>());
+    rng >> rng_;
+    if (rng.fail()) return absl::DataLossError("checkpoint RNG state is unreadable");
+    return absl::OkStatus();
+  }
+
+  absl::Status Export(const std::string& dir) const override {
+    return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
+  }
+  std::string Recipe() const override {
+    return absl::StrCat("pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
+                        " lm_ratio=", options_.lm_ratio, " train_tokens=", train_stream_.size());
+  }
+  double FlopsPerMicroBatch() const override {
+    const int64_t span = options_.span_tokens;
+    const int64_t slots =
+        static_cast<int64_t>(s_.icae.config.mem_size) *
+        PlanSegments(span, s_.icae.config.mem_size, s_.icae.config.compression_rate).num_segments;
+    return IcaeFlops(s_.base->config(), train_.batch, span + slots, slots + 1 + span);
+  }
+
+ private:
+  BatchLoss Loss(const std::vector<std::vector<int>>& windows, const std::vector<bool>& lm) {
+    const int span = options_.span_tokens;
+    std::vector<std::vector<int>> contexts;
+    for (const auto& w : windows) contexts.emplace_back(w.begin(), w.begin() + span);
+    std::vector<at::Tensor> slots = EncodeContexts(*s_.base, s_.icae, contexts);
+    std::vector<DecoderExample> examples;
+    int64_t enc = 0;
+    for (size_t i = 0; i < windows.size(); ++i) {
+      const int n = static_cast<int>(slots[i].size(0));
+      enc += span + n;
+      if (lm[i]) {
+        examples.push_back(
+            ContinuationExample(n, std::vector<int>(windows[i].begin() + span, windows[i].end())));
+      } else {
+        examples.push_back(AutoencodingExample(n, contexts[i], s_.base->config().eos_token_id));
+      }
+    }
+    BatchLoss loss = ExamplesLoss(*s_.base, s_.icae, examples, slots);
+    positions_ = enc + loss.positions;
+    return loss;
+  }
+
+  PretrainOptions options_;
+  TrainOptions train_;
+  IcaeSetup s_;
+  std::vector<int> train_stream_;
+  std::vector<int> valid_stream_;
+  WindowSampler sampler_;
+  std::mt19937_64 rng_;  // Chooses the objective per sample.
+  int64_t positions_ = 0;
+};
+
+class FinetuneTask : public TrainTask {
+ public:
+  FinetuneTask(FinetuneOptions options, TrainOptions train, IcaeSetup setup, PromptTemplate tmpl,
+               std::vector<TokenizedExample> train_set, std::vector<TokenizedExample> valid_set,
+               std::vector<int> inst_open, std::vector<int> inst_close)
+      : options_(std::move(options)),
+        train_(std::move(train)),
+        s_(std::move(setup)),
+        tmpl_(tmpl),
+        train_set_(std::move(train_set)),
+        valid_set_(std::move(valid_set)),
+        inst_open_(std::move(inst_open)),
+        inst_close_(std::move(inst_close)) {
+    for (size_t i = 0; i < train_set_.size(); ++i) order_stream_.push_back(static_cast<int>(i));
+    sampler_ =
+        std::make_unique<WindowSampler>(&order_stream_, 1, static_cast<uint64_t>(train_.seed));
+  }
+
+  std::vector<at::Tensor> Parameters() const override { return s_.icae.Parameters(); }
+
+  absl::StatusOr<MicroBatchLoss> NextLoss() override {
+    std::vector<const TokenizedExample*> batch;
+    for (int b = 0; b < train_.batch; ++b) batch.push_back(&train_set_[sampler_->Next()[0]]);
+    ASSIGN_OR_RETURN(BatchLoss loss, Loss(batch));
+    return MicroBatchLoss{loss.mean_loss, positions_};
+  }
+
+  absl::StatusOr<Metrics> Validate() override {
+    double total = 0;
+    int64_t n = 0, correct = 0;
+    const size_t count = std::min<size_t>(valid_set_.size(), options_.valid_samples);
+    for (size_t i = 0; i < count; i += train_.batch) {
+      std::vector<const TokenizedExample*> batch;
+      for (size_t j = i; j < std::min(count, i + train_.batch); ++j)
+        batch.push_back(&valid_set_[j]);
+      ASSIGN_OR_RETURN(BatchLoss loss, Loss(batch));
+      total += loss.mean_loss.item<double>() * loss.labelled;
+      n += loss.labelled;
+      correct += loss.correct;
+    }
+    const double mean = total / std::max<int64_t>(1, n);
+    return Metrics{{"loss", mean},
+                   {"answer_ppl", std::exp(mean)},
+                   {"answer_token_acc", static_cast<double>(correct) / std::max<int64_t>(1, n)}};
+  }
+
+  nlohmann::json DataState() const override {
+    return {{"epoch", sampler_->cursor().epoch}, {"index", sampler_->cursor().index}};
+  }
+  absl::Status RestoreDataState(const nlohmann::json& s) override {
+    if (!s.is_object() || !s.contains("epoch") || !s.contains("index")) {
+      return absl::DataLossError("checkpoint data state lacks epoch/index");
+    }
+    sampler_->set_cursor({s["epoch"].get<int64_t>(), s["index"].get<int64_t>()});
+    return absl::OkStatus();
+  }
+  absl::Status Export(const std::string& dir) const override {
+    return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
+  }
+  std::string Recipe() const override {
+    return absl::StrCat("finetune ", IcaeRecipe(s_, options_.model),
+                        " template=", PromptTemplateName(tmpl_), " examples=", train_set_.size());
+  }
+  double FlopsPerMicroBatch() const override {
+    // Estimated from the mean example size.
+    double enc = 0, dec = 0;
+    for (const TokenizedExample& e : train_set_) {
+      const int segments = PlanSegments(static_cast<int>(e.context.size()), s_.icae.config.mem_size,
+                                        s_.icae.config.compression_rate)
+                               .num_segments;
+      enc += e.context.size() + segments * s_.icae.config.mem_size;
+      dec += segments * s_.icae.config.mem_size + e.prompt.size() + e.answer.size() + 8;
+    }
+    const double n = std::max<size_t>(1, train_set_.size());
+    return IcaeFlops(s_.base->config(), train_.batch, static_cast<int64_t>(enc / n),
+                     static_cast<int64_t>(dec / n));
+  }
+
+ private:
+  absl::StatusOr<BatchLoss> Loss(const std::vector<const TokenizedExample*>& batch) {
+    std::vector<std::vector<int>> contexts;
+    for (const TokenizedExample* e : batch) contexts.push_back(e->context);
+    std::vector<at::Tensor> slots = EncodeContexts(*s_.base, s_.icae, contexts);
+    std::vector<DecoderExample> examples;
+    int64_t enc = 0;
+    const ModelConfig& c = s_.base->config();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const int n = static_cast<int>(slots[i].size(0));
+      enc += batch[i]->context.size() + n;
+      ASSIGN_OR_RETURN(DecoderExample e,
+                       FinetuneExample(tmpl_, n, batch[i]->prompt, batch[i]->answer, inst_open_,
+                                       inst_close_, c.bos_token_id, c.eos_token_id));
+      examples.push_back(std::move(e));
+    }
+    BatchLoss loss = ExamplesLoss(*s_.base, s_.icae, examples, slots);
+    positions_ = enc + loss.positions;
+    return loss;
+  }
+
+  FinetuneOptions options_;
+  TrainOptions train_;
+  IcaeSetup s_;
+  PromptTemplate tmpl_;
+  std::vector<TokenizedExample> train_set_;
+  std::vector<TokenizedExample> valid_set_;
+  std::vector<int> inst_open_;
+  std::vector<int> inst_close_;
+  std::vector<int> order_stream_;  // 0..n-1, served in a seeded order per epoch.
+  std::unique_ptr<WindowSampler> sampler_;
+  int64_t positions_ = 0;
+};
+
+}  // namespace
+
+void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
+  RegisterIcaeFlags(flags, o);
+  flags.Int("span-tokens", &o->span_tokens, "tokens compressed per sample (0 = mem_size * rate)");
+  flags.Double("lm-ratio", &o->lm_ratio,
+               "probability of the continuation objective per sample (ICAE's lambda)");
+}
+
+void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* o) {
+  RegisterIcaeFlags(flags, o);
+  flags.String("template", &o->prompt_template, "icae-v2-instruct or icae-v1");
+  flags.Int("max-context-tokens", &o->max_context_tokens, "contexts are cut to this many tokens");
+}
+
+absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOptions& options,
+                                                              const TrainOptions& train) {
+  RETURN_IF_ERROR(ValidateTrainOptions(train));
+  RETURN_IF_ERROR(ValidateIcaeOptions(options));
+  if (options.lm_ratio < 0 || options.lm_ratio > 1) {
+    return absl::InvalidArgumentError("--lm-ratio must be in [0, 1]");
+  }
+  if (options.span_tokens < 0) return absl::InvalidArgumentError("--span-tokens must be >= 0");
+  ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train));
+  PretrainOptions o = options;
+  if (o.span_tokens == 0)
+    o.span_tokens = setup.icae.config.mem_size * setup.icae.config.compression_rate;
+  ASSIGN_OR_RETURN(std::vector<int> train_stream,
+                   TokenizeCorpus(o.train, *setup.tokenizer, 4 * o.span_tokens, "--train corpus"));
+  ASSIGN_OR_RETURN(std::vector<int> valid_stream,
+                   TokenizeCorpus(o.valid, *setup.tokenizer, 2 * o.span_tokens, "--valid corpus"));
+  return std::unique_ptr<TrainTask>(new PretrainTask(
+      o, train, std::move(setup), std::move(train_stream), std::move(valid_stream)));
+}
+
+absl::StatusOr<std::unique_ptr<TrainTask>> CreateFinetuneTask(const FinetuneOptions& options,
+                                                              const TrainOptions& train) {
+  RETURN_IF_ERROR(ValidateTrainOptions(train));
+  RETURN_IF_ERROR(ValidateIcaeOptions(options));
+  ASSIGN_OR_RETURN(PromptTemplate tmpl, ParsePromptTemplate(options.prompt_template));
+  if (tmpl != PromptTemplate::kIcaeV2Instruct && tmpl != PromptTemplate::kIcaeV1) {
+    return absl::InvalidArgumentError("--template must be icae-v2-instruct or icae-v1");
+  }
+  if (options.max_context_tokens <= 0) {
+    return absl::InvalidArgumentError("--max-context-tokens must be positive");
+  }
+  ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train));
+  ASSIGN_OR_RETURN(
+      std::vector<TokenizedExample> train_set,
+      ReadFinetuneExamples(options.train, *setup.tokenizer, options.max_context_tokens));
+  ASSIGN_OR_RETURN(
+      std::vector<TokenizedExample> valid_set,
+      ReadFinetuneExamples(options.valid, *setup.tokenizer, options.max_context_tokens));
+  std::vector<int> open, close;
+  if (tmpl == PromptTemplate::kIcaeV2Instruct) {
+    ASSIGN_OR_RETURN(open, setup.tokenizer->Encode("[INST]", false));
+    ASSIGN_OR_RETURN(close, setup.tokenizer->Encode("[/INST]", false));
+  }
+  if (train_set.size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--train '", options.train, "' needs at least 2 examples"));
+  }
+  return std::unique_ptr<TrainTask>(new FinetuneTask(options, train, std::move(setup), tmpl,
+                                                     std::move(train_set), std::move(valid_set),
+                                                     std::move(open), std::move(close)));
+}
+
+}  // namespace icae::train

@@ -1,0 +1,56 @@
+// icae-train pretrain / finetune: ICAE training on a frozen base model. The trainable part is
+// LoRA on q_proj and v_proj (the encoder only) and memory_token_embed [mem_size + 3, hidden]
+// (memory rows, then AE, LM, FT). Both export an adapter directory in the ICAE v2 layout
+// (adapter.safetensors + adapter_config.json) that LoadAdapter reads.
+//
+// pretrain: each sample is a window of span + span tokens of the corpus; the first span is
+//   compressed into mem_size slots per segment (multi-span rule); with probability 1 - lm_ratio it
+//   trains autoencoding ([slots][AE] -> span, EOS), else continuation ([slots] -> next span).
+// finetune: JSONL lines {"context", "prompt", "answer"}; the context is compressed, the decoder
+//   reads the icae-v2-instruct or icae-v1 template and the loss covers the answer and EOS only.
+#ifndef ICAE_TOOLS_TRAIN_ICAE_TASKS_H_
+#define ICAE_TOOLS_TRAIN_ICAE_TASKS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/base/flags.h"
+#include "tools/train/train_options.h"
+#include "tools/train/train_task.h"
+
+namespace icae::train {
+
+struct IcaeOptions {
+  std::string model;         // Frozen base: HF model directory with tokenizer.model.
+  std::string train;         // Training data.
+  std::string valid;         // Validation data.
+  std::string init_adapter;  // Start from this adapter (r, alpha, mem_size come from it).
+  int lora_r = 32;
+  double lora_alpha = 64;
+  int mem_size = 32;
+  int rate = 4;  // Tokens per slot: segments of mem_size * rate tokens.
+  int valid_samples = 32;
+};
+
+struct PretrainOptions : IcaeOptions {
+  int span_tokens = 0;    // Tokens compressed per sample (0 = mem_size * rate).
+  double lm_ratio = 0.5;  // Probability of the continuation objective (ICAE's lambda).
+};
+
+struct FinetuneOptions : IcaeOptions {
+  std::string prompt_template = "icae-v2-instruct";  // or icae-v1
+  int max_context_tokens = 5120;
+};
+
+void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* options);
+void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* options);
+
+absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOptions& options,
+                                                              const TrainOptions& train);
+absl::StatusOr<std::unique_ptr<TrainTask>> CreateFinetuneTask(const FinetuneOptions& options,
+                                                              const TrainOptions& train);
+
+}  // namespace icae::train
+
+#endif  // ICAE_TOOLS_TRAIN_ICAE_TASKS_H_
