@@ -35,6 +35,11 @@ test-asan: setup
 demo: build
 	@tools/demo.sh
 
+# Reproduces models/demo/ from nothing: corpus + tokenizer, base LM, ICAE adapter (each stage
+# resumable and skipped when its output exists; recipe and seeds in tools/train/demo_model.sh).
+demo-model: build
+	@BUILD_DIR=$(BUILD_DIR) tools/train/demo_model.sh all
+
 bench: build
 	@tools/run_benchmarks.sh
 
