@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -166,6 +167,12 @@ absl::StatusOr<TrainResult> RunTraining(TrainTask& task, const TrainOptions& opt
   }
   if (step >= options.steps) {
     RETURN_IF_ERROR(validate());
+    std::error_code error;
+    std::filesystem::create_directories(options.out, error);
+    if (error) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create ", options.out, ": ", error.message()));
+    }
     RETURN_IF_ERROR(task.Export(options.out));
     progress.Event(absl::StrCat("wrote ", options.out));
     result.finished = true;
