@@ -16,9 +16,11 @@
 //   throughput at concurrency 16 >= 2x concurrency 1; gRPC + codec overhead at concurrency 1
 //   <= 5% of in-process time; a cache hit's p50 <= 1% of a miss's.
 #include <ATen/ATen.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -81,17 +83,21 @@ struct Level {
   double seconds = 0;             // wall time of the level
   std::vector<double> latencies;  // per request, seconds
   double mean_batch = 0;
+  int64_t minor_faults = 0;  // the server's, during the level
   double tokens_per_second() const { return requests * static_cast<double>(span_tokens) / seconds; }
 };
 
 // Runs `count` requests from `concurrency` threads; every request is a fresh span.
-absl::StatusOr<Level> RunLevel(const EncoderClient& client, int concurrency, int count,
-                               int span_tokens, int vocab, int metrics_port, uint64_t seed) {
+absl::StatusOr<Level> RunLevel(const EncoderClient& client, const ChildServer& server,
+                               int concurrency, int count, int span_tokens, int vocab,
+                               uint64_t seed) {
+  const int metrics_port = server.metrics_port();
   std::vector<std::vector<int>> spans;
   std::mt19937 rng(static_cast<unsigned>(seed));
   for (int i = 0; i < count; ++i) spans.push_back(RandomSpan(span_tokens, vocab, rng));
   ASSIGN_OR_RETURN(std::string before, ScrapeMetrics(metrics_port));
   Level level;
+  const int64_t faults_before = server.MinorFaults();
   level.concurrency = concurrency;
   level.requests = count;
   level.span_tokens = span_tokens;
@@ -125,10 +131,16 @@ absl::StatusOr<Level> RunLevel(const EncoderClient& client, int concurrency, int
   const double segments = SampleValue(after, "icae_encoder_batch_segments_sum") -
                           SampleValue(before, "icae_encoder_batch_segments_sum");
   level.mean_batch = batches > 0 ? segments / batches : 0;
+  level.minor_faults = server.MinorFaults() - faults_before;
   return level;
 }
 
 int Run(int argc, char** argv) {
+  // The same allocator settings as icae-encoder's main, so that the in-process baseline does the
+  // same work (without them every large activation is a fresh mmap and page faults dominate).
+  mallopt(M_ARENA_MAX, 1);
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
   Options o;
   FlagSet flags("icae-bench-encoder [options]");
   flags.String("dtype", &o.dtype, "server and in-process compute dtype: float32 | bfloat16");
@@ -233,22 +245,22 @@ int Run(int argc, char** argv) {
       "\n| concurrency | requests | tokens/s | p50 latency (ms) | p99 latency (ms) | "
       "mean batch (segments) |\n|---|---|---|---|---|---|\n");
   const double in_process_p50 = Quantile(in_process, 0.5);
-  std::printf("| in-process | %zu | %.0f | %.1f | %.1f | 1 |\n", in_process.size(),
+  std::printf("| in-process | %zu | %.0f | %.1f | %.1f | 1 | |\n", in_process.size(),
               o.span_tokens / in_process_p50, 1e3 * in_process_p50,
               1e3 * Quantile(in_process, 0.99));
   const double grpc_p50 = Quantile(over_grpc, 0.5);
-  std::printf("| 1 (alternating with in-process) | %zu | %.0f | %.1f | %.1f | 1 |\n",
+  std::printf("| 1 (alternating with in-process) | %zu | %.0f | %.1f | %.1f | 1 | |\n",
               over_grpc.size(), o.span_tokens / grpc_p50, 1e3 * grpc_p50,
               1e3 * Quantile(over_grpc, 0.99));
   std::vector<Level> results;
   for (int c : levels) {
     const int count = std::max(o.min_requests, 2 * c);
-    auto level = RunLevel(*client, c, count, o.span_tokens, config.vocab_size,
-                          (*server)->metrics_port(), 100 + c);
+    auto level = RunLevel(*client, **server, c, count, o.span_tokens, config.vocab_size, 100 + c);
     if (!level.ok()) return fail(level.status());
-    std::printf("| %d | %d | %.0f | %.1f | %.1f | %.2f |\n", c, count, level->tokens_per_second(),
-                1e3 * Quantile(level->latencies, 0.5), 1e3 * Quantile(level->latencies, 0.99),
-                level->mean_batch);
+    std::printf("| %d | %d | %.0f | %.1f | %.1f | %.2f | %.0f |\n", c, count,
+                level->tokens_per_second(), 1e3 * Quantile(level->latencies, 0.5),
+                1e3 * Quantile(level->latencies, 0.99), level->mean_batch,
+                static_cast<double>(level->minor_faults) / count);
     std::fflush(stdout);
     results.push_back(*std::move(level));
   }
@@ -269,7 +281,7 @@ int Run(int argc, char** argv) {
       hits.push_back(seconds);
     }
   }
-  std::printf("| cache hit | %zu | %.0f | %.2f | %.2f | 0 |\n", hits.size(),
+  std::printf("| cache hit | %zu | %.0f | %.2f | %.2f | 0 | |\n", hits.size(),
               o.span_tokens / Quantile(hits, 0.5), 1e3 * Quantile(hits, 0.5),
               1e3 * Quantile(hits, 0.99));
 

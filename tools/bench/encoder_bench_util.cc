@@ -133,6 +133,19 @@ ChildServer::~ChildServer() {
   if (stdout_fd_ >= 0) ::close(stdout_fd_);
 }
 
+int64_t ChildServer::MinorFaults() const {
+  absl::StatusOr<std::string> stat = ReadFileToString(absl::StrCat("/proc/", pid_, "/stat"));
+  if (!stat.ok()) return -1;
+  // Fields after the command name (which may hold spaces, so start after its ')'): state is
+  // field 3, minflt field 10.
+  const size_t paren = stat->rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::vector<std::string> fields = absl::StrSplit(stat->substr(paren + 2), ' ');
+  int64_t minflt = -1;
+  if (fields.size() > 7 && !absl::SimpleAtoi(fields[7], &minflt)) return -1;
+  return minflt;
+}
+
 absl::StatusOr<std::string> ScrapeMetrics(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket failed");

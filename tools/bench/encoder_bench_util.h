@@ -33,6 +33,8 @@ class ChildServer {
   ~ChildServer();
   const std::string& address() const { return address_; }
   int metrics_port() const { return metrics_port_; }
+  // Minor page faults of the child so far (/proc/PID/stat), -1 when unreadable.
+  int64_t MinorFaults() const;
 
  private:
   ChildServer() = default;
