@@ -38,7 +38,7 @@ stage_icae() {
   "$TRAIN" pretrain --model "$demo/base" --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
     --out "$demo/icae" --checkpoint-dir .cache/demo/icae.ckpt \
     --mem-size 32 --rate 4 --span-tokens 128 --lora-r 64 --lora-alpha 128 --lm-ratio 0.5 \
-    --batch 8 --accum 1 --steps 500 --lr 1e-3 --warmup 50 --min-lr-ratio 0.1 \
+    --batch 8 --accum 1 --steps 400 --lr 1e-3 --warmup 40 --min-lr-ratio 0.1 \
     --clip 2.0 --dtype bfloat16 --seed 4321 --threads "$THREADS" --checkpoint-every 25 \
     --eval-every 100 --valid-samples 32 --log-every 5
 }
