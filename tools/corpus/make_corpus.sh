@@ -37,14 +37,14 @@ if [[ ! -s "$out/train.txt" ]]; then
 fi
 
 if [[ ! -s "$tokenizer" ]]; then
-  prefix="$out/spm"
   # Llama-style ids (unk 0, bos 1, eos 2, no pad), byte fallback so any text encodes; one
-  # thread and a fixed seed so the model is the same on every run.
-  spm_train --input="$out/train.txt" --model_prefix="$prefix" --vocab_size=4096 \
+  # thread and a fixed seed so the model is the same on every run. Relative paths: the .model
+  # file records its trainer spec, so the bytes are the same wherever the corpus lives.
+  (cd "$out" && spm_train --input=train.txt --model_prefix=spm --vocab_size=4096 \
     --model_type=bpe --character_coverage=1.0 --byte_fallback=true --split_digits=true \
     --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --num_threads=1 --random_seed=1234 \
-    --input_sentence_size=400000 --shuffle_input_sentence=true --minloglevel=1
+    --input_sentence_size=400000 --shuffle_input_sentence=true --minloglevel=1)
   mkdir -p "$(dirname "$tokenizer")"
-  cp "$prefix.model" "$tokenizer"
+  cp "$out/spm.model" "$tokenizer"
 fi
 sha256sum "$out"/train.txt "$out"/valid.txt "$out"/test.txt "$tokenizer"
