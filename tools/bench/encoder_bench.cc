@@ -9,8 +9,10 @@
 // process too, and starts build/bin/icae-encoder on 127.0.0.1:0. Then:
 //  - concurrency 1 over gRPC against in-process compression (Compressor::CompressSpan plus the
 //    conversion to wire bytes), alternating span by span so both see the same machine;
-//  - each concurrency level: max(8, 2 x concurrency) distinct spans (cache bypassed): throughput
-//    (tokens/s), p50/p99 latency, mean model batch size (from the server's own metrics);
+//  - each concurrency level: max(8, 2 x concurrency) distinct spans (cache bypassed), split over
+//    --rounds rounds that each run every level once (other load on a shared host then falls on
+//    all levels alike): throughput (tokens/s), p50/p99 latency, mean model batch size (from the
+//    server's own metrics), the server's page faults per request;
 //  - cache hits of one span against the misses above.
 // Prints the figures and the ratios next to the targets:
 //   throughput at concurrency 16 >= 2x concurrency 1; gRPC + codec overhead at concurrency 1
@@ -48,6 +50,7 @@ struct Options {
   std::string concurrency = "1,4,16,64";
   int span_tokens = 512;
   int min_requests = 8;
+  int rounds = 2;
   int cache_hits = 32;
   int lora_r = 64;
   std::string work_dir;
@@ -82,8 +85,19 @@ struct Level {
   int span_tokens = 0;
   double seconds = 0;             // wall time of the level
   std::vector<double> latencies;  // per request, seconds
-  double mean_batch = 0;
-  int64_t minor_faults = 0;  // the server's, during the level
+  double batches = 0;             // model batches the server ran during the level
+  double batch_segments = 0;      // segments in them
+  int64_t minor_faults = 0;       // the server's page faults during the level
+  double mean_batch() const { return batches > 0 ? batch_segments / batches : 0; }
+  // Adds another round of the same level.
+  void Add(const Level& round) {
+    requests += round.requests;
+    seconds += round.seconds;
+    latencies.insert(latencies.end(), round.latencies.begin(), round.latencies.end());
+    batches += round.batches;
+    batch_segments += round.batch_segments;
+    minor_faults += round.minor_faults;
+  }
   double tokens_per_second() const { return requests * static_cast<double>(span_tokens) / seconds; }
 };
 
@@ -126,11 +140,10 @@ absl::StatusOr<Level> RunLevel(const EncoderClient& client, const ChildServer& s
   level.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   RETURN_IF_ERROR(failure);
   ASSIGN_OR_RETURN(std::string after, ScrapeMetrics(metrics_port));
-  const double batches = SampleValue(after, "icae_encoder_batch_segments_count") -
-                         SampleValue(before, "icae_encoder_batch_segments_count");
-  const double segments = SampleValue(after, "icae_encoder_batch_segments_sum") -
-                          SampleValue(before, "icae_encoder_batch_segments_sum");
-  level.mean_batch = batches > 0 ? segments / batches : 0;
+  level.batches = SampleValue(after, "icae_encoder_batch_segments_count") -
+                  SampleValue(before, "icae_encoder_batch_segments_count");
+  level.batch_segments = SampleValue(after, "icae_encoder_batch_segments_sum") -
+                         SampleValue(before, "icae_encoder_batch_segments_sum");
   level.minor_faults = server.MinorFaults() - faults_before;
   return level;
 }
@@ -148,6 +161,7 @@ int Run(int argc, char** argv) {
   flags.String("concurrency", &o.concurrency, "comma-separated client concurrency levels");
   flags.Int("span_tokens", &o.span_tokens, "tokens per span (512 = one segment)");
   flags.Int("min_requests", &o.min_requests, "requests per level: max(this, 2 x concurrency)");
+  flags.Int("rounds", &o.rounds, "rounds over the levels (each gets its share of requests)");
   flags.Int("cache_hits", &o.cache_hits, "cache-hit requests measured");
   flags.Int("lora_r", &o.lora_r, "LoRA rank of the random adapter");
   flags.String("work_dir", &o.work_dir, "where the model is written (default: a temp dir)");
@@ -157,6 +171,10 @@ int Run(int argc, char** argv) {
   std::vector<int> levels;
   if (absl::Status s = ParseIntList(o.concurrency, "--concurrency", &levels); !s.ok()) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 2;
+  }
+  if (o.rounds < 1 || o.min_requests < 1 || o.span_tokens < 1) {
+    std::fprintf(stderr, "--rounds, --min_requests and --span_tokens must be >= 1\n");
     return 2;
   }
   if (o.bin_dir.empty()) o.bin_dir = SelfDir();
@@ -243,7 +261,7 @@ int Run(int argc, char** argv) {
 
   std::printf(
       "\n| concurrency | requests | tokens/s | p50 latency (ms) | p99 latency (ms) | "
-      "mean batch (segments) |\n|---|---|---|---|---|---|\n");
+      "mean batch (segments) | server page faults / request |\n|---|---|---|---|---|---|---|\n");
   const double in_process_p50 = Quantile(in_process, 0.5);
   std::printf("| in-process | %zu | %.0f | %.1f | %.1f | 1 | |\n", in_process.size(),
               o.span_tokens / in_process_p50, 1e3 * in_process_p50,
@@ -252,18 +270,30 @@ int Run(int argc, char** argv) {
   std::printf("| 1 (alternating with in-process) | %zu | %.0f | %.1f | %.1f | 1 | |\n",
               over_grpc.size(), o.span_tokens / grpc_p50, 1e3 * grpc_p50,
               1e3 * Quantile(over_grpc, 0.99));
-  std::vector<Level> results;
-  for (int c : levels) {
-    const int count = std::max(o.min_requests, 2 * c);
-    auto level = RunLevel(*client, **server, c, count, o.span_tokens, config.vocab_size, 100 + c);
-    if (!level.ok()) return fail(level.status());
-    std::printf("| %d | %d | %.0f | %.1f | %.1f | %.2f | %.0f |\n", c, count,
-                level->tokens_per_second(), 1e3 * Quantile(level->latencies, 0.5),
-                1e3 * Quantile(level->latencies, 0.99), level->mean_batch,
-                static_cast<double>(level->minor_faults) / count);
-    std::fflush(stdout);
-    results.push_back(*std::move(level));
+  // The levels run in rounds (each round runs every level once, with its share of the requests),
+  // so that load from other processes on a shared host falls on all levels alike.
+  std::vector<Level> results(levels.size());
+  for (int round = 0; round < o.rounds; ++round) {
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const int c = levels[l];
+      const int count = std::max(o.min_requests, 2 * c) / o.rounds;
+      auto level = RunLevel(*client, **server, c, std::max(count, 1), o.span_tokens,
+                            config.vocab_size, 1000 * round + c);
+      if (!level.ok()) return fail(level.status());
+      results[l].concurrency = c;
+      results[l].span_tokens = o.span_tokens;
+      results[l].Add(*level);
+      std::fprintf(stderr, "round %d, concurrency %d: %.0f tokens/s\n", round, c,
+                   level->tokens_per_second());
+    }
   }
+  for (const Level& level : results) {
+    std::printf("| %d | %d | %.0f | %.1f | %.1f | %.2f | %.0f |\n", level.concurrency,
+                level.requests, level.tokens_per_second(), 1e3 * Quantile(level.latencies, 0.5),
+                1e3 * Quantile(level.latencies, 0.99), level.mean_batch(),
+                static_cast<double>(level.minor_faults) / level.requests);
+  }
+  std::fflush(stdout);
 
   // Cache: one miss, then hits of the same span.
   const std::vector<int> cached = RandomSpan(o.span_tokens, config.vocab_size, rng);
