@@ -51,6 +51,7 @@ struct Options {
   int span_tokens = 512;
   int min_requests = 8;
   int rounds = 2;
+  std::string sweep_batches;
   int cache_hits = 32;
   int lora_r = 64;
   std::string work_dir;
@@ -161,6 +162,8 @@ int Run(int argc, char** argv) {
   flags.String("concurrency", &o.concurrency, "comma-separated client concurrency levels");
   flags.Int("span_tokens", &o.span_tokens, "tokens per span (512 = one segment)");
   flags.Int("min_requests", &o.min_requests, "requests per level: max(this, 2 x concurrency)");
+  flags.String("sweep_batches", &o.sweep_batches,
+               "also time in-process model calls on these batch sizes, e.g. 1,4,12 (off: empty)");
   flags.Int("rounds", &o.rounds, "rounds over the levels (each gets its share of requests)");
   flags.Int("cache_hits", &o.cache_hits, "cache-hit requests measured");
   flags.Int("lora_r", &o.lora_r, "LoRA rank of the random adapter");
@@ -257,6 +260,29 @@ int Run(int argc, char** argv) {
     in_process.push_back(*local);
     over_grpc.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
   }
+  // In-process batch sweep: one model call on `b` segments at a time (what the server's batcher
+  // builds), no gRPC: shows what batching itself buys on this machine.
+  std::vector<int> sweep;
+  if (!o.sweep_batches.empty()) {
+    if (absl::Status s = ParseIntList(o.sweep_batches, "--sweep_batches", &sweep); !s.ok()) {
+      return fail(s);
+    }
+  }
+  std::vector<std::pair<int, double>> sweep_results;  // batch, tokens/s
+  for (int b : sweep) {
+    std::vector<std::vector<int>> segments;
+    for (int i = 0; i < b; ++i)
+      segments.push_back(RandomSpan(o.span_tokens, config.vocab_size, rng));
+    std::vector<double> seconds;
+    for (int rep = 0; rep < 3; ++rep) {
+      const absl::Time t0 = absl::Now();
+      auto slots = (*compressor)->CompressSegments(segments);
+      if (!slots.ok()) return fail(slots.status());
+      seconds.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
+    }
+    sweep_results.emplace_back(b, b * o.span_tokens / Quantile(seconds, 0.5));
+    std::fprintf(stderr, "in-process batch %d: %.0f tokens/s\n", b, sweep_results.back().second);
+  }
   compressor->reset();  // free the in-process model before the concurrency runs
 
   std::printf(
@@ -338,6 +364,10 @@ int Run(int argc, char** argv) {
       "miss %.1f ms) | %s |\n",
       100 * hit_ratio, 1e3 * Quantile(hits, 0.5), 1e3 * grpc_p50, 1e3 * miss,
       hit_ratio <= 0.01 ? "yes" : "no");
+  if (!sweep_results.empty()) {
+    std::printf("\n| in-process batch (segments) | tokens/s (median of 3) |\n|---|---|\n");
+    for (const auto& [b, tps] : sweep_results) std::printf("| %d | %.0f |\n", b, tps);
+  }
   server->reset();
   if (!o.keep) std::system(absl::StrCat("rm -rf '", o.work_dir, "'").c_str());
   return 0;
