@@ -24,6 +24,8 @@ int RunGenerate(const Args& args);
 int RunTokenize(const Args& args);
 int RunAsk(const Args& args);
 int RunEval(const Args& args);
+int RunHealth(const Args& args);
+int RunDemo(const Args& args);
 
 // Parses `args` into `flags`; on --help prints usage and returns kExitOk in *exit_code; on
 // an error prints "icae <command>: <reason>" and returns kExitUsage. Returns true to go on.

@@ -25,6 +25,10 @@ const Command kCommands[] = {
      icae::cli::RunAsk},
     {"eval", "autoencoding BLEU and continuation perplexity of an adapter on a text",
      icae::cli::RunEval},
+    {"health", "grpc.health.v1 state of a server (--wait to wait for SERVING)",
+     icae::cli::RunHealth},
+    {"demo", "compress, reconstruct and continue a document through running services",
+     icae::cli::RunDemo},
 };
 
 void PrintUsage(FILE* out) {

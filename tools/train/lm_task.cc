@@ -30,6 +30,8 @@ void RegisterLmFlags(FlagSet& flags, LmOptions* o) {
   flags.Double("rope-theta", &o->rope_theta, "RoPE base");
   flags.Double("init-std", &o->init_std, "initialisation standard deviation");
   flags.String("save-dtype", &o->save_dtype, "storage dtype of the exported model");
+  flags.Double("repeat-prob", &o->repeat_prob,
+               "fraction of windows whose second half repeats the first (teaches copying)");
 }
 
 TransformerWeights CastWeights(const TransformerWeights& w, bool tied, at::ScalarType dtype) {
@@ -80,7 +82,12 @@ class LmTask : public TrainTask {
   absl::StatusOr<MicroBatchLoss> NextLoss() override {
     std::vector<int64_t> flat;
     for (int b = 0; b < train_.batch; ++b) {
+      const WindowSampler::Cursor at = sampler_.cursor();
       std::vector<int> w = sampler_.Next();
+      if (RepeatWindow(at)) {
+        const size_t half = w.size() / 2;
+        std::copy(w.begin(), w.begin() + (w.size() - half), w.begin() + half);
+      }
       flat.insert(flat.end(), w.begin(), w.end());
     }
     at::Tensor ids = at::tensor(flat, at::kLong).view({train_.batch, options_.seq_len + 1});
@@ -125,7 +132,10 @@ class LmTask : public TrainTask {
   }
 
   std::string Recipe() const override {
-    return absl::StrCat("lm hidden=", config_.hidden_size, " layers=", config_.num_layers,
+    return absl::StrCat(options_.repeat_prob > 0
+                            ? absl::StrCat("repeat=", options_.repeat_prob, " ")
+                            : std::string(),
+                        "lm hidden=", config_.hidden_size, " layers=", config_.num_layers,
                         " heads=", config_.num_heads, "/", config_.num_kv_heads,
                         " inter=", config_.intermediate_size, " vocab=", config_.vocab_size,
                         " tied=", config_.tie_word_embeddings, " seq_len=", options_.seq_len,
@@ -139,6 +149,19 @@ class LmTask : public TrainTask {
   }
 
  private:
+  // Whether the window served at `at` repeats its first half: a pure function of the seed and
+  // the data position, so resumed runs make the same choices.
+  bool RepeatWindow(const WindowSampler::Cursor& at) const {
+    if (options_.repeat_prob <= 0) return false;
+    uint64_t x = static_cast<uint64_t>(train_.seed) * 0x9E3779B97F4A7C15ull ^
+                 static_cast<uint64_t>(at.epoch) * 0xBF58476D1CE4E5B9ull ^
+                 static_cast<uint64_t>(at.index) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    x *= 0xD6E8FEB86659FD93ull;
+    x ^= x >> 32;
+    return static_cast<double>(x >> 11) / static_cast<double>(1ull << 53) < options_.repeat_prob;
+  }
+
   // Mean next-token loss over ids [batch, seq_len + 1].
   at::Tensor Loss(const at::Tensor& ids) const {
     const int64_t batch = ids.size(0), seq = ids.size(1) - 1;
@@ -186,6 +209,7 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreateLmTask(const LmOptions& o,
     return bad("save-dtype", "must be float32 or bfloat16");
   }
   if (o.valid_windows <= 0) return bad("valid-windows", "must be positive");
+  if (o.repeat_prob < 0 || o.repeat_prob > 1) return bad("repeat-prob", "must be in [0, 1]");
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(o.tokenizer));
   ModelConfig config;
   config.architecture = "LlamaForCausalLM";

@@ -32,6 +32,10 @@ struct LmOptions {
   double rope_theta = 10000.0;
   double init_std = 0.02;
   std::string save_dtype = "float32";  // Storage dtype of the exported model.
+  // Fraction of training windows whose second half repeats their first half. Repeated text
+  // teaches the model to copy from its context (induction heads) long before plain text does;
+  // ICAE's frozen decoder needs exactly that skill to read memory slots.
+  double repeat_prob = 0.0;
 };
 
 void RegisterLmFlags(FlagSet& flags, LmOptions* options);
