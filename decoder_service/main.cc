@@ -8,10 +8,8 @@
 // SIGINT drains: health NOT_SERVING, new calls UNAVAILABLE, running generations get up to
 // --drain_seconds to finish, then the process exits 0. Exit 2 on bad flags, 1 when the model
 // cannot be loaded or the port bound.
-#include <malloc.h>
 
 #include <atomic>
-#include <climits>
 #include <cstdio>
 #include <memory>
 
@@ -21,6 +19,7 @@
 #include "common/base/logging.h"
 #include "common/model/runtime_options.h"
 #include "common/model/slot_decoder.h"
+#include "common/serving/process_setup.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
 #include "decoder_service/engine/engine.h"
@@ -33,26 +32,13 @@ namespace {
 
 constexpr char kProgram[] = "icae-decoder";
 
-// Prefill and decode steps allocate and free the same large activations again and again (a
-// 2048-position prefill's attention scores are heads x 2048^2 floats, 200 MB per layer of a
-// 12-head model), and every request allocates its KV cache. With glibc's defaults each such block
-// is a fresh mmap, faulted in page by page and unmapped on free. One arena that keeps freed
-// memory (no mmap below 1 GiB, no trimming) avoids that, at the price of a process that keeps
-// its peak heap (bounded by --max_kv_tokens plus one prefill). As icae-encoder does. Called first,
-// before any thread exists.
-void KeepFreedMemoryForReuse() {
-  mallopt(M_ARENA_MAX, 1);
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
-}
-
 int UsageError(const absl::Status& status) {
   std::fprintf(stderr, "%s: %s\n", kProgram, std::string(status.message()).c_str());
   return 2;
 }
 
 int Run(int argc, char** argv) {
-  KeepFreedMemoryForReuse();
+  icae::KeepFreedMemoryForReuse();
   ServerFlags server_flags;
   EngineOptions engine_options;
   FlagSet flags("icae-decoder --model DIR --adapter PATH [options]");

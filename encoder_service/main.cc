@@ -7,9 +7,7 @@
 // NOT_SERVING and prints "listening on HOST:PORT" (and "metrics on HOST:PORT"), the model loads
 // (exit 1 if it cannot), the engine starts, health turns SERVING. SIGTERM/SIGINT drains: new
 // calls are refused, in-flight ones get --drain_seconds to finish, then the process exits 0.
-#include <malloc.h>
 
-#include <climits>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -17,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/flags.h"
 #include "common/base/logging.h"
+#include "common/serving/process_setup.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
 #include "encoder_service/engine/engine.h"
@@ -39,21 +38,8 @@ int UsageError(const absl::Status& status) {
   return kExitUsage;
 }
 
-// Model batches allocate and free the same large activations again and again (the attention
-// scores alone are heads x len^2 floats: 20 MB per 512-token segment of a 768-wide, 12-head
-// model). With glibc's defaults each such block is a fresh mmap, faulted in page by page and
-// unmapped on free: about 180,000 page faults per segment, a third or more of the compute time,
-// measured with icae-bench-encoder. One arena that keeps freed memory (no mmap below 1 GiB, no
-// trimming) makes them near zero, at the price of a process that keeps its peak heap. Called
-// first, before any thread exists.
-void KeepFreedMemoryForReuse() {
-  mallopt(M_ARENA_MAX, 1);
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
-}
-
 int Run(int argc, char** argv) {
-  KeepFreedMemoryForReuse();
+  icae::KeepFreedMemoryForReuse();
   FlagSet flags("icae-encoder --model DIR --adapter PATH [options]");
   ServerFlags server_flags;
   RegisterServerFlags(flags, "0.0.0.0:50051", "0.0.0.0:9091", &server_flags);

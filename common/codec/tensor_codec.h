@@ -14,14 +14,11 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/dtype.h"
+#include "common/codec/proto_dtype.h"
+#include "common/model/scalar_type.h"
 #include "icae/v1/tensor.pb.h"
 
 namespace icae {
-
-std::optional<DType> FromProtoDataType(v1::DataType dtype);
-v1::DataType ToProtoDataType(DType dtype);
-at::ScalarType ToScalarType(DType dtype);
-std::optional<DType> FromScalarType(at::ScalarType type);
 
 // Writes `tensor` (any device, any strides) into `out` as `wire_dtype`, converting the values
 // when the dtypes differ (e.g. float32 compute -> bfloat16 wire). InvalidArgument for an

@@ -5,49 +5,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status_macros.h"
+#include "common/model/scalar_type.h"
 
 namespace icae {
-namespace {
-
-at::ScalarType StoredScalarType(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return at::kFloat;
-    case DType::kFloat16:
-      return at::kHalf;
-    case DType::kBFloat16:
-      return at::kBFloat16;
-    case DType::kInt32:
-      return at::kInt;
-    case DType::kInt64:
-      return at::kLong;
-  }
-  return at::kFloat;
-}
-
-std::optional<DType> ToDType(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat:
-      return DType::kFloat32;
-    case at::kHalf:
-      return DType::kFloat16;
-    case at::kBFloat16:
-      return DType::kBFloat16;
-    case at::kInt:
-      return DType::kInt32;
-    case at::kLong:
-      return DType::kInt64;
-    default:
-      return std::nullopt;
-  }
-}
-
-}  // namespace
-
 at::Tensor EntryToTensor(const Checkpoint::Entry& entry, at::ScalarType dtype) {
   const TensorInfo& info = *entry.info;
   absl::Span<const uint8_t> bytes = entry.file->Bytes(info);
-  const at::ScalarType stored = StoredScalarType(info.dtype);
+  const at::ScalarType stored = ToScalarType(info.dtype);
   auto keep_alive = entry.file;
   at::Tensor view = at::from_blob(
       const_cast<uint8_t*>(bytes.data()), info.shape, [keep_alive](void*) {},
@@ -80,7 +44,7 @@ absl::StatusOr<at::Tensor> LoadTensor(const Checkpoint& checkpoint, const std::s
 
 absl::Status AddTensor(SafetensorsWriter& writer, const std::string& name,
                        const at::Tensor& tensor) {
-  std::optional<DType> dtype = ToDType(tensor.scalar_type());
+  std::optional<DType> dtype = FromScalarType(tensor.scalar_type());
   if (!dtype) {
     return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': unsupported dtype ",
                                                    c10::toString(tensor.scalar_type())));
@@ -98,7 +62,7 @@ absl::StatusOr<std::vector<std::pair<std::string, at::Tensor>>> ReadAllTensors(
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const TensorInfo& info : file->tensors()) {
     Checkpoint::Entry entry{file, &info};
-    out.emplace_back(info.name, EntryToTensor(entry, StoredScalarType(info.dtype)).clone());
+    out.emplace_back(info.name, EntryToTensor(entry, ToScalarType(info.dtype)).clone());
   }
   return out;
 }

@@ -1,24 +1,9 @@
 #include "encoder_service/server/proto_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/codec/proto_dtype.h"
 
 namespace icae::encoder {
-
-v1::DataType ToProtoDType(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return v1::FLOAT32;
-    case DType::kFloat16:
-      return v1::FLOAT16;
-    case DType::kBFloat16:
-      return v1::BFLOAT16;
-    case DType::kInt32:
-      return v1::INT32;
-    case DType::kInt64:
-      return v1::INT64;
-  }
-  return v1::DATA_TYPE_UNSPECIFIED;
-}
 
 absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl::Time deadline) {
   EncodeRequest out;
@@ -75,7 +60,7 @@ void ToProto(const EncodeResult& result, const EngineModelInfo& info,
     out->set_id(span.id);
     v1::MemorySlots* slots = out->mutable_slots();
     v1::Tensor* tensor = slots->mutable_slots();
-    tensor->set_dtype(ToProtoDType(span.slots.dtype));
+    tensor->set_dtype(ToProtoDataType(span.slots.dtype));
     tensor->add_shape(span.slots.num_slots);
     tensor->add_shape(span.slots.hidden);
     if (span.slots.data != nullptr) tensor->set_data(*span.slots.data);
@@ -112,7 +97,7 @@ void FillEncoderInfo(const EngineModelInfo& model, const EngineOptions& options,
   info->set_compression_rate(model.compression_rate);
   info->set_max_input_tokens(options.max_input_tokens);
   info->set_max_spans(options.max_spans);
-  info->set_compute_dtype(ToProtoDType(model.compute_dtype));
+  info->set_compute_dtype(ToProtoDataType(model.compute_dtype));
   for (v1::DataType dtype : kSlotDataTypes) info->add_slot_dtypes(dtype);
   info->set_device(model.device);
   info->set_version(server.version);

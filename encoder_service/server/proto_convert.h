@@ -31,8 +31,6 @@ struct ServerInfo {
 void FillEncoderInfo(const EngineModelInfo& model, const EngineOptions& options,
                      const ServerInfo& server, v1::EncoderInfo* info);
 
-v1::DataType ToProtoDType(DType dtype);
-
 }  // namespace icae::encoder
 
 #endif  // ICAE_ENCODER_SERVICE_SERVER_PROTO_CONVERT_H_

@@ -18,11 +18,9 @@
 //   throughput at concurrency 16 >= 2x concurrency 1; gRPC + codec overhead at concurrency 1
 //   <= 5% of in-process time; a cache hit's p50 <= 1% of a miss's.
 #include <ATen/ATen.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <climits>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -32,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/base/flags.h"
@@ -39,6 +38,7 @@
 #include "common/client/encoder_client.h"
 #include "common/model/compressor.h"
 #include "common/model/runtime_options.h"
+#include "common/serving/process_setup.h"
 #include "tools/bench/encoder_bench_util.h"
 
 namespace icae::bench {
@@ -57,6 +57,7 @@ struct Options {
   std::string work_dir;
   std::string bin_dir;
   bool keep = false;
+  std::string server_flags;
 };
 
 std::string SelfDir() {
@@ -152,9 +153,7 @@ absl::StatusOr<Level> RunLevel(const EncoderClient& client, const ChildServer& s
 int Run(int argc, char** argv) {
   // The same allocator settings as icae-encoder's main, so that the in-process baseline does the
   // same work (without them every large activation is a fresh mmap and page faults dominate).
-  mallopt(M_ARENA_MAX, 1);
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  KeepFreedMemoryForReuse();
   Options o;
   FlagSet flags("icae-bench-encoder [options]");
   flags.String("dtype", &o.dtype, "server and in-process compute dtype: float32 | bfloat16");
@@ -170,6 +169,8 @@ int Run(int argc, char** argv) {
   flags.String("work_dir", &o.work_dir, "where the model is written (default: a temp dir)");
   flags.String("bin_dir", &o.bin_dir, "directory of icae-encoder (default: beside this binary)");
   flags.Bool("keep", &o.keep, "keep the work directory");
+  flags.String("server_flags", &o.server_flags,
+               "extra icae-encoder flags, space-separated, e.g. \"--max_batch_segments 1\"");
   ParseFlagsOrExit(flags, argc, argv);
   std::vector<int> levels;
   if (absl::Status s = ParseIntList(o.concurrency, "--concurrency", &levels); !s.ok()) {
@@ -228,12 +229,18 @@ int Run(int argc, char** argv) {
     return absl::ToDoubleSeconds(absl::Now() - t0);
   };
 
-  auto server = ChildServer::Start(
-      o.bin_dir + "/icae-encoder",
-      {"--model", o.work_dir + "/model", "--adapter", o.work_dir + "/adapter/adapter.safetensors",
-       "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0", "--threads",
-       std::to_string(o.threads), "--dtype", o.dtype},
-      o.work_dir + "/server.log");
+  std::vector<std::string> server_args = {
+      "--model",          o.work_dir + "/model",
+      "--adapter",        o.work_dir + "/adapter/adapter.safetensors",
+      "--listen",         "127.0.0.1:0",
+      "--metrics_listen", "127.0.0.1:0",
+      "--threads",        std::to_string(o.threads),
+      "--dtype",          o.dtype};
+  for (absl::string_view arg : absl::StrSplit(o.server_flags, ' ', absl::SkipEmpty())) {
+    server_args.emplace_back(arg);
+  }
+  auto server =
+      ChildServer::Start(o.bin_dir + "/icae-encoder", server_args, o.work_dir + "/server.log");
   if (!server.ok()) return fail(server.status());
   ClientOptions client_options;
   client_options.addresses = {(*server)->address()};

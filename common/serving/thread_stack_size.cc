@@ -4,7 +4,8 @@
 // attribute with EINVAL and /metrics never comes up ("null context when constructing
 // CivetServer"). Defining pthread_attr_setstacksize in the executable interposes it for every
 // library: requests below kMinStack are raised to it, then the C library's function runs.
-// (The decoder's binary carries the same shim; a shared copy belongs in common/serving.)
+// Part of the icae_server_process object library, so that the definition lands in each server
+// executable (a static library's unreferenced object would be dropped by the linker).
 #include <dlfcn.h>
 #include <pthread.h>
 
