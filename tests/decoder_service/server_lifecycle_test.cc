@@ -129,12 +129,15 @@ TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
   for (int i = 0; i < kStreams; ++i) {
     threads.emplace_back([&, i] {
       bool first = true;
-      results[i].status =
-          server->client->GenerateStream(SlowRequest(kTokens), [&](const v1::GenerateChunk& chunk) {
+      results[i].status = server->client->GenerateStream(
+          SlowRequest(kTokens),
+          [&](const v1::GenerateChunk& chunk) {
             results[i].chunks.push_back(chunk);
             if (first) ++started, first = false;
             return true;
-          });
+          },
+          // Generous: on a loaded 2-core machine the slow model's 200 steps x 3 can pass 60 s.
+          absl::Minutes(5));
     });
   }
   while (started.load() < kStreams) absl::SleepFor(absl::Milliseconds(5));
