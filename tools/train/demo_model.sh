@@ -24,13 +24,16 @@ stage_corpus() {
 
 stage_base() {
   [[ -s "$corpus/train.txt" ]] || stage_corpus
+  # Half of the windows repeat their first half: the frozen decoder must copy from its context
+  # to read slots, and repeated text teaches that far sooner than plain text.
   "$TRAIN" lm --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
     --tokenizer "$corpus/tokenizer.model" --out "$demo/base" \
     --checkpoint-dir .cache/demo/base.ckpt \
-    --hidden 256 --layers 4 --heads 4 --kv-heads 4 --seq-len 128 --max-positions 512 \
-    --batch 16 --accum 1 --steps 320 --lr 1.5e-3 --warmup 30 --min-lr-ratio 0.1 \
-    --weight-decay 0.1 --beta2 0.95 --clip 2.0 --dtype bfloat16 --save-dtype float32 \
-    --seed 1234 --threads "$THREADS" --checkpoint-every 25 --eval-every 100 --valid-windows 64
+    --hidden 256 --layers 6 --heads 4 --kv-heads 4 --seq-len 256 --max-positions 512 \
+    --batch 16 --accum 1 --steps 2500 --lr 1e-3 --warmup 100 --min-lr-ratio 0.1 \
+    --weight-decay 0.1 --beta2 0.95 --clip 2.0 --dtype bfloat16 --save-dtype bfloat16 \
+    --repeat-prob 0.5 --seed 1234 --threads "$THREADS" --checkpoint-every 100 --eval-every 500 \
+    --valid-windows 64
 }
 
 stage_icae() {
@@ -38,9 +41,9 @@ stage_icae() {
   "$TRAIN" pretrain --model "$demo/base" --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
     --out "$demo/icae" --checkpoint-dir .cache/demo/icae.ckpt \
     --mem-size 32 --rate 4 --span-tokens 128 --lora-r 64 --lora-alpha 128 --lm-ratio 0.5 \
-    --batch 8 --accum 1 --steps 400 --lr 1e-3 --warmup 40 --min-lr-ratio 0.1 \
-    --clip 2.0 --dtype bfloat16 --seed 4321 --threads "$THREADS" --checkpoint-every 25 \
-    --eval-every 100 --valid-samples 32 --log-every 5
+    --batch 8 --accum 1 --steps 1500 --lr 1e-3 --warmup 100 --min-lr-ratio 0.1 \
+    --clip 2.0 --dtype bfloat16 --seed 4321 --threads "$THREADS" --checkpoint-every 50 \
+    --eval-every 250 --valid-samples 32 --log-every 10
 }
 
 stage_eval() {
