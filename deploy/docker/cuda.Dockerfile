@@ -77,9 +77,9 @@ HEALTHCHECK NONE
 FROM runtime AS encoder
 EXPOSE 50051 9091
 ENTRYPOINT ["/opt/icae/bin/icae-encoder"]
-CMD ["--model=/models/demo", "--adapter=/models/demo/adapter", "--listen=0.0.0.0:50051", "--metrics_listen=0.0.0.0:9091", "--device=cuda", "--dtype=bfloat16"]
+CMD ["--model=/models/demo/base", "--adapter=/models/demo/icae", "--listen=0.0.0.0:50051", "--metrics_listen=0.0.0.0:9091", "--device=cuda", "--dtype=bfloat16"]
 
 FROM runtime AS decoder
 EXPOSE 50052 9092
 ENTRYPOINT ["/opt/icae/bin/icae-decoder"]
-CMD ["--model=/models/demo", "--adapter=/models/demo/adapter", "--listen=0.0.0.0:50052", "--metrics_listen=0.0.0.0:9092", "--device=cuda", "--dtype=bfloat16"]
+CMD ["--model=/models/demo/base", "--adapter=/models/demo/icae", "--listen=0.0.0.0:50052", "--metrics_listen=0.0.0.0:9092", "--device=cuda", "--dtype=bfloat16"]

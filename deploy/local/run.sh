@@ -2,7 +2,7 @@
 # Local multi-replica runner: N encoders and M decoders on loopback plus a real Prometheus (Debian's
 # prometheus package) that scrapes them and evaluates deploy/prometheus/rules.
 #
-#   deploy/local/run.sh --encoders 2 --decoders 2 --model models/demo --adapter models/demo/adapter
+#   deploy/local/run.sh --encoders 2 --decoders 2 --model models/demo/base --adapter models/demo/icae
 #
 # Every replica gets --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0; the runner reads the
 # "listening on HOST:PORT" / "metrics on HOST:PORT" lines they print (docs/operations.md), waits
@@ -26,8 +26,8 @@ PROMTOOL="${PROMTOOL:-promtool}"
 encoders=2
 decoders=2
 bin_dir="$ROOT/build/bin"
-model="$ROOT/models/demo"
-adapter="$ROOT/models/demo/adapter"
+model="$ROOT/models/demo/base"
+adapter="$ROOT/models/demo/icae"
 encoder_flags=()
 decoder_flags=()
 extra_scrapes=()
@@ -46,8 +46,8 @@ Options:
   --encoders N            encoder replicas (2)
   --decoders M            decoder replicas (2)
   --bin_dir DIR           where icae-encoder and icae-decoder are (build/bin)
-  --model DIR             --model for every replica (models/demo)
-  --adapter PATH          --adapter for every replica (models/demo/adapter)
+  --model DIR             --model for every replica (models/demo/base)
+  --adapter PATH          --adapter for every replica (models/demo/icae)
   --encoder_flag FLAG     extra flag for every encoder, e.g. --encoder_flag=--drain_seconds=2
   --decoder_flag FLAG     extra flag for every decoder
   --scrape JOB=HOST:PORT  extra scrape target (repeatable)

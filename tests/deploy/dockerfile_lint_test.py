@@ -73,7 +73,7 @@ MUTATIONS = [
      "is not port 50051"),
     ("port not exposed", ("EXPOSE 50052 9092", "EXPOSE 50052"),
      "port 9092 (metrics) not in EXPOSE"),
-    ("unknown flag", ('"--model=/models/demo", "--adapter', '"--modle=/models/demo", "--adapter'),
+    ("unknown flag", ('"--model=/models/demo/base", "--adapter', '"--modle=/models/demo/base", "--adapter'),
      "CMD flags ['modle'] are not in docs/operations.md"),
     ("shell-form entrypoint", ('ENTRYPOINT ["/opt/icae/bin/icae-encoder"]',
                                "ENTRYPOINT /opt/icae/bin/icae-encoder"), "not in exec"),
