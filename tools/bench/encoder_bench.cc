@@ -40,6 +40,7 @@
 #include "common/model/runtime_options.h"
 #include "common/serving/process_setup.h"
 #include "tools/bench/encoder_bench_util.h"
+#include "tools/bench/random_icae_model.h"
 
 namespace icae::bench {
 namespace {
@@ -191,7 +192,8 @@ int Run(int argc, char** argv) {
     return 1;
   };
 
-  const ModelConfig config = BenchModelConfig();
+  // Hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000: ~134M parameters.
+  const ModelConfig config = RandomLlamaConfig(768, 12, 12, 2048, 32000, 2048);
   constexpr int kMemSize = 128;
   std::printf(
       "# model: random Llama hidden %d, %d layers, vocab %d (%.0fM params), adapter "
@@ -202,7 +204,10 @@ int Run(int argc, char** argv) {
   if (::access((o.work_dir + "/adapter/adapter_config.json").c_str(), R_OK) == 0) {
     std::printf("# reusing the model in %s\n", o.work_dir.c_str());
   } else {
-    if (absl::Status s = WriteRandomModel(o.work_dir, config, kMemSize, o.lora_r, 1234); !s.ok()) {
+    RandomIcaePaths written;
+    if (absl::Status s =
+            WriteRandomIcaeModel(o.work_dir, config, kMemSize, o.lora_r, 1234, &written);
+        !s.ok()) {
       return fail(s);
     }
     std::printf("# wrote %s in %.1f s\n", o.work_dir.c_str(),

@@ -28,53 +28,6 @@
 
 namespace icae::bench {
 
-ModelConfig BenchModelConfig() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 32000;
-  c.hidden_size = 768;
-  c.intermediate_size = 2048;
-  c.num_layers = 12;
-  c.num_heads = 12;
-  c.num_kv_heads = 12;
-  c.head_dim = 64;
-  c.max_position_embeddings = 2048;
-  return c;
-}
-
-absl::Status WriteRandomModel(const std::string& dir, const ModelConfig& config, int mem_size,
-                              int lora_r, uint64_t seed) {
-  ::mkdir(dir.c_str(), 0755);
-  const std::string model_dir = dir + "/model", adapter_dir = dir + "/adapter";
-  ::mkdir(adapter_dir.c_str(), 0755);
-  {
-    TransformerWeights weights = RandomWeights(config, seed);
-    RETURN_IF_ERROR(SaveHfModel(model_dir, config, weights, at::kFloat));
-  }
-  at::manual_seed(seed + 1);
-  SafetensorsWriter writer;
-  for (int layer = 0; layer < config.num_layers; ++layer) {
-    for (const auto& [module, out] : {std::make_pair(std::string("q_proj"), config.q_dim()),
-                                      std::make_pair(std::string("v_proj"), config.kv_dim())}) {
-      const std::string prefix =
-          absl::StrCat("icae.base_model.model.model.layers.", layer, ".self_attn.", module);
-      RETURN_IF_ERROR(AddTensor(writer, prefix + ".lora_A.default.weight",
-                                at::randn({lora_r, config.hidden_size}) * 0.02));
-      RETURN_IF_ERROR(
-          AddTensor(writer, prefix + ".lora_B.default.weight", at::randn({out, lora_r}) * 0.02));
-    }
-  }
-  RETURN_IF_ERROR(AddTensor(writer, "memory_token_embed.weight",
-                            at::randn({mem_size + 3, config.hidden_size}) * 0.02));
-  RETURN_IF_ERROR(writer.WriteFile(adapter_dir + "/adapter.safetensors"));
-  return WriteStringToFile(adapter_dir + "/adapter_config.json",
-                           absl::StrCat("{\"r\": ", lora_r,
-                                        ", \"lora_alpha\": 32, \"target_modules\": [\"q_proj\", "
-                                        "\"v_proj\"], \"mem_size\": ",
-                                        mem_size, ", \"mean_compression_rate\": 4}\n"));
-}
-
 absl::StatusOr<std::unique_ptr<ChildServer>> ChildServer::Start(
     const std::string& binary, const std::vector<std::string>& args, const std::string& log_path) {
   int out_pipe[2];

@@ -14,15 +14,6 @@
 
 namespace icae::bench {
 
-// Llama with hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000 (~134M parameters).
-ModelConfig BenchModelConfig();
-
-// Writes `dir`/model (config.json + model.safetensors, float32, random N(0, 0.02)) and
-// `dir`/adapter (adapter.safetensors with ICAE v2 key names: LoRA r on q_proj and v_proj, and
-// memory_token_embed [mem_size + 3, hidden]; adapter_config.json). Deterministic for `seed`.
-absl::Status WriteRandomModel(const std::string& dir, const ModelConfig& config, int mem_size,
-                              int lora_r, uint64_t seed);
-
 // A child process whose stdout is read until "listening on" / "metrics on"; SIGTERM and reaped
 // on destruction.
 class ChildServer {

@@ -12,12 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/flags.h"
 #include "common/model/adapter_writer.h"
 #include "common/model/compressor.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/weights.h"
+#include "tools/bench/random_icae_model.h"
 
 namespace icae {
 namespace {
@@ -39,21 +41,6 @@ double BestOf(int repeats, Fn&& fn) {
     best = std::min(best, Seconds(start));
   }
   return best;
-}
-
-ModelConfig BenchConfig() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.model_type = "llama";
-  c.vocab_size = 32000;
-  c.hidden_size = 768;
-  c.intermediate_size = 2048;
-  c.num_layers = 12;
-  c.num_heads = 12;
-  c.num_kv_heads = 12;
-  c.head_dim = 64;
-  c.max_position_embeddings = 4096;
-  return c;
 }
 
 // Forward FLOPs of compressing `rows` segments of `positions` (tokens + memory) positions: the
@@ -87,7 +74,8 @@ int Main(int argc, char** argv) {
   ParseFlagsOrExit(flags, argc, argv);
   at::set_num_threads(threads);
 
-  const ModelConfig config = BenchConfig();
+  // Hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000: ~134M parameters.
+  const ModelConfig config = RandomLlamaConfig(768, 12, 12, 2048, 32000, 4096);
   std::printf(
       "model: random Llama, %.1fM parameters (hidden %d, %d layers, %d heads, "
       "intermediate %d, vocab %d); threads %d\n",
@@ -165,8 +153,9 @@ int Main(int argc, char** argv) {
     }
     const Transformer& model = (*decoder)->transformer();
     const double weight_bytes = DecodeWeightBytes(config, at::elementSize(runtime->dtype));
-    std::printf("%-34s %12s %10s %10s %8s\n", "decode (512-token context)", "tokens/s",
-                "weight GB/s", "memcpy GB/s", "ratio");
+    const std::string decode_label = absl::StrCat("decode (", context, "-token context)");
+    std::printf("%-34s %12s %10s %10s %8s\n", decode_label.c_str(), "tokens/s", "weight GB/s",
+                "memcpy GB/s", "ratio");
     for (int batch : {1, 8}) {
       std::vector<KVCache> caches;
       at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong));
