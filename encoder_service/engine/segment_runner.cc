@@ -4,23 +4,10 @@
 
 #include "common/base/status_macros.h"
 #include "common/model/compressor.h"
+#include "common/model/scalar_type.h"
 #include "common/model/torch_status.h"
 
 namespace icae::encoder {
-namespace {
-
-at::ScalarType ScalarTypeOf(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16:
-      return at::kHalf;
-    case DType::kBFloat16:
-      return at::kBFloat16;
-    default:
-      return at::kFloat;
-  }
-}
-
-}  // namespace
 
 absl::Status RunSegmentBatch(const Compressor& compressor, absl::Span<const SegmentJob> jobs) {
   std::vector<std::vector<int>> segments;
@@ -35,7 +22,7 @@ absl::Status RunSegmentBatch(const Compressor& compressor, absl::Span<const Segm
     for (size_t b = 0; b < jobs.size(); ++b) {
       // One pass: dtype conversion (rounding as Tensor::to does) into the response bytes.
       at::from_blob(jobs[b].out, {mem, hidden},
-                    at::TensorOptions().dtype(ScalarTypeOf(jobs[b].wire)))
+                    at::TensorOptions().dtype(ToScalarType(jobs[b].wire)))
           .copy_(cpu[static_cast<int64_t>(b)]);
     }
     return absl::OkStatus();

@@ -10,6 +10,7 @@
 #include "common/base/dtype.h"
 #include "common/io/slots_file.h"
 #include "common/model/generate.h"
+#include "common/model/scalar_type.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/torch_status.h"
 #include "tools/cli/cli.h"
@@ -19,17 +20,6 @@
 
 namespace icae::cli {
 namespace {
-
-at::ScalarType ScalarTypeOf(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16:
-      return at::kHalf;
-    case DType::kBFloat16:
-      return at::kBFloat16;
-    default:
-      return at::kFloat;
-  }
-}
 
 absl::StatusOr<ContextPart> LoadSlots(const std::string& path, const SlotDecoder& decoder) {
   absl::StatusOr<SlotsFile> file = ReadSlotsFile(path);
@@ -43,7 +33,7 @@ absl::StatusOr<ContextPart> LoadSlots(const std::string& path, const SlotDecoder
   return CatchTorch("reading slots", [&]() -> absl::StatusOr<ContextPart> {
     ContextPart part;
     part.slots = at::from_blob(file->data.data(), file->shape,
-                               at::TensorOptions().dtype(ScalarTypeOf(file->dtype)))
+                               at::TensorOptions().dtype(ToScalarType(file->dtype)))
                      .clone();
     return part;
   });

@@ -8,23 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/codec/proto_dtype.h"
 #include "common/io/slots_file.h"
 
 namespace icae::cli {
-namespace {
-
-v1::DataType WireDType(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16:
-      return v1::FLOAT16;
-    case DType::kBFloat16:
-      return v1::BFLOAT16;
-    default:
-      return v1::FLOAT32;
-  }
-}
-
-}  // namespace
 
 bool HasDecoderFlag(const Args& args) {
   for (const std::string& arg : args) {
@@ -50,7 +37,7 @@ absl::StatusOr<v1::ContextPart> SlotsFileContext(const std::string& path) {
   v1::ContextPart part;
   v1::MemorySlots* slots = part.mutable_slots();
   v1::Tensor* tensor = slots->mutable_slots();
-  tensor->set_dtype(WireDType(file->dtype));
+  tensor->set_dtype(ToProtoDataType(file->dtype));
   for (int64_t d : file->shape) tensor->add_shape(d);
   tensor->set_data(std::move(file->data));
   slots->set_kind(v1::EMBEDDING);
