@@ -18,7 +18,9 @@ int RunCompress(const Args& args) {
   if (HasEncoderFlag(args)) return RunRemoteCompress(args);  // --encoder: the service does it
   const std::string cmd = "compress";
   FlagSet flags(
-      "icae compress --model DIR --adapter PATH (--token-ids IDS | --text STR | --file F) --out F");
+      "icae compress --model DIR --adapter PATH (--token-ids IDS | --text STR | --file F) --out F\n"
+      "   or: icae compress --encoder HOST:PORT ... (through the encoder service; its flags: "
+      "icae compress --encoder HOST:PORT --help)");
   ModelFlags model_flags;
   RegisterModelFlags(flags, &model_flags, /*with_adapter=*/true);
   SpanInput input;

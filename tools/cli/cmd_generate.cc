@@ -46,7 +46,9 @@ int RunGenerate(const Args& args) {
   const std::string cmd = "generate";
   FlagSet flags(
       "icae generate --model DIR [--adapter PATH] [--slots FILE ...] --template NAME "
-      "[--prompt STR | --prompt-ids IDS] [--max-new-tokens N] [--print-ids]");
+      "[--prompt STR | --prompt-ids IDS] [--max-new-tokens N] [--print-ids]\n"
+      "   or: icae generate --decoder HOST:PORT ... (through the decoder service; its flags: "
+      "icae generate --decoder HOST:PORT --help)");
   ModelFlags model_flags;
   RegisterModelFlags(flags, &model_flags, /*with_adapter=*/true);
   GenerateFlags gen;
