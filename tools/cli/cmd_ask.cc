@@ -17,6 +17,7 @@
 #include "common/client/encoder_client.h"
 #include "tools/cli/cli.h"
 #include "tools/cli/generate_flags.h"
+#include "tools/cli/remote_compress.h"
 #include "tools/cli/remote_generate.h"
 
 namespace icae::cli {
@@ -28,15 +29,6 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-absl::StatusOr<v1::DataType> SlotWireDType(const std::string& name) {
-  if (name.empty()) return v1::DATA_TYPE_UNSPECIFIED;
-  if (name == "float32") return v1::FLOAT32;
-  if (name == "bfloat16") return v1::BFLOAT16;
-  if (name == "float16") return v1::FLOAT16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--slot-dtype '", name, "': expected float32, bfloat16 or float16"));
 }
 
 }  // namespace
@@ -78,9 +70,7 @@ int RunAsk(const Args& args) {
   }
   // The TLS and token flags apply to both services.
   decoder_options.timeout = absl::Seconds(timeout_seconds);
-  std::vector<std::string> encoder_addresses = encoder_options.addresses;
-  encoder_options = decoder_options;
-  encoder_options.addresses = encoder_addresses;
+  encoder_options = WithAddresses(decoder_options, encoder_options.addresses);
 
   v1::CompressRequest compress;
   compress.set_slot_dtype(*dtype);

@@ -70,9 +70,7 @@ int RunDemo(const Args& args) {
   if (span_tokens < 0 || continue_tokens <= 0)
     return UsageError(cmd, "bad --span-tokens/--continue-tokens");
   decoder_options.timeout = absl::Seconds(timeout_seconds);
-  std::vector<std::string> encoder_addresses = encoder_options.addresses;
-  encoder_options = decoder_options;
-  encoder_options.addresses = encoder_addresses;
+  encoder_options = WithAddresses(decoder_options, encoder_options.addresses);
 
   auto tokenizer = Tokenizer::LoadFromModelDir(model);
   if (!tokenizer.ok()) return Failure(cmd, tokenizer.status());

@@ -11,15 +11,6 @@
 namespace icae::cli {
 namespace {
 
-absl::StatusOr<v1::DataType> SlotDType(const std::string& name) {
-  if (name.empty()) return v1::DATA_TYPE_UNSPECIFIED;
-  if (name == "float32") return v1::FLOAT32;
-  if (name == "bfloat16") return v1::BFLOAT16;
-  if (name == "float16") return v1::FLOAT16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--slot-dtype '", name, "': expected float32, bfloat16 or float16"));
-}
-
 // The response's slots as a file, after checking what the server sent.
 absl::StatusOr<SlotsFile> ToSlotsFile(const v1::CompressedSpan& span) {
   const v1::MemorySlots& slots = span.slots();
@@ -54,6 +45,15 @@ absl::StatusOr<SlotsFile> ToSlotsFile(const v1::CompressedSpan& span) {
 }
 
 }  // namespace
+
+absl::StatusOr<v1::DataType> SlotWireDType(const std::string& name) {
+  if (name.empty()) return v1::DATA_TYPE_UNSPECIFIED;
+  if (name == "float32") return v1::FLOAT32;
+  if (name == "bfloat16") return v1::BFLOAT16;
+  if (name == "float16") return v1::FLOAT16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--slot-dtype '", name, "': expected float32, bfloat16 or float16"));
+}
 
 bool HasEncoderFlag(const Args& args) {
   for (const std::string& arg : args) {
@@ -95,7 +95,7 @@ int RunRemoteCompress(const Args& args) {
   if (out.empty()) return UsageError(cmd, "--out is required");
   if (client.addresses.empty()) return UsageError(cmd, "--encoder needs HOST:PORT");
   if (!(timeout_seconds > 0)) return UsageError(cmd, "--timeout must be > 0");
-  absl::StatusOr<v1::DataType> dtype = SlotDType(slot_dtype);
+  absl::StatusOr<v1::DataType> dtype = SlotWireDType(slot_dtype);
   if (!dtype.ok()) return UsageError(cmd, std::string(dtype.status().message()));
 
   std::vector<int> ids;

@@ -2,9 +2,16 @@
 #ifndef ICAE_TOOLS_CLI_REMOTE_COMPRESS_H_
 #define ICAE_TOOLS_CLI_REMOTE_COMPRESS_H_
 
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "icae/v1/tensor.pb.h"
 #include "tools/cli/cli.h"
 
 namespace icae::cli {
+
+// --slot-dtype: "" (the server's compute dtype), float32, bfloat16 or float16.
+absl::StatusOr<v1::DataType> SlotWireDType(const std::string& name);
 
 // True when `args` hold --encoder (then the compress command runs remotely).
 bool HasEncoderFlag(const Args& args);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -19,6 +20,11 @@ bool HasDecoderFlag(const Args& args) {
     if (arg == "--decoder" || absl::StartsWith(arg, "--decoder=")) return true;
   }
   return false;
+}
+
+ClientOptions WithAddresses(ClientOptions shared, std::vector<std::string> addresses) {
+  shared.addresses = std::move(addresses);
+  return shared;
 }
 
 void RegisterClientFlags(FlagSet& flags, ClientOptions* options, double* timeout_seconds) {

@@ -4,6 +4,7 @@
 #define ICAE_TOOLS_CLI_REMOTE_GENERATE_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,6 +32,9 @@ int RunRemoteGenerate(const Args& args);
 
 // --timeout, --tls*, --auth-token-file bound to `options` / `timeout_seconds`.
 void RegisterClientFlags(FlagSet& flags, ClientOptions* options, double* timeout_seconds);
+
+// `shared` (the TLS, token and timeout flags, which apply to both services) with `addresses`.
+ClientOptions WithAddresses(ClientOptions shared, std::vector<std::string> addresses);
 
 // A slots file (icae compress) as a request's context part; keeps its wire dtype.
 absl::StatusOr<v1::ContextPart> SlotsFileContext(const std::string& path);

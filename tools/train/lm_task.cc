@@ -1,5 +1,6 @@
 #include "tools/train/lm_task.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -85,8 +86,9 @@ class LmTask : public TrainTask {
       const WindowSampler::Cursor at = sampler_.cursor();
       std::vector<int> w = sampler_.Next();
       if (RepeatWindow(at)) {
+        // The tail from w[half] on becomes a copy of the head (the ranges overlap: copy backward).
         const size_t half = w.size() / 2;
-        std::copy(w.begin(), w.begin() + (w.size() - half), w.begin() + half);
+        std::copy_backward(w.begin(), w.begin() + (w.size() - half), w.end());
       }
       flat.insert(flat.end(), w.begin(), w.end());
     }
