@@ -201,12 +201,11 @@ int Run(int argc, char** argv) {
       config.hidden_size, config.num_layers, config.vocab_size, config.ParameterCount() / 1e6,
       o.lora_r, kMemSize, o.dtype.c_str(), o.threads);
   absl::Time t = absl::Now();
-  if (::access((o.work_dir + "/adapter/adapter_config.json").c_str(), R_OK) == 0) {
+  RandomIcaePaths paths = RandomIcaePathsIn(o.work_dir);
+  if (::access(paths.adapter.c_str(), R_OK) == 0) {
     std::printf("# reusing the model in %s\n", o.work_dir.c_str());
   } else {
-    RandomIcaePaths written;
-    if (absl::Status s =
-            WriteRandomIcaeModel(o.work_dir, config, kMemSize, o.lora_r, 1234, &written);
+    if (absl::Status s = WriteRandomIcaeModel(o.work_dir, config, kMemSize, o.lora_r, 1234, &paths);
         !s.ok()) {
       return fail(s);
     }
@@ -221,8 +220,7 @@ int Run(int argc, char** argv) {
   runtime_options.dtype = o.dtype;
   auto runtime = ResolveRuntime(runtime_options);
   if (!runtime.ok()) return fail(runtime.status());
-  auto compressor = Compressor::Load(o.work_dir + "/model",
-                                     o.work_dir + "/adapter/adapter.safetensors", *runtime);
+  auto compressor = Compressor::Load(paths.model_dir, paths.adapter, *runtime);
   if (!compressor.ok()) return fail(compressor.status());
   // The same work as the server's: the span's slots, converted to the wire dtype, as bytes.
   auto compress_in_process = [&](const std::vector<int>& ids) -> absl::StatusOr<double> {
@@ -234,13 +232,12 @@ int Run(int argc, char** argv) {
     return absl::ToDoubleSeconds(absl::Now() - t0);
   };
 
-  std::vector<std::string> server_args = {
-      "--model",          o.work_dir + "/model",
-      "--adapter",        o.work_dir + "/adapter/adapter.safetensors",
-      "--listen",         "127.0.0.1:0",
-      "--metrics_listen", "127.0.0.1:0",
-      "--threads",        std::to_string(o.threads),
-      "--dtype",          o.dtype};
+  std::vector<std::string> server_args = {"--model",          paths.model_dir,
+                                          "--adapter",        paths.adapter,
+                                          "--listen",         "127.0.0.1:0",
+                                          "--metrics_listen", "127.0.0.1:0",
+                                          "--threads",        std::to_string(o.threads),
+                                          "--dtype",          o.dtype};
   for (absl::string_view arg : absl::StrSplit(o.server_flags, ' ', absl::SkipEmpty())) {
     server_args.emplace_back(arg);
   }

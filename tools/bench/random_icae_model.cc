@@ -27,11 +27,14 @@ ModelConfig RandomLlamaConfig(int hidden, int layers, int heads, int intermediat
   return config;
 }
 
+RandomIcaePaths RandomIcaePathsIn(const std::string& dir) {
+  return RandomIcaePaths{dir + "/model", dir + "/adapter/adapter.safetensors"};
+}
+
 absl::Status WriteRandomIcaeModel(const std::string& dir, const ModelConfig& config, int mem_size,
                                   int lora_r, uint64_t seed, RandomIcaePaths* paths) {
-  paths->model_dir = dir + "/model";
+  *paths = RandomIcaePathsIn(dir);
   const std::string adapter_dir = dir + "/adapter";
-  paths->adapter = adapter_dir + "/adapter.safetensors";
   ::mkdir(dir.c_str(), 0755);
   RETURN_IF_ERROR(CatchTorch("writing the random model", [&]() -> absl::Status {
     TransformerWeights weights = RandomWeights(config, seed);

@@ -21,6 +21,9 @@ struct RandomIcaePaths {
   std::string adapter;    // adapter.safetensors (adapter_config.json beside it)
 };
 
+// Where WriteRandomIcaeModel(dir, ...) puts the model and the adapter.
+RandomIcaePaths RandomIcaePathsIn(const std::string& dir);
+
 // Writes `<dir>/model/` and `<dir>/adapter/` (ICAE v2 key names: LoRA r `lora_r` on q_proj and
 // v_proj, memory_token_embed [mem_size + 3, hidden]; compression rate 4). Deterministic per seed.
 absl::Status WriteRandomIcaeModel(const std::string& dir, const ModelConfig& config, int mem_size,
