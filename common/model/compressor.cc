@@ -40,45 +40,63 @@ absl::StatusOr<at::Tensor> Compressor::CompressSegments(
     absl::Span<const std::vector<int>> segments) const {
   if (segments.empty()) return absl::InvalidArgumentError("no segments to compress");
   const int vocab = config().vocab_size;
-  int64_t longest = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     if (segments[i].empty()) {
       return absl::InvalidArgumentError(absl::StrCat("segment ", i, " is empty"));
     }
     RETURN_IF_ERROR(ValidateTokenIds(segments[i], vocab, absl::StrCat("segment ", i)));
-    longest = std::max<int64_t>(longest, segments[i].size());
   }
   return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
     c10::InferenceMode guard;
-    const int64_t batch = segments.size(), mem = mem_size();
-    const int64_t width = longest + mem;
-    // Right padding: each row is [segment tokens][memory tokens][padding]. Causal attention
-    // already keeps every real position from seeing the padding after it, so no key mask is
-    // needed, and positions restart at 0 in every row as in ICAE.
-    std::vector<int64_t> ids(batch * longest, 0);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::copy(segments[b].begin(), segments[b].end(), ids.begin() + b * longest);
-    }
-    const at::Device device = transformer_->device();
-    at::Tensor id_tensor =
-        at::tensor(ids, at::TensorOptions().dtype(at::kLong)).view({batch, longest}).to(device);
-    at::Tensor token_embeds = transformer_->Embed(id_tensor);  // [batch, longest, hidden]
-    const int64_t hidden = token_embeds.size(2);
-    at::Tensor embeds = at::zeros({batch, width, hidden}, transformer_->options());
+    return EncodeSegmentBatch(*transformer_, memory_rows_, segments);
+  });
+}
+
+at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory_rows,
+                              absl::Span<const std::vector<int>> segments,
+                              const LoraWeights* lora) {
+  const int64_t batch = segments.size(), mem = memory_rows.size(0);
+  int64_t longest = 0;
+  bool equal = true;
+  for (const std::vector<int>& s : segments) {
+    equal = equal && (longest == 0 || static_cast<int64_t>(s.size()) == longest);
+    longest = std::max<int64_t>(longest, s.size());
+  }
+  const int64_t width = longest + mem;
+  // Right padding: causal attention already keeps every real position from seeing the padding
+  // after it, so no key mask is needed.
+  std::vector<int64_t> ids(batch * longest, 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::copy(segments[b].begin(), segments[b].end(), ids.begin() + b * longest);
+  }
+  const at::Device device = model.device();
+  at::Tensor id_tensor =
+      at::tensor(ids, at::TensorOptions().dtype(at::kLong)).view({batch, longest}).to(device);
+  at::Tensor token_embeds = model.Embed(id_tensor);  // [batch, longest, hidden]
+  at::Tensor memory = memory_rows.to(device, model.dtype());
+  at::Tensor embeds;
+  if (equal) {
+    embeds = at::cat({token_embeds, memory.unsqueeze(0).expand({batch, mem, memory.size(1)})}, 1);
+  } else {
+    std::vector<at::Tensor> rows;
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t len = segments[b].size();
-      embeds[b].narrow(0, 0, len).copy_(token_embeds[b].narrow(0, 0, len));
-      embeds[b].narrow(0, len, mem).copy_(memory_rows_);
+      std::vector<at::Tensor> parts = {token_embeds[b].narrow(0, 0, len), memory};
+      if (len < longest) parts.push_back(at::zeros({longest - len, memory.size(1)}, memory.options()));
+      rows.push_back(at::cat(parts, 0));
     }
-    at::Tensor positions = at::arange(width, at::TensorOptions().dtype(at::kLong).device(device))
-                               .expand({batch, width});
-    at::Tensor hidden_states = transformer_->Forward(embeds, positions);  // [batch, width, hidden]
-    at::Tensor slots = at::empty({batch, mem, hidden}, transformer_->options());
-    for (int64_t b = 0; b < batch; ++b) {
-      slots[b].copy_(hidden_states[b].narrow(0, segments[b].size(), mem));
-    }
-    return slots;
-  });
+    embeds = at::stack(rows, 0);  // [batch, width, hidden]
+  }
+  at::Tensor positions = at::arange(width, at::TensorOptions().dtype(at::kLong).device(device))
+                             .unsqueeze(0)
+                             .expand({batch, width});
+  at::Tensor hidden = model.Forward(embeds, positions, {}, lora);  // [batch, width, hidden]
+  if (equal) return hidden.narrow(1, longest, mem);
+  std::vector<at::Tensor> slots;
+  for (int64_t b = 0; b < batch; ++b) {
+    slots.push_back(hidden[b].narrow(0, static_cast<int64_t>(segments[b].size()), mem));
+  }
+  return at::stack(slots, 0);
 }
 
 absl::StatusOr<at::Tensor> Compressor::CompressSpan(const std::vector<int>& ids) const {

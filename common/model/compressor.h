@@ -50,6 +50,16 @@ class Compressor {
   std::string encoder_id_;
 };
 
+// The ICAE encoder pass, shared by serving (Compressor) and training (tools/train): every row of
+// the right-padded batch is [segment tokens][memory rows][padding], positions restart at 0 in each
+// row, and the slots are the final-normed hidden states at the memory positions. Returns
+// [segments, mem, hidden] in the model's dtype. `memory_rows` is [mem, hidden]; `lora` adds
+// unmerged LoRA (training; serving merges it into the weights). Differentiable when autograd is
+// on. Segments must be non-empty with ids already validated.
+at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory_rows,
+                              absl::Span<const std::vector<int>> segments,
+                              const LoraWeights* lora = nullptr);
+
 // Checks ids against the vocabulary; InvalidArgument names `what`, the index and the id.
 absl::Status ValidateTokenIds(absl::Span<const int> ids, int vocab_size, absl::string_view what);
 

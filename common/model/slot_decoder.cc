@@ -45,6 +45,63 @@ std::vector<std::string> PromptTemplateNames() {
   return {"ae", "icae-v2-instruct", "icae-v1", "raw"};
 }
 
+std::vector<PromptPiece> LayoutPrompt(PromptTemplate tmpl, size_t num_context_parts,
+                                      absl::Span<const int> prompt_ids,
+                                      const TemplateTokens& tokens) {
+  std::vector<PromptPiece> pieces;
+  auto ids = [&](std::vector<int> v) {
+    if (!v.empty()) pieces.push_back({PromptPiece::kTokens, std::move(v)});
+  };
+  auto special = [&](SpecialToken t) { pieces.push_back({PromptPiece::kSpecial, {}, 0, t}); };
+  auto context = [&]() {
+    for (size_t i = 0; i < num_context_parts; ++i) {
+      pieces.push_back({PromptPiece::kContext, {}, i});
+    }
+  };
+  const std::vector<int> prompt(prompt_ids.begin(), prompt_ids.end());
+  switch (tmpl) {
+    case PromptTemplate::kAe:  // [context][AE]; the prompt is ignored.
+      context();
+      special(SpecialToken::kAe);
+      break;
+    case PromptTemplate::kIcaeV2Instruct: {  // <s> [INST] [context][FT] prompt [/INST]
+      std::vector<int> open = {tokens.bos_id};
+      open.insert(open.end(), tokens.inst_open.begin(), tokens.inst_open.end());
+      ids(open);
+      context();
+      special(SpecialToken::kFt);
+      ids(prompt);
+      ids(tokens.inst_close);
+      break;
+    }
+    case PromptTemplate::kIcaeV1:  // [context][FT] prompt [FT]
+      context();
+      special(SpecialToken::kFt);
+      ids(prompt);
+      special(SpecialToken::kFt);
+      break;
+    case PromptTemplate::kRaw:  // [context] prompt
+      context();
+      ids(prompt);
+      break;
+  }
+  return pieces;
+}
+
+absl::StatusOr<TemplateTokens> TemplateTokensFor(const ModelConfig& config,
+                                                 const Tokenizer* tokenizer) {
+  TemplateTokens t;
+  t.bos_id = config.bos_token_id;
+  if (tokenizer != nullptr) {
+    ASSIGN_OR_RETURN(t.inst_open, tokenizer->Encode("[INST]", false));
+    ASSIGN_OR_RETURN(t.inst_close, tokenizer->Encode("[/INST]", false));
+  } else if (config.vocab_size == 32000) {
+    t.inst_open = kMistralInstOpen;
+    t.inst_close = kMistralInstClose;
+  }
+  return t;
+}
+
 absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string& model_dir,
                                                                const std::string& adapter_path,
                                                                const Runtime& runtime) {
@@ -54,12 +111,9 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string
   const std::string tokenizer_path = JoinPath(model_dir, "tokenizer.model");
   if (FileExists(tokenizer_path)) {
     ASSIGN_OR_RETURN(decoder->tokenizer_, Tokenizer::Load(tokenizer_path));
-    ASSIGN_OR_RETURN(decoder->inst_open_, decoder->tokenizer_->Encode("[INST]", false));
-    ASSIGN_OR_RETURN(decoder->inst_close_, decoder->tokenizer_->Encode("[/INST]", false));
-  } else if (config.vocab_size == 32000) {
-    decoder->inst_open_ = kMistralInstOpen;
-    decoder->inst_close_ = kMistralInstClose;
   }
+  ASSIGN_OR_RETURN(decoder->template_tokens_,
+                   TemplateTokensFor(config, decoder->tokenizer_.get()));
   if (!adapter_path.empty()) {
     ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_path, config, /*with_lora=*/false));
     ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
@@ -93,7 +147,7 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
     return absl::FailedPreconditionError(absl::StrCat(
         "template '", PromptTemplateName(tmpl), "' needs the adapter's special tokens; load one"));
   }
-  if (tmpl == PromptTemplate::kIcaeV2Instruct && inst_open_.empty()) {
+  if (tmpl == PromptTemplate::kIcaeV2Instruct && template_tokens_.inst_open.empty()) {
     return absl::FailedPreconditionError(
         "template 'icae-v2-instruct' needs tokenizer.model to spell [INST] and [/INST]");
   }
@@ -123,45 +177,27 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
       pieces.push_back(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
       counted.text_tokens += static_cast<int>(ids.size());
     };
-    auto add_special = [&](SpecialToken token) {
-      pieces.push_back(special_[static_cast<int>(token)].unsqueeze(0));
-      counted.text_tokens += 1;
-    };
-    auto add_context = [&]() {
-      for (const ContextPart& part : context) {
-        if (part.slots.defined()) {
-          pieces.push_back(part.slots.to(model.device(), model.dtype()));
-          counted.slot_tokens += static_cast<int>(part.slots.size(0));
-        } else {
-          add_ids(part.token_ids);
+    for (const PromptPiece& piece : LayoutPrompt(tmpl, context.size(), prompt_ids,
+                                                 template_tokens())) {
+      switch (piece.kind) {
+        case PromptPiece::kTokens:
+          add_ids(piece.ids);
+          break;
+        case PromptPiece::kSpecial:
+          pieces.push_back(special_[static_cast<int>(piece.special)].unsqueeze(0));
+          counted.text_tokens += 1;
+          break;
+        case PromptPiece::kContext: {
+          const ContextPart& part = context[piece.context_index];
+          if (part.slots.defined()) {
+            pieces.push_back(part.slots.to(model.device(), model.dtype()));
+            counted.slot_tokens += static_cast<int>(part.slots.size(0));
+          } else {
+            add_ids(part.token_ids);
+          }
+          break;
         }
       }
-    };
-    switch (tmpl) {
-      case PromptTemplate::kAe:
-        add_context();
-        add_special(SpecialToken::kAe);
-        break;
-      case PromptTemplate::kIcaeV2Instruct: {
-        std::vector<int> open = {config.bos_token_id};
-        open.insert(open.end(), inst_open_.begin(), inst_open_.end());
-        add_ids(open);
-        add_context();
-        add_special(SpecialToken::kFt);
-        add_ids(prompt_ids);
-        add_ids(inst_close_);
-        break;
-      }
-      case PromptTemplate::kIcaeV1:
-        add_context();
-        add_special(SpecialToken::kFt);
-        add_ids(prompt_ids);
-        add_special(SpecialToken::kFt);
-        break;
-      case PromptTemplate::kRaw:
-        add_context();
-        add_ids(prompt_ids);
-        break;
     }
     if (pieces.empty()) return absl::InvalidArgumentError("the prompt is empty");
     if (usage != nullptr) *usage = counted;

@@ -38,6 +38,34 @@ struct ContextPart {
   std::vector<int> token_ids;  // Used when `slots` is undefined.
 };
 
+// One piece of a decoder input, in order: template or prompt token ids, the context part with
+// index `context_index` (slots or text, as the caller holds it), or a special embedding.
+struct PromptPiece {
+  enum Kind { kTokens, kContext, kSpecial } kind = kTokens;
+  std::vector<int> ids;                      // kTokens
+  size_t context_index = 0;                  // kContext
+  SpecialToken special = SpecialToken::kAe;  // kSpecial
+};
+
+// The template ids a layout needs beyond the prompt: BOS and the spelling of [INST] / [/INST].
+struct TemplateTokens {
+  int bos_id = 1;
+  std::vector<int> inst_open;   // "[INST]" without BOS.
+  std::vector<int> inst_close;  // "[/INST]".
+};
+
+// BOS from the config; [INST] / [/INST] spelled by `tokenizer` (without BOS), or Mistral-7B's ids
+// for a 32000-token model without one, else empty.
+absl::StatusOr<TemplateTokens> TemplateTokensFor(const ModelConfig& config,
+                                                 const Tokenizer* tokenizer);
+
+// The one definition of every template's layout, shared by serving (SlotDecoder::BuildPrompt)
+// and training (tools/train), so that what is trained is what is served. Every context part
+// appears once, in order, where the template puts the context; empty token pieces are left out.
+std::vector<PromptPiece> LayoutPrompt(PromptTemplate tmpl, size_t num_context_parts,
+                                      absl::Span<const int> prompt_ids,
+                                      const TemplateTokens& tokens);
+
 struct PromptUsage {
   int slot_tokens = 0;  // Positions taken by slots.
   int text_tokens = 0;  // Positions taken by text context, template tokens and the prompt.
@@ -67,6 +95,11 @@ class SlotDecoder {
                                          absl::Span<const int> prompt_ids,
                                          PromptUsage* usage = nullptr) const;
 
+  // BOS and [INST] / [/INST] as this decoder spells them (for LayoutPrompt).
+  const TemplateTokens& template_tokens() const { return template_tokens_; }
+  // The adapter's AE, LM and FT embeddings [3, hidden] (compute dtype); undefined without one.
+  const at::Tensor& special_embeddings() const { return special_; }
+
   // Tokenizes prompt text without BOS; FailedPrecondition without a tokenizer.
   absl::StatusOr<std::vector<int>> Tokenize(absl::string_view text) const;
 
@@ -78,8 +111,7 @@ class SlotDecoder {
   int mem_size_ = 0;
   std::string encoder_id_;
   std::string adapter_path_;
-  std::vector<int> inst_open_;   // "[INST]" without BOS.
-  std::vector<int> inst_close_;  // "[/INST]".
+  TemplateTokens template_tokens_;
 };
 
 }  // namespace icae

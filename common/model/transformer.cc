@@ -69,11 +69,18 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
     at::Tensor q = qkv.narrow(-1, 0, q_dim);
     at::Tensor k = qkv.narrow(-1, q_dim, kv_dim);
     at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim);
-    if (lora != nullptr) {
-      const LoraLayer& ll = lora->layers[l];
-      q = q + Linear(Linear(h, ll.q_a), ll.q_b) * lora->scaling;
-      v = v + Linear(Linear(h, ll.v_a), ll.v_b) * lora->scaling;
-    }
+    const std::map<std::string, LoraPair>* ll = lora != nullptr ? &lora->layers[l] : nullptr;
+    // x A^T B^T * scaling for `module`, or undefined when the layer has no delta there.
+    auto delta = [&](const char* module, const at::Tensor& in) -> at::Tensor {
+      if (ll == nullptr) return {};
+      auto it = ll->find(module);
+      if (it == ll->end()) return {};
+      return Linear(Linear(in, it->second.a), it->second.b) * lora->scaling;
+    };
+    auto plus = [](const at::Tensor& y, const at::Tensor& d) { return d.defined() ? y + d : y; };
+    q = plus(q, delta("q_proj", h));
+    k = plus(k, delta("k_proj", h));
+    v = plus(v, delta("v_proj", h));
     q = q.reshape({batch, seq, heads, d}).transpose(1, 2);     // [batch, heads, seq, d]
     k = k.reshape({batch, seq, kv_heads, d}).transpose(1, 2);  // [batch, kv_heads, seq, d]
     v = v.reshape({batch, seq, kv_heads, d}).transpose(1, 2);
@@ -81,9 +88,21 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
     k = ApplyRope(k, cos, sin);
     at::Tensor attn = Attend(q, k, v, allowed);  // [batch, heads, seq, d]
     attn = attn.transpose(1, 2).reshape({batch, seq, q_dim});
-    x = x + Linear(attn, w.wo);
+    x = x + plus(Linear(attn, w.wo), delta("o_proj", attn));
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
-    x = x + Mlp(h, w.w_gate_up, w.w_down);
+    at::Tensor gate_delta = delta("gate_proj", h), up_delta = delta("up_proj", h);
+    const bool mlp_lora =
+        gate_delta.defined() || up_delta.defined() || (ll != nullptr && ll->count("down_proj") > 0);
+    if (!mlp_lora) {
+      x = x + Mlp(h, w.w_gate_up, w.w_down);
+      continue;
+    }
+    const int64_t inter = config_.intermediate_size;
+    at::Tensor gate_up = Linear(h, w.w_gate_up);
+    at::Tensor gate = plus(gate_up.narrow(-1, 0, inter), gate_delta);
+    at::Tensor up = plus(gate_up.narrow(-1, inter, inter), up_delta);
+    at::Tensor act = at::silu(gate) * up;
+    x = x + plus(Linear(act, w.w_down), delta("down_proj", act));
   }
   return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
 }

@@ -11,6 +11,7 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,16 +26,12 @@
 
 namespace icae {
 
-// Unmerged LoRA on q_proj and v_proj, for training: q += scaling * (x A_q^T) B_q^T.
-struct LoraLayer {
-  at::Tensor q_a;  // [r, hidden]
-  at::Tensor q_b;  // [q_dim, r]
-  at::Tensor v_a;  // [r, hidden]
-  at::Tensor v_b;  // [kv_dim, r]
-};
+// Unmerged LoRA for training, on any subset of the seven projections (PEFT's module names
+// q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj): y += scaling * (x A^T) B^T.
+// layers[l] maps a module name to its pair; a module absent from the map has no delta.
 struct LoraWeights {
   double scaling = 1.0;
-  std::vector<LoraLayer> layers;
+  std::vector<std::map<std::string, LoraPair>> layers;
 };
 
 class Transformer {

@@ -13,6 +13,7 @@
 #include "tools/train/icae_layout.h"
 #include "tools/train/icae_tasks.h"
 #include "tools/train/lm_task.h"
+#include "tools/train/probe.h"
 #include "tools/train/trainer.h"
 
 namespace icae::train {
@@ -202,8 +203,7 @@ TEST_F(TrainTest, PretrainLossFallsAndAdapterRoundTrips) {
   auto trainables = IcaeFromAdapter(*adapter, *config);
   ASSERT_OK(trainables);
   at::NoGradGuard no_grad;
-  at::Tensor ids = at::tensor(std::vector<int64_t>(segment.begin(), segment.end())).unsqueeze(0);
-  at::Tensor trained = EncodeSegments(**base, *trainables, ids);
+  at::Tensor trained = EncodeSegments(**base, *trainables, {segment});
   EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
 }
 
@@ -212,7 +212,7 @@ TEST_F(TrainTest, TrainingLayoutsEqualServingPrompts) {
   ScratchDir out;
   auto config = LoadModelConfig(dir_->Join("base"));
   ASSERT_OK(config);
-  IcaeTrainables icae = InitIcae(*config, 4, 8, 4, 4, 7, 0.5);
+  IcaeTrainables icae = *InitIcae(*config, 4, 8, {"q_proj", "v_proj"}, 4, 4, 7, 0.5);
   ASSERT_OK(SaveIcaeAdapter(out.Join("a"), *config, icae, "tiny"));
   auto decoder = SlotDecoder::Load(dir_->Join("base"), out.Join("a"), Runtime{});
   ASSERT_OK(decoder);
@@ -223,25 +223,31 @@ TEST_F(TrainTest, TrainingLayoutsEqualServingPrompts) {
   part.slots = slots;
   auto prompt = (*decoder)->Tokenize("What did the captain watch?");
   ASSERT_OK(prompt);
-  auto open = (*decoder)->Tokenize("[INST]");
-  auto close = (*decoder)->Tokenize("[/INST]");
-  ASSERT_OK(open);
-  ASSERT_OK(close);
   const std::vector<int> answer = {40, 41, 42};
+  const at::Tensor special = SpecialRows(icae);
 
   auto served_ae = (*decoder)->BuildPrompt(PromptTemplate::kAe, {part}, {});
   ASSERT_OK(served_ae);
   DecoderExample ae = AutoencodingExample(8, {40, 41}, 2);
-  at::Tensor trained_ae = AssembleEmbeds(base, icae, ae, slots);
+  at::Tensor trained_ae = AssembleEmbeds(base, special, ae, slots);
+  ASSERT_EQ(trained_ae.size(0), served_ae->size(0) + 2);
   EXPECT_TRUE(at::allclose(trained_ae.narrow(0, 0, 9), *served_ae));
+
+  // Continuation trains on the raw template: [slots] then the text.
+  auto served_raw = (*decoder)->BuildPrompt(PromptTemplate::kRaw, {part}, *prompt);
+  ASSERT_OK(served_raw);
+  DecoderExample raw = ContinuationExample(8, *prompt);
+  at::Tensor trained_raw = AssembleEmbeds(base, special, raw, slots);
+  ASSERT_EQ(trained_raw.size(0), served_raw->size(0));
+  EXPECT_TRUE(at::allclose(trained_raw, *served_raw));
 
   for (PromptTemplate t : {PromptTemplate::kIcaeV2Instruct, PromptTemplate::kIcaeV1}) {
     SCOPED_TRACE(std::string(PromptTemplateName(t)));
     auto served = (*decoder)->BuildPrompt(t, {part}, *prompt);
     ASSERT_OK(served);
-    auto example = FinetuneExample(t, 8, *prompt, answer, *open, *close, 1, 2);
+    auto example = FinetuneExample(t, 8, *prompt, answer, (*decoder)->template_tokens(), 2);
     ASSERT_OK(example);
-    at::Tensor trained = AssembleEmbeds(base, icae, *example, slots);
+    at::Tensor trained = AssembleEmbeds(base, special, *example, slots);
     const int64_t prompt_len = served->size(0);
     ASSERT_EQ(trained.size(0), prompt_len + 3);
     EXPECT_TRUE(at::allclose(trained.narrow(0, 0, prompt_len), *served));
@@ -257,7 +263,7 @@ TEST_F(TrainTest, FinetuneLossCoversOnlyTheAnswer) {
                          close = {62, 63};
   for (PromptTemplate t : {PromptTemplate::kIcaeV2Instruct, PromptTemplate::kIcaeV1}) {
     SCOPED_TRACE(std::string(PromptTemplateName(t)));
-    auto example = FinetuneExample(t, 4, prompt, answer, open, close, 1, 2);
+    auto example = FinetuneExample(t, 4, prompt, answer, TemplateTokens{1, open, close}, 2);
     ASSERT_OK(example);
     const int len = example->length();
     const int answer_start = len - 3;  // The answer's tokens are the last 3 positions.
@@ -270,12 +276,12 @@ TEST_F(TrainTest, FinetuneLossCoversOnlyTheAnswer) {
 
     auto base = Transformer::Load(dir_->Join("base"), Runtime{});
     ASSERT_OK(base);
-    IcaeTrainables icae = InitIcae(*config, 4, 8, 4, 4, 3, 0.5);
+    IcaeTrainables icae = *InitIcae(*config, 4, 8, {"q_proj", "v_proj"}, 4, 4, 3, 0.5);
     at::NoGradGuard no_grad;
     at::Tensor slots = at::randn({4, config->hidden_size});
-    BatchLoss loss = ExamplesLoss(**base, icae, {*example}, {slots});
+    BatchLoss loss = ExamplesLoss(**base, SpecialRows(icae), {*example}, {slots});
     EXPECT_EQ(loss.labelled, 4);
-    at::Tensor embeds = AssembleEmbeds(**base, icae, *example, slots);
+    at::Tensor embeds = AssembleEmbeds(**base, SpecialRows(icae), *example, slots);
     at::Tensor logits = (*base)->Logits(
         (*base)->Forward(embeds.unsqueeze(0), at::arange(len, at::kLong).unsqueeze(0))[0]);
     double manual = 0;
@@ -284,6 +290,115 @@ TEST_F(TrainTest, FinetuneLossCoversOnlyTheAnswer) {
     }
     EXPECT_NEAR(loss.mean_loss.item<double>(), manual / 4, 1e-4);
   }
+}
+
+// LoRA on all seven projections: trains, exports in PEFT names, and the serving encoder (which
+// merges every target) makes the trainer's slots; segments of unequal length batch as alone.
+TEST_F(TrainTest, AllProjectionLoraTrainsAndServes) {
+  ScratchDir out;
+  TrainOptions train = TinyTrainOptions(out.Join("icae"), 6);
+  PretrainOptions options = TinyPretrain();
+  options.lora_targets = "all";
+  options.ae_only_steps = 3;
+  auto task = MustCreate(CreatePretrainTask(options, train));
+  ASSERT_NE(task, nullptr);
+  ASSERT_OK(RunTraining(*task, train, stderr));
+  auto config = LoadModelConfig(dir_->Join("base"));
+  ASSERT_OK(config);
+  auto adapter = LoadAdapter(out.Join("icae"), *config, /*with_lora=*/true);
+  ASSERT_OK(adapter);
+  ASSERT_EQ(adapter->config.target_modules.size(), 7u);
+  for (const char* m :
+       {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+    SCOPED_TRACE(m);
+    ASSERT_EQ(adapter->lora[0].count(m), 1u);
+    EXPECT_GT(adapter->lora[0][m].b.abs().max().item<float>(), 0) << "B was trained";
+  }
+  EXPECT_EQ(task->Parameters().size(), 14u * config->num_layers + 1);
+
+  auto compressor = Compressor::Load(dir_->Join("base"), out.Join("icae"), Runtime{});
+  ASSERT_OK(compressor);
+  auto base = Transformer::Load(dir_->Join("base"), Runtime{});
+  ASSERT_OK(base);
+  auto trainables = IcaeFromAdapter(*adapter, *config);
+  ASSERT_OK(trainables);
+  const std::vector<int> a = {5, 17, 42, 99, 3, 250, 8, 61, 77, 300, 12, 13};
+  const std::vector<int> b = {7, 8, 9, 10, 11};
+  at::NoGradGuard no_grad;
+  auto served = (*compressor)->CompressSegments({a, b});
+  ASSERT_OK(served);
+  at::Tensor trained = EncodeSegments(**base, *trainables, {a, b});
+  EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
+  at::Tensor alone = EncodeSegments(**base, *trainables, {b});
+  EXPECT_LT((trained[1] - alone[0]).abs().max().item<float>(), 1e-4);
+  // The trainer refuses a target the architecture does not have.
+  options.lora_targets = "q_proj,w_proj";
+  EXPECT_FALSE(CreatePretrainTask(options, train).ok());
+}
+
+// The capacity probe lowers the teacher-forced loss by optimising slots directly, with the ae
+// layout (adapter) and the raw one (no adapter), and scores the adapter's own slots beside.
+TEST_F(TrainTest, ProbeLowersTheLossOnTinyModel) {
+  ScratchDir out;
+  testing::WriteCorpus(out.Join("text.txt"), 4, 5);
+  auto config = LoadModelConfig(dir_->Join("base"));
+  ASSERT_OK(config);
+  IcaeTrainables icae = *InitIcae(*config, 4, 8, {"q_proj", "v_proj"}, 4, 4, 11, 0.5);
+  ASSERT_OK(SaveIcaeAdapter(out.Join("a"), *config, icae, "tiny"));
+  for (const bool with_adapter : {false, true}) {
+    SCOPED_TRACE(with_adapter ? "ae template" : "raw template");
+    ProbeOptions o;
+    o.model = dir_->Join("base");
+    o.adapter = with_adapter ? out.Join("a") : "";
+    o.file = out.Join("text.txt");
+    o.span_tokens = 16;
+    o.slots = "2,4";
+    o.spans = 2;
+    o.steps = 60;
+    o.json = out.Join("probe.json");
+    auto result = RunProbe(o, nullptr);
+    ASSERT_OK(result);
+    ASSERT_EQ(result->rows.size(), with_adapter ? 3u : 2u);
+    if (with_adapter) {
+      EXPECT_EQ(result->rows[0].source, "adapter");
+      EXPECT_EQ(result->rows[0].slots, 4);
+    }
+    for (const ProbeRow& row : result->rows) {
+      EXPECT_GE(row.accuracy, 0.0);
+      EXPECT_LE(row.accuracy, 1.0);
+      if (row.source != "optimised") continue;
+      EXPECT_LT(row.loss, row.initial_loss - 0.5)
+          << row.slots << " slots: " << row.initial_loss << " -> " << row.loss;
+    }
+    EXPECT_NE(FormatProbeTable(o, *result).find("optimised"), std::string::npos);
+    EXPECT_NE(ReadAll(out.Join("probe.json")).find("\"rows\""), std::string::npos);
+  }
+  ProbeOptions bad;
+  bad.model = dir_->Join("base");
+  bad.file = out.Join("text.txt");
+  bad.slots = "4,x";
+  EXPECT_FALSE(RunProbe(bad, nullptr).ok());
+}
+
+// Continued training from a model directory, with copied spans in the windows.
+TEST_F(TrainTest, LmContinuesFromInitModelWithCopySpans) {
+  ScratchDir out;
+  TrainOptions train = TinyTrainOptions(out.Join("lm"), 4);
+  LmOptions o = TinyLm();
+  o.init_model = dir_->Join("base");
+  o.copy_prob = 1.0;
+  o.seq_len = 40;
+  auto task = MustCreate(CreateLmTask(o, train));
+  ASSERT_NE(task, nullptr);
+  auto base = Transformer::Load(dir_->Join("base"), Runtime{});
+  ASSERT_OK(base);
+  EXPECT_TRUE(at::allclose(task->Parameters()[0], (*base)->weights().embed));
+  ASSERT_OK(RunTraining(*task, train, stderr));
+  auto model = Transformer::Load(out.Join("lm"), Runtime{});
+  ASSERT_OK(model);
+  EXPECT_EQ((*model)->config().hidden_size, (*base)->config().hidden_size);
+  EXPECT_EQ((*model)->config().num_layers, (*base)->config().num_layers);
+  EXPECT_FALSE(at::allclose(task->Parameters()[0], (*base)->weights().embed)) << "it trained";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "common/model/runtime_options.h"
 #include "tools/train/icae_tasks.h"
 #include "tools/train/lm_task.h"
+#include "tools/train/probe.h"
 #include "tools/train/trainer.h"
 
 namespace icae::train {
@@ -76,6 +77,19 @@ int RunFinetune(const std::vector<std::string>& args) {
   if (int code = Parse(flags, "finetune", args); code >= 0) return code;
   ConfigureThreads(train.threads);
   return Train("finetune", CreateFinetuneTask(finetune, train), train);
+}
+
+int RunProbe(const std::vector<std::string>& args) {
+  FlagSet flags(
+      "icae-train probe --model DIR [--adapter PATH] --file TEXT [--slots K,K,...] [options]");
+  ProbeOptions probe;
+  RegisterProbeFlags(flags, &probe);
+  if (int code = Parse(flags, "probe", args); code >= 0) return code;
+  ConfigureThreads(probe.threads);
+  absl::StatusOr<ProbeResult> result = RunProbe(probe, stderr);
+  if (!result.ok()) return Fail("probe", result.status());
+  std::fputs(FormatProbeTable(probe, *result).c_str(), stdout);
+  return 0;
 }
 
 }  // namespace icae::train

@@ -10,6 +10,7 @@ namespace icae::train {
 int RunLm(const std::vector<std::string>& args);
 int RunPretrain(const std::vector<std::string>& args);
 int RunFinetune(const std::vector<std::string>& args);
+int RunProbe(const std::vector<std::string>& args);
 
 }  // namespace icae::train
 

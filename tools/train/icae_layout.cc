@@ -1,6 +1,5 @@
 #include "tools/train/icae_layout.h"
 
-#include <array>
 #include <cmath>
 #include <map>
 
@@ -9,6 +8,7 @@
 #include "common/io/checkpoint.h"
 #include "common/io/mapped_file.h"
 #include "common/model/adapter_writer.h"
+#include "common/model/compressor.h"
 #include "common/model/segmenter.h"
 #include "common/model/torch_status.h"
 #include "tools/train/lm_task.h"
@@ -17,32 +17,48 @@ namespace icae::train {
 
 std::vector<at::Tensor> IcaeTrainables::Parameters() const {
   std::vector<at::Tensor> params;
-  for (const LoraLayer& l : lora.layers) params.insert(params.end(), {l.q_a, l.q_b, l.v_a, l.v_b});
+  for (const auto& layer : lora.layers) {
+    for (const std::string& m : config.target_modules) {
+      const LoraPair& p = layer.at(m);
+      params.insert(params.end(), {p.a, p.b});
+    }
+  }
   params.push_back(memory_embed);
   return params;
 }
 
-IcaeTrainables InitIcae(const ModelConfig& model, int r, double alpha, int mem_size, int rate,
-                        uint64_t seed, double embed_std) {
+absl::StatusOr<IcaeTrainables> InitIcae(const ModelConfig& model, int r, double alpha,
+                                        const std::vector<std::string>& targets, int mem_size,
+                                        int rate, uint64_t seed, double embed_std) {
+  if (targets.empty()) return absl::InvalidArgumentError("no LoRA target modules");
+  std::vector<std::pair<int, int>> shapes;  // (in, out) per target
+  for (size_t i = 0; i < targets.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (targets[j] == targets[i]) {
+        return absl::InvalidArgumentError(absl::StrCat("LoRA target ", targets[i], " twice"));
+      }
+    }
+    ASSIGN_OR_RETURN(auto shape, ModuleShape(model, targets[i]));
+    shapes.push_back(shape);
+  }
   at::Generator gen = at::detail::createCPUGenerator(seed);
   const int64_t h = model.hidden_size;
-  const double bound = 1.0 / std::sqrt(static_cast<double>(h));
-  auto uniform = [&](int64_t rows) {
-    return at::empty({rows, h}, at::kFloat).uniform_(-bound, bound, gen).requires_grad_(true);
-  };
   IcaeTrainables t;
   t.config.r = r;
   t.config.lora_alpha = alpha;
-  t.config.target_modules = {"q_proj", "v_proj"};
+  t.config.target_modules = targets;
   t.config.mem_size = mem_size;
   t.config.compression_rate = rate;
   t.lora.scaling = alpha / r;
   for (int l = 0; l < model.num_layers; ++l) {
-    LoraLayer layer;
-    layer.q_a = uniform(r);
-    layer.q_b = at::zeros({model.q_dim(), r}, at::kFloat).requires_grad_(true);
-    layer.v_a = uniform(r);
-    layer.v_b = at::zeros({model.kv_dim(), r}, at::kFloat).requires_grad_(true);
+    std::map<std::string, LoraPair> layer;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const auto [in, out] = shapes[i];
+      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+      at::Tensor a = at::empty({r, in}, at::kFloat).uniform_(-bound, bound, gen);
+      at::Tensor b = at::zeros({out, r}, at::kFloat);
+      layer[targets[i]] = LoraPair{a.requires_grad_(true), b.requires_grad_(true)};
+    }
     t.lora.layers.push_back(std::move(layer));
   }
   t.memory_embed =
@@ -53,27 +69,22 @@ IcaeTrainables InitIcae(const ModelConfig& model, int r, double alpha, int mem_s
 absl::StatusOr<IcaeTrainables> IcaeFromAdapter(const Adapter& adapter, const ModelConfig& model) {
   IcaeTrainables t;
   t.config = adapter.config;
-  for (const std::string& m : t.config.target_modules) {
-    if (m != "q_proj" && m != "v_proj") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          adapter.path, ": targets ", m, "; the trainer trains LoRA on q_proj and v_proj only"));
-    }
-  }
   if (adapter.lora.size() != static_cast<size_t>(model.num_layers)) {
     return absl::InvalidArgumentError(absl::StrCat(adapter.path, ": no LoRA tensors loaded"));
   }
   t.lora.scaling = t.config.scaling();
+  auto leaf = [](const at::Tensor& x) { return x.to(at::kFloat).clone().requires_grad_(true); };
   for (int l = 0; l < model.num_layers; ++l) {
-    const auto& layer = adapter.lora[l];
-    auto q = layer.find("q_proj");
-    auto v = layer.find("v_proj");
-    if (q == layer.end() || v == layer.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(adapter.path, ": layer ", l, " lacks q_proj or v_proj LoRA"));
+    std::map<std::string, LoraPair> layer;
+    for (const std::string& m : t.config.target_modules) {
+      auto it = adapter.lora[l].find(m);
+      if (it == adapter.lora[l].end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(adapter.path, ": layer ", l, " lacks the ", m, " LoRA"));
+      }
+      layer[m] = LoraPair{leaf(it->second.a), leaf(it->second.b)};
     }
-    auto leaf = [](const at::Tensor& x) { return x.to(at::kFloat).clone().requires_grad_(true); };
-    t.lora.layers.push_back(
-        LoraLayer{leaf(q->second.a), leaf(q->second.b), leaf(v->second.a), leaf(v->second.b)});
+    t.lora.layers.push_back(std::move(layer));
   }
   t.memory_embed = adapter.memory_embed.to(at::kFloat).clone().requires_grad_(true);
   return t;
@@ -85,122 +96,86 @@ absl::Status SaveIcaeAdapter(const std::string& dir, const ModelConfig& model,
   adapter.config = icae.config;
   adapter.lora.resize(model.num_layers);
   for (int l = 0; l < model.num_layers; ++l) {
-    const LoraLayer& layer = icae.lora.layers[l];
-    adapter.lora[l]["q_proj"] = LoraPair{layer.q_a.detach(), layer.q_b.detach()};
-    adapter.lora[l]["v_proj"] = LoraPair{layer.v_a.detach(), layer.v_b.detach()};
+    for (const auto& [m, p] : icae.lora.layers[l]) {
+      adapter.lora[l][m] = LoraPair{p.a.detach(), p.b.detach()};
+    }
   }
   adapter.memory_embed = icae.memory_embed.detach();
   return icae::SaveIcaeAdapter(dir, adapter, base_name);
 }
 
 at::Tensor EncodeSegments(const Transformer& base, const IcaeTrainables& icae,
-                          const at::Tensor& ids) {
-  const int64_t batch = ids.size(0), len = ids.size(1), mem = icae.config.mem_size;
+                          absl::Span<const std::vector<int>> segments) {
   const at::ScalarType dtype = base.dtype();
   LoraWeights lora;
   lora.scaling = icae.lora.scaling;
-  for (const LoraLayer& l : icae.lora.layers) {
-    lora.layers.push_back(
-        LoraLayer{l.q_a.to(dtype), l.q_b.to(dtype), l.v_a.to(dtype), l.v_b.to(dtype)});
+  for (const auto& layer : icae.lora.layers) {
+    std::map<std::string, LoraPair> cast;
+    for (const auto& [m, p] : layer) cast[m] = LoraPair{p.a.to(dtype), p.b.to(dtype)};
+    lora.layers.push_back(std::move(cast));
   }
-  at::Tensor memory = icae.memory_embed.narrow(0, 0, mem).to(dtype);  // [mem, hidden]
-  at::Tensor embeds = at::cat({base.Embed(ids), memory.unsqueeze(0).expand({batch, mem, -1})},
-                              1);  // [batch, len + mem, hidden]
-  at::Tensor positions = at::arange(len + mem, at::kLong).unsqueeze(0).expand({batch, len + mem});
-  at::Tensor hidden = base.Forward(embeds, positions, {}, &lora);  // [batch, len + mem, hidden]
-  return hidden.narrow(1, len, mem);
+  at::Tensor memory = icae.memory_embed.narrow(0, 0, icae.config.mem_size);  // [mem, hidden]
+  return EncodeSegmentBatch(base, memory, segments, &lora);
+}
+
+DecoderExample TargetExample(std::vector<PromptPiece> prompt, int num_slots,
+                             const std::vector<int>& target, int final_label) {
+  DecoderExample e;
+  e.pieces = std::move(prompt);
+  e.num_slots = num_slots;
+  int prompt_len = 0;
+  for (const PromptPiece& p : e.pieces) {
+    prompt_len += p.kind == PromptPiece::kTokens    ? static_cast<int>(p.ids.size())
+                  : p.kind == PromptPiece::kContext ? num_slots
+                                                    : 1;
+  }
+  if (!target.empty()) e.pieces.push_back({PromptPiece::kTokens, target});
+  e.labels.assign(prompt_len - 1, kIgnore);
+  e.labels.insert(e.labels.end(), target.begin(), target.end());
+  e.labels.push_back(final_label);
+  return e;
 }
 
 DecoderExample AutoencodingExample(int num_slots, const std::vector<int>& text, int eos_id) {
-  DecoderExample e;
-  e.pieces.push_back({DecoderPiece::kSlots, {}, num_slots});
-  e.pieces.push_back({DecoderPiece::kSpecial, {}, 0, SpecialToken::kAe});
-  e.pieces.push_back({DecoderPiece::kTokens, text});
-  // Slots predict nothing; the AE token predicts text[0]; text[i] predicts text[i + 1]; the last
-  // text token predicts EOS.
-  e.labels.assign(num_slots, kIgnore);
-  e.labels.insert(e.labels.end(), text.begin(), text.end());
-  e.labels.push_back(eos_id);
-  return e;
+  return TargetExample(LayoutPrompt(PromptTemplate::kAe, 1, {}, TemplateTokens{}), num_slots,
+                       text, eos_id);
 }
 
 DecoderExample ContinuationExample(int num_slots, const std::vector<int>& continuation) {
-  DecoderExample e;
-  e.pieces.push_back({DecoderPiece::kSlots, {}, num_slots});
-  e.pieces.push_back({DecoderPiece::kTokens, continuation});
-  e.labels.assign(num_slots - 1, kIgnore);
-  e.labels.insert(e.labels.end(), continuation.begin(), continuation.end());
-  e.labels.push_back(kIgnore);  // The last token has no next one here.
-  return e;
+  return TargetExample(LayoutPrompt(PromptTemplate::kRaw, 1, {}, TemplateTokens{}), num_slots,
+                       continuation, kIgnore);
 }
 
 absl::StatusOr<DecoderExample> FinetuneExample(PromptTemplate tmpl, int num_slots,
                                                const std::vector<int>& prompt,
                                                const std::vector<int>& answer,
-                                               const std::vector<int>& inst_open,
-                                               const std::vector<int>& inst_close, int bos_id,
-                                               int eos_id) {
-  DecoderExample e;
-  auto tokens = [&](std::vector<int> ids) {
-    if (!ids.empty()) e.pieces.push_back({DecoderPiece::kTokens, std::move(ids)});
-  };
-  auto special = [&](SpecialToken s) { e.pieces.push_back({DecoderPiece::kSpecial, {}, 0, s}); };
-  switch (tmpl) {
-    case PromptTemplate::kIcaeV2Instruct: {
-      std::vector<int> open = {bos_id};
-      open.insert(open.end(), inst_open.begin(), inst_open.end());
-      tokens(open);
-      e.pieces.push_back({DecoderPiece::kSlots, {}, num_slots});
-      special(SpecialToken::kFt);
-      tokens(prompt);
-      tokens(inst_close);
-      break;
-    }
-    case PromptTemplate::kIcaeV1:
-      e.pieces.push_back({DecoderPiece::kSlots, {}, num_slots});
-      special(SpecialToken::kFt);
-      tokens(prompt);
-      special(SpecialToken::kFt);
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("fine-tuning uses the icae-v2-instruct or "
-                       "icae-v1 template, not ",
-                       PromptTemplateName(tmpl)));
+                                               const TemplateTokens& tokens, int eos_id) {
+  if (tmpl != PromptTemplate::kIcaeV2Instruct && tmpl != PromptTemplate::kIcaeV1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fine-tuning uses the icae-v2-instruct or icae-v1 template, not ",
+                     PromptTemplateName(tmpl)));
   }
-  int prompt_len = 0;
-  for (const DecoderPiece& p : e.pieces) {
-    prompt_len += p.kind == DecoderPiece::kTokens  ? static_cast<int>(p.ids.size())
-                  : p.kind == DecoderPiece::kSlots ? p.num_slots
-                                                   : 1;
-  }
-  tokens(answer);
-  // Position prompt_len - 1 (the last prompt position) predicts answer[0]; the last answer token
-  // predicts EOS.
-  e.labels.assign(prompt_len - 1, kIgnore);
-  e.labels.insert(e.labels.end(), answer.begin(), answer.end());
-  e.labels.push_back(eos_id);
-  return e;
+  return TargetExample(LayoutPrompt(tmpl, 1, prompt, tokens), num_slots, answer, eos_id);
 }
 
-at::Tensor AssembleEmbeds(const Transformer& base, const IcaeTrainables& icae,
+at::Tensor SpecialRows(const IcaeTrainables& icae) {
+  return icae.memory_embed.narrow(0, icae.config.mem_size, 3);
+}
+
+at::Tensor AssembleEmbeds(const Transformer& base, const at::Tensor& special,
                           const DecoderExample& example, const at::Tensor& slots) {
-  const int mem = icae.config.mem_size;
   std::vector<at::Tensor> parts;
-  int64_t slot_offset = 0;
-  for (const DecoderPiece& p : example.pieces) {
+  for (const PromptPiece& p : example.pieces) {
     switch (p.kind) {
-      case DecoderPiece::kTokens:
+      case PromptPiece::kTokens:
         parts.push_back(
             base.Embed(at::tensor(std::vector<int64_t>(p.ids.begin(), p.ids.end()), at::kLong)));
         break;
-      case DecoderPiece::kSlots:
-        parts.push_back(slots.narrow(0, slot_offset, p.num_slots).to(base.dtype()));
-        slot_offset += p.num_slots;
+      case PromptPiece::kContext:  // The sample's one context part: all its slots.
+        parts.push_back(slots.to(base.dtype()));
         break;
-      case DecoderPiece::kSpecial:
-        parts.push_back(
-            icae.memory_embed.narrow(0, mem + static_cast<int>(p.special), 1).to(base.dtype()));
+      case PromptPiece::kSpecial:
+        parts.push_back(special.narrow(0, static_cast<int>(p.special), 1).to(base.dtype()));
         break;
     }
   }
@@ -224,40 +199,25 @@ DecoderLossResult DecoderLoss(const Transformer& base, const at::Tensor& embeds,
 
 std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTrainables& icae,
                                        const std::vector<std::vector<int>>& contexts) {
-  const int mem = icae.config.mem_size;
-  // (sample, segment index, begin, end) grouped by segment length.
-  std::map<int, std::vector<std::array<int, 3>>> by_length;
-  std::vector<int> num_segments(contexts.size());
-  for (size_t i = 0; i < contexts.size(); ++i) {
+  std::vector<std::vector<int>> segments;
+  std::vector<int> num_segments;
+  for (const std::vector<int>& c : contexts) {
     SegmentPlan plan =
-        PlanSegments(static_cast<int>(contexts[i].size()), mem, icae.config.compression_rate);
-    num_segments[i] = plan.num_segments;
-    for (int s = 0; s < plan.num_segments; ++s) {
-      const auto [begin, end] = plan.ranges[s];
-      by_length[end - begin].push_back({static_cast<int>(i), s, begin});
-    }
+        PlanSegments(static_cast<int>(c.size()), icae.config.mem_size, icae.config.compression_rate);
+    num_segments.push_back(plan.num_segments);
+    for (const auto& [begin, end] : plan.ranges) segments.emplace_back(c.begin() + begin, c.begin() + end);
   }
-  std::vector<std::vector<at::Tensor>> pieces(contexts.size());
-  for (size_t i = 0; i < contexts.size(); ++i) pieces[i].resize(num_segments[i]);
-  for (const auto& [length, members] : by_length) {
-    std::vector<int64_t> flat;
-    for (const auto& [sample, segment, begin] : members) {
-      flat.insert(flat.end(), contexts[sample].begin() + begin,
-                  contexts[sample].begin() + begin + length);
-    }
-    at::Tensor ids =
-        at::tensor(flat, at::kLong).view({static_cast<int64_t>(members.size()), length});
-    at::Tensor slots = EncodeSegments(base, icae, ids);  // [members, mem, hidden]
-    for (size_t m = 0; m < members.size(); ++m) {
-      pieces[members[m][0]][members[m][1]] = slots[m];
-    }
-  }
+  at::Tensor slots = EncodeSegments(base, icae, segments);  // [segments, mem, hidden]
   std::vector<at::Tensor> out;
-  for (auto& p : pieces) out.push_back(at::cat(p, 0));
+  int64_t first = 0;
+  for (int n : num_segments) {
+    out.push_back(slots.narrow(0, first, n).reshape({-1, slots.size(2)}));
+    first += n;
+  }
   return out;
 }
 
-BatchLoss ExamplesLoss(const Transformer& base, const IcaeTrainables& icae,
+BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
                        const std::vector<DecoderExample>& examples,
                        const std::vector<at::Tensor>& slots) {
   int64_t longest = 0;
@@ -266,7 +226,7 @@ BatchLoss ExamplesLoss(const Transformer& base, const IcaeTrainables& icae,
   std::vector<at::Tensor> rows;
   std::vector<int64_t> labels(batch * longest, kIgnore);
   for (int64_t b = 0; b < batch; ++b) {
-    at::Tensor e = AssembleEmbeds(base, icae, examples[b], slots[b]);  // [len, hidden]
+    at::Tensor e = AssembleEmbeds(base, special, examples[b], slots[b]);  // [len, hidden]
     const int64_t pad = longest - e.size(0);
     if (pad > 0) e = at::cat({e, at::zeros({pad, e.size(1)}, e.options())}, 0);
     rows.push_back(e);

@@ -4,7 +4,10 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/base/status_macros.h"
 #include "common/io/checkpoint.h"
 #include "common/io/tokenizer.h"
@@ -18,13 +21,27 @@
 namespace icae::train {
 namespace {
 
+std::vector<std::string> ParseLoraTargets(const std::string& flag) {
+  if (flag == "all") {
+    return {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  }
+  std::vector<std::string> out;
+  for (absl::string_view m : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
+    out.emplace_back(absl::StripAsciiWhitespace(m));
+  }
+  return out;
+}
+
 void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
   flags.String("model", &o->model, "frozen base model: HF directory with tokenizer.model");
   flags.String("train", &o->train, "training data");
   flags.String("valid", &o->valid, "validation data");
   flags.String("init-adapter", &o->init_adapter,
                "start from this adapter (its r, alpha and mem_size win)");
-  flags.Int("lora-r", &o->lora_r, "LoRA rank on q_proj and v_proj");
+  flags.Int("lora-r", &o->lora_r, "LoRA rank");
+  flags.String("lora-targets", &o->lora_targets,
+               "LoRA target modules, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,"
+               "up_proj,down_proj) or all");
   flags.Double("lora-alpha", &o->lora_alpha, "LoRA alpha (scaling = alpha / r)");
   flags.Int("mem-size", &o->mem_size, "memory slots per segment");
   flags.Int("rate", &o->rate, "compression rate: a segment is mem_size * rate tokens");
@@ -43,6 +60,7 @@ absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
   if (o.mem_size <= 0) return bad("mem-size", "must be positive");
   if (o.rate <= 0) return bad("rate", "must be positive");
   if (o.valid_samples <= 0) return bad("valid-samples", "must be positive");
+  if (ParseLoraTargets(o.lora_targets).empty()) return bad("lora-targets", "names no module");
   return absl::OkStatus();
 }
 
@@ -70,8 +88,9 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
   } else {
     RETURN_IF_ERROR(CatchTorch("initialising the adapter", [&]() -> absl::Status {
       const double embed_std = s.base->weights().embed.to(at::kFloat).std().item<double>();
-      s.icae = InitIcae(config, o.lora_r, o.lora_alpha, o.mem_size, o.rate,
-                        static_cast<uint64_t>(train.seed), embed_std);
+      ASSIGN_OR_RETURN(s.icae,
+                       InitIcae(config, o.lora_r, o.lora_alpha, ParseLoraTargets(o.lora_targets),
+                                o.mem_size, o.rate, static_cast<uint64_t>(train.seed), embed_std));
       return absl::OkStatus();
     }));
   }
@@ -82,6 +101,9 @@ std::string IcaeRecipe(const IcaeSetup& s, const std::string& model) {
   const AdapterConfig& c = s.icae.config;
   return absl::StrCat("base=", model, " hidden=", s.base->config().hidden_size,
                       " layers=", s.base->config().num_layers, " r=", c.r, " alpha=", c.lora_alpha,
+                      c.target_modules == std::vector<std::string>{"q_proj", "v_proj"}
+                          ? std::string()
+                          : absl::StrCat(" targets=", absl::StrJoin(c.target_modules, ",")),
                       " mem=", c.mem_size, " rate=", c.compression_rate);
 }
 
@@ -113,9 +135,12 @@ class PretrainTask : public TrainTask {
     std::vector<std::vector<int>> windows;
     std::vector<bool> lm;
     std::uniform_real_distribution<double> coin(0.0, 1.0);
+    const int64_t step = micro_batches_ / train_.accum;  // Optimizer steps done so far.
+    const double lm_ratio = step < options_.ae_only_steps ? 0.0 : options_.lm_ratio;
+    ++micro_batches_;
     for (int b = 0; b < train_.batch; ++b) {
       windows.push_back(sampler_.Next());
-      lm.push_back(coin(rng_) < options_.lm_ratio);
+      lm.push_back(coin(rng_) < lm_ratio);
     }
     BatchLoss loss = Loss(windows, lm);
     return MicroBatchLoss{loss.mean_loss, positions_};
@@ -149,8 +174,10 @@ class PretrainTask : public TrainTask {
   nlohmann::json DataState() const override {
     std::ostringstream rng;
     rng << rng_;
-    return {
-        {"epoch", sampler_.cursor().epoch}, {"index", sampler_.cursor().index}, {"rng", rng.str()}};
+    return {{"epoch", sampler_.cursor().epoch},
+            {"index", sampler_.cursor().index},
+            {"rng", rng.str()},
+            {"micro_batches", micro_batches_}};
   }
   absl::Status RestoreDataState(const nlohmann::json& s) override {
     if (!s.is_object() || !s.contains("epoch") || !s.contains("index") || !s.contains("rng")) {
@@ -160,6 +187,7 @@ class PretrainTask : public TrainTask {
     std::istringstream rng(s["rng"].get<std::string>());
     rng >> rng_;
     if (rng.fail()) return absl::DataLossError("checkpoint RNG state is unreadable");
+    micro_batches_ = s.value("micro_batches", int64_t{0});
     return absl::OkStatus();
   }
 
@@ -168,7 +196,11 @@ class PretrainTask : public TrainTask {
   }
   std::string Recipe() const override {
     return absl::StrCat("pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
-                        " lm_ratio=", options_.lm_ratio, " train_tokens=", train_stream_.size());
+                        " lm_ratio=", options_.lm_ratio,
+                        options_.ae_only_steps > 0
+                            ? absl::StrCat(" ae_only_steps=", options_.ae_only_steps)
+                            : std::string(),
+                        " train_tokens=", train_stream_.size());
   }
   double FlopsPerMicroBatch() const override {
     const int64_t span = options_.span_tokens;
@@ -196,7 +228,7 @@ class PretrainTask : public TrainTask {
         examples.push_back(AutoencodingExample(n, contexts[i], s_.base->config().eos_token_id));
       }
     }
-    BatchLoss loss = ExamplesLoss(*s_.base, s_.icae, examples, slots);
+    BatchLoss loss = ExamplesLoss(*s_.base, SpecialRows(s_.icae), examples, slots);
     positions_ = enc + loss.positions;
     return loss;
   }
@@ -207,7 +239,8 @@ class PretrainTask : public TrainTask {
   std::vector<int> train_stream_;
   std::vector<int> valid_stream_;
   WindowSampler sampler_;
-  std::mt19937_64 rng_;  // Chooses the objective per sample.
+  std::mt19937_64 rng_;        // Chooses the objective per sample.
+  int64_t micro_batches_ = 0;  // Drawn so far (resumed from the checkpoint).
   int64_t positions_ = 0;
 };
 
@@ -215,15 +248,14 @@ class FinetuneTask : public TrainTask {
  public:
   FinetuneTask(FinetuneOptions options, TrainOptions train, IcaeSetup setup, PromptTemplate tmpl,
                std::vector<TokenizedExample> train_set, std::vector<TokenizedExample> valid_set,
-               std::vector<int> inst_open, std::vector<int> inst_close)
+               TemplateTokens tokens)
       : options_(std::move(options)),
         train_(std::move(train)),
         s_(std::move(setup)),
         tmpl_(tmpl),
         train_set_(std::move(train_set)),
         valid_set_(std::move(valid_set)),
-        inst_open_(std::move(inst_open)),
-        inst_close_(std::move(inst_close)) {
+        tokens_(std::move(tokens)) {
     for (size_t i = 0; i < train_set_.size(); ++i) order_stream_.push_back(static_cast<int>(i));
     sampler_ =
         std::make_unique<WindowSampler>(&order_stream_, 1, static_cast<uint64_t>(train_.seed));
@@ -301,11 +333,11 @@ class FinetuneTask : public TrainTask {
       const int n = static_cast<int>(slots[i].size(0));
       enc += batch[i]->context.size() + n;
       ASSIGN_OR_RETURN(DecoderExample e,
-                       FinetuneExample(tmpl_, n, batch[i]->prompt, batch[i]->answer, inst_open_,
-                                       inst_close_, c.bos_token_id, c.eos_token_id));
+                       FinetuneExample(tmpl_, n, batch[i]->prompt, batch[i]->answer, tokens_,
+                                       c.eos_token_id));
       examples.push_back(std::move(e));
     }
-    BatchLoss loss = ExamplesLoss(*s_.base, s_.icae, examples, slots);
+    BatchLoss loss = ExamplesLoss(*s_.base, SpecialRows(s_.icae), examples, slots);
     positions_ = enc + loss.positions;
     return loss;
   }
@@ -316,8 +348,7 @@ class FinetuneTask : public TrainTask {
   PromptTemplate tmpl_;
   std::vector<TokenizedExample> train_set_;
   std::vector<TokenizedExample> valid_set_;
-  std::vector<int> inst_open_;
-  std::vector<int> inst_close_;
+  TemplateTokens tokens_;  // BOS and [INST] / [/INST], as the decoder service spells them.
   std::vector<int> order_stream_;  // 0..n-1, served in a seeded order per epoch.
   std::unique_ptr<WindowSampler> sampler_;
   int64_t positions_ = 0;
@@ -330,6 +361,8 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   flags.Int("span-tokens", &o->span_tokens, "tokens compressed per sample (0 = mem_size * rate)");
   flags.Double("lm-ratio", &o->lm_ratio,
                "probability of the continuation objective per sample (ICAE's lambda)");
+  flags.Int("ae-only-steps", &o->ae_only_steps,
+            "optimizer steps of autoencoding only before --lm-ratio applies");
 }
 
 void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* o) {
@@ -346,6 +379,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
     return absl::InvalidArgumentError("--lm-ratio must be in [0, 1]");
   }
   if (options.span_tokens < 0) return absl::InvalidArgumentError("--span-tokens must be >= 0");
+  if (options.ae_only_steps < 0) {
+    return absl::InvalidArgumentError("--ae-only-steps must be >= 0");
+  }
   ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train));
   PretrainOptions o = options;
   if (o.span_tokens == 0)
@@ -376,18 +412,15 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreateFinetuneTask(const FinetuneOpti
   ASSIGN_OR_RETURN(
       std::vector<TokenizedExample> valid_set,
       ReadFinetuneExamples(options.valid, *setup.tokenizer, options.max_context_tokens));
-  std::vector<int> open, close;
-  if (tmpl == PromptTemplate::kIcaeV2Instruct) {
-    ASSIGN_OR_RETURN(open, setup.tokenizer->Encode("[INST]", false));
-    ASSIGN_OR_RETURN(close, setup.tokenizer->Encode("[/INST]", false));
-  }
+  ASSIGN_OR_RETURN(TemplateTokens tokens,
+                   TemplateTokensFor(setup.base->config(), setup.tokenizer.get()));
   if (train_set.size() < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("--train '", options.train, "' needs at least 2 examples"));
   }
   return std::unique_ptr<TrainTask>(new FinetuneTask(options, train, std::move(setup), tmpl,
                                                      std::move(train_set), std::move(valid_set),
-                                                     std::move(open), std::move(close)));
+                                                     std::move(tokens)));
 }
 
 }  // namespace icae::train

@@ -1,5 +1,5 @@
 // icae-train pretrain / finetune: ICAE training on a frozen base model. The trainable part is
-// LoRA on q_proj and v_proj (the encoder only) and memory_token_embed [mem_size + 3, hidden]
+// LoRA on the chosen projections (the encoder only) and memory_token_embed [mem_size + 3, hidden]
 // (memory rows, then AE, LM, FT). Both export an adapter directory in the ICAE v2 layout
 // (adapter.safetensors + adapter_config.json) that LoadAdapter reads.
 //
@@ -28,6 +28,9 @@ struct IcaeOptions {
   std::string init_adapter;  // Start from this adapter (r, alpha, mem_size come from it).
   int lora_r = 32;
   double lora_alpha = 64;
+  // PEFT module names, comma-separated: any of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,
+  // down_proj (the released ICAE v2 adapter targets q_proj,v_proj), or "all".
+  std::string lora_targets = "q_proj,v_proj";
   int mem_size = 32;
   int rate = 4;  // Tokens per slot: segments of mem_size * rate tokens.
   int valid_samples = 32;
@@ -36,6 +39,9 @@ struct IcaeOptions {
 struct PretrainOptions : IcaeOptions {
   int span_tokens = 0;    // Tokens compressed per sample (0 = mem_size * rate).
   double lm_ratio = 0.5;  // Probability of the continuation objective (ICAE's lambda).
+  // Optimizer steps of autoencoding only before lm_ratio applies: the encoder first learns to
+  // carry the span, which the continuation objective alone teaches far more slowly.
+  int ae_only_steps = 0;
 };
 
 struct FinetuneOptions : IcaeOptions {

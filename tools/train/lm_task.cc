@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -33,6 +34,11 @@ void RegisterLmFlags(FlagSet& flags, LmOptions* o) {
   flags.String("save-dtype", &o->save_dtype, "storage dtype of the exported model");
   flags.Double("repeat-prob", &o->repeat_prob,
                "fraction of windows whose second half repeats the first (teaches copying)");
+  flags.Double("copy-prob", &o->copy_prob,
+               "fraction of windows with one span copied again at a random distance and length "
+               "(teaches copying by content)");
+  flags.String("init-model", &o->init_model,
+               "continue from this HF model directory (its config replaces the shape flags)");
 }
 
 TransformerWeights CastWeights(const TransformerWeights& w, bool tied, at::ScalarType dtype) {
@@ -65,7 +71,7 @@ namespace {
 class LmTask : public TrainTask {
  public:
   LmTask(LmOptions options, TrainOptions train, ModelConfig config, std::vector<int> train_stream,
-         std::vector<int> valid_stream)
+         std::vector<int> valid_stream, std::optional<TransformerWeights> init)
       : options_(std::move(options)),
         train_(std::move(train)),
         config_(std::move(config)),
@@ -73,7 +79,8 @@ class LmTask : public TrainTask {
         valid_stream_(std::move(valid_stream)),
         sampler_(&train_stream_, options_.seq_len + 1, static_cast<uint64_t>(train_.seed)) {
     dtype_ = train_.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
-    master_ = RandomWeights(config_, static_cast<uint64_t>(train_.seed), options_.init_std);
+    master_ = init ? std::move(*init)
+                   : RandomWeights(config_, static_cast<uint64_t>(train_.seed), options_.init_std);
     params_ = master_.Parameters(config_.tie_word_embeddings);
     for (at::Tensor& p : params_) p.requires_grad_(true);
   }
@@ -90,6 +97,7 @@ class LmTask : public TrainTask {
         const size_t half = w.size() / 2;
         std::copy_backward(w.begin(), w.begin() + (w.size() - half), w.end());
       }
+      CopySpan(at, w);
       flat.insert(flat.end(), w.begin(), w.end());
     }
     at::Tensor ids = at::tensor(flat, at::kLong).view({train_.batch, options_.seq_len + 1});
@@ -134,14 +142,17 @@ class LmTask : public TrainTask {
   }
 
   std::string Recipe() const override {
-    return absl::StrCat(options_.repeat_prob > 0
-                            ? absl::StrCat("repeat=", options_.repeat_prob, " ")
-                            : std::string(),
-                        "lm hidden=", config_.hidden_size, " layers=", config_.num_layers,
-                        " heads=", config_.num_heads, "/", config_.num_kv_heads,
-                        " inter=", config_.intermediate_size, " vocab=", config_.vocab_size,
-                        " tied=", config_.tie_word_embeddings, " seq_len=", options_.seq_len,
-                        " train_tokens=", train_stream_.size());
+    return absl::StrCat(
+        options_.repeat_prob > 0 ? absl::StrCat("repeat=", options_.repeat_prob, " ")
+                                 : std::string(),
+        options_.copy_prob > 0 ? absl::StrCat("copy=", options_.copy_prob, " ") : std::string(),
+        options_.init_model.empty() ? std::string()
+                                    : absl::StrCat("init=", options_.init_model, " "),
+        "lm hidden=", config_.hidden_size, " layers=", config_.num_layers,
+        " heads=", config_.num_heads, "/", config_.num_kv_heads,
+        " inter=", config_.intermediate_size, " vocab=", config_.vocab_size,
+        " tied=", config_.tie_word_embeddings, " seq_len=", options_.seq_len,
+        " train_tokens=", train_stream_.size());
   }
 
   double FlopsPerMicroBatch() const override {
@@ -162,6 +173,23 @@ class LmTask : public TrainTask {
     x *= 0xD6E8FEB86659FD93ull;
     x ^= x >> 32;
     return static_cast<double>(x >> 11) / static_cast<double>(1ull << 53) < options_.repeat_prob;
+  }
+
+  // With probability copy_prob (a pure function of the seed and the data position), copies one
+  // span of `w` to a later, non-overlapping place: length in [8, n / 2], distance in [L, n - L].
+  void CopySpan(const WindowSampler::Cursor& at, std::vector<int>& w) const {
+    const int64_t n = static_cast<int64_t>(w.size());
+    if (options_.copy_prob <= 0 || n < 32) return;
+    uint64_t state = static_cast<uint64_t>(train_.seed) ^ 0xC0B1E5ull ^
+                     static_cast<uint64_t>(at.epoch) * 0xBF58476D1CE4E5B9ull ^
+                     static_cast<uint64_t>(at.index) * 0x94D049BB133111EBull;
+    const double coin = static_cast<double>(SplitMix64(&state) >> 11) / (1ull << 53);
+    if (coin >= options_.copy_prob) return;
+    const int64_t len = 8 + static_cast<int64_t>(SplitMix64(&state) % (n / 2 - 8 + 1));
+    const int64_t src = static_cast<int64_t>(SplitMix64(&state) % (n - 2 * len + 1));
+    const int64_t dst =
+        src + len + static_cast<int64_t>(SplitMix64(&state) % (n - 2 * len - src + 1));
+    std::copy(w.begin() + src, w.begin() + src + len, w.begin() + dst);
   }
 
   // Mean next-token loss over ids [batch, seq_len + 1].
@@ -212,32 +240,65 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreateLmTask(const LmOptions& o,
   }
   if (o.valid_windows <= 0) return bad("valid-windows", "must be positive");
   if (o.repeat_prob < 0 || o.repeat_prob > 1) return bad("repeat-prob", "must be in [0, 1]");
+  if (o.copy_prob < 0 || o.copy_prob > 1) return bad("copy-prob", "must be in [0, 1]");
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(o.tokenizer));
+  std::optional<TransformerWeights> init;
   ModelConfig config;
-  config.architecture = "LlamaForCausalLM";
-  config.model_type = "llama";
-  config.vocab_size = tokenizer->vocab_size();
-  config.hidden_size = o.hidden;
-  config.intermediate_size =
-      o.intermediate > 0 ? o.intermediate : ((o.hidden * 8 / 3 + 31) / 32) * 32;
-  config.num_layers = o.layers;
-  config.num_heads = o.heads;
-  config.num_kv_heads = o.kv_heads;
-  config.head_dim = o.hidden / o.heads;
-  config.rope_theta = o.rope_theta;
-  config.rms_norm_eps = 1e-5;
-  config.max_position_embeddings = o.max_positions;
-  config.tie_word_embeddings = o.tie_embeddings;
-  config.bos_token_id = tokenizer->bos_id();
-  config.eos_token_id = tokenizer->eos_id();
+  if (!o.init_model.empty()) {
+    ASSIGN_OR_RETURN(config, LoadModelConfig(o.init_model));
+    if (tokenizer->vocab_size() > config.vocab_size) {
+      return bad("init-model", absl::StrCat("has vocab_size ", config.vocab_size,
+                                            " but the tokenizer has ", tokenizer->vocab_size(),
+                                            " pieces"));
+    }
+    if (config.max_position_embeddings < o.seq_len) {
+      return bad("seq-len", absl::StrCat("exceeds the init model's max_position_embeddings ",
+                                         config.max_position_embeddings));
+    }
+    ASSIGN_OR_RETURN(TransformerWeights w,
+                     LoadWeights(o.init_model, config, nullptr, at::kFloat, at::kCPU));
+    RETURN_IF_ERROR(CatchTorch("copying the init model", [&]() -> absl::Status {
+      // Own, writable float32 leaves (a float32 file may be mapped read-only).
+      TransformerWeights own = CastWeights(w, config.tie_word_embeddings, at::kFloat);
+      auto fresh = [](const at::Tensor& t) { return t.detach().clone(); };
+      own.embed = fresh(own.embed);
+      for (LayerWeights& l : own.layers) {
+        l = LayerWeights{fresh(l.input_norm), fresh(l.wqkv),      fresh(l.wo),
+                         fresh(l.post_norm),  fresh(l.w_gate_up), fresh(l.w_down)};
+      }
+      own.final_norm = fresh(own.final_norm);
+      own.lm_head = config.tie_word_embeddings ? own.embed : fresh(own.lm_head);
+      init = std::move(own);
+      return absl::OkStatus();
+    }));
+  }
+  if (!init) {  // Otherwise the shape comes from the init model.
+    config.architecture = "LlamaForCausalLM";
+    config.model_type = "llama";
+    config.vocab_size = tokenizer->vocab_size();
+    config.hidden_size = o.hidden;
+    config.intermediate_size =
+        o.intermediate > 0 ? o.intermediate : ((o.hidden * 8 / 3 + 31) / 32) * 32;
+    config.num_layers = o.layers;
+    config.num_heads = o.heads;
+    config.num_kv_heads = o.kv_heads;
+    config.head_dim = o.hidden / o.heads;
+    config.rope_theta = o.rope_theta;
+    config.rms_norm_eps = 1e-5;
+    config.max_position_embeddings = o.max_positions;
+    config.tie_word_embeddings = o.tie_embeddings;
+    config.bos_token_id = tokenizer->bos_id();
+    config.eos_token_id = tokenizer->eos_id();
+  }
   const int64_t need = 2 * (o.seq_len + 1);
   ASSIGN_OR_RETURN(std::vector<int> train_stream,
                    TokenizeCorpus(o.train, *tokenizer, need, "--train corpus"));
   ASSIGN_OR_RETURN(std::vector<int> valid_stream,
                    TokenizeCorpus(o.valid, *tokenizer, o.seq_len + 1, "--valid corpus"));
   return CatchTorch("building the model", [&]() -> absl::StatusOr<std::unique_ptr<TrainTask>> {
-    return std::unique_ptr<TrainTask>(
-        new LmTask(o, train, std::move(config), std::move(train_stream), std::move(valid_stream)));
+    return std::unique_ptr<TrainTask>(new LmTask(o, train, std::move(config),
+                                                 std::move(train_stream), std::move(valid_stream),
+                                                 std::move(init)));
   });
 }
 

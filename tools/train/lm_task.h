@@ -36,6 +36,13 @@ struct LmOptions {
   // teaches the model to copy from its context (induction heads) long before plain text does;
   // ICAE's frozen decoder needs exactly that skill to read memory slots.
   double repeat_prob = 0.0;
+  // Fraction of training windows into which one span of the window is copied again later, at a
+  // random length (8 .. seq_len / 2) and a random distance: copying by content at any distance
+  // (induction), not at one fixed offset as repeat_prob teaches.
+  double copy_prob = 0.0;
+  // Start from this HF model directory instead of random weights (its config wins over the
+  // shape flags); for continued training of a base.
+  std::string init_model;
 };
 
 void RegisterLmFlags(FlagSet& flags, LmOptions* options);

@@ -1,7 +1,8 @@
 // icae-train: trains the demo models with LibTorch autograd on the project's own model code.
 //   icae-train lm        pretrain a Llama-architecture LM from scratch -> HF model directory
-//   icae-train pretrain  ICAE pretraining (LoRA q/v + memory tokens, AE + LM losses) -> adapter
+//   icae-train pretrain  ICAE pretraining (LoRA + memory tokens, AE + LM losses) -> adapter
 //   icae-train finetune  ICAE instruction fine-tuning from JSONL -> adapter
+//   icae-train probe     the frozen decoder's capacity: slots optimised directly, per slot count
 // Exit codes: 0 done (or stopped at --stop-at with a checkpoint), 1 failure, 2 bad arguments.
 #include <cstdio>
 #include <string>
@@ -23,6 +24,8 @@ const Command kCommands[] = {
     {"pretrain", "ICAE pretraining on a frozen base (writes an adapter)", icae::train::RunPretrain},
     {"finetune", "ICAE instruction fine-tuning from JSONL (writes an adapter)",
      icae::train::RunFinetune},
+    {"probe", "optimise slots directly through the frozen decoder: its capacity per slot count",
+     icae::train::RunProbe},
 };
 
 void PrintUsage(FILE* out) {

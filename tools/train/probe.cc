@@ -1,0 +1,276 @@
+#include "tools/train/probe.h"
+
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/base/status_macros.h"
+#include "common/io/mapped_file.h"
+#include "common/model/compressor.h"
+#include "common/model/generate.h"
+#include "common/model/ops.h"
+#include "common/model/slot_decoder.h"
+#include "common/model/torch_status.h"
+#include "nlohmann/json.hpp"
+#include "tools/cli/eval_bleu.h"
+#include "tools/train/icae_layout.h"
+#include "tools/train/optimizer.h"
+
+namespace icae::train {
+namespace {
+
+absl::StatusOr<std::vector<int>> ParseSlotCounts(const std::string& flag) {
+  std::vector<int> out;
+  for (absl::string_view piece : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
+    int k = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(piece), &k) || k <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--slots: '", piece, "' is not a positive slot count"));
+    }
+    out.push_back(k);
+  }
+  return out;
+}
+
+// The text's ids, line by line as the trainer and `icae eval` tokenize.
+absl::StatusOr<std::vector<int>> TokenizeFile(const SlotDecoder& decoder, const std::string& file) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(file));
+  std::vector<int> ids;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    ASSIGN_OR_RETURN(std::vector<int> encoded, decoder.Tokenize(line));
+    ids.insert(ids.end(), encoded.begin(), encoded.end());
+  }
+  return ids;
+}
+
+class Prober {
+ public:
+  Prober(const ProbeOptions& o, const SlotDecoder& decoder, std::vector<std::vector<int>> spans,
+         std::FILE* log)
+      : o_(o),
+        decoder_(decoder),
+        model_(decoder.transformer()),
+        spans_(std::move(spans)),
+        log_(log),
+        tmpl_(decoder.has_adapter() ? PromptTemplate::kAe : PromptTemplate::kRaw) {}
+
+  // Scores fixed slots (one [K, hidden] tensor per span).
+  absl::StatusOr<ProbeRow> Score(const std::string& source, const std::vector<at::Tensor>& slots) {
+    ProbeRow row;
+    row.source = source;
+    row.slots = static_cast<int>(slots[0].size(0));
+    row.tokens_per_slot = static_cast<double>(spans_[0].size()) / row.slots;
+    {
+      at::NoGradGuard no_grad;
+      BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(),
+                                    Examples(row.slots), slots);
+      row.loss = loss.mean_loss.item<double>();
+      row.accuracy = static_cast<double>(loss.correct) / std::max<int64_t>(1, loss.labelled);
+    }
+    std::vector<GenerationInput> inputs;
+    for (const at::Tensor& s : slots) {
+      ContextPart part;
+      part.slots = s.detach();
+      ASSIGN_OR_RETURN(at::Tensor prompt, decoder_.BuildPrompt(tmpl_, {part}, {}));
+      GenerationInput input;
+      input.prompt_embeds = prompt;
+      input.params.max_new_tokens = static_cast<int>(spans_[0].size()) + 8;
+      inputs.push_back(std::move(input));
+    }
+    ASSIGN_OR_RETURN(std::vector<GenerationOutput> outputs, GenerateBatch(decoder_, inputs));
+    std::vector<std::vector<int>> decoded;
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      decoded.push_back(outputs[i].ids);
+      if (outputs[i].ids == spans_[i]) ++row.exact;
+    }
+    row.bleu4 = cli::CorpusBleu(decoded, spans_);
+    return row;
+  }
+
+  // Optimises K slots per span from a random start and scores them.
+  absl::StatusOr<ProbeRow> Optimise(int k) {
+    std::vector<at::Tensor> final_slots;
+    double initial = 0;
+    RETURN_IF_ERROR(CatchTorch("optimising slots", [&]() -> absl::Status {
+      const ModelConfig& c = model_.config();
+      at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(o_.seed + k));
+      const double embed_std = model_.weights().embed.to(at::kFloat).std().item<double>();
+      at::Tensor z = (at::randn({static_cast<int64_t>(spans_.size()), k, c.hidden_size}, gen) *
+                      embed_std)
+                         .requires_grad_(true);
+      AdamW adam({z}, AdamWConfig{0.9, 0.999, 1e-8, 0.0});
+      const std::vector<DecoderExample> examples = Examples(k);
+      at::Tensor final_norm = model_.weights().final_norm.to(at::kFloat);
+      auto shape = [&](const at::Tensor& x) {
+        return o_.normed ? RmsNorm(x, final_norm, c.rms_norm_eps) : x;
+      };
+      for (int step = 0; step < o_.steps; ++step) {
+        at::Tensor slots = shape(z);
+        std::vector<at::Tensor> per_span;
+        for (int64_t i = 0; i < slots.size(0); ++i) per_span.push_back(slots[i]);
+        BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(), examples, per_span);
+        if (step == 0) initial = loss.mean_loss.item<double>();
+        adam.ZeroGrad();
+        loss.mean_loss.backward();
+        adam.Step(o_.lr);
+        if (log_ != nullptr && ((step + 1) % 50 == 0 || step + 1 == o_.steps)) {
+          std::fprintf(log_, "probe K=%d step %d/%d loss %.4f acc %.3f\n", k, step + 1, o_.steps,
+                       loss.mean_loss.item<double>(),
+                       static_cast<double>(loss.correct) / std::max<int64_t>(1, loss.labelled));
+          std::fflush(log_);
+        }
+      }
+      at::NoGradGuard no_grad;
+      at::Tensor slots = shape(z).detach();
+      for (int64_t i = 0; i < slots.size(0); ++i) final_slots.push_back(slots[i]);
+      return absl::OkStatus();
+    }));
+    ASSIGN_OR_RETURN(ProbeRow row, Score("optimised", final_slots));
+    row.initial_loss = initial;
+    return row;
+  }
+
+ private:
+  std::vector<DecoderExample> Examples(int k) const {
+    std::vector<DecoderExample> out;
+    for (const std::vector<int>& span : spans_) {
+      out.push_back(TargetExample(LayoutPrompt(tmpl_, 1, {}, decoder_.template_tokens()), k, span,
+                                  model_.config().eos_token_id));
+    }
+    return out;
+  }
+
+  const ProbeOptions& o_;
+  const SlotDecoder& decoder_;
+  const Transformer& model_;
+  std::vector<std::vector<int>> spans_;
+  std::FILE* log_;
+  PromptTemplate tmpl_;
+};
+
+}  // namespace
+
+void RegisterProbeFlags(FlagSet& flags, ProbeOptions* o) {
+  flags.String("model", &o->model, "frozen base model: HF directory with tokenizer.model");
+  flags.String("adapter", &o->adapter,
+               "ICAE adapter: its AE token lays out [slots][AE] span, and its own slots are "
+               "scored beside the optimised ones (without: [slots] span)");
+  flags.String("file", &o->file, "plain UTF-8 text, cut into consecutive spans");
+  flags.Int("span-tokens", &o->span_tokens,
+            "tokens per span (0 = the adapter's mem_size * rate, or 128)");
+  flags.String("slots", &o->slots,
+               "slot counts to probe, comma-separated (empty = the adapter's, or 32)");
+  flags.Int("spans", &o->spans, "spans probed");
+  flags.Int("skip-spans", &o->skip_spans, "spans skipped at the start of the file");
+  flags.Int("steps", &o->steps, "Adam steps on the slot vectors");
+  flags.Double("lr", &o->lr, "Adam learning rate");
+  flags.Bool("normed", &o->normed,
+             "constrain slots to the final RMSNorm's output (what an ICAE encoder emits)");
+  flags.Int("threads", &o->threads, "intra-op threads");
+  flags.Int64("seed", &o->seed, "initialisation seed");
+  flags.String("json", &o->json, "also write the rows as JSON to this file");
+}
+
+absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
+  auto bad = [](const char* flag, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", why));
+  };
+  if (o.model.empty()) return bad("model", "is required");
+  if (o.file.empty()) return bad("file", "is required");
+  if (o.span_tokens < 0) return bad("span-tokens", "must be >= 0");
+  if (o.spans <= 0) return bad("spans", "must be positive");
+  if (o.skip_spans < 0) return bad("skip-spans", "must be >= 0");
+  if (o.steps < 0) return bad("steps", "must be >= 0");
+  if (!(o.lr > 0)) return bad("lr", "must be positive");
+  ASSIGN_OR_RETURN(std::vector<int> counts, ParseSlotCounts(o.slots));
+  const Runtime runtime{at::kCPU, at::kFloat};
+  ASSIGN_OR_RETURN(std::unique_ptr<SlotDecoder> decoder,
+                   SlotDecoder::Load(o.model, o.adapter, runtime));
+  if (decoder->tokenizer() == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(o.model, " has no tokenizer.model to cut the text"));
+  }
+  std::unique_ptr<Compressor> compressor;
+  if (!o.adapter.empty()) {
+    ASSIGN_OR_RETURN(compressor, Compressor::Load(o.model, o.adapter, runtime));
+  }
+  const int n = o.span_tokens > 0 ? o.span_tokens
+                : compressor    ? compressor->max_segment_tokens()
+                                : 128;
+  ASSIGN_OR_RETURN(std::vector<int> ids, TokenizeFile(*decoder, o.file));
+  const int64_t need = static_cast<int64_t>(o.skip_spans + o.spans) * n;
+  if (static_cast<int64_t>(ids.size()) < need) {
+    return bad("file", absl::StrCat("'", o.file, "' has ", ids.size(), " tokens; ", o.skip_spans,
+                                    " + ", o.spans, " spans of ", n, " need ", need));
+  }
+  std::vector<std::vector<int>> spans;
+  for (int i = o.skip_spans; i < o.skip_spans + o.spans; ++i) {
+    spans.emplace_back(ids.begin() + static_cast<int64_t>(i) * n,
+                       ids.begin() + static_cast<int64_t>(i + 1) * n);
+  }
+  std::vector<at::Tensor> adapter_slots;
+  if (compressor) {
+    for (const std::vector<int>& span : spans) {
+      ASSIGN_OR_RETURN(at::Tensor s, compressor->CompressSpan(span));
+      adapter_slots.push_back(s);
+    }
+  }
+  if (counts.empty()) {
+    counts.push_back(compressor ? static_cast<int>(adapter_slots[0].size(0)) : 32);
+  }
+  ProbeResult result;
+  result.spans = o.spans;
+  result.span_tokens = n;
+  Prober prober(o, *decoder, spans, log);
+  if (compressor) {
+    ASSIGN_OR_RETURN(ProbeRow row, prober.Score("adapter", adapter_slots));
+    result.rows.push_back(row);
+  }
+  for (int k : counts) {
+    ASSIGN_OR_RETURN(ProbeRow row, prober.Optimise(k));
+    result.rows.push_back(row);
+  }
+  if (!o.json.empty()) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const ProbeRow& r : result.rows) {
+      rows.push_back({{"source", r.source},
+                      {"slots", r.slots},
+                      {"tokens_per_slot", r.tokens_per_slot},
+                      {"initial_loss", r.initial_loss},
+                      {"loss", r.loss},
+                      {"accuracy", r.accuracy},
+                      {"bleu4", r.bleu4},
+                      {"exact", r.exact}});
+    }
+    nlohmann::json j = {{"model", o.model},     {"adapter", o.adapter}, {"file", o.file},
+                        {"spans", o.spans},     {"skip_spans", o.skip_spans},
+                        {"span_tokens", n},     {"steps", o.steps},     {"lr", o.lr},
+                        {"normed", o.normed},   {"rows", rows}};
+    RETURN_IF_ERROR(WriteStringToFile(o.json, j.dump(2) + "\n"));
+  }
+  return result;
+}
+
+std::string FormatProbeTable(const ProbeOptions& o, const ProbeResult& r) {
+  std::string out = absl::StrFormat(
+      "probe: %s%s; %d spans x %d tokens of %s (from span %d); %d Adam steps, lr %g%s\n",
+      o.model, o.adapter.empty() ? "" : absl::StrCat(" + ", o.adapter), r.spans, r.span_tokens,
+      o.file, o.skip_spans, o.steps, o.lr, o.normed ? ", slots final-normed" : "");
+  absl::StrAppendFormat(&out, "%-6s %-9s %-10s %-11s %-8s %-8s %-8s %s\n", "slots", "tok/slot",
+                        "source", "start loss", "loss", "TF acc", "BLEU-4", "exact");
+  for (const ProbeRow& row : r.rows) {
+    absl::StrAppendFormat(&out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-8.4f %d/%d\n", row.slots,
+                          row.tokens_per_slot, row.source,
+                          row.source == "optimised" ? absl::StrFormat("%.4f", row.initial_loss)
+                                                    : std::string("-"),
+                          row.loss, row.accuracy, row.bleu4, row.exact, r.spans);
+  }
+  return out;
+}
+
+}  // namespace icae::train
