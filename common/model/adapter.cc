@@ -78,6 +78,16 @@ absl::Status ParseAdapterConfig(const std::string& text, const std::string& sour
       config->target_modules.push_back(m.get<std::string>());
     }
   }
+  if (auto it = j.find("memory_position_layout"); it != j.end() && !it->is_null()) {
+    absl::StatusOr<MemoryPositions> layout =
+        it->is_string() ? ParseMemoryPositions(it->get<std::string>())
+                        : absl::InvalidArgumentError("not a string");
+    if (!layout.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": \"memory_position_layout\" must be \"append\" or \"uniform\""));
+    }
+    config->memory_positions = *layout;
+  }
   if (auto it = j.find("use_dora"); it != j.end() && it->is_boolean() && it->get<bool>()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": DoRA adapters are not supported"));
   }
@@ -118,6 +128,17 @@ absl::StatusOr<std::pair<int, int>> ModuleShape(const ModelConfig& c, const std:
 
 at::Tensor Adapter::SpecialEmbedding(SpecialToken token) const {
   return memory_embed[config.mem_size + static_cast<int>(token)];
+}
+
+absl::string_view MemoryPositionsName(MemoryPositions p) {
+  return p == MemoryPositions::kUniform ? "uniform" : "append";
+}
+
+absl::StatusOr<MemoryPositions> ParseMemoryPositions(absl::string_view name) {
+  if (name == "append") return MemoryPositions::kAppend;
+  if (name == "uniform") return MemoryPositions::kUniform;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown memory position layout '", name, "' (append, uniform)"));
 }
 
 at::Tensor Adapter::MemoryEmbeddings() const { return memory_embed.narrow(0, 0, config.mem_size); }
@@ -262,7 +283,11 @@ absl::StatusOr<Adapter> LoadAdapter(const std::string& path, const ModelConfig& 
       absl::string_view(reinterpret_cast<const char*>(mapping->data()), mapping->size()));
   hasher.UpdateField(absl::StrCat("r=", config.r, ";alpha=", config.lora_alpha,
                                   ";mem=", config.mem_size, ";rate=", config.compression_rate,
-                                  ";targets=", absl::StrJoin(config.target_modules, ",")));
+                                  ";targets=", absl::StrJoin(config.target_modules, ","),
+                                  config.memory_positions == MemoryPositions::kAppend
+                                      ? std::string()
+                                      : absl::StrCat(";memory_positions=",
+                                                     MemoryPositionsName(config.memory_positions))));
   adapter.fingerprint = hasher.HexDigest();
   return adapter;
 }

@@ -22,9 +22,20 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/model/model_config.h"
 
 namespace icae {
+
+// Where the encoder puts the memory tokens in RoPE position space (the sequence order is always
+// [segment tokens][memory tokens]).
+//   kAppend:  positions len .. len + mem - 1, right after the text (ICAE v1/v2, the released
+//             checkpoints; the default).
+//   kUniform: memory token j at position floor((j + 1) * len / mem), the end of the j-th of mem
+//             equal chunks of the segment, so every memory token sits at the same small distance
+//             from the tokens it summarises (the "enhanced position layout" of Zhao et al. 2024).
+//             adapter_config.json: "memory_position_layout": "uniform".
+enum class MemoryPositions { kAppend, kUniform };
 
 struct AdapterConfig {
   int r = 0;
@@ -32,6 +43,7 @@ struct AdapterConfig {
   std::vector<std::string> target_modules;  // Subset of q,k,v,o,gate,up,down _proj.
   int mem_size = 0;                         // Memory slots per segment.
   int compression_rate = 4;                 // Tokens per slot (segment = mem_size * rate tokens).
+  MemoryPositions memory_positions = MemoryPositions::kAppend;
   double scaling() const { return r > 0 ? lora_alpha / r : 0.0; }
 };
 
@@ -56,6 +68,10 @@ struct Adapter {
   // Rows 0..mem_size-1: [mem_size, hidden].
   at::Tensor MemoryEmbeddings() const;
 };
+
+// "append" / "uniform", as adapter_config.json spells them.
+absl::string_view MemoryPositionsName(MemoryPositions p);
+absl::StatusOr<MemoryPositions> ParseMemoryPositions(absl::string_view name);
 
 // Loads and validates an adapter against `model`. With `with_lora` false only memory_token_embed
 // is read (the decoder never needs the LoRA), but every tensor name is still validated.

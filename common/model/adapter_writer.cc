@@ -57,6 +57,9 @@ absl::Status SaveIcaeAdapter(const std::string& dir, const Adapter& adapter,
         {"lm", c.mem_size + 1},
         {"ft", c.mem_size + 2}}},
   };
+  if (c.memory_positions != MemoryPositions::kAppend) {
+    config["memory_position_layout"] = std::string(MemoryPositionsName(c.memory_positions));
+  }
   return WriteStringToFile(JoinPath(dir, "adapter_config.json"), config.dump(2) + "\n");
 }
 

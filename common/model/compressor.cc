@@ -48,12 +48,21 @@ absl::StatusOr<at::Tensor> Compressor::CompressSegments(
   }
   return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
     c10::InferenceMode guard;
-    return EncodeSegmentBatch(*transformer_, memory_rows_, segments);
+    return EncodeSegmentBatch(*transformer_, memory_rows_, segments,
+                              adapter_config_.memory_positions);
   });
 }
 
+std::vector<int64_t> MemoryPositionIds(int64_t len, int64_t mem, MemoryPositions layout) {
+  std::vector<int64_t> ids(mem);
+  for (int64_t j = 0; j < mem; ++j) {
+    ids[j] = layout == MemoryPositions::kUniform ? (j + 1) * len / mem : len + j;
+  }
+  return ids;
+}
+
 at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory_rows,
-                              absl::Span<const std::vector<int>> segments,
+                              absl::Span<const std::vector<int>> segments, MemoryPositions layout,
                               const LoraWeights* lora) {
   const int64_t batch = segments.size(), mem = memory_rows.size(0);
   int64_t longest = 0;
@@ -87,10 +96,19 @@ at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory
     }
     embeds = at::stack(rows, 0);  // [batch, width, hidden]
   }
-  at::Tensor positions = at::arange(width, at::TensorOptions().dtype(at::kLong).device(device))
-                             .unsqueeze(0)
-                             .expand({batch, width});
-  at::Tensor hidden = model.Forward(embeds, positions, {}, lora);  // [batch, width, hidden]
+  // Token positions 0 .. len - 1, then the memory rows' positions; padding continues from there.
+  std::vector<int64_t> positions(batch * width);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = segments[b].size();
+    int64_t* row = positions.data() + b * width;
+    for (int64_t i = 0; i < len; ++i) row[i] = i;
+    const std::vector<int64_t> memory_ids = MemoryPositionIds(len, mem, layout);
+    std::copy(memory_ids.begin(), memory_ids.end(), row + len);
+    for (int64_t i = len + mem; i < width; ++i) row[i] = i;
+  }
+  at::Tensor position_tensor =
+      at::tensor(positions, at::TensorOptions().dtype(at::kLong)).view({batch, width}).to(device);
+  at::Tensor hidden = model.Forward(embeds, position_tensor, {}, lora);  // [batch, width, hidden]
   if (equal) return hidden.narrow(1, longest, mem);
   std::vector<at::Tensor> slots;
   for (int64_t b = 0; b < batch; ++b) {

@@ -51,14 +51,19 @@ class Compressor {
 };
 
 // The ICAE encoder pass, shared by serving (Compressor) and training (tools/train): every row of
-// the right-padded batch is [segment tokens][memory rows][padding], positions restart at 0 in each
-// row, and the slots are the final-normed hidden states at the memory positions. Returns
+// the right-padded batch is [segment tokens][memory rows][padding], token positions restart at 0
+// in each row, memory positions follow `layout` (see MemoryPositions), and the slots are the
+// final-normed hidden states at the memory rows. Returns
 // [segments, mem, hidden] in the model's dtype. `memory_rows` is [mem, hidden]; `lora` adds
 // unmerged LoRA (training; serving merges it into the weights). Differentiable when autograd is
 // on. Segments must be non-empty with ids already validated.
 at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory_rows,
                               absl::Span<const std::vector<int>> segments,
+                              MemoryPositions layout = MemoryPositions::kAppend,
                               const LoraWeights* lora = nullptr);
+
+// RoPE positions of the memory rows after a segment of `len` tokens: [mem] int64.
+std::vector<int64_t> MemoryPositionIds(int64_t len, int64_t mem, MemoryPositions layout);
 
 // Checks ids against the vocabulary; InvalidArgument names `what`, the index and the id.
 absl::Status ValidateTokenIds(absl::Span<const int> ids, int vocab_size, absl::string_view what);

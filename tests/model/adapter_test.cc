@@ -8,6 +8,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/io/safetensors_writer.h"
 #include "common/model/adapter_writer.h"
+#include "common/model/compressor.h"
 #include "common/model/tensor_io.h"
 #include "tests/model/test_models.h"
 #include "tests/util/test_util.h"
@@ -203,6 +204,42 @@ TEST_F(AdapterTest, WrittenAdaptersLoadBack) {
   EXPECT_TRUE(loaded->lora[1].at("down_proj").b.equal(written.lora[1].at("down_proj").b));
   EXPECT_NE(RandomAdapter(config_, config, 12).memory_embed.sum().item<float>(),
             written.memory_embed.sum().item<float>());
+}
+
+// The memory position layout is a property of the adapter: written, read back, part of the
+// fingerprint (so slots of one layout are never taken for the other), a bad value refused.
+TEST_F(AdapterTest, MemoryPositionLayoutRoundTripsAndChangesTheFingerprint) {
+  AdapterConfig config;
+  config.r = 4;
+  config.lora_alpha = 8;
+  config.mem_size = 6;
+  config.compression_rate = 2;
+  config.target_modules = {"q_proj", "v_proj"};
+  Adapter written = RandomAdapter(config_, config, 11);
+  ASSERT_OK(SaveIcaeAdapter(dir_.path(), written, "tiny-llama"));
+  auto append = LoadAdapter(dir_.path(), config_, true);
+  ASSERT_OK(append);
+  EXPECT_EQ(append->config.memory_positions, MemoryPositions::kAppend);
+  written.config.memory_positions = MemoryPositions::kUniform;
+  ASSERT_OK(SaveIcaeAdapter(dir_.path(), written, "tiny-llama"));
+  auto uniform = LoadAdapter(dir_.path(), config_, true);
+  ASSERT_OK(uniform);
+  EXPECT_EQ(uniform->config.memory_positions, MemoryPositions::kUniform);
+  EXPECT_NE(uniform->fingerprint, append->fingerprint);
+
+  std::string text = GoldenConfig();
+  text.insert(text.find('{') + 1, "\"memory_position_layout\": \"middle\",");
+  EXPECT_THAT(LoadAdapter(Write(golden_, text), config_, true),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("memory_position_layout")));
+}
+
+TEST(MemoryPositionIdsTest, AppendAndUniform) {
+  EXPECT_EQ(MemoryPositionIds(8, 4, MemoryPositions::kAppend),
+            (std::vector<int64_t>{8, 9, 10, 11}));
+  EXPECT_EQ(MemoryPositionIds(8, 4, MemoryPositions::kUniform),
+            (std::vector<int64_t>{2, 4, 6, 8}));
+  // A short last segment: non-decreasing, the last one right after the text.
+  EXPECT_EQ(MemoryPositionIds(5, 4, MemoryPositions::kUniform), (std::vector<int64_t>{1, 2, 3, 5}));
 }
 
 TEST_F(AdapterTest, MissingFile) {

@@ -1,5 +1,6 @@
 // The trainer end to end on tiny models: the loss falls, resume is bit-identical, adapters
 // round-trip through the loaders, the training layouts equal the serving ones.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -14,6 +15,7 @@
 #include "tools/train/icae_tasks.h"
 #include "tools/train/lm_task.h"
 #include "tools/train/probe.h"
+#include "tools/train/rescale.h"
 #include "tools/train/trainer.h"
 
 namespace icae::train {
@@ -292,13 +294,15 @@ TEST_F(TrainTest, FinetuneLossCoversOnlyTheAnswer) {
   }
 }
 
-// LoRA on all seven projections: trains, exports in PEFT names, and the serving encoder (which
-// merges every target) makes the trainer's slots; segments of unequal length batch as alone.
+// LoRA on all seven projections with the uniform memory layout: trains, exports in PEFT names,
+// and the serving encoder (which merges every target and reads the layout from the adapter)
+// makes the trainer's slots; segments of unequal length batch as alone.
 TEST_F(TrainTest, AllProjectionLoraTrainsAndServes) {
   ScratchDir out;
   TrainOptions train = TinyTrainOptions(out.Join("icae"), 6);
   PretrainOptions options = TinyPretrain();
   options.lora_targets = "all";
+  options.memory_positions = "uniform";
   options.ae_only_steps = 3;
   auto task = MustCreate(CreatePretrainTask(options, train));
   ASSERT_NE(task, nullptr);
@@ -308,6 +312,7 @@ TEST_F(TrainTest, AllProjectionLoraTrainsAndServes) {
   auto adapter = LoadAdapter(out.Join("icae"), *config, /*with_lora=*/true);
   ASSERT_OK(adapter);
   ASSERT_EQ(adapter->config.target_modules.size(), 7u);
+  EXPECT_EQ(adapter->config.memory_positions, MemoryPositions::kUniform);
   for (const char* m :
        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
     SCOPED_TRACE(m);
@@ -378,6 +383,40 @@ TEST_F(TrainTest, ProbeLowersTheLossOnTinyModel) {
   bad.file = out.Join("text.txt");
   bad.slots = "4,x";
   EXPECT_FALSE(RunProbe(bad, nullptr).ok());
+}
+
+// The rescaled base computes the same logits for any tokens, while its final-normed hidden states
+// (the slots an encoder emits) shrink by c next to its token embeddings, which grow by c.
+TEST_F(TrainTest, RescaleKeepsTheFunctionAndShrinksSlots) {
+  ScratchDir out;
+  for (const double factor : {0.0, 4.0}) {
+    SCOPED_TRACE(factor);
+    RescaleOptions o;
+    o.model = dir_->Join("base");
+    o.out = out.Join("scaled");
+    o.factor = factor;
+    auto c = RunRescale(o);
+    ASSERT_OK(c);
+    if (factor > 0) EXPECT_EQ(*c, factor);
+    EXPECT_EQ(std::exp2(std::round(std::log2(*c))), *c) << "a power of two";
+    auto before = Transformer::Load(o.model, Runtime{});
+    auto after = Transformer::Load(o.out, Runtime{});
+    ASSERT_OK(before);
+    ASSERT_OK(after);
+    at::NoGradGuard no_grad;
+    at::Tensor ids = at::tensor(std::vector<int64_t>{1, 5, 17, 42, 99, 3, 250, 8}).unsqueeze(0);
+    at::Tensor positions = at::arange(8, at::kLong).unsqueeze(0);
+    at::Tensor h0 = (*before)->Forward((*before)->Embed(ids), positions);
+    at::Tensor h1 = (*after)->Forward((*after)->Embed(ids), positions);
+    EXPECT_LT(((*after)->Logits(h1) - (*before)->Logits(h0)).abs().max().item<float>(), 1e-3);
+    EXPECT_LT((h1 * *c - h0).abs().max().item<float>(), 1e-3);
+    EXPECT_NEAR((*after)->Embed(ids).norm().item<double>(),
+                *c * (*before)->Embed(ids).norm().item<double>(), 1e-3);
+    EXPECT_EQ(ReadAll(out.Join("scaled/tokenizer.model")), ReadAll(dir_->Join("base/tokenizer.model")));
+  }
+  RescaleOptions missing;
+  missing.out = out.Join("x");
+  EXPECT_FALSE(RunRescale(missing).ok());
 }
 
 // Continued training from a model directory, with copied spans in the windows.

@@ -7,6 +7,7 @@
 #include "tools/train/icae_tasks.h"
 #include "tools/train/lm_task.h"
 #include "tools/train/probe.h"
+#include "tools/train/rescale.h"
 #include "tools/train/trainer.h"
 
 namespace icae::train {
@@ -89,6 +90,17 @@ int RunProbe(const std::vector<std::string>& args) {
   absl::StatusOr<ProbeResult> result = RunProbe(probe, stderr);
   if (!result.ok()) return Fail("probe", result.status());
   std::fputs(FormatProbeTable(probe, *result).c_str(), stdout);
+  return 0;
+}
+
+int RunRescale(const std::vector<std::string>& args) {
+  FlagSet flags("icae-train rescale --model DIR --out DIR [--factor C]");
+  RescaleOptions rescale;
+  RegisterRescaleFlags(flags, &rescale);
+  if (int code = Parse(flags, "rescale", args); code >= 0) return code;
+  absl::StatusOr<double> c = RunRescale(rescale);
+  if (!c.ok()) return Fail("rescale", c.status());
+  std::printf("rescaled %s by c = %g -> %s\n", rescale.model.c_str(), *c, rescale.out.c_str());
   return 0;
 }
 

@@ -11,6 +11,7 @@ int RunLm(const std::vector<std::string>& args);
 int RunPretrain(const std::vector<std::string>& args);
 int RunFinetune(const std::vector<std::string>& args);
 int RunProbe(const std::vector<std::string>& args);
+int RunRescale(const std::vector<std::string>& args);
 
 }  // namespace icae::train
 

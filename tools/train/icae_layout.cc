@@ -29,7 +29,8 @@ std::vector<at::Tensor> IcaeTrainables::Parameters() const {
 
 absl::StatusOr<IcaeTrainables> InitIcae(const ModelConfig& model, int r, double alpha,
                                         const std::vector<std::string>& targets, int mem_size,
-                                        int rate, uint64_t seed, double embed_std) {
+                                        int rate, uint64_t seed, double embed_std,
+                                        MemoryPositions memory_positions) {
   if (targets.empty()) return absl::InvalidArgumentError("no LoRA target modules");
   std::vector<std::pair<int, int>> shapes;  // (in, out) per target
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -49,6 +50,7 @@ absl::StatusOr<IcaeTrainables> InitIcae(const ModelConfig& model, int r, double 
   t.config.target_modules = targets;
   t.config.mem_size = mem_size;
   t.config.compression_rate = rate;
+  t.config.memory_positions = memory_positions;
   t.lora.scaling = alpha / r;
   for (int l = 0; l < model.num_layers; ++l) {
     std::map<std::string, LoraPair> layer;
@@ -115,7 +117,7 @@ at::Tensor EncodeSegments(const Transformer& base, const IcaeTrainables& icae,
     lora.layers.push_back(std::move(cast));
   }
   at::Tensor memory = icae.memory_embed.narrow(0, 0, icae.config.mem_size);  // [mem, hidden]
-  return EncodeSegmentBatch(base, memory, segments, &lora);
+  return EncodeSegmentBatch(base, memory, segments, icae.config.memory_positions, &lora);
 }
 
 DecoderExample TargetExample(std::vector<PromptPiece> prompt, int num_slots,
@@ -137,8 +139,8 @@ DecoderExample TargetExample(std::vector<PromptPiece> prompt, int num_slots,
 }
 
 DecoderExample AutoencodingExample(int num_slots, const std::vector<int>& text, int eos_id) {
-  return TargetExample(LayoutPrompt(PromptTemplate::kAe, 1, {}, TemplateTokens{}), num_slots,
-                       text, eos_id);
+  return TargetExample(LayoutPrompt(PromptTemplate::kAe, 1, {}, TemplateTokens{}), num_slots, text,
+                       eos_id);
 }
 
 DecoderExample ContinuationExample(int num_slots, const std::vector<int>& continuation) {
@@ -202,10 +204,11 @@ std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTraina
   std::vector<std::vector<int>> segments;
   std::vector<int> num_segments;
   for (const std::vector<int>& c : contexts) {
-    SegmentPlan plan =
-        PlanSegments(static_cast<int>(c.size()), icae.config.mem_size, icae.config.compression_rate);
+    SegmentPlan plan = PlanSegments(static_cast<int>(c.size()), icae.config.mem_size,
+                                    icae.config.compression_rate);
     num_segments.push_back(plan.num_segments);
-    for (const auto& [begin, end] : plan.ranges) segments.emplace_back(c.begin() + begin, c.begin() + end);
+    for (const auto& [begin, end] : plan.ranges)
+      segments.emplace_back(c.begin() + begin, c.begin() + end);
   }
   at::Tensor slots = EncodeSegments(base, icae, segments);  // [segments, mem, hidden]
   std::vector<at::Tensor> out;

@@ -35,9 +35,10 @@ struct IcaeTrainables {
 // the encoder starts as the base model; memory rows ~ N(0, embed_std). `targets` is any set of
 // PEFT module names (q_proj ... down_proj; ICAE v2 released q_proj + v_proj). Deterministic in
 // `seed`.
-absl::StatusOr<IcaeTrainables> InitIcae(const ModelConfig& model, int r, double alpha,
-                                        const std::vector<std::string>& targets, int mem_size,
-                                        int rate, uint64_t seed, double embed_std);
+absl::StatusOr<IcaeTrainables> InitIcae(
+    const ModelConfig& model, int r, double alpha, const std::vector<std::string>& targets,
+    int mem_size, int rate, uint64_t seed, double embed_std,
+    MemoryPositions memory_positions = MemoryPositions::kAppend);
 // From a loaded adapter (with its LoRA, whatever its target modules).
 absl::StatusOr<IcaeTrainables> IcaeFromAdapter(const Adapter& adapter, const ModelConfig& model);
 

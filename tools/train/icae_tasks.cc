@@ -45,6 +45,9 @@ void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
   flags.Double("lora-alpha", &o->lora_alpha, "LoRA alpha (scaling = alpha / r)");
   flags.Int("mem-size", &o->mem_size, "memory slots per segment");
   flags.Int("rate", &o->rate, "compression rate: a segment is mem_size * rate tokens");
+  flags.String("memory-positions", &o->memory_positions,
+               "RoPE positions of the memory tokens in the encoder: append (ICAE: after the "
+               "text) or uniform (each at the end of its chunk of rate tokens)");
   flags.Int("valid-samples", &o->valid_samples, "validation samples");
 }
 
@@ -61,6 +64,9 @@ absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
   if (o.rate <= 0) return bad("rate", "must be positive");
   if (o.valid_samples <= 0) return bad("valid-samples", "must be positive");
   if (ParseLoraTargets(o.lora_targets).empty()) return bad("lora-targets", "names no module");
+  if (!ParseMemoryPositions(o.memory_positions).ok()) {
+    return bad("memory-positions", "must be append or uniform");
+  }
   return absl::OkStatus();
 }
 
@@ -90,7 +96,8 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
       const double embed_std = s.base->weights().embed.to(at::kFloat).std().item<double>();
       ASSIGN_OR_RETURN(s.icae,
                        InitIcae(config, o.lora_r, o.lora_alpha, ParseLoraTargets(o.lora_targets),
-                                o.mem_size, o.rate, static_cast<uint64_t>(train.seed), embed_std));
+                                o.mem_size, o.rate, static_cast<uint64_t>(train.seed), embed_std,
+                                *ParseMemoryPositions(o.memory_positions)));
       return absl::OkStatus();
     }));
   }
@@ -99,12 +106,16 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
 
 std::string IcaeRecipe(const IcaeSetup& s, const std::string& model) {
   const AdapterConfig& c = s.icae.config;
-  return absl::StrCat("base=", model, " hidden=", s.base->config().hidden_size,
-                      " layers=", s.base->config().num_layers, " r=", c.r, " alpha=", c.lora_alpha,
-                      c.target_modules == std::vector<std::string>{"q_proj", "v_proj"}
-                          ? std::string()
-                          : absl::StrCat(" targets=", absl::StrJoin(c.target_modules, ",")),
-                      " mem=", c.mem_size, " rate=", c.compression_rate);
+  return absl::StrCat(
+      "base=", model, " hidden=", s.base->config().hidden_size,
+      " layers=", s.base->config().num_layers, " r=", c.r, " alpha=", c.lora_alpha,
+      c.target_modules == std::vector<std::string>{"q_proj", "v_proj"}
+          ? std::string()
+          : absl::StrCat(" targets=", absl::StrJoin(c.target_modules, ",")),
+      c.memory_positions == MemoryPositions::kAppend
+          ? std::string()
+          : absl::StrCat(" memory_positions=", MemoryPositionsName(c.memory_positions)),
+      " mem=", c.mem_size, " rate=", c.compression_rate);
 }
 
 // Forward + backward FLOPs for encoder positions (frozen weights: input gradients only, no
@@ -332,9 +343,9 @@ class FinetuneTask : public TrainTask {
     for (size_t i = 0; i < batch.size(); ++i) {
       const int n = static_cast<int>(slots[i].size(0));
       enc += batch[i]->context.size() + n;
-      ASSIGN_OR_RETURN(DecoderExample e,
-                       FinetuneExample(tmpl_, n, batch[i]->prompt, batch[i]->answer, tokens_,
-                                       c.eos_token_id));
+      ASSIGN_OR_RETURN(
+          DecoderExample e,
+          FinetuneExample(tmpl_, n, batch[i]->prompt, batch[i]->answer, tokens_, c.eos_token_id));
       examples.push_back(std::move(e));
     }
     BatchLoss loss = ExamplesLoss(*s_.base, SpecialRows(s_.icae), examples, slots);
@@ -348,7 +359,7 @@ class FinetuneTask : public TrainTask {
   PromptTemplate tmpl_;
   std::vector<TokenizedExample> train_set_;
   std::vector<TokenizedExample> valid_set_;
-  TemplateTokens tokens_;  // BOS and [INST] / [/INST], as the decoder service spells them.
+  TemplateTokens tokens_;          // BOS and [INST] / [/INST], as the decoder service spells them.
   std::vector<int> order_stream_;  // 0..n-1, served in a seeded order per epoch.
   std::unique_ptr<WindowSampler> sampler_;
   int64_t positions_ = 0;

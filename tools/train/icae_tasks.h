@@ -32,7 +32,8 @@ struct IcaeOptions {
   // down_proj (the released ICAE v2 adapter targets q_proj,v_proj), or "all".
   std::string lora_targets = "q_proj,v_proj";
   int mem_size = 32;
-  int rate = 4;  // Tokens per slot: segments of mem_size * rate tokens.
+  int rate = 4;                             // Tokens per slot: segments of mem_size * rate tokens.
+  std::string memory_positions = "append";  // Encoder layout of memory rows: append | uniform.
   int valid_samples = 32;
 };
 

@@ -247,9 +247,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreateLmTask(const LmOptions& o,
   if (!o.init_model.empty()) {
     ASSIGN_OR_RETURN(config, LoadModelConfig(o.init_model));
     if (tokenizer->vocab_size() > config.vocab_size) {
-      return bad("init-model", absl::StrCat("has vocab_size ", config.vocab_size,
-                                            " but the tokenizer has ", tokenizer->vocab_size(),
-                                            " pieces"));
+      return bad("init-model",
+                 absl::StrCat("has vocab_size ", config.vocab_size, " but the tokenizer has ",
+                              tokenizer->vocab_size(), " pieces"));
     }
     if (config.max_position_embeddings < o.seq_len) {
       return bad("seq-len", absl::StrCat("exceeds the init model's max_position_embeddings ",

@@ -3,6 +3,7 @@
 //   icae-train pretrain  ICAE pretraining (LoRA + memory tokens, AE + LM losses) -> adapter
 //   icae-train finetune  ICAE instruction fine-tuning from JSONL -> adapter
 //   icae-train probe     the frozen decoder's capacity: slots optimised directly, per slot count
+//   icae-train rescale   an equivalent base whose slots have the scale of its token embeddings
 // Exit codes: 0 done (or stopped at --stop-at with a checkpoint), 1 failure, 2 bad arguments.
 #include <cstdio>
 #include <string>
@@ -26,6 +27,8 @@ const Command kCommands[] = {
      icae::train::RunFinetune},
     {"probe", "optimise slots directly through the frozen decoder: its capacity per slot count",
      icae::train::RunProbe},
+    {"rescale", "equivalent base whose final-norm outputs (slots) have the scale of its tokens",
+     icae::train::RunRescale},
 };
 
 void PrintUsage(FILE* out) {

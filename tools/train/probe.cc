@@ -67,8 +67,8 @@ class Prober {
     row.tokens_per_slot = static_cast<double>(spans_[0].size()) / row.slots;
     {
       at::NoGradGuard no_grad;
-      BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(),
-                                    Examples(row.slots), slots);
+      BatchLoss loss =
+          ExamplesLoss(model_, decoder_.special_embeddings(), Examples(row.slots), slots);
       row.loss = loss.mean_loss.item<double>();
       row.accuracy = static_cast<double>(loss.correct) / std::max<int64_t>(1, loss.labelled);
     }
@@ -92,6 +92,34 @@ class Prober {
     return row;
   }
 
+  // No optimisation: slot j is the sum of the token embeddings of the j-th of K equal chunks of
+  // its span (final-normed with --normed, rescaled to L2 norm --blend-norm when set): what a
+  // decoder reads when slots are token blends, at the scale of tokens or of encoder outputs.
+  absl::StatusOr<ProbeRow> Blend(int k) {
+    std::vector<at::Tensor> slots;
+    RETURN_IF_ERROR(CatchTorch("blending chunks", [&]() -> absl::Status {
+      at::NoGradGuard no_grad;
+      const ModelConfig& c = model_.config();
+      for (const std::vector<int>& span : spans_) {
+        const int64_t n = span.size();
+        std::vector<at::Tensor> rows;
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t begin = j * n / k, end = (j + 1) * n / k;
+          std::vector<int64_t> ids(span.begin() + begin, span.begin() + std::max(begin + 1, end));
+          rows.push_back(model_.Embed(at::tensor(ids, at::kLong)).to(at::kFloat).sum(0));
+        }
+        at::Tensor s = at::stack(rows, 0);
+        if (o_.normed) {
+          s = RmsNorm(s, model_.weights().final_norm.to(at::kFloat), c.rms_norm_eps);
+        }
+        if (o_.blend_norm > 0) s = s / s.norm(2, -1, true) * o_.blend_norm;
+        slots.push_back(s);
+      }
+      return absl::OkStatus();
+    }));
+    return Score("blend", slots);
+  }
+
   // Optimises K slots per span from a random start and scores them.
   absl::StatusOr<ProbeRow> Optimise(int k) {
     std::vector<at::Tensor> final_slots;
@@ -100,9 +128,9 @@ class Prober {
       const ModelConfig& c = model_.config();
       at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(o_.seed + k));
       const double embed_std = model_.weights().embed.to(at::kFloat).std().item<double>();
-      at::Tensor z = (at::randn({static_cast<int64_t>(spans_.size()), k, c.hidden_size}, gen) *
-                      embed_std)
-                         .requires_grad_(true);
+      at::Tensor z =
+          (at::randn({static_cast<int64_t>(spans_.size()), k, c.hidden_size}, gen) * embed_std)
+              .requires_grad_(true);
       AdamW adam({z}, AdamWConfig{0.9, 0.999, 1e-8, 0.0});
       const std::vector<DecoderExample> examples = Examples(k);
       at::Tensor final_norm = model_.weights().final_norm.to(at::kFloat);
@@ -171,6 +199,10 @@ void RegisterProbeFlags(FlagSet& flags, ProbeOptions* o) {
   flags.Double("lr", &o->lr, "Adam learning rate");
   flags.Bool("normed", &o->normed,
              "constrain slots to the final RMSNorm's output (what an ICAE encoder emits)");
+  flags.Bool("blend", &o->blend,
+             "also score slots that are sums of their chunk's token embeddings (no training)");
+  flags.Double("blend-norm", &o->blend_norm,
+               "rescale each blend slot to this L2 norm (0 = as summed)");
   flags.Int("threads", &o->threads, "intra-op threads");
   flags.Int64("seed", &o->seed, "initialisation seed");
   flags.String("json", &o->json, "also write the rows as JSON to this file");
@@ -187,6 +219,7 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
   if (o.skip_spans < 0) return bad("skip-spans", "must be >= 0");
   if (o.steps < 0) return bad("steps", "must be >= 0");
   if (!(o.lr > 0)) return bad("lr", "must be positive");
+  if (o.blend_norm < 0) return bad("blend-norm", "must be >= 0");
   ASSIGN_OR_RETURN(std::vector<int> counts, ParseSlotCounts(o.slots));
   const Runtime runtime{at::kCPU, at::kFloat};
   ASSIGN_OR_RETURN(std::unique_ptr<SlotDecoder> decoder,
@@ -200,8 +233,8 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
     ASSIGN_OR_RETURN(compressor, Compressor::Load(o.model, o.adapter, runtime));
   }
   const int n = o.span_tokens > 0 ? o.span_tokens
-                : compressor    ? compressor->max_segment_tokens()
-                                : 128;
+                : compressor      ? compressor->max_segment_tokens()
+                                  : 128;
   ASSIGN_OR_RETURN(std::vector<int> ids, TokenizeFile(*decoder, o.file));
   const int64_t need = static_cast<int64_t>(o.skip_spans + o.spans) * n;
   if (static_cast<int64_t>(ids.size()) < need) {
@@ -232,6 +265,10 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
     result.rows.push_back(row);
   }
   for (int k : counts) {
+    if (o.blend) {
+      ASSIGN_OR_RETURN(ProbeRow blend, prober.Blend(k));
+      result.rows.push_back(blend);
+    }
     ASSIGN_OR_RETURN(ProbeRow row, prober.Optimise(k));
     result.rows.push_back(row);
   }
@@ -247,10 +284,16 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
                       {"bleu4", r.bleu4},
                       {"exact", r.exact}});
     }
-    nlohmann::json j = {{"model", o.model},     {"adapter", o.adapter}, {"file", o.file},
-                        {"spans", o.spans},     {"skip_spans", o.skip_spans},
-                        {"span_tokens", n},     {"steps", o.steps},     {"lr", o.lr},
-                        {"normed", o.normed},   {"rows", rows}};
+    nlohmann::json j = {{"model", o.model},
+                        {"adapter", o.adapter},
+                        {"file", o.file},
+                        {"spans", o.spans},
+                        {"skip_spans", o.skip_spans},
+                        {"span_tokens", n},
+                        {"steps", o.steps},
+                        {"lr", o.lr},
+                        {"normed", o.normed},
+                        {"rows", rows}};
     RETURN_IF_ERROR(WriteStringToFile(o.json, j.dump(2) + "\n"));
   }
   return result;
@@ -258,17 +301,19 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
 
 std::string FormatProbeTable(const ProbeOptions& o, const ProbeResult& r) {
   std::string out = absl::StrFormat(
-      "probe: %s%s; %d spans x %d tokens of %s (from span %d); %d Adam steps, lr %g%s\n",
-      o.model, o.adapter.empty() ? "" : absl::StrCat(" + ", o.adapter), r.spans, r.span_tokens,
-      o.file, o.skip_spans, o.steps, o.lr, o.normed ? ", slots final-normed" : "");
+      "probe: %s%s; %d spans x %d tokens of %s (from span %d); %d Adam steps, lr %g%s\n", o.model,
+      o.adapter.empty() ? "" : absl::StrCat(" + ", o.adapter), r.spans, r.span_tokens, o.file,
+      o.skip_spans, o.steps, o.lr, o.normed ? ", slots final-normed" : "");
+  if (o.blend && o.blend_norm > 0)
+    absl::StrAppendFormat(&out, "blend slots rescaled to norm %g\n", o.blend_norm);
   absl::StrAppendFormat(&out, "%-6s %-9s %-10s %-11s %-8s %-8s %-8s %s\n", "slots", "tok/slot",
                         "source", "start loss", "loss", "TF acc", "BLEU-4", "exact");
   for (const ProbeRow& row : r.rows) {
-    absl::StrAppendFormat(&out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-8.4f %d/%d\n", row.slots,
-                          row.tokens_per_slot, row.source,
-                          row.source == "optimised" ? absl::StrFormat("%.4f", row.initial_loss)
-                                                    : std::string("-"),
-                          row.loss, row.accuracy, row.bleu4, row.exact, r.spans);
+    absl::StrAppendFormat(
+        &out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-8.4f %d/%d\n", row.slots,
+        row.tokens_per_slot, row.source,
+        row.source == "optimised" ? absl::StrFormat("%.4f", row.initial_loss) : std::string("-"),
+        row.loss, row.accuracy, row.bleu4, row.exact, r.spans);
   }
   return out;
 }

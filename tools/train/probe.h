@@ -18,23 +18,25 @@
 namespace icae::train {
 
 struct ProbeOptions {
-  std::string model;          // Frozen base: HF directory with tokenizer.model.
-  std::string adapter;        // Optional: its AE token, and its slots scored beside.
-  std::string file;           // Plain UTF-8 text, cut into consecutive spans.
-  int span_tokens = 0;        // 0: the adapter's mem_size * rate, or 128 without one.
-  std::string slots;          // Comma-separated K values; empty: the adapter's count (or 32).
-  int spans = 4;              // Spans probed (optimised together, independently).
-  int skip_spans = 0;         // Spans skipped at the start of the file.
-  int steps = 300;            // Adam steps per K.
-  double lr = 0.05;           // Adam learning rate on the slot vectors.
-  bool normed = false;        // Slots = final RMSNorm(z): what an ICAE encoder can emit.
+  std::string model;      // Frozen base: HF directory with tokenizer.model.
+  std::string adapter;    // Optional: its AE token, and its slots scored beside.
+  std::string file;       // Plain UTF-8 text, cut into consecutive spans.
+  int span_tokens = 0;    // 0: the adapter's mem_size * rate, or 128 without one.
+  std::string slots;      // Comma-separated K values; empty: the adapter's count (or 32).
+  int spans = 4;          // Spans probed (optimised together, independently).
+  int skip_spans = 0;     // Spans skipped at the start of the file.
+  int steps = 300;        // Adam steps per K.
+  double lr = 0.05;       // Adam learning rate on the slot vectors.
+  bool normed = false;    // Slots = final RMSNorm(z): what an ICAE encoder can emit.
+  bool blend = false;     // Also score chunk sums of token embeddings (no optimisation).
+  double blend_norm = 0;  // > 0: rescale each blend slot to this L2 norm.
   int threads = 2;
   int64_t seed = 1;
-  std::string json;           // Also write the rows as JSON here.
+  std::string json;  // Also write the rows as JSON here.
 };
 
 struct ProbeRow {
-  std::string source;  // "optimised" or "adapter"
+  std::string source;  // "optimised", "adapter" or "blend"
   int slots = 0;
   double tokens_per_slot = 0;
   double initial_loss = 0;  // Mean teacher-forced loss before optimising (optimised rows).
