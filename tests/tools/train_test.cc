@@ -126,12 +126,17 @@ TEST_F(TrainTest, ResumeIsBitIdenticalForLmAndPretrain) {
     split.out = out.Join("split");
     split.checkpoint_every = 2;
     split.stop_at = 5;
+    split.export_partial = true;  // The stopped run can be evaluated: <out>.step-0000005.
     auto b = make(split);
     ASSERT_NE(b, nullptr);
     auto first = RunTraining(*b, split, stderr);
     ASSERT_OK(first);
     EXPECT_FALSE(first->finished);
     EXPECT_EQ(first->steps_done, 5);
+    const char* artefact = icae ? "adapter.safetensors" : "model.safetensors";
+    EXPECT_FALSE(ReadAll(out.Join(std::string("split.step-0000005/") + artefact)).empty());
+    EXPECT_TRUE(ReadAll(out.Join(std::string("split/") + artefact)).empty()) << "not finished";
+    split.export_partial = false;
     split.stop_at = 0;
     auto c = make(split);  // A new process would start from the same freshly built task.
     ASSERT_NE(c, nullptr);

@@ -36,6 +36,8 @@ void RegisterTrainFlags(FlagSet& flags, TrainOptions* o) {
   flags.Int("eval-every", &o->eval_every, "steps between validation passes (0 = end only)");
   flags.Int("log-every", &o->log_every, "steps between progress lines when not on a terminal");
   flags.Int("stop-at", &o->stop_at, "stop after this step with a checkpoint (0 = run to the end)");
+  flags.Bool("export-partial", &o->export_partial,
+             "when stopped before the end, also export to <out>.step-NNNNNNN");
   flags.Bool("fresh", &o->fresh, "start over even if a checkpoint exists");
   flags.Bool("gemm-baseline", &o->gemm_baseline, "time a GEMM at start (FLOP fraction)");
 }

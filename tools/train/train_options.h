@@ -32,6 +32,7 @@ struct TrainOptions {
   int eval_every = 200;        // Steps between validation passes (0 = only at the end).
   int log_every = 10;          // Plain progress lines in a log (the terminal redraws every step).
   int stop_at = 0;             // Stop (with a checkpoint) after this step; 0 = run to the end.
+  bool export_partial = false;  // When stopped early, also export to <out>.step-NNNNNNN.
   bool fresh = false;          // Ignore an existing checkpoint (it is replaced at the next save).
   bool gemm_baseline = true;   // Time a GEMM at start for the FLOP fraction.
 

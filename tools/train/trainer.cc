@@ -165,17 +165,23 @@ absl::StatusOr<TrainResult> RunTraining(TrainTask& task, const TrainOptions& opt
     }
     progress.Event(line);
   }
-  if (step >= options.steps) {
+  const bool finished = step >= options.steps;
+  if (finished || options.export_partial) {
+    // A finished run writes --out; a stopped one with --export-partial writes
+    // <out>.step-NNNNNNN beside it, so a run cut short can be evaluated without being taken for
+    // the finished artefact.
+    const std::string dir =
+        finished ? options.out : absl::StrFormat("%s.step-%07d", options.out, step);
     RETURN_IF_ERROR(validate());
     std::error_code error;
-    std::filesystem::create_directories(options.out, error);
+    std::filesystem::create_directories(dir, error);
     if (error) {
       return absl::PermissionDeniedError(
-          absl::StrCat("cannot create ", options.out, ": ", error.message()));
+          absl::StrCat("cannot create ", dir, ": ", error.message()));
     }
-    RETURN_IF_ERROR(task.Export(options.out));
-    progress.Event(absl::StrCat("wrote ", options.out));
-    result.finished = true;
+    RETURN_IF_ERROR(task.Export(dir));
+    progress.Event(absl::StrCat("wrote ", dir));
+    result.finished = finished;
   }
   return result;
 }
