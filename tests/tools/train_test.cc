@@ -14,6 +14,7 @@
 #include "tools/train/icae_layout.h"
 #include "tools/train/icae_tasks.h"
 #include "tools/train/lm_task.h"
+#include "tools/train/optimizer.h"
 #include "tools/train/probe.h"
 #include "tools/train/rescale.h"
 #include "tools/train/trainer.h"
@@ -422,6 +423,21 @@ TEST_F(TrainTest, RescaleKeepsTheFunctionAndShrinksSlots) {
   RescaleOptions missing;
   missing.out = out.Join("x");
   EXPECT_FALSE(RunRescale(missing).ok());
+}
+
+// Per-parameter learning-rate multipliers: 0 freezes a tensor, 2 doubles its first Adam step
+// (which is lr * sign(g) after bias correction), unscaled ones move by lr.
+TEST(AdamWTest, LearningRateScalesApplyPerParameter) {
+  std::vector<at::Tensor> params = {at::zeros({3}).requires_grad_(true),
+                                    at::zeros({3}).requires_grad_(true),
+                                    at::zeros({3}).requires_grad_(true)};
+  AdamW adam(params, AdamWConfig{0.9, 0.999, 1e-12, 0.0});
+  adam.SetLearningRateScales({1.0, 0.0, 2.0});
+  for (at::Tensor& p : params) (p * at::ones({3})).sum().backward();
+  adam.Step(0.1);
+  EXPECT_NEAR(params[0][0].item<float>(), -0.1, 1e-5);
+  EXPECT_EQ(params[1][0].item<float>(), 0.0f);
+  EXPECT_NEAR(params[2][0].item<float>(), -0.2, 1e-5);
 }
 
 // Continued training from a model directory, with copied spans in the windows.

@@ -49,6 +49,9 @@ void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
                "RoPE positions of the memory tokens in the encoder: append (ICAE: after the "
                "text) or uniform (each at the end of its chunk of rate tokens)");
   flags.Int("valid-samples", &o->valid_samples, "validation samples");
+  flags.Double("residual-lr-scale", &o->residual_lr_scale,
+               "lr multiplier for the memory rows and the o_proj/down_proj LoRA B (use c on a "
+               "base rescaled by c)");
 }
 
 absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
@@ -63,11 +66,26 @@ absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
   if (o.mem_size <= 0) return bad("mem-size", "must be positive");
   if (o.rate <= 0) return bad("rate", "must be positive");
   if (o.valid_samples <= 0) return bad("valid-samples", "must be positive");
+  if (!(o.residual_lr_scale > 0)) return bad("residual-lr-scale", "must be positive");
   if (ParseLoraTargets(o.lora_targets).empty()) return bad("lora-targets", "names no module");
   if (!ParseMemoryPositions(o.memory_positions).ok()) {
     return bad("memory-positions", "must be append or uniform");
   }
   return absl::OkStatus();
+}
+
+// One multiplier per IcaeTrainables::Parameters() entry: `residual` for the memory rows and the
+// o_proj / down_proj B matrices, 1 for the rest.
+std::vector<double> IcaeLearningRateScales(const IcaeTrainables& icae, double residual) {
+  std::vector<double> scales;
+  for (size_t l = 0; l < icae.lora.layers.size(); ++l) {
+    for (const std::string& m : icae.config.target_modules) {
+      const bool writes = m == "o_proj" || m == "down_proj";
+      scales.insert(scales.end(), {1.0, writes ? residual : 1.0});  // A, B
+    }
+  }
+  scales.push_back(residual);  // memory_embed
+  return scales;
 }
 
 // What both ICAE tasks share: the frozen base, its tokenizer and the trainables.
@@ -141,6 +159,9 @@ class PretrainTask : public TrainTask {
         rng_(static_cast<uint64_t>(train_.seed) ^ 0x1cae) {}
 
   std::vector<at::Tensor> Parameters() const override { return s_.icae.Parameters(); }
+  std::vector<double> LearningRateScales() const override {
+    return IcaeLearningRateScales(s_.icae, options_.residual_lr_scale);
+  }
 
   absl::StatusOr<MicroBatchLoss> NextLoss() override {
     std::vector<std::vector<int>> windows;
@@ -208,6 +229,9 @@ class PretrainTask : public TrainTask {
   std::string Recipe() const override {
     return absl::StrCat("pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
                         " lm_ratio=", options_.lm_ratio,
+                        options_.residual_lr_scale != 1.0
+                            ? absl::StrCat(" residual_lr_scale=", options_.residual_lr_scale)
+                            : std::string(),
                         options_.ae_only_steps > 0
                             ? absl::StrCat(" ae_only_steps=", options_.ae_only_steps)
                             : std::string(),

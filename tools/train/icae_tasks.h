@@ -35,6 +35,9 @@ struct IcaeOptions {
   int rate = 4;                             // Tokens per slot: segments of mem_size * rate tokens.
   std::string memory_positions = "append";  // Encoder layout of memory rows: append | uniform.
   int valid_samples = 32;
+  // Learning-rate multiplier for what writes into the residual stream at its own scale: the
+  // memory rows and the B matrices of o_proj / down_proj LoRA (on a base rescaled by c, use c).
+  double residual_lr_scale = 1.0;
 };
 
 struct PretrainOptions : IcaeOptions {

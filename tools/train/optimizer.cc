@@ -22,11 +22,12 @@ void AdamW::Step(double lr) {
     at::Tensor& p = params_[i];
     const at::Tensor& g = p.grad();
     if (!g.defined()) continue;
+    const double lr_i = i < scales_.size() ? lr * scales_[i] : lr;
     m_[i].mul_(b1).add_(g, 1.0 - b1);
     v_[i].mul_(b2).addcmul_(g, g, 1.0 - b2);
-    if (config_.weight_decay > 0 && p.dim() >= 2) p.mul_(1.0 - lr * config_.weight_decay);
+    if (config_.weight_decay > 0 && p.dim() >= 2) p.mul_(1.0 - lr_i * config_.weight_decay);
     at::Tensor denom = (v_[i] / correction2).sqrt_().add_(config_.eps);
-    p.addcdiv_(m_[i], denom, -lr / correction1);
+    p.addcdiv_(m_[i], denom, -lr_i / correction1);
   }
 }
 

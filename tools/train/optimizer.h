@@ -23,6 +23,9 @@ class AdamW {
   // `params`: float32 leaves with requires_grad; their .grad() is read at Step().
   AdamW(std::vector<at::Tensor> params, AdamWConfig config);
 
+  // Per-parameter multipliers of the learning rate, in parameter order (empty: all 1).
+  void SetLearningRateScales(std::vector<double> scales) { scales_ = std::move(scales); }
+
   // One update with learning rate `lr`; parameters without a gradient are skipped.
   void Step(double lr);
   void ZeroGrad();
@@ -38,6 +41,7 @@ class AdamW {
   std::vector<at::Tensor> m_;  // First moments, like params.
   std::vector<at::Tensor> v_;  // Second moments.
   AdamWConfig config_;
+  std::vector<double> scales_;
   int64_t step_ = 0;
 };
 

@@ -28,13 +28,13 @@ struct TrainOptions {
   std::string dtype = "float32";  // Compute dtype; master weights and optimizer stay float32.
   int threads = 2;
   int64_t seed = 1234;
-  int checkpoint_every = 200;  // Steps between checkpoints (0 = only at the end).
-  int eval_every = 200;        // Steps between validation passes (0 = only at the end).
-  int log_every = 10;          // Plain progress lines in a log (the terminal redraws every step).
-  int stop_at = 0;             // Stop (with a checkpoint) after this step; 0 = run to the end.
+  int checkpoint_every = 200;   // Steps between checkpoints (0 = only at the end).
+  int eval_every = 200;         // Steps between validation passes (0 = only at the end).
+  int log_every = 10;           // Plain progress lines in a log (the terminal redraws every step).
+  int stop_at = 0;              // Stop (with a checkpoint) after this step; 0 = run to the end.
   bool export_partial = false;  // When stopped early, also export to <out>.step-NNNNNNN.
-  bool fresh = false;          // Ignore an existing checkpoint (it is replaced at the next save).
-  bool gemm_baseline = true;   // Time a GEMM at start for the FLOP fraction.
+  bool fresh = false;           // Ignore an existing checkpoint (it is replaced at the next save).
+  bool gemm_baseline = true;    // Time a GEMM at start for the FLOP fraction.
 
   std::string CheckpointDir() const;
   // The settings a checkpoint must share with the run that resumes it.

@@ -28,6 +28,8 @@ class TrainTask {
   virtual ~TrainTask() = default;
   // Trainable float32 leaves (requires_grad), in a fixed order.
   virtual std::vector<at::Tensor> Parameters() const = 0;
+  // Learning-rate multipliers, one per Parameters() entry (empty: all 1).
+  virtual std::vector<double> LearningRateScales() const { return {}; }
   // Draws the next micro-batch (advancing the data position) and returns its mean loss.
   virtual absl::StatusOr<MicroBatchLoss> NextLoss() = 0;
   // Validation on the fixed held-out set (called without gradients).

@@ -47,6 +47,7 @@ absl::StatusOr<TrainResult> RunTraining(TrainTask& task, const TrainOptions& opt
   std::vector<at::Tensor> params = task.Parameters();
   AdamW optimizer(params,
                   AdamWConfig{options.beta1, options.beta2, options.eps, options.weight_decay});
+  optimizer.SetLearningRateScales(task.LearningRateScales());
   Progress progress(log, ::isatty(::fileno(log)) == 1, options.steps, options.log_every);
   TrainResult result;
   int64_t step = 0;
