@@ -8,10 +8,10 @@
 //     hidden]
 //   standard PEFT: base_model.model.model.layers.{i}.{self_attn,mlp}.{x}_proj.lora_{A,B}.weight
 // The config comes from adapter_config.json beside the file (r, lora_alpha, target_modules,
-// mem_size, mean_compression_rate). Without one, the released ICAE v2 values are assumed
-// (lora_alpha 32, rate 4, r and mem_size from the tensor shapes) and a warning is logged.
-// Any mismatch with the base model, a missing tensor or an unknown one is InvalidArgument naming
-// it.
+// mem_size, mean_compression_rate, memory_position_layout). Without one, the released ICAE v2
+// values are assumed (lora_alpha 32, rate 4, r and mem_size from the tensor shapes) and a warning
+// is logged. Any mismatch with the base model, a missing tensor or an unknown one is
+// InvalidArgument naming it.
 #ifndef ICAE_COMMON_MODEL_ADAPTER_H_
 #define ICAE_COMMON_MODEL_ADAPTER_H_
 
