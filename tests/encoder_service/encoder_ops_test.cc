@@ -45,18 +45,19 @@ class EncoderOpsTest : public EncoderServerTest {
 };
 
 TEST_F(EncoderOpsTest, FullQueueIsRefusedAtOnceAndExpiredWorkIsDropped) {
-  // One segment per batch: a big request keeps the queue loaded for seconds.
-  StartServer({"--max_batch_segments", "1", "--max_queue_segments", "25000", "--max_input_tokens",
-               "400000"});
-  v1::CompressRequest big = IdsRequest({RandomIds(16 * 20000, 384, 1)});  // 20000 segments
+  // One segment per batch: a big request keeps the queue loaded for tens of seconds (the tiny
+  // model compresses a few thousand segments a second; everything below must happen meanwhile).
+  StartServer({"--max_batch_segments", "1", "--max_queue_segments", "65000", "--max_input_tokens",
+               "1000000"});
+  v1::CompressRequest big = IdsRequest({RandomIds(16 * 60000, 384, 1)});  // 60000 segments
   big.set_bypass_cache(true);
   grpc::ClientContext big_context;
   grpc::Status big_status;
   std::thread big_call([&] { big_status = RawCompress(big, &big_context); });
-  const double queued = Poll("icae_encoder_queue_segments", {}, [](double v) { return v > 15000; });
-  ASSERT_GT(queued, 15000);
+  const double queued = Poll("icae_encoder_queue_segments", {}, [](double v) { return v > 55000; });
+  ASSERT_GT(queued, 55000);
 
-  // 20000 queued + 10000 more would exceed 25000: RESOURCE_EXHAUSTED, not queued.
+  // ~60000 queued + 10000 more would exceed 65000: RESOURCE_EXHAUSTED, not queued.
   EncoderClient client = Client();
   v1::CompressRequest more = IdsRequest({RandomIds(16 * 10000, 384, 2)});
   EXPECT_THAT(client.Compress(more),
