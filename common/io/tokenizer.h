@@ -43,6 +43,10 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
+// Every non-empty line of `text`, stripped and encoded without BOS, concatenated: how held-out
+// text is cut into spans (icae eval, icae-train probe), as the trainer tokenizes its corpus lines.
+absl::StatusOr<std::vector<int>> EncodeLines(const Tokenizer& tokenizer, absl::string_view text);
+
 }  // namespace icae
 
 #endif  // ICAE_COMMON_IO_TOKENIZER_H_

@@ -127,6 +127,19 @@ absl::StatusOr<TransformerWeights> LoadWeights(const std::string& dir, const Mod
   });
 }
 
+TransformerWeights CloneWeights(const TransformerWeights& w, bool tied) {
+  auto copy = [](const at::Tensor& t) { return t.detach().clone(); };
+  TransformerWeights out;
+  out.embed = copy(w.embed);
+  for (const LayerWeights& l : w.layers) {
+    out.layers.push_back(LayerWeights{copy(l.input_norm), copy(l.wqkv), copy(l.wo),
+                                      copy(l.post_norm), copy(l.w_gate_up), copy(l.w_down)});
+  }
+  out.final_norm = copy(w.final_norm);
+  out.lm_head = tied ? out.embed : copy(w.lm_head);
+  return out;
+}
+
 TransformerWeights RandomWeights(const ModelConfig& config, uint64_t seed, double std) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   auto normal = [&](std::initializer_list<int64_t> shape) {

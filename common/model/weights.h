@@ -42,6 +42,10 @@ absl::StatusOr<TransformerWeights> LoadWeights(const std::string& dir, const Mod
                                                const Adapter* lora, at::ScalarType dtype,
                                                at::Device device);
 
+// Owned, writable copies of every tensor (a float32 file may be mapped read-only); lm_head stays
+// the same tensor as embed when `tied`.
+TransformerWeights CloneWeights(const TransformerWeights& weights, bool tied);
+
 // Random initialisation as HF does for training from scratch: N(0, std) for matrices and
 // embeddings, ones for norms. Deterministic for a given seed. float32 on the CPU.
 TransformerWeights RandomWeights(const ModelConfig& config, uint64_t seed, double std = 0.02);

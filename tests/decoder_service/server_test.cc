@@ -313,7 +313,8 @@ TEST_F(DecoderServerTest, CliGeneratesThroughTheDecoder) {
 }
 
 TEST_F(DecoderServerTest, SlotsFromTheEncoderDecodeToTheGoldenIds) {
-  if (access(kEncoderBin.c_str(), X_OK) != 0) GTEST_SKIP() << "icae-encoder is not built";
+  // make builds icae-encoder before ctest runs (a target dependency): its absence is a failure.
+  ASSERT_EQ(access(kEncoderBin.c_str(), X_OK), 0) << kEncoderBin << " is not built";
   ServerProcess encoder;
   ASSERT_OK(encoder.Start(kEncoderBin,
                           {"--model", TinyModelDir(), "--adapter", testing::TinyAdapter(),

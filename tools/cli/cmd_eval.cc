@@ -8,9 +8,8 @@
 #include <sstream>
 
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "common/io/mapped_file.h"
+#include "common/io/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli/cli.h"
 #include "tools/cli/eval_spans.h"
@@ -52,21 +51,14 @@ int RunEval(const Args& args) {
     return Failure(cmd, absl::FailedPreconditionError(
                             "the model directory has no tokenizer.model to cut the text"));
   }
-  // Line by line, as the trainer tokenizes its corpus.
-  std::vector<int> ids;
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty()) continue;
-    auto encoded = (*decoder)->Tokenize(line);
-    if (!encoded.ok()) return Failure(cmd, encoded.status());
-    ids.insert(ids.end(), encoded->begin(), encoded->end());
-  }
+  auto ids = EncodeLines(*(*decoder)->tokenizer(), *text);
+  if (!ids.ok()) return Failure(cmd, ids.status());
   if (span_tokens == 0) span_tokens = (*compressor)->max_segment_tokens();
-  auto spans = CutSpans(ids, span_tokens, max_spans);
+  auto spans = CutSpans(*ids, span_tokens, max_spans);
   if (spans.empty()) {
     return UsageError(cmd, absl::StrFormat("%s has %d tokens: too few for one span of %d plus its "
                                            "continuation",
-                                           file, ids.size(), span_tokens));
+                                           file, ids->size(), span_tokens));
   }
   auto result = EvaluateSpans(**compressor, **decoder, spans, batch, [](int done, int total) {
     std::fprintf(stderr, "\revaluated %d/%d spans", done, total);

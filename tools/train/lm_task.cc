@@ -258,17 +258,7 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreateLmTask(const LmOptions& o,
     ASSIGN_OR_RETURN(TransformerWeights w,
                      LoadWeights(o.init_model, config, nullptr, at::kFloat, at::kCPU));
     RETURN_IF_ERROR(CatchTorch("copying the init model", [&]() -> absl::Status {
-      // Own, writable float32 leaves (a float32 file may be mapped read-only).
-      TransformerWeights own = CastWeights(w, config.tie_word_embeddings, at::kFloat);
-      auto fresh = [](const at::Tensor& t) { return t.detach().clone(); };
-      own.embed = fresh(own.embed);
-      for (LayerWeights& l : own.layers) {
-        l = LayerWeights{fresh(l.input_norm), fresh(l.wqkv),      fresh(l.wo),
-                         fresh(l.post_norm),  fresh(l.w_gate_up), fresh(l.w_down)};
-      }
-      own.final_norm = fresh(own.final_norm);
-      own.lm_head = config.tie_word_embeddings ? own.embed : fresh(own.lm_head);
-      init = std::move(own);
+      init = CloneWeights(w, config.tie_word_embeddings);
       return absl::OkStatus();
     }));
   }

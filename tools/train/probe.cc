@@ -35,19 +35,6 @@ absl::StatusOr<std::vector<int>> ParseSlotCounts(const std::string& flag) {
   return out;
 }
 
-// The text's ids, line by line as the trainer and `icae eval` tokenize.
-absl::StatusOr<std::vector<int>> TokenizeFile(const SlotDecoder& decoder, const std::string& file) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(file));
-  std::vector<int> ids;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty()) continue;
-    ASSIGN_OR_RETURN(std::vector<int> encoded, decoder.Tokenize(line));
-    ids.insert(ids.end(), encoded.begin(), encoded.end());
-  }
-  return ids;
-}
-
 class Prober {
  public:
   Prober(const ProbeOptions& o, const SlotDecoder& decoder, std::vector<std::vector<int>> spans,
@@ -235,7 +222,8 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
   const int n = o.span_tokens > 0 ? o.span_tokens
                 : compressor      ? compressor->max_segment_tokens()
                                   : 128;
-  ASSIGN_OR_RETURN(std::vector<int> ids, TokenizeFile(*decoder, o.file));
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.file));
+  ASSIGN_OR_RETURN(std::vector<int> ids, EncodeLines(*decoder->tokenizer(), text));
   const int64_t need = static_cast<int64_t>(o.skip_spans + o.spans) * n;
   if (static_cast<int64_t>(ids.size()) < need) {
     return bad("file", absl::StrCat("'", o.file, "' has ", ids.size(), " tokens; ", o.skip_spans,

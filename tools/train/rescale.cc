@@ -49,14 +49,7 @@ absl::StatusOr<double> RunRescale(const RescaleOptions& o) {
                    LoadWeights(o.model, config, nullptr, at::kFloat, at::kCPU));
   double c = o.factor;
   RETURN_IF_ERROR(CatchTorch("rescaling", [&]() -> absl::Status {
-    // Own copies: a float32 file may be mapped read-only.
-    w.embed = w.embed.clone();
-    for (LayerWeights& l : w.layers) {
-      l.wo = l.wo.clone();
-      l.w_down = l.w_down.clone();
-    }
-    w.final_norm = w.final_norm.clone();
-    if (!config.tie_word_embeddings) w.lm_head = w.lm_head.clone();
+    w = CloneWeights(w, config.tie_word_embeddings);
     if (c == 0) c = AutoRescaleFactor(w);
     RescaleWeights(config, c, w);
     return absl::OkStatus();
