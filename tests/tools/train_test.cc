@@ -347,6 +347,137 @@ TEST_F(TrainTest, AllProjectionLoraTrainsAndServes) {
   EXPECT_FALSE(CreatePretrainTask(options, train).ok());
 }
 
+// Co-training a base of our own: the base's weights train with the adapter (autoencoding,
+// continuation and plain text LM samples), the export holds both, and the serving encoder on the
+// exported base makes the slots the trainer makes. The run also resumes bit for bit.
+TEST_F(TrainTest, CoTrainingTrainsTheBaseAndExportsBoth) {
+  ScratchDir out;
+  testing::WriteCorpus(out.Join("small.txt"), 3, 3);
+  TrainOptions train = TinyTrainOptions(out.Join("icae"), 30);
+  train.batch = 4;
+  train.lr = 2e-2;
+  train.min_lr_ratio = 0.5;
+  PretrainOptions options = TinyPretrain();
+  options.train = options.valid = out.Join("small.txt");
+  options.lm_ratio = 0.2;
+  options.train_base = true;
+  options.text_lm_ratio = 0.3;
+  options.base_lr_scale = 0.5;
+  auto task = MustCreate(CreatePretrainTask(options, train));
+  ASSERT_NE(task, nullptr);
+  auto config = LoadModelConfig(dir_->Join("base"));
+  ASSERT_OK(config);
+  const size_t adapter_params = 4u * config->num_layers + 1;
+  const std::vector<at::Tensor> params = task->Parameters();
+  ASSERT_GT(params.size(), adapter_params) << "the base's weights are trainable";
+  const std::vector<double> scales = task->LearningRateScales();
+  ASSERT_EQ(scales.size(), params.size());
+  EXPECT_DOUBLE_EQ(scales.back(), 0.5);
+  std::vector<at::Tensor> before;
+  for (const at::Tensor& p : params) before.push_back(p.detach().clone());
+  double ae_before, text_before;
+  {
+    at::NoGradGuard no_grad;
+    auto m = task->Validate();
+    ASSERT_OK(m);
+    ASSERT_EQ((*m)[1].first, "ae_loss");
+    ASSERT_EQ(m->back().first, "text_ppl");
+    ae_before = (*m)[1].second;
+    text_before = m->back().second;
+  }
+  auto result = RunTraining(*task, train, stderr);
+  ASSERT_OK(result);
+  EXPECT_LT(result->validation[1].second, ae_before - 0.2);
+  EXPECT_LT(result->validation.back().second, text_before) << "the base learnt the text too";
+  EXPECT_FALSE(at::equal(params.back().detach(), before.back())) << "a base weight moved";
+
+  // The exported base is a loadable model with the tokenizer, different from the starting one,
+  // and the adapter serves on it exactly as trained.
+  auto trained_base = Transformer::Load(out.Join("icae/base"), Runtime{});
+  ASSERT_OK(trained_base);
+  auto start_base = Transformer::Load(dir_->Join("base"), Runtime{});
+  ASSERT_OK(start_base);
+  EXPECT_FALSE(at::equal((*trained_base)->weights().layers[0].w_down,
+                         (*start_base)->weights().layers[0].w_down));
+  EXPECT_EQ(ReadAll(out.Join("icae/base/tokenizer.model")),
+            ReadAll(dir_->Join("base/tokenizer.model")));
+  auto adapter = LoadAdapter(out.Join("icae"), *config, /*with_lora=*/true);
+  ASSERT_OK(adapter);
+  auto compressor = Compressor::Load(out.Join("icae/base"), out.Join("icae"), Runtime{});
+  ASSERT_OK(compressor);
+  auto trainables = IcaeFromAdapter(*adapter, *config);
+  ASSERT_OK(trainables);
+  std::vector<int> segment = {5, 17, 42, 99, 3, 250, 8, 61, 77, 300, 12, 13, 14, 15, 16, 40};
+  at::NoGradGuard no_grad;
+  auto served = (*compressor)->CompressSegments({segment});
+  ASSERT_OK(served);
+  at::Tensor trained = EncodeSegments(**trained_base, *trainables, {segment});
+  EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
+
+  // Text LM samples without a trainable base would train nothing: refused.
+  options.train_base = false;
+  EXPECT_FALSE(CreatePretrainTask(options, train).ok());
+}
+
+TEST_F(TrainTest, CoTrainingResumesBitIdentically) {
+  ScratchDir out;
+  PretrainOptions options = TinyPretrain();
+  options.train_base = true;
+  options.text_lm_ratio = 0.3;
+  TrainOptions straight = TinyTrainOptions(out.Join("straight"), 6);
+  auto a = MustCreate(CreatePretrainTask(options, straight));
+  ASSERT_NE(a, nullptr);
+  ASSERT_OK(RunTraining(*a, straight, stderr));
+  TrainOptions split = straight;
+  split.out = out.Join("split");
+  split.checkpoint_every = 2;
+  split.stop_at = 3;
+  auto b = MustCreate(CreatePretrainTask(options, split));
+  ASSERT_NE(b, nullptr);
+  ASSERT_OK(RunTraining(*b, split, stderr));
+  split.stop_at = 0;
+  auto c = MustCreate(CreatePretrainTask(options, split));
+  ASSERT_NE(c, nullptr);
+  ASSERT_OK(RunTraining(*c, split, stderr));
+  const auto pa = a->Parameters(), pc = c->Parameters();
+  ASSERT_EQ(pa.size(), pc.size());
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(at::equal(pa[i], pc[i])) << "tensor " << i;
+  EXPECT_EQ(ReadAll(out.Join("straight/base/model.safetensors")),
+            ReadAll(out.Join("split/base/model.safetensors")));
+}
+
+// One set of memory rows trains at a new rate (the rate curriculum): --rate given with
+// --init-adapter wins, the adapter's rate stays otherwise, and another --mem-size is refused.
+TEST_F(TrainTest, InitAdapterTakesANewRateButNotANewMemSize) {
+  ScratchDir out;
+  TrainOptions train = TinyTrainOptions(out.Join("r1"), 2);
+  PretrainOptions options = TinyPretrain();
+  options.rate = 1;
+  ASSERT_OK(RunTraining(*MustCreate(CreatePretrainTask(options, train)), train, stderr));
+  auto config = LoadModelConfig(dir_->Join("base"));
+  ASSERT_OK(config);
+  for (const bool given : {false, true}) {
+    SCOPED_TRACE(given ? "--rate 2" : "no --rate");
+    PretrainOptions next = TinyPretrain();
+    next.init_adapter = out.Join("r1");
+    next.rate = 2;
+    next.rate_given = given;
+    TrainOptions t = TinyTrainOptions(out.Join(given ? "r2" : "kept"), 2);
+    ASSERT_OK(RunTraining(*MustCreate(CreatePretrainTask(next, t)), t, stderr));
+    auto adapter = LoadAdapter(t.out, *config, /*with_lora=*/false);
+    ASSERT_OK(adapter);
+    EXPECT_EQ(adapter->config.compression_rate, given ? 2 : 1);
+  }
+  PretrainOptions wrong = TinyPretrain();
+  wrong.init_adapter = out.Join("r1");
+  wrong.mem_size = 8;
+  wrong.mem_size_given = true;
+  auto refused = CreatePretrainTask(wrong, TinyTrainOptions(out.Join("bad"), 2));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--mem-size 8"), std::string::npos)
+      << refused.status();
+}
+
 // The capacity probe lowers the teacher-forced loss by optimising slots directly, with the ae
 // layout (adapter) and the raw one (no adapter), and scores the adapter's own slots beside.
 TEST_F(TrainTest, ProbeLowersTheLossOnTinyModel) {

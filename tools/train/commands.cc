@@ -64,6 +64,8 @@ int RunPretrain(const std::vector<std::string>& args) {
   RegisterTrainFlags(flags, &train);
   RegisterPretrainFlags(flags, &pretrain);
   if (int code = Parse(flags, "pretrain", args); code >= 0) return code;
+  pretrain.rate_given = flags.IsSet("rate");
+  pretrain.mem_size_given = flags.IsSet("mem-size");
   ConfigureThreads(train.threads);
   return Train("pretrain", CreatePretrainTask(pretrain, train), train);
 }
@@ -76,6 +78,8 @@ int RunFinetune(const std::vector<std::string>& args) {
   RegisterTrainFlags(flags, &train);
   RegisterFinetuneFlags(flags, &finetune);
   if (int code = Parse(flags, "finetune", args); code >= 0) return code;
+  finetune.rate_given = flags.IsSet("rate");
+  finetune.mem_size_given = flags.IsSet("mem-size");
   ConfigureThreads(train.threads);
   return Train("finetune", CreateFinetuneTask(finetune, train), train);
 }

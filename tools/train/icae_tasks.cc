@@ -1,6 +1,7 @@
 #include "tools/train/icae_tasks.h"
 
 #include <cmath>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/base/status_macros.h"
 #include "common/io/checkpoint.h"
+#include "common/io/mapped_file.h"
 #include "common/io/tokenizer.h"
 #include "common/model/segmenter.h"
 #include "common/model/torch_status.h"
@@ -37,7 +39,8 @@ void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
   flags.String("train", &o->train, "training data");
   flags.String("valid", &o->valid, "validation data");
   flags.String("init-adapter", &o->init_adapter,
-               "start from this adapter (its r, alpha and mem_size win)");
+               "start from this adapter (its r, alpha, targets, layout and mem_size win; its rate "
+               "too unless --rate is given)");
   flags.Int("lora-r", &o->lora_r, "LoRA rank");
   flags.String("lora-targets", &o->lora_targets,
                "LoRA target modules, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,"
@@ -93,9 +96,12 @@ struct IcaeSetup {
   std::unique_ptr<Transformer> base;
   std::unique_ptr<Tokenizer> tokenizer;
   IcaeTrainables icae;
+  // Co-training only: float32 master weights of the base (trainable leaves).
+  std::optional<TransformerWeights> master;
 };
 
-absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train) {
+absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train,
+                                        bool train_base = false) {
   IcaeSetup s;
   const Runtime runtime{at::kCPU, train.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat};
   ASSIGN_OR_RETURN(s.base, Transformer::Load(o.model, runtime));
@@ -106,9 +112,24 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
         absl::StrCat(o.model, ": tokenizer.model has ", s.tokenizer->vocab_size(),
                      " pieces but the model's vocab_size is ", config.vocab_size));
   }
+  if (train_base) {
+    ASSIGN_OR_RETURN(TransformerWeights w, LoadWeights(o.model, config, nullptr, at::kFloat, at::kCPU));
+    RETURN_IF_ERROR(CatchTorch("copying the base for co-training", [&]() -> absl::Status {
+      s.master = CloneWeights(w, config.tie_word_embeddings);
+      return absl::OkStatus();
+    }));
+  }
   if (!o.init_adapter.empty()) {
     ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(o.init_adapter, config, /*with_lora=*/true));
     ASSIGN_OR_RETURN(s.icae, IcaeFromAdapter(adapter, config));
+    if (o.mem_size_given && o.mem_size != s.icae.config.mem_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--mem-size ", o.mem_size, " differs from the ", s.icae.config.mem_size,
+          " memory rows of --init-adapter ", o.init_adapter));
+    }
+    // The rate is a property of the segment plan, not of the weights: the same memory rows can
+    // go on at another rate (1x, then 2x, then 4x trains far faster than 4x from the start).
+    if (o.rate_given) s.icae.config.compression_rate = o.rate;
   } else {
     RETURN_IF_ERROR(CatchTorch("initialising the adapter", [&]() -> absl::Status {
       const double embed_std = s.base->weights().embed.to(at::kFloat).std().item<double>();
@@ -156,51 +177,77 @@ class PretrainTask : public TrainTask {
         train_stream_(std::move(train_stream)),
         valid_stream_(std::move(valid_stream)),
         sampler_(&train_stream_, 2 * options_.span_tokens, static_cast<uint64_t>(train_.seed)),
-        rng_(static_cast<uint64_t>(train_.seed) ^ 0x1cae) {}
+        rng_(static_cast<uint64_t>(train_.seed) ^ 0x1cae) {
+    if (options_.train_base) {
+      const bool tied = s_.base->config().tie_word_embeddings;
+      base_params_ = s_.master->Parameters(tied);
+      for (at::Tensor& p : base_params_) p.requires_grad_(true);
+    }
+  }
 
-  std::vector<at::Tensor> Parameters() const override { return s_.icae.Parameters(); }
+  std::vector<at::Tensor> Parameters() const override {
+    std::vector<at::Tensor> params = s_.icae.Parameters();
+    params.insert(params.end(), base_params_.begin(), base_params_.end());
+    return params;
+  }
   std::vector<double> LearningRateScales() const override {
-    return IcaeLearningRateScales(s_.icae, options_.residual_lr_scale);
+    std::vector<double> scales = IcaeLearningRateScales(s_.icae, options_.residual_lr_scale);
+    scales.insert(scales.end(), base_params_.size(), options_.base_lr_scale);
+    return scales;
   }
 
   absl::StatusOr<MicroBatchLoss> NextLoss() override {
     std::vector<std::vector<int>> windows;
-    std::vector<bool> lm;
+    std::vector<Objective> objectives;
     std::uniform_real_distribution<double> coin(0.0, 1.0);
     const int64_t step = micro_batches_ / train_.accum;  // Optimizer steps done so far.
     const double lm_ratio = step < options_.ae_only_steps ? 0.0 : options_.lm_ratio;
     ++micro_batches_;
     for (int b = 0; b < train_.batch; ++b) {
       windows.push_back(sampler_.Next());
-      lm.push_back(coin(rng_) < lm_ratio);
+      // Without text LM samples the draws are those of earlier versions (same runs, same seeds).
+      if (options_.text_lm_ratio > 0 && coin(rng_) < options_.text_lm_ratio) {
+        objectives.push_back(Objective::kText);
+      } else {
+        objectives.push_back(coin(rng_) < lm_ratio ? Objective::kContinue : Objective::kAe);
+      }
     }
-    BatchLoss loss = Loss(windows, lm);
+    BatchLoss loss = Loss(windows, objectives);
     return MicroBatchLoss{loss.mean_loss, positions_};
   }
 
   absl::StatusOr<Metrics> Validate() override {
     std::vector<std::vector<int>> windows =
         FixedWindows(valid_stream_, 2 * options_.span_tokens, options_.valid_samples);
-    double ae = 0, lm = 0;
-    int64_t ae_n = 0, lm_n = 0, ae_correct = 0;
+    double ae = 0, lm = 0, text = 0;
+    int64_t ae_n = 0, lm_n = 0, ae_correct = 0, text_n = 0;
     for (size_t i = 0; i < windows.size(); i += train_.batch) {
       std::vector<std::vector<int>> chunk(
           windows.begin() + i, windows.begin() + std::min(windows.size(), i + train_.batch));
-      BatchLoss a = Loss(chunk, std::vector<bool>(chunk.size(), false));
-      BatchLoss l = Loss(chunk, std::vector<bool>(chunk.size(), true));
+      BatchLoss a = Loss(chunk, std::vector<Objective>(chunk.size(), Objective::kAe));
+      BatchLoss l = Loss(chunk, std::vector<Objective>(chunk.size(), Objective::kContinue));
       ae += a.mean_loss.item<double>() * a.labelled;
       ae_n += a.labelled;
       ae_correct += a.correct;
       lm += l.mean_loss.item<double>() * l.labelled;
       lm_n += l.labelled;
+      if (options_.train_base) {
+        BatchLoss t = Loss(chunk, std::vector<Objective>(chunk.size(), Objective::kText));
+        text += t.mean_loss.item<double>() * t.labelled;
+        text_n += t.labelled;
+      }
     }
     const double ae_loss = ae / std::max<int64_t>(1, ae_n);
     const double lm_loss = lm / std::max<int64_t>(1, lm_n);
-    return Metrics{{"loss", (1 - options_.lm_ratio) * ae_loss + options_.lm_ratio * lm_loss},
-                   {"ae_loss", ae_loss},
-                   {"ae_token_acc", static_cast<double>(ae_correct) / std::max<int64_t>(1, ae_n)},
-                   {"lm_loss", lm_loss},
-                   {"lm_ppl", std::exp(lm_loss)}};
+    Metrics metrics{
+        {"loss", (1 - options_.lm_ratio) * ae_loss + options_.lm_ratio * lm_loss},
+        {"ae_loss", ae_loss},
+        {"ae_token_acc", static_cast<double>(ae_correct) / std::max<int64_t>(1, ae_n)},
+        {"lm_loss", lm_loss},
+        {"lm_ppl", std::exp(lm_loss)}};
+    // The base's own perplexity on the whole window: what co-training must not give away.
+    if (options_.train_base) metrics.push_back({"text_ppl", std::exp(text / std::max<int64_t>(1, text_n))});
+    return metrics;
   }
 
   nlohmann::json DataState() const override {
@@ -224,7 +271,12 @@ class PretrainTask : public TrainTask {
   }
 
   absl::Status Export(const std::string& dir) const override {
-    return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
+    if (!options_.train_base) return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
+    const std::string base = JoinPath(dir, "base");
+    RETURN_IF_ERROR(SaveHfModel(base, s_.base->config(), *s_.master, s_.base->weights().embed.scalar_type()));
+    ASSIGN_OR_RETURN(std::string tokenizer, ReadFileToString(JoinPath(options_.model, "tokenizer.model")));
+    RETURN_IF_ERROR(WriteStringToFile(JoinPath(base, "tokenizer.model"), tokenizer));
+    return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, base);
   }
   std::string Recipe() const override {
     return absl::StrCat("pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
@@ -234,6 +286,10 @@ class PretrainTask : public TrainTask {
                             : std::string(),
                         options_.ae_only_steps > 0
                             ? absl::StrCat(" ae_only_steps=", options_.ae_only_steps)
+                            : std::string(),
+                        options_.train_base
+                            ? absl::StrCat(" train_base text_lm_ratio=", options_.text_lm_ratio,
+                                           " base_lr_scale=", options_.base_lr_scale)
                             : std::string(),
                         " train_tokens=", train_stream_.size());
   }
@@ -246,24 +302,53 @@ class PretrainTask : public TrainTask {
   }
 
  private:
-  BatchLoss Loss(const std::vector<std::vector<int>>& windows, const std::vector<bool>& lm) {
+  // What one sample trains: autoencoding, continuation from the slots, or (co-training only)
+  // plain language modelling on the whole window.
+  enum class Objective { kAe, kContinue, kText };
+
+  BatchLoss Loss(const std::vector<std::vector<int>>& windows,
+                 const std::vector<Objective>& objectives) {
     const int span = options_.span_tokens;
+    // Co-training differentiates through a compute-dtype copy of the float32 master weights.
+    std::optional<Transformer> trained;
+    if (options_.train_base) {
+      const ModelConfig& c = s_.base->config();
+      trained.emplace(c, CastWeights(*s_.master, c.tie_word_embeddings, s_.base->weights().embed.scalar_type()),
+                      Runtime{at::kCPU, s_.base->weights().embed.scalar_type()});
+    }
+    const Transformer& model = trained ? *trained : *s_.base;
     std::vector<std::vector<int>> contexts;
-    for (const auto& w : windows) contexts.emplace_back(w.begin(), w.begin() + span);
-    std::vector<at::Tensor> slots = EncodeContexts(*s_.base, s_.icae, contexts);
+    std::vector<size_t> encoded;  // Samples with slots, in the order of `contexts`.
+    for (size_t i = 0; i < windows.size(); ++i) {
+      if (objectives[i] == Objective::kText) continue;
+      contexts.emplace_back(windows[i].begin(), windows[i].begin() + span);
+      encoded.push_back(i);
+    }
+    std::vector<at::Tensor> encoded_slots;
+    if (!contexts.empty()) encoded_slots = EncodeContexts(model, s_.icae, contexts);
+    std::vector<at::Tensor> slots(windows.size());
+    for (size_t k = 0; k < encoded.size(); ++k) slots[encoded[k]] = encoded_slots[k];
     std::vector<DecoderExample> examples;
     int64_t enc = 0;
     for (size_t i = 0; i < windows.size(); ++i) {
+      const std::vector<int>& w = windows[i];
+      if (objectives[i] == Objective::kText) {
+        // The first token is input only; every later one is predicted from what precedes it.
+        examples.push_back(TargetExample({{PromptPiece::kTokens, {w[0]}}}, 0,
+                                         std::vector<int>(w.begin() + 1, w.end()), kIgnore));
+        slots[i] = at::empty({0, model.config().hidden_size}, model.weights().embed.options());
+        continue;
+      }
       const int n = static_cast<int>(slots[i].size(0));
       enc += span + n;
-      if (lm[i]) {
-        examples.push_back(
-            ContinuationExample(n, std::vector<int>(windows[i].begin() + span, windows[i].end())));
+      if (objectives[i] == Objective::kContinue) {
+        examples.push_back(ContinuationExample(n, std::vector<int>(w.begin() + span, w.end())));
       } else {
-        examples.push_back(AutoencodingExample(n, contexts[i], s_.base->config().eos_token_id));
+        examples.push_back(AutoencodingExample(n, std::vector<int>(w.begin(), w.begin() + span),
+                                               model.config().eos_token_id));
       }
     }
-    BatchLoss loss = ExamplesLoss(*s_.base, SpecialRows(s_.icae), examples, slots);
+    BatchLoss loss = ExamplesLoss(model, SpecialRows(s_.icae), examples, slots);
     positions_ = enc + loss.positions;
     return loss;
   }
@@ -277,6 +362,7 @@ class PretrainTask : public TrainTask {
   std::mt19937_64 rng_;        // Chooses the objective per sample.
   int64_t micro_batches_ = 0;  // Drawn so far (resumed from the checkpoint).
   int64_t positions_ = 0;
+  std::vector<at::Tensor> base_params_;  // Co-training: the master's leaves, in a fixed order.
 };
 
 class FinetuneTask : public TrainTask {
@@ -398,6 +484,12 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
                "probability of the continuation objective per sample (ICAE's lambda)");
   flags.Int("ae-only-steps", &o->ae_only_steps,
             "optimizer steps of autoencoding only before --lm-ratio applies");
+  flags.Bool("train-base", &o->train_base,
+             "co-train the base's weights too (a base of your own, not a released one); the "
+             "trained base is exported to <out>/base");
+  flags.Double("text-lm-ratio", &o->text_lm_ratio,
+               "with --train-base: probability of plain language modelling on the window");
+  flags.Double("base-lr-scale", &o->base_lr_scale, "with --train-base: lr multiplier of the base");
 }
 
 void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* o) {
@@ -417,7 +509,17 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
   if (options.ae_only_steps < 0) {
     return absl::InvalidArgumentError("--ae-only-steps must be >= 0");
   }
-  ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train));
+  if (options.text_lm_ratio < 0 || options.text_lm_ratio >= 1) {
+    return absl::InvalidArgumentError("--text-lm-ratio must be in [0, 1)");
+  }
+  if (options.text_lm_ratio > 0 && !options.train_base) {
+    return absl::InvalidArgumentError(
+        "--text-lm-ratio trains only the base's weights: it needs --train-base");
+  }
+  if (!(options.base_lr_scale > 0)) {
+    return absl::InvalidArgumentError("--base-lr-scale must be positive");
+  }
+  ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train, options.train_base));
   PretrainOptions o = options;
   if (o.span_tokens == 0)
     o.span_tokens = setup.icae.config.mem_size * setup.icae.config.compression_rate;

@@ -25,14 +25,18 @@ struct IcaeOptions {
   std::string model;         // Frozen base: HF model directory with tokenizer.model.
   std::string train;         // Training data.
   std::string valid;         // Validation data.
-  std::string init_adapter;  // Start from this adapter (r, alpha, mem_size come from it).
+  // Start from this adapter: its r, alpha, targets, memory layout and mem_size win. Its rate too,
+  // unless rate_given: one set of memory rows may then train at a new rate (a rate curriculum).
+  std::string init_adapter;
   int lora_r = 32;
   double lora_alpha = 64;
   // PEFT module names, comma-separated: any of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,
   // down_proj (the released ICAE v2 adapter targets q_proj,v_proj), or "all".
   std::string lora_targets = "q_proj,v_proj";
   int mem_size = 32;
-  int rate = 4;                             // Tokens per slot: segments of mem_size * rate tokens.
+  int rate = 4;            // Tokens per slot: segments of mem_size * rate tokens.
+  bool rate_given = false;  // --rate was on the command line.
+  bool mem_size_given = false;  // --mem-size was on the command line.
   std::string memory_positions = "append";  // Encoder layout of memory rows: append | uniform.
   int valid_samples = 32;
   // Learning-rate multiplier for what writes into the residual stream at its own scale: the
@@ -46,6 +50,13 @@ struct PretrainOptions : IcaeOptions {
   // Optimizer steps of autoencoding only before lm_ratio applies: the encoder first learns to
   // carry the span, which the continuation objective alone teaches far more slowly.
   int ae_only_steps = 0;
+  // Co-training of the base (a base that is ours, not a released one): the decoder's weights
+  // train too, so that it learns to read slots; text_lm_ratio of the samples are plain language
+  // modelling on the text window (no slots) so that it stays a language model. Export writes the
+  // trained base to <out>/base next to the adapter. ICAE proper then goes on with the base frozen.
+  bool train_base = false;
+  double text_lm_ratio = 0.0;
+  double base_lr_scale = 1.0;  // lr multiplier of the base's weights.
 };
 
 struct FinetuneOptions : IcaeOptions {
