@@ -2,12 +2,15 @@
 # Reproduces models/demo/ from nothing: `make demo-model`, or one stage at a time:
 #   tools/train/demo_model.sh corpus     # stage 1: corpus split + tokenizer   (minutes)
 #   tools/train/demo_model.sh base       # stage 2: base LM          -> .cache/demo/base-lm
-#   tools/train/demo_model.sh copy       # stage 3: copy training    -> models/demo/base
-#   tools/train/demo_model.sh icae       # stage 4: ICAE pretraining -> models/demo/icae (4x)
+#   tools/train/demo_model.sh copy       # stage 3: copy training    -> .cache/demo/base-copy
+#   tools/train/demo_model.sh icae       # stage 4: ICAE at 4x       -> models/demo/base + icae
 #   tools/train/demo_model.sh icae16     # stage 5: ICAE at 16x      -> models/demo/icae-16x
 #   tools/train/demo_model.sh probe      # the decoder's capacity (icae-train probe) at 4x and 16x
 #   tools/train/demo_model.sh eval       # the held-out evaluation table (docs/training.md)
 #   tools/train/demo_model.sh all        # stages 1-5 (each skipped when its output exists)
+# Stage 4 is a rate curriculum (1x, 2x, then 4x over the same 32 memory rows) in which the base,
+# which is ours, is co-trained with the encoder so that it learns to read slots, and then the ICAE
+# stage proper: the co-trained base frozen, the adapter trained alone (docs/training.md).
 # Every stage is resumable: rerunning the same command continues from the newest checkpoint
 # (under .cache/demo/, kept out of git). Seeds and every flag are fixed here; changing one makes
 # the trainer refuse an old checkpoint rather than mix two recipes.
@@ -20,6 +23,8 @@ ICAE=${ICAE:-$BUILD_DIR/bin/icae}
 THREADS=${THREADS:-2}
 corpus=.cache/demo/corpus
 demo=models/demo
+copy_base=.cache/demo/base-copy  # The copy-trained LM that stage 4 starts from.
+cur=.cache/demo/curriculum       # Stage 4's intermediate adapters and bases.
 
 stage_corpus() {
   tools/corpus/make_corpus.sh "$corpus" "$corpus/tokenizer.model"
@@ -47,7 +52,7 @@ stage_copy() {
   # distance, which is how a frozen decoder reads slots (icae-train probe: optimised 4x slots
   # reach 98.5% teacher-forced / BLEU 0.70 on the stage-2 base, 100% / 1.00 on this one).
   "$TRAIN" lm --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
-    --tokenizer "$corpus/tokenizer.model" --init-model .cache/demo/base-lm --out "$demo/base" \
+    --tokenizer "$corpus/tokenizer.model" --init-model .cache/demo/base-lm --out "$copy_base" \
     --checkpoint-dir .cache/demo/base2.ckpt --seq-len 256 --batch 16 --steps 1200 --lr 5e-4 \
     --warmup 50 --min-lr-ratio 0.2 --weight-decay 0.1 --beta2 0.95 --clip 2.0 \
     --dtype bfloat16 --save-dtype bfloat16 --copy-prob 0.5 --seed 2026 --threads "$THREADS" \
@@ -57,43 +62,60 @@ stage_copy() {
 # ICAE pretraining on the frozen base (the recipe of 2026-12-04, docs/training.md): memory tokens
 # at the end of their chunk (uniform layout), LoRA on all seven projections, autoencoding only for
 # the first two thirds, then ICAE's lm_ratio 0.5; cosine to 0.2x of the peak lr.
-icae_recipe() {  # icae_recipe OUT CKPT MEM RATE STEPS AE_ONLY_STEPS [extra flags]
-  local out=$1 ckpt=$2 mem=$3 rate=$4 steps=$5 ae_only=$6
-  shift 6
-  "$TRAIN" pretrain --model "$demo/base" --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
-    --out "$out" --checkpoint-dir "$ckpt" --mem-size "$mem" --rate "$rate" --span-tokens 128 \
-    --memory-positions uniform --lora-r 64 --lora-alpha 128 --lora-targets all --lm-ratio 0.5 \
-    --ae-only-steps "$ae_only" --batch 8 --accum 1 --steps "$steps" --lr 1e-3 --warmup 100 \
-    --min-lr-ratio 0.2 --clip 2.0 --dtype bfloat16 --seed 4321 --threads "$THREADS" \
-    --checkpoint-every 100 --eval-every 250 --valid-samples 32 --log-every 25 "$@"
+# One stage of ICAE pretraining: pretrain_stage OUT MODEL STEPS SEED [flags]. Autoencoding with
+# a little continuation, constant lr, LoRA r 64 on all projections, memory tokens at uniform
+# positions.
+pretrain_stage() {
+  local out=$1 model=$2 steps=$3 seed=$4
+  shift 4
+  [[ -s "$out/adapter.safetensors" ]] && return 0
+  "$TRAIN" pretrain --model "$model" --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
+    --out "$out" --checkpoint-dir "$out.ckpt" --lora-r 64 --lora-alpha 128 --lora-targets all \
+    --memory-positions uniform --batch 8 --accum 1 --steps "$steps" --lr 1e-3 --warmup 20 \
+    --min-lr-ratio 1 --clip 2.0 --dtype bfloat16 --seed "$seed" --threads "$THREADS" \
+    --checkpoint-every 100 --eval-every 100 --valid-samples 32 --log-every 50 "$@"
 }
 
+# Co-training flags: the base's weights train at a tenth of the lr, 20% of the samples are
+# plain language modelling so that it stays an LM.
+cotrain=(--train-base --text-lm-ratio 0.2 --base-lr-scale 0.1 --lm-ratio 0.1)
+
 stage_icae() {
-  [[ -s "$demo/base/model.safetensors" ]] || stage_copy
-  # 3,000 steps (validation AE accuracy 0.444), then 800 steps weighted to continuation
-  # (lm_ratio 0.8) from that adapter: slots that also carry the span's meaning forward.
-  [[ -s .cache/demo/icae-ae/adapter.safetensors ]] ||
-    icae_recipe .cache/demo/icae-ae .cache/demo/icae-u.ckpt 32 4 3000 2000
-  "$TRAIN" pretrain --model "$demo/base" --init-adapter .cache/demo/icae-ae \
-    --train "$corpus/train.txt" --valid "$corpus/valid.txt" --out "$demo/icae" \
-    --checkpoint-dir .cache/demo/icae-uc.ckpt --span-tokens 128 --lm-ratio 0.8 --batch 8 \
-    --accum 1 --steps 800 --lr 5e-4 --warmup 50 --min-lr-ratio 0.2 --clip 2.0 --dtype bfloat16 \
-    --seed 4322 --threads "$THREADS" --checkpoint-every 100 --eval-every 200 --valid-samples 32 \
-    --log-every 25
+  [[ -s "$copy_base/model.safetensors" ]] || stage_copy
+  # 1x then 2x on the frozen copy base: each slot first learns to carry one token.
+  pretrain_stage "$cur/r1" "$copy_base" 400 11 --mem-size 32 --rate 1 --span-tokens 32 --lm-ratio 0 \
+    --warmup 50
+  pretrain_stage "$cur/r2" "$copy_base" 600 12 --init-adapter "$cur/r1" --rate 2 \
+    --span-tokens 64 --lm-ratio 0
+  # Co-training at 2x, then at 4x from the co-trained base (exported to <out>/base).
+  pretrain_stage "$cur/c2" "$copy_base" 1000 22 --init-adapter "$cur/r2" --rate 2 \
+    --span-tokens 64 "${cotrain[@]}"
+  pretrain_stage "$cur/c4" "$cur/c2/base" 2000 23 --init-adapter "$cur/c2" \
+    --rate 4 --span-tokens 128 "${cotrain[@]}"
+  # ICAE proper: the co-trained base frozen, the adapter alone.
+  pretrain_stage "$cur/icae" "$cur/c4/base" 400 24 --init-adapter "$cur/c4" --rate 4 \
+    --span-tokens 128 --lm-ratio 0.2
+  rm -rf "$demo/base" "$demo/icae"
+  mkdir -p "$demo/base" "$demo/icae"
+  cp "$cur/c4/base/"* "$demo/base/"
+  cp "$cur/icae/adapter.safetensors" "$cur/icae/adapter_config.json" "$demo/icae/"
+  sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$demo/icae/adapter_config.json"
 }
 
 stage_icae16() {
-  [[ -s "$demo/base/model.safetensors" ]] || stage_copy
-  # 8 slots per 128 tokens. The committed adapter is this 1,500-step run stopped at step 500
-  # (time ran out); rerunning without --stop-at continues it from that checkpoint.
-  icae_recipe "$demo/icae-16x" .cache/demo/icae16.ckpt 8 16 1500 1000 \
-    --stop-at "${ICAE16_STOP:-500}" --export-partial
-  if [[ -d "$demo/icae-16x.step-0000500" ]]; then
-    rm -rf "$demo/icae-16x" && mv "$demo/icae-16x.step-0000500" "$demo/icae-16x"
-  fi
+  [[ -s "$demo/base/model.safetensors" ]] || stage_icae
+  # The same curriculum over 8 memory rows on the committed (frozen) base: 1x, 4x, 16x.
+  pretrain_stage "$cur/s1" "$demo/base" 400 31 --mem-size 8 --rate 1 --span-tokens 8 --lm-ratio 0
+  pretrain_stage "$cur/s4" "$demo/base" 600 32 --init-adapter "$cur/s1" --rate 4 \
+    --span-tokens 32 --lm-ratio 0
+  pretrain_stage "$cur/s16" "$demo/base" "${S16_STEPS:-1000}" 33 --init-adapter "$cur/s4" \
+    --rate 16 --span-tokens 128 --lm-ratio 0.2
+  rm -rf "$demo/icae-16x"
+  mkdir -p "$demo/icae-16x"
+  cp "$cur/s16/adapter.safetensors" "$cur/s16/adapter_config.json" "$demo/icae-16x/"
+  sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$demo/icae-16x/adapter_config.json"
 }
 
-# The frozen decoder's capacity next to each adapter's own slots (4 held-out spans, 300 steps).
 stage_probe() {
   for ratio in 4x 16x; do
     local adapter="$demo/icae"
@@ -120,7 +142,7 @@ case "${1:-all}" in
   eval) stage_eval ;;
   all)
     [[ -s "$corpus/tokenizer.model" ]] || stage_corpus
-    [[ -s "$demo/base/model.safetensors" ]] || stage_copy
+    [[ -s "$copy_base/model.safetensors" ]] || stage_copy
     [[ -s "$demo/icae/adapter.safetensors" ]] || stage_icae
     [[ -s "$demo/icae-16x/adapter.safetensors" ]] || stage_icae16
     ;;
