@@ -3,7 +3,7 @@
 
 Starts two encoder replicas and one decoder (bearer token required) on 127.0.0.1:0 with the
 golden tiny model (tests/testdata/tiny-llama + tiny-icae) and checks the client's results against
-tests/testdata/tiny-icae/expected.safetensors. Exits 77 (skipped) only when a service binary is
+tests/testdata/tiny-icae/expected.safetensors. Fails (exit 1) when a service binary is
 missing. Environment: ICAE_BIN_DIR (binaries), ICAE_TESTDATA, ICAE_PYTHON_STUBS (generated
 modules), PYTHONPATH including clients/python.
 """
@@ -24,7 +24,6 @@ BIN_DIR = Path(os.environ.get("ICAE_BIN_DIR", REPO / "build" / "bin"))
 TESTDATA = Path(os.environ.get("ICAE_TESTDATA", REPO / "tests" / "testdata"))
 ENCODER_BIN = BIN_DIR / "icae-encoder"
 DECODER_BIN = BIN_DIR / "icae-decoder"
-SKIP = 77
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "clients" / "python"))
@@ -329,8 +328,9 @@ class ServicesTest(unittest.TestCase):
 def main() -> int:
     missing = [str(b) for b in (ENCODER_BIN, DECODER_BIN) if not os.access(b, os.X_OK)]
     if missing:
-        print(f"SKIPPED: missing service binaries: {', '.join(missing)}")
-        return SKIP
+        print(f"FAIL: missing service binaries (build them first): {', '.join(missing)}",
+              file=sys.stderr)
+        return 1
     program = unittest.main(exit=False, verbosity=2 if "-v" in sys.argv else 1)
     return 0 if program.result.wasSuccessful() else 1
 
