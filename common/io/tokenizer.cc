@@ -1,5 +1,7 @@
 #include "common/io/tokenizer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/io/checkpoint.h"
 #include "common/io/spm_processor.h"
@@ -9,6 +11,7 @@ namespace icae {
 
 struct Tokenizer::Impl {
   internal::SpmProcessor processor;
+  int max_piece_bytes = 1;
 };
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -20,6 +23,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& pa
   const std::string error = impl->processor.Load(path);
   if (!error.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot load tokenizer ", path, ": ", error));
+  }
+  for (int id = 0; id < impl->processor.GetPieceSize(); ++id) {
+    impl->max_piece_bytes =
+        std::max<int>(impl->max_piece_bytes, impl->processor.IdToPiece(id).size());
   }
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
@@ -62,6 +69,7 @@ int Tokenizer::PieceToId(absl::string_view piece) const {
 }
 
 int Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); }
+int Tokenizer::max_piece_bytes() const { return impl_->max_piece_bytes; }
 int Tokenizer::bos_id() const { return impl_->processor.bos_id(); }
 int Tokenizer::eos_id() const { return impl_->processor.eos_id(); }
 int Tokenizer::unk_id() const { return impl_->processor.unk_id(); }

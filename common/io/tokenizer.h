@@ -32,6 +32,11 @@ class Tokenizer {
   int PieceToId(absl::string_view piece) const;
 
   int vocab_size() const;
+  // Bytes of the longest piece ("▁" counts 3, a byte-fallback piece "<0x0A>" 6): one token covers
+  // at most this many bytes of text, so without normalisation that removes bytes (SentencePiece's
+  // remove_extra_whitespaces; Llama's and Mistral's tokenizers have none) a text of more than
+  // n * max_piece_bytes() bytes has more than n tokens.
+  int max_piece_bytes() const;
   int bos_id() const;
   int eos_id() const;
   int unk_id() const;

@@ -1,5 +1,6 @@
 #include "decoder_service/engine/request_validator.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,21 @@ absl::Status CheckStops(const std::vector<std::string>& stop) {
   return absl::OkStatus();
 }
 
+// A text of more than room * (longest piece) bytes has more than `room` tokens (Tokenizer::
+// max_piece_bytes): refused before tokenizing, which costs memory in proportion to the bytes.
+absl::Status CheckTextFits(const SlotDecoder& model, absl::string_view text, int64_t room,
+                           absl::string_view field, int context_limit) {
+  if (model.tokenizer() == nullptr) return absl::OkStatus();  // Tokenize() refuses it.
+  const int64_t max_bytes = std::max<int64_t>(0, room) * model.tokenizer()->max_piece_bytes();
+  if (static_cast<int64_t>(text.size()) > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", text.size(), " bytes cannot fit the ", std::max<int64_t>(0, room),
+        " positions left within --max_context_tokens ", context_limit, " (at most ",
+        model.tokenizer()->max_piece_bytes(), " bytes per token)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
@@ -92,6 +108,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
         prepared.uncompressed_context_tokens += std::max(0, in.source_tokens);
         break;
       case ContextInput::Kind::kText: {
+        RETURN_IF_ERROR(CheckTextFits(model, in.text, context_limit - context_positions,
+                                      absl::StrCat("context[", i, "].text"), context_limit));
         absl::StatusOr<std::vector<int>> ids = model.Tokenize(in.text);
         if (!ids.ok()) {
           return absl::Status(ids.status().code(),
@@ -117,7 +135,16 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   }
 
   std::vector<int> prompt_ids = std::move(input.prompt_ids);
+  // The prompt's length is checked before it is tokenized or embedded.
+  if (tmpl != PromptTemplate::kAe &&
+      context_positions + static_cast<int64_t>(prompt_ids.size()) >= context_limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt_ids: ", prompt_ids.size(), " ids after ", context_positions,
+        " context positions leave no room within --max_context_tokens ", context_limit));
+  }
   if (prompt_ids.empty() && !input.prompt.empty() && tmpl != PromptTemplate::kAe) {
+    RETURN_IF_ERROR(CheckTextFits(model, input.prompt, context_limit - context_positions,
+                                  "prompt", context_limit));
     absl::StatusOr<std::vector<int>> ids = model.Tokenize(input.prompt);
     if (!ids.ok()) {
       return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));

@@ -65,6 +65,17 @@ absl::StatusOr<std::vector<std::vector<int>>> PrepareSpans(const EncodeRequest& 
                            ": this server has no tokenizer (no tokenizer.model in "
                            "the model directory); send token_ids instead"));
         }
+        // Before any work that grows with the text (tokenizing costs ~250 bytes of memory per
+        // input byte; the UTF-8 check above allocates nothing): a text longer than this has more
+        // tokens than the limit.
+        const int64_t max_bytes =
+            static_cast<int64_t>(limits.max_input_tokens) * tokenizer->max_piece_bytes();
+        if (static_cast<int64_t>(span.text.size()) > max_bytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              text_field, ": ", span.text.size(), " bytes cannot fit max_input_tokens ",
+              limits.max_input_tokens, " (at most ", tokenizer->max_piece_bytes(),
+              " bytes per token: ", max_bytes, " bytes)"));
+        }
         absl::StatusOr<std::vector<int>> ids = tokenizer->Encode(span.text, /*add_bos=*/true);
         if (!ids.ok()) {
           return absl::Status(ids.status().code(),

@@ -377,6 +377,52 @@ TEST_F(EngineTest, ContextLimitCutsGenerationWithLength) {
   EXPECT_EQ(ids.size(), 15u);
 }
 
+// Lengths are checked before the work that grows with them: prompt_ids before they are
+// embedded, text before it is tokenized (its bytes against room x the longest piece).
+TEST_F(EngineTest, OverlongPromptsAndTextsAreRefusedBeforeTokenizingOrEmbedding) {
+  EngineOptions options;
+  options.max_context_tokens = 32;
+  {
+    auto engine = MakeEngine(options);
+    GenerateInput input = AeInput(IcaeFixture("slots"), 8);
+    input.template_name = "icae-v2-instruct";
+    input.prompt_ids.assign(1000000, 7);
+    EXPECT_THAT(engine->Enqueue(std::move(input), [](GenerationEvent) {}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("prompt_ids: 1000000 ids"),
+                               HasSubstr("--max_context_tokens 32"))));
+  }
+  ::icae::testing::ScratchDir dir;
+  ASSERT_OK(::icae::testing::MakeTokenizedTinyLlama(dir.path()));
+  auto model = SlotDecoder::Load(dir.path(), testing::TinyAdapter(), Runtime());
+  ASSERT_OK(model);
+  const Tokenizer* tokenizer = (*model)->tokenizer();
+  ASSERT_NE(tokenizer, nullptr);
+  options.threads = 1;
+  auto engine = Engine::Create(model->get(), options, nullptr);
+  ASSERT_OK(engine);
+  const std::string huge(32 * tokenizer->max_piece_bytes() + 1, 'a');
+  {
+    GenerateInput input;
+    input.template_name = "raw";
+    ContextInput text;
+    text.kind = ContextInput::Kind::kText;
+    text.text = huge;
+    input.context.push_back(std::move(text));
+    EXPECT_THAT((*engine)->Enqueue(std::move(input), [](GenerationEvent) {}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("context[0].text"), HasSubstr("bytes cannot fit"))));
+  }
+  {
+    GenerateInput input;
+    input.template_name = "raw";
+    input.prompt = huge;
+    EXPECT_THAT((*engine)->Enqueue(std::move(input), [](GenerationEvent) {}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("prompt: "), HasSubstr("bytes cannot fit"))));
+  }
+}
+
 TEST_F(EngineTest, ValidationErrors) {
   EngineOptions options;
   options.max_context_tokens = 32;

@@ -1,6 +1,8 @@
 // Request checks: each bad input is refused with a message naming the field and the limit.
 #include "encoder_service/engine/request_validation.h"
 
+#include <algorithm>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -103,6 +105,34 @@ TEST(RequestValidationTest, TextIsTokenizedWithBosAndLengthChecked) {
   limits.max_input_tokens = static_cast<int>(reference->size()) - 1;
   EXPECT_THAT(PrepareSpans(Request({Text(text)}), limits, tokenizer->get()),
               StatusIs(kInvalid, AllOf(HasSubstr("spans[0].text"), HasSubstr("max_input_tokens"))));
+}
+
+// A text too long to fit is refused by its byte count, before the tokenizer sees it (a legal
+// multi-megabyte message used to be tokenized whole first).
+TEST(RequestValidationTest, TextTooLongIsRefusedByItsBytesBeforeTokenizing) {
+  ::icae::testing::ScratchDir dir;
+  auto copy = ::icae::testing::MakeModelCopy(dir.path(), /*tokenizer=*/true);
+  ASSERT_OK(copy);
+  auto tokenizer = Tokenizer::LoadFromModelDir(copy->model_dir);
+  ASSERT_OK(tokenizer);
+  // The bound is the longest piece, checked naively over the vocabulary.
+  size_t longest = 0;
+  for (int id = 0; id < (*tokenizer)->vocab_size(); ++id) {
+    longest = std::max(longest, (*tokenizer)->IdToPiece(id).size());
+  }
+  ASSERT_EQ(static_cast<size_t>((*tokenizer)->max_piece_bytes()), longest);
+  RequestLimits limits = Limits();
+  limits.max_input_tokens = 100;
+  const size_t cap = 100 * longest;
+  const std::string text(cap + 1, 'a');
+  EXPECT_THAT(PrepareSpans(Request({Text(text)}), limits, tokenizer->get()),
+              StatusIs(kInvalid, AllOf(HasSubstr("spans[0].text"), HasSubstr("bytes"),
+                                       HasSubstr("max_input_tokens 100"))));
+  // At the cap the text is tokenized, and the token count decides.
+  std::string words;
+  while (words.size() + 4 <= cap) words += "the ";
+  auto ids = PrepareSpans(Request({Text(words)}), limits, tokenizer->get());
+  EXPECT_THAT(ids, StatusIs(kInvalid, HasSubstr("tokens exceed max_input_tokens")));
 }
 
 }  // namespace
