@@ -57,10 +57,10 @@ absl::Status CheckTextFits(const SlotDecoder& model, absl::string_view text, int
   if (model.tokenizer() == nullptr) return absl::OkStatus();  // Tokenize() refuses it.
   const int64_t max_bytes = std::max<int64_t>(0, room) * model.tokenizer()->max_piece_bytes();
   if (static_cast<int64_t>(text.size()) > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": ", text.size(), " bytes cannot fit the ", std::max<int64_t>(0, room),
-        " positions left within --max_context_tokens ", context_limit, " (at most ",
-        model.tokenizer()->max_piece_bytes(), " bytes per token)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", text.size(), " bytes cannot fit the ", std::max<int64_t>(0, room),
+                     " positions left within --max_context_tokens ", context_limit, " (at most ",
+                     model.tokenizer()->max_piece_bytes(), " bytes per token)"));
   }
   return absl::OkStatus();
 }
@@ -143,8 +143,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
         " context positions leave no room within --max_context_tokens ", context_limit));
   }
   if (prompt_ids.empty() && !input.prompt.empty() && tmpl != PromptTemplate::kAe) {
-    RETURN_IF_ERROR(CheckTextFits(model, input.prompt, context_limit - context_positions,
-                                  "prompt", context_limit));
+    RETURN_IF_ERROR(CheckTextFits(model, input.prompt, context_limit - context_positions, "prompt",
+                                  context_limit));
     absl::StatusOr<std::vector<int>> ids = model.Tokenize(input.prompt);
     if (!ids.ok()) {
       return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));

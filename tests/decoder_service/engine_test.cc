@@ -387,10 +387,10 @@ TEST_F(EngineTest, OverlongPromptsAndTextsAreRefusedBeforeTokenizingOrEmbedding)
     GenerateInput input = AeInput(IcaeFixture("slots"), 8);
     input.template_name = "icae-v2-instruct";
     input.prompt_ids.assign(1000000, 7);
-    EXPECT_THAT(engine->Enqueue(std::move(input), [](GenerationEvent) {}),
-                StatusIs(absl::StatusCode::kInvalidArgument,
-                         AllOf(HasSubstr("prompt_ids: 1000000 ids"),
-                               HasSubstr("--max_context_tokens 32"))));
+    EXPECT_THAT(
+        engine->Enqueue(std::move(input), [](GenerationEvent) {}),
+        StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("prompt_ids: 1000000 ids"),
+                                                           HasSubstr("--max_context_tokens 32"))));
   }
   ::icae::testing::ScratchDir dir;
   ASSERT_OK(::icae::testing::MakeTokenizedTinyLlama(dir.path()));

@@ -1,10 +1,10 @@
 // Request checks: each bad input is refused with a message naming the field and the limit.
 #include "encoder_service/engine/request_validation.h"
 
-#include <algorithm>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "tests/encoder_service/encoder_test_util.h"
 #include "tests/util/test_util.h"

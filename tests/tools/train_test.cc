@@ -474,8 +474,7 @@ TEST_F(TrainTest, InitAdapterTakesANewRateButNotANewMemSize) {
   wrong.mem_size_given = true;
   auto refused = CreatePretrainTask(wrong, TinyTrainOptions(out.Join("bad"), 2));
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("--mem-size 8"), std::string::npos)
-      << refused.status();
+  EXPECT_NE(refused.status().message().find("--mem-size 8"), std::string::npos) << refused.status();
 }
 
 // The capacity probe lowers the teacher-forced loss by optimising slots directly, with the ae
@@ -549,7 +548,8 @@ TEST_F(TrainTest, RescaleKeepsTheFunctionAndShrinksSlots) {
     EXPECT_LT((h1 * *c - h0).abs().max().item<float>(), 1e-3);
     EXPECT_NEAR((*after)->Embed(ids).norm().item<double>(),
                 *c * (*before)->Embed(ids).norm().item<double>(), 1e-3);
-    EXPECT_EQ(ReadAll(out.Join("scaled/tokenizer.model")), ReadAll(dir_->Join("base/tokenizer.model")));
+    EXPECT_EQ(ReadAll(out.Join("scaled/tokenizer.model")),
+              ReadAll(dir_->Join("base/tokenizer.model")));
   }
   RescaleOptions missing;
   missing.out = out.Join("x");

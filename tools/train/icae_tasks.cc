@@ -113,7 +113,8 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
                      " pieces but the model's vocab_size is ", config.vocab_size));
   }
   if (train_base) {
-    ASSIGN_OR_RETURN(TransformerWeights w, LoadWeights(o.model, config, nullptr, at::kFloat, at::kCPU));
+    ASSIGN_OR_RETURN(TransformerWeights w,
+                     LoadWeights(o.model, config, nullptr, at::kFloat, at::kCPU));
     RETURN_IF_ERROR(CatchTorch("copying the base for co-training", [&]() -> absl::Status {
       s.master = CloneWeights(w, config.tie_word_embeddings);
       return absl::OkStatus();
@@ -123,9 +124,9 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
     ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(o.init_adapter, config, /*with_lora=*/true));
     ASSIGN_OR_RETURN(s.icae, IcaeFromAdapter(adapter, config));
     if (o.mem_size_given && o.mem_size != s.icae.config.mem_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--mem-size ", o.mem_size, " differs from the ", s.icae.config.mem_size,
-          " memory rows of --init-adapter ", o.init_adapter));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--mem-size ", o.mem_size, " differs from the ", s.icae.config.mem_size,
+                       " memory rows of --init-adapter ", o.init_adapter));
     }
     // The rate is a property of the segment plan, not of the weights: the same memory rows can
     // go on at another rate (1x, then 2x, then 4x trains far faster than 4x from the start).
@@ -239,14 +240,14 @@ class PretrainTask : public TrainTask {
     }
     const double ae_loss = ae / std::max<int64_t>(1, ae_n);
     const double lm_loss = lm / std::max<int64_t>(1, lm_n);
-    Metrics metrics{
-        {"loss", (1 - options_.lm_ratio) * ae_loss + options_.lm_ratio * lm_loss},
-        {"ae_loss", ae_loss},
-        {"ae_token_acc", static_cast<double>(ae_correct) / std::max<int64_t>(1, ae_n)},
-        {"lm_loss", lm_loss},
-        {"lm_ppl", std::exp(lm_loss)}};
+    Metrics metrics{{"loss", (1 - options_.lm_ratio) * ae_loss + options_.lm_ratio * lm_loss},
+                    {"ae_loss", ae_loss},
+                    {"ae_token_acc", static_cast<double>(ae_correct) / std::max<int64_t>(1, ae_n)},
+                    {"lm_loss", lm_loss},
+                    {"lm_ppl", std::exp(lm_loss)}};
     // The base's own perplexity on the whole window: what co-training must not give away.
-    if (options_.train_base) metrics.push_back({"text_ppl", std::exp(text / std::max<int64_t>(1, text_n))});
+    if (options_.train_base)
+      metrics.push_back({"text_ppl", std::exp(text / std::max<int64_t>(1, text_n))});
     return metrics;
   }
 
@@ -271,27 +272,29 @@ class PretrainTask : public TrainTask {
   }
 
   absl::Status Export(const std::string& dir) const override {
-    if (!options_.train_base) return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
+    if (!options_.train_base)
+      return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
     const std::string base = JoinPath(dir, "base");
-    RETURN_IF_ERROR(SaveHfModel(base, s_.base->config(), *s_.master, s_.base->weights().embed.scalar_type()));
-    ASSIGN_OR_RETURN(std::string tokenizer, ReadFileToString(JoinPath(options_.model, "tokenizer.model")));
+    RETURN_IF_ERROR(
+        SaveHfModel(base, s_.base->config(), *s_.master, s_.base->weights().embed.scalar_type()));
+    ASSIGN_OR_RETURN(std::string tokenizer,
+                     ReadFileToString(JoinPath(options_.model, "tokenizer.model")));
     RETURN_IF_ERROR(WriteStringToFile(JoinPath(base, "tokenizer.model"), tokenizer));
     return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, base);
   }
   std::string Recipe() const override {
-    return absl::StrCat("pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
-                        " lm_ratio=", options_.lm_ratio,
-                        options_.residual_lr_scale != 1.0
-                            ? absl::StrCat(" residual_lr_scale=", options_.residual_lr_scale)
-                            : std::string(),
-                        options_.ae_only_steps > 0
-                            ? absl::StrCat(" ae_only_steps=", options_.ae_only_steps)
-                            : std::string(),
-                        options_.train_base
-                            ? absl::StrCat(" train_base text_lm_ratio=", options_.text_lm_ratio,
+    return absl::StrCat(
+        "pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
+        " lm_ratio=", options_.lm_ratio,
+        options_.residual_lr_scale != 1.0
+            ? absl::StrCat(" residual_lr_scale=", options_.residual_lr_scale)
+            : std::string(),
+        options_.ae_only_steps > 0 ? absl::StrCat(" ae_only_steps=", options_.ae_only_steps)
+                                   : std::string(),
+        options_.train_base ? absl::StrCat(" train_base text_lm_ratio=", options_.text_lm_ratio,
                                            " base_lr_scale=", options_.base_lr_scale)
                             : std::string(),
-                        " train_tokens=", train_stream_.size());
+        " train_tokens=", train_stream_.size());
   }
   double FlopsPerMicroBatch() const override {
     const int64_t span = options_.span_tokens;
@@ -313,8 +316,9 @@ class PretrainTask : public TrainTask {
     std::optional<Transformer> trained;
     if (options_.train_base) {
       const ModelConfig& c = s_.base->config();
-      trained.emplace(c, CastWeights(*s_.master, c.tie_word_embeddings, s_.base->weights().embed.scalar_type()),
-                      Runtime{at::kCPU, s_.base->weights().embed.scalar_type()});
+      trained.emplace(
+          c, CastWeights(*s_.master, c.tie_word_embeddings, s_.base->weights().embed.scalar_type()),
+          Runtime{at::kCPU, s_.base->weights().embed.scalar_type()});
     }
     const Transformer& model = trained ? *trained : *s_.base;
     std::vector<std::vector<int>> contexts;

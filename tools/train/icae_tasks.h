@@ -22,9 +22,9 @@
 namespace icae::train {
 
 struct IcaeOptions {
-  std::string model;         // Frozen base: HF model directory with tokenizer.model.
-  std::string train;         // Training data.
-  std::string valid;         // Validation data.
+  std::string model;  // Frozen base: HF model directory with tokenizer.model.
+  std::string train;  // Training data.
+  std::string valid;  // Validation data.
   // Start from this adapter: its r, alpha, targets, memory layout and mem_size win. Its rate too,
   // unless rate_given: one set of memory rows may then train at a new rate (a rate curriculum).
   std::string init_adapter;
@@ -34,9 +34,9 @@ struct IcaeOptions {
   // down_proj (the released ICAE v2 adapter targets q_proj,v_proj), or "all".
   std::string lora_targets = "q_proj,v_proj";
   int mem_size = 32;
-  int rate = 4;            // Tokens per slot: segments of mem_size * rate tokens.
-  bool rate_given = false;  // --rate was on the command line.
-  bool mem_size_given = false;  // --mem-size was on the command line.
+  int rate = 4;                             // Tokens per slot: segments of mem_size * rate tokens.
+  bool rate_given = false;                  // --rate was on the command line.
+  bool mem_size_given = false;              // --mem-size was on the command line.
   std::string memory_positions = "append";  // Encoder layout of memory rows: append | uniform.
   int valid_samples = 32;
   // Learning-rate multiplier for what writes into the residual stream at its own scale: the
