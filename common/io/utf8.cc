@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "absl/strings/str_cat.h"
+
 namespace icae {
 namespace {
 
@@ -55,6 +57,12 @@ size_t CompleteUtf8Prefix(absl::string_view text) {
     return n;
   }
   return n;
+}
+
+std::string ClipForMessage(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  const absl::string_view head = text.substr(0, CompleteUtf8Prefix(text.substr(0, max_bytes)));
+  return absl::StrCat(head, "... (", text.size(), " bytes)");
 }
 
 }  // namespace icae

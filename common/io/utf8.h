@@ -3,6 +3,7 @@
 #define ICAE_COMMON_IO_UTF8_H_
 
 #include <cstddef>
+#include <string>
 
 #include "absl/strings/string_view.h"
 
@@ -13,6 +14,10 @@ bool IsValidUtf8(absl::string_view text);
 // Length of the longest prefix of `text` that does not end inside a multi-byte sequence
 // (the rest may be completed by later bytes). Used to stream only whole characters.
 size_t CompleteUtf8Prefix(absl::string_view text);
+// A client's string for an error message: itself when at most `max_bytes` long, else its first
+// max_bytes (cut before a partial character) then "... (N bytes)". Errors that echo client input
+// stay small (gRPC's default metadata limit, 8 KiB, would otherwise replace the real error).
+std::string ClipForMessage(absl::string_view text, size_t max_bytes = 80);
 
 }  // namespace icae
 

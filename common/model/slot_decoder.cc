@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/status_macros.h"
 #include "common/io/checkpoint.h"
+#include "common/io/utf8.h"
 #include "common/model/compressor.h"
 #include "common/model/fingerprint.h"
 #include "common/model/torch_status.h"
@@ -23,7 +24,7 @@ absl::StatusOr<PromptTemplate> ParsePromptTemplate(absl::string_view name) {
   if (name == "icae-v2-instruct") return PromptTemplate::kIcaeV2Instruct;
   if (name == "icae-v1") return PromptTemplate::kIcaeV1;
   if (name == "raw") return PromptTemplate::kRaw;
-  return absl::InvalidArgumentError(absl::StrCat("unknown template '", name, "' (",
+  return absl::InvalidArgumentError(absl::StrCat("unknown template '", ClipForMessage(name), "' (",
                                                  absl::StrJoin(PromptTemplateNames(), ", "), ")"));
 }
 
@@ -112,8 +113,7 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string
   if (FileExists(tokenizer_path)) {
     ASSIGN_OR_RETURN(decoder->tokenizer_, Tokenizer::Load(tokenizer_path));
   }
-  ASSIGN_OR_RETURN(decoder->template_tokens_,
-                   TemplateTokensFor(config, decoder->tokenizer_.get()));
+  ASSIGN_OR_RETURN(decoder->template_tokens_, TemplateTokensFor(config, decoder->tokenizer_.get()));
   if (!adapter_path.empty()) {
     ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_path, config, /*with_lora=*/false));
     ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
@@ -177,8 +177,8 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
       pieces.push_back(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
       counted.text_tokens += static_cast<int>(ids.size());
     };
-    for (const PromptPiece& piece : LayoutPrompt(tmpl, context.size(), prompt_ids,
-                                                 template_tokens())) {
+    for (const PromptPiece& piece :
+         LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens())) {
       switch (piece.kind) {
         case PromptPiece::kTokens:
           add_ids(piece.ids);

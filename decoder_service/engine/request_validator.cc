@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
+#include "common/io/utf8.h"
 #include "common/model/torch_status.h"
 
 namespace icae::decoder {
@@ -14,9 +15,10 @@ namespace {
 absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size_t index) {
   const std::string field = absl::StrCat("context[", index, "].slots");
   if (part.encoder_id != model.accepted_encoder_id()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        field, ": made by encoder_id '", part.encoder_id, "' but this decoder accepts '",
-        model.accepted_encoder_id(), "' (its base model and adapter)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": made by encoder_id '", ClipForMessage(part.encoder_id),
+                     "' but this decoder accepts '", model.accepted_encoder_id(),
+                     "' (its base model and adapter)"));
   }
   const at::Tensor& slots = part.slots;
   const int hidden = model.config().hidden_size;

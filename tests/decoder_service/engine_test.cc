@@ -442,6 +442,22 @@ TEST_F(EngineTest, ValidationErrors) {
     return input;
   };
   {
+    // A client string echoed in an error is clipped: an 8,000-byte encoder_id must not push the
+    // message past gRPC's metadata limit (the client would see RESOURCE_EXHAUSTED instead).
+    GenerateInput input = AeInput(slots, 8);
+    input.context[0].encoder_id = std::string(8000, 'e');
+    absl::Status status = enqueue(std::move(input));
+    EXPECT_THAT(status,
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("... (8000 bytes)")));
+    EXPECT_LT(status.message().size(), 400u) << status.message().size();
+    GenerateInput bad_template = AeInput(slots, 8);
+    bad_template.template_name = std::string(100000, 't');
+    status = enqueue(std::move(bad_template));
+    EXPECT_THAT(status,
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown template")));
+    EXPECT_LT(status.message().size(), 400u) << status.message().size();
+  }
+  {
     GenerateInput input = AeInput(slots, 8);
     input.context[0].encoder_id = "0123abcd";
     EXPECT_THAT(enqueue(std::move(input)),

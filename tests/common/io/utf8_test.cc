@@ -143,5 +143,16 @@ TEST(Utf8Test, CompleteUtf8Prefix) {
   EXPECT_EQ(CompleteUtf8Prefix("ab\x80"), 3u);
 }
 
+TEST(Utf8Test, ClipForMessageKeepsShortStringsAndCutsLongOnesAtACharacter) {
+  EXPECT_EQ(ClipForMessage("ae"), "ae");
+  EXPECT_EQ(ClipForMessage(std::string(80, 'x')), std::string(80, 'x'));
+  EXPECT_EQ(ClipForMessage(std::string(8000, 'x')), std::string(80, 'x') + "... (8000 bytes)");
+  // "\xc3\xa9" (e acute) straddles byte 4: the cut goes before it.
+  EXPECT_EQ(ClipForMessage("abc\xc3\xa9"
+                           "def",
+                           4),
+            "abc... (8 bytes)");
+}
+
 }  // namespace
 }  // namespace icae
