@@ -17,9 +17,13 @@ namespace icae::decoder {
 struct ContextInput {
   enum class Kind { kSlots, kText, kTokenIds };
   Kind kind = Kind::kText;
-  at::Tensor slots;            // kSlots: [num_slots, hidden], any dtype as sent.
-  std::string encoder_id;      // kSlots: who made them.
-  int source_tokens = 0;       // kSlots: the span's length before compression.
+  at::Tensor slots;        // kSlots: [num_slots, hidden], any dtype as sent.
+  std::string encoder_id;  // kSlots: who made them.
+  int source_tokens = 0;   // kSlots: the span's length before compression (>= 0).
+  // kSlots, optional (0 = not given): the encoder's segment count and slots per segment; when
+  // given they must agree with the tensor and with this decoder's adapter.
+  int num_segments = 0;
+  int mem_size = 0;
   std::string text;            // kText: tokenized without BOS.
   std::vector<int> token_ids;  // kTokenIds: placed as they are.
 };

@@ -1,6 +1,8 @@
 #include "decoder_service/engine/request_validator.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -35,6 +37,24 @@ absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size
                      return at::isfinite(slots).all().item<bool>();
                    }));
   if (!finite) return absl::InvalidArgumentError(absl::StrCat(field, ": contains NaN or Inf"));
+  // The metadata beside the tensor: optional, but never contradicting it.
+  const std::string meta = absl::StrCat("context[", index, "].");
+  if (part.source_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(meta, "source_tokens: ", part.source_tokens, " is negative"));
+  }
+  if (part.mem_size < 0 || (part.mem_size != 0 && part.mem_size != model.mem_size())) {
+    return absl::InvalidArgumentError(absl::StrCat(meta, "mem_size: ", part.mem_size,
+                                                   ", but this decoder's adapter has mem_size ",
+                                                   model.mem_size()));
+  }
+  if (part.num_segments < 0 ||
+      (part.num_segments != 0 &&
+       static_cast<int64_t>(part.num_segments) * model.mem_size() != slots.size(0))) {
+    return absl::InvalidArgumentError(absl::StrCat(meta, "num_segments: ", part.num_segments,
+                                                   " x mem_size ", model.mem_size(), " is not the ",
+                                                   slots.size(0), " slots sent"));
+  }
   return absl::OkStatus();
 }
 
@@ -99,6 +119,7 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   std::vector<ContextPart> parts;
   parts.reserve(input.context.size());
   int64_t context_positions = 0;
+  int64_t uncompressed = 0;  // Tokens the context had before compression.
   for (size_t i = 0; i < input.context.size(); ++i) {
     ContextInput& in = input.context[i];
     ContextPart part;
@@ -107,7 +128,7 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
         RETURN_IF_ERROR(CheckSlots(model, in, i));
         part.slots = std::move(in.slots);
         context_positions += part.slots.size(0);
-        prepared.uncompressed_context_tokens += std::max(0, in.source_tokens);
+        uncompressed += in.source_tokens;  // >= 0 (CheckSlots).
         break;
       case ContextInput::Kind::kText: {
         RETURN_IF_ERROR(CheckTextFits(model, in.text, context_limit - context_positions,
@@ -126,7 +147,7 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
     }
     if (!part.slots.defined()) {
       context_positions += static_cast<int64_t>(part.token_ids.size());
-      prepared.uncompressed_context_tokens += static_cast<int>(part.token_ids.size());
+      uncompressed += static_cast<int64_t>(part.token_ids.size());
     }
     if (context_positions >= context_limit) {
       return absl::InvalidArgumentError(absl::StrCat("context: more than ", context_positions,
@@ -135,6 +156,9 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
     }
     parts.push_back(std::move(part));
   }
+  // Summed in 64 bits and saturated: what callers claim in source_tokens never wraps the usage.
+  prepared.uncompressed_context_tokens =
+      static_cast<int>(std::min<int64_t>(uncompressed, std::numeric_limits<int32_t>::max()));
 
   std::vector<int> prompt_ids = std::move(input.prompt_ids);
   // The prompt's length is checked before it is tokenized or embedded.

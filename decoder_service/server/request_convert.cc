@@ -38,6 +38,8 @@ absl::StatusOr<ContextInput> DecodePart(const v1::ContextPart& part, size_t inde
       in.slots = *std::move(tensor);
       in.encoder_id = slots.encoder_id();
       in.source_tokens = slots.source_tokens();
+      in.num_segments = slots.num_segments();
+      in.mem_size = slots.mem_size();
       return in;
     }
     case v1::ContextPart::kText:

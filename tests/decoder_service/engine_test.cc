@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -375,6 +376,38 @@ TEST_F(EngineTest, ContextLimitCutsGenerationWithLength) {
   auto [final, ids] = RunAlone(*engine, std::move(input));
   EXPECT_EQ(final.finish_reason, FinishReason::kLength);
   EXPECT_EQ(ids.size(), 15u);
+}
+
+// The metadata beside a slots tensor may be left out, but never contradicts the tensor or the
+// adapter, and what callers claim in source_tokens never wraps the usage counts.
+TEST_F(EngineTest, SlotMetadataIsCheckedAndUsageNeverWraps) {
+  auto engine = MakeEngine();
+  const at::Tensor slots = IcaeFixture("slots");
+  const int rows = static_cast<int>(slots.size(0)), mem = model_->mem_size();
+  auto refused = [&](auto edit) {
+    GenerateInput input = AeInput(slots, 4);
+    edit(input.context[0]);
+    return engine->Enqueue(std::move(input), [](GenerationEvent) {}).status();
+  };
+  constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+  EXPECT_THAT(refused([](ContextInput& p) { p.source_tokens = -5; }),
+              StatusIs(kInvalid, HasSubstr("context[0].source_tokens: -5 is negative")));
+  EXPECT_THAT(refused([&](ContextInput& p) { p.mem_size = mem + 1; }),
+              StatusIs(kInvalid, HasSubstr("context[0].mem_size")));
+  EXPECT_THAT(refused([&](ContextInput& p) { p.num_segments = rows / mem + 1; }),
+              StatusIs(kInvalid, HasSubstr("context[0].num_segments")));
+  EXPECT_THAT(refused([](ContextInput& p) { p.num_segments = -1; }),
+              StatusIs(kInvalid, HasSubstr("context[0].num_segments")));
+  // Consistent metadata is accepted; two parts each claiming INT32_MAX tokens saturate.
+  GenerateInput input = AeInput(slots, 2);
+  input.context[0].mem_size = mem;
+  input.context[0].num_segments = rows / mem;
+  input.context[0].source_tokens = std::numeric_limits<int32_t>::max();
+  input.context.push_back(Slots(slots));
+  input.context[1].source_tokens = std::numeric_limits<int32_t>::max();
+  auto [final, ids] = RunAlone(*engine, std::move(input));
+  EXPECT_OK(final.status);
+  EXPECT_EQ(final.usage.uncompressed_context_tokens, std::numeric_limits<int32_t>::max());
 }
 
 // Lengths are checked before the work that grows with them: prompt_ids before they are
