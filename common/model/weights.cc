@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -127,17 +128,21 @@ absl::StatusOr<TransformerWeights> LoadWeights(const std::string& dir, const Mod
   });
 }
 
-TransformerWeights CloneWeights(const TransformerWeights& w, bool tied) {
-  auto copy = [](const at::Tensor& t) { return t.detach().clone(); };
+TransformerWeights MapWeights(const TransformerWeights& w, bool tied,
+                              const std::function<at::Tensor(const at::Tensor&)>& f) {
   TransformerWeights out;
-  out.embed = copy(w.embed);
+  out.embed = f(w.embed);
   for (const LayerWeights& l : w.layers) {
-    out.layers.push_back(LayerWeights{copy(l.input_norm), copy(l.wqkv), copy(l.wo),
-                                      copy(l.post_norm), copy(l.w_gate_up), copy(l.w_down)});
+    out.layers.push_back(LayerWeights{f(l.input_norm), f(l.wqkv), f(l.wo), f(l.post_norm),
+                                      f(l.w_gate_up), f(l.w_down)});
   }
-  out.final_norm = copy(w.final_norm);
-  out.lm_head = tied ? out.embed : copy(w.lm_head);
+  out.final_norm = f(w.final_norm);
+  out.lm_head = tied ? out.embed : f(w.lm_head);
   return out;
+}
+
+TransformerWeights CloneWeights(const TransformerWeights& w, bool tied) {
+  return MapWeights(w, tied, [](const at::Tensor& t) { return t.detach().clone(); });
 }
 
 TransformerWeights RandomWeights(const ModelConfig& config, uint64_t seed, double std) {

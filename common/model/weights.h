@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ struct TransformerWeights {
 absl::StatusOr<TransformerWeights> LoadWeights(const std::string& dir, const ModelConfig& config,
                                                const Adapter* lora, at::ScalarType dtype,
                                                at::Device device);
+
+// `f` applied to every tensor, in the Parameters() order; lm_head stays the same tensor as embed
+// when `tied`.
+TransformerWeights MapWeights(const TransformerWeights& weights, bool tied,
+                              const std::function<at::Tensor(const at::Tensor&)>& f);
 
 // Owned, writable copies of every tensor (a float32 file may be mapped read-only); lm_head stays
 // the same tensor as embed when `tied`.

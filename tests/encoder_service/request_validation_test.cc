@@ -87,51 +87,66 @@ TEST(RequestValidationTest, TextNeedsATokenizer) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no tokenizer")));
 }
 
-TEST(RequestValidationTest, TextIsTokenizedWithBosAndLengthChecked) {
-  ::icae::testing::ScratchDir dir;
-  auto copy = ::icae::testing::MakeModelCopy(dir.path(), /*tokenizer=*/true);
-  ASSERT_OK(copy);
-  auto tokenizer = Tokenizer::LoadFromModelDir(copy->model_dir);
-  ASSERT_OK(tokenizer);
+// Text spans with the tiny model's tokenizer (trained once for the suite).
+class TextValidationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new ::icae::testing::ScratchDir();
+    auto copy = ::icae::testing::MakeModelCopy(dir_->path(), /*tokenizer=*/true);
+    ASSERT_OK(copy);
+    model_dir_ = new std::string(copy->model_dir);
+    auto tokenizer = Tokenizer::LoadFromModelDir(copy->model_dir);
+    ASSERT_OK(tokenizer);
+    tokenizer_ = tokenizer->release();
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete model_dir_;
+    delete dir_;
+  }
+  static ::icae::testing::ScratchDir* dir_;
+  static std::string* model_dir_;
+  static Tokenizer* tokenizer_;
+};
+::icae::testing::ScratchDir* TextValidationTest::dir_ = nullptr;
+std::string* TextValidationTest::model_dir_ = nullptr;
+Tokenizer* TextValidationTest::tokenizer_ = nullptr;
+
+TEST_F(TextValidationTest, TextIsTokenizedWithBosAndLengthChecked) {
   const std::string text = "the memory slots";
-  auto reference = ::icae::testing::SpmEncode(copy->model_dir + "/tokenizer.model", text);
+  auto reference = ::icae::testing::SpmEncode(*model_dir_ + "/tokenizer.model", text);
   ASSERT_OK(reference);
   reference->insert(reference->begin(), 1);  // BOS
   RequestLimits limits = Limits();
   limits.max_input_tokens = 1000;
-  auto ids = PrepareSpans(Request({Text(text)}), limits, tokenizer->get());
+  auto ids = PrepareSpans(Request({Text(text)}), limits, tokenizer_);
   ASSERT_OK(ids);
   EXPECT_EQ((*ids)[0], *reference);
   limits.max_input_tokens = static_cast<int>(reference->size()) - 1;
-  EXPECT_THAT(PrepareSpans(Request({Text(text)}), limits, tokenizer->get()),
+  EXPECT_THAT(PrepareSpans(Request({Text(text)}), limits, tokenizer_),
               StatusIs(kInvalid, AllOf(HasSubstr("spans[0].text"), HasSubstr("max_input_tokens"))));
 }
 
 // A text too long to fit is refused by its byte count, before the tokenizer sees it (a legal
 // multi-megabyte message used to be tokenized whole first).
-TEST(RequestValidationTest, TextTooLongIsRefusedByItsBytesBeforeTokenizing) {
-  ::icae::testing::ScratchDir dir;
-  auto copy = ::icae::testing::MakeModelCopy(dir.path(), /*tokenizer=*/true);
-  ASSERT_OK(copy);
-  auto tokenizer = Tokenizer::LoadFromModelDir(copy->model_dir);
-  ASSERT_OK(tokenizer);
+TEST_F(TextValidationTest, TextTooLongIsRefusedByItsBytesBeforeTokenizing) {
   // The bound is the longest piece, checked naively over the vocabulary.
   size_t longest = 0;
-  for (int id = 0; id < (*tokenizer)->vocab_size(); ++id) {
-    longest = std::max(longest, (*tokenizer)->IdToPiece(id).size());
+  for (int id = 0; id < tokenizer_->vocab_size(); ++id) {
+    longest = std::max(longest, tokenizer_->IdToPiece(id).size());
   }
-  ASSERT_EQ(static_cast<size_t>((*tokenizer)->max_piece_bytes()), longest);
+  ASSERT_EQ(static_cast<size_t>(tokenizer_->max_piece_bytes()), longest);
   RequestLimits limits = Limits();
   limits.max_input_tokens = 100;
   const size_t cap = 100 * longest;
   const std::string text(cap + 1, 'a');
-  EXPECT_THAT(PrepareSpans(Request({Text(text)}), limits, tokenizer->get()),
+  EXPECT_THAT(PrepareSpans(Request({Text(text)}), limits, tokenizer_),
               StatusIs(kInvalid, AllOf(HasSubstr("spans[0].text"), HasSubstr("bytes"),
                                        HasSubstr("max_input_tokens 100"))));
   // At the cap the text is tokenized, and the token count decides.
   std::string words;
   while (words.size() + 4 <= cap) words += "the ";
-  auto ids = PrepareSpans(Request({Text(words)}), limits, tokenizer->get());
+  auto ids = PrepareSpans(Request({Text(words)}), limits, tokenizer_);
   EXPECT_THAT(ids, StatusIs(kInvalid, HasSubstr("tokens exceed max_input_tokens")));
 }
 

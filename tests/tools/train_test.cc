@@ -62,6 +62,40 @@ class TrainTest : public ::testing::Test {
     o.valid_samples = 4;
     return o;
   }
+  // A run on a 3-document corpus it keeps seeing (the random frozen tiny-llama is a poor decoder,
+  // so the check is that the adapter learns to autoencode its own training windows).
+  static void SmallCorpusRun(const ScratchDir& out, int steps, TrainOptions* train,
+                             PretrainOptions* options) {
+    testing::WriteCorpus(out.Join("small.txt"), 3, 3);
+    *train = TinyTrainOptions(out.Join("icae"), steps);
+    train->batch = 4;
+    train->lr = 2e-2;
+    train->min_lr_ratio = 0.5;
+    *options = TinyPretrain();
+    options->train = options->valid = out.Join("small.txt");
+  }
+  // The serving encoder (Compressor: LoRA merged) on `base_dir` makes the slots the trainer's
+  // unmerged encoder makes for the adapter in `adapter_dir`.
+  static void ExpectServedSlotsEqualTrained(const std::string& base_dir,
+                                            const std::string& adapter_dir) {
+    auto config = LoadModelConfig(base_dir);
+    ASSERT_OK(config);
+    auto adapter = LoadAdapter(adapter_dir, *config, /*with_lora=*/true);
+    ASSERT_OK(adapter);
+    auto compressor = Compressor::Load(base_dir, adapter_dir, Runtime{});
+    ASSERT_OK(compressor);
+    auto base = Transformer::Load(base_dir, Runtime{});
+    ASSERT_OK(base);
+    auto trainables = IcaeFromAdapter(*adapter, *config);
+    ASSERT_OK(trainables);
+    const std::vector<int> segment = {5,  17,  42, 99, 3,  250, 8,  61,
+                                      77, 300, 12, 13, 14, 15,  16, 40};
+    at::NoGradGuard no_grad;
+    auto served = (*compressor)->CompressSegments({segment});
+    ASSERT_OK(served);
+    at::Tensor trained = EncodeSegments(**base, *trainables, {segment});
+    EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
+  }
   static std::unique_ptr<TrainTask> MustCreate(absl::StatusOr<std::unique_ptr<TrainTask>> task) {
     EXPECT_OK(task);
     return task.ok() ? *std::move(task) : nullptr;
@@ -156,15 +190,9 @@ TEST_F(TrainTest, ResumeIsBitIdenticalForLmAndPretrain) {
 
 TEST_F(TrainTest, PretrainLossFallsAndAdapterRoundTrips) {
   ScratchDir out;
-  // The random frozen tiny-llama is a poor decoder, so the check is that the adapter learns to
-  // autoencode a small text it keeps seeing (its own training windows).
-  testing::WriteCorpus(out.Join("small.txt"), 3, 3);
-  TrainOptions train = TinyTrainOptions(out.Join("icae"), 40);
-  train.batch = 4;
-  train.lr = 2e-2;
-  train.min_lr_ratio = 0.5;
-  PretrainOptions options = TinyPretrain();
-  options.train = options.valid = out.Join("small.txt");
+  TrainOptions train;
+  PretrainOptions options;
+  SmallCorpusRun(out, 40, &train, &options);
   options.lm_ratio = 0.1;
   auto task = MustCreate(CreatePretrainTask(options, train));
   ASSERT_NE(task, nullptr);
@@ -200,19 +228,7 @@ TEST_F(TrainTest, PretrainLossFallsAndAdapterRoundTrips) {
   }
   EXPECT_TRUE(at::equal(adapter->memory_embed, params.back().detach()));
 
-  // The serving encoder (LoRA merged) makes the slots the trainer's unmerged encoder made.
-  auto compressor = Compressor::Load(dir_->Join("base"), out.Join("icae"), Runtime{});
-  ASSERT_OK(compressor);
-  std::vector<int> segment = {5, 17, 42, 99, 3, 250, 8, 61, 77, 300, 12, 13, 14, 15, 16, 40};
-  auto served = (*compressor)->CompressSegments({segment});
-  ASSERT_OK(served);
-  auto base = Transformer::Load(dir_->Join("base"), Runtime{});
-  ASSERT_OK(base);
-  auto trainables = IcaeFromAdapter(*adapter, *config);
-  ASSERT_OK(trainables);
-  at::NoGradGuard no_grad;
-  at::Tensor trained = EncodeSegments(**base, *trainables, {segment});
-  EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
+  ExpectServedSlotsEqualTrained(dir_->Join("base"), out.Join("icae"));
 }
 
 // What the trainer feeds the decoder is exactly what SlotDecoder::BuildPrompt serves.
@@ -352,13 +368,9 @@ TEST_F(TrainTest, AllProjectionLoraTrainsAndServes) {
 // exported base makes the slots the trainer makes. The run also resumes bit for bit.
 TEST_F(TrainTest, CoTrainingTrainsTheBaseAndExportsBoth) {
   ScratchDir out;
-  testing::WriteCorpus(out.Join("small.txt"), 3, 3);
-  TrainOptions train = TinyTrainOptions(out.Join("icae"), 30);
-  train.batch = 4;
-  train.lr = 2e-2;
-  train.min_lr_ratio = 0.5;
-  PretrainOptions options = TinyPretrain();
-  options.train = options.valid = out.Join("small.txt");
+  TrainOptions train;
+  PretrainOptions options;
+  SmallCorpusRun(out, 30, &train, &options);
   options.lm_ratio = 0.2;
   options.train_base = true;
   options.text_lm_ratio = 0.3;
@@ -401,18 +413,7 @@ TEST_F(TrainTest, CoTrainingTrainsTheBaseAndExportsBoth) {
                          (*start_base)->weights().layers[0].w_down));
   EXPECT_EQ(ReadAll(out.Join("icae/base/tokenizer.model")),
             ReadAll(dir_->Join("base/tokenizer.model")));
-  auto adapter = LoadAdapter(out.Join("icae"), *config, /*with_lora=*/true);
-  ASSERT_OK(adapter);
-  auto compressor = Compressor::Load(out.Join("icae/base"), out.Join("icae"), Runtime{});
-  ASSERT_OK(compressor);
-  auto trainables = IcaeFromAdapter(*adapter, *config);
-  ASSERT_OK(trainables);
-  std::vector<int> segment = {5, 17, 42, 99, 3, 250, 8, 61, 77, 300, 12, 13, 14, 15, 16, 40};
-  at::NoGradGuard no_grad;
-  auto served = (*compressor)->CompressSegments({segment});
-  ASSERT_OK(served);
-  at::Tensor trained = EncodeSegments(**trained_base, *trainables, {segment});
-  EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
+  ExpectServedSlotsEqualTrained(out.Join("icae/base"), out.Join("icae"));
 
   // Text LM samples without a trainable base would train nothing: refused.
   options.train_base = false;

@@ -213,7 +213,7 @@ class PretrainTask : public TrainTask {
         objectives.push_back(coin(rng_) < lm_ratio ? Objective::kContinue : Objective::kAe);
       }
     }
-    BatchLoss loss = Loss(windows, objectives);
+    BatchLoss loss = Loss(Model(TrainedBase()), windows, objectives);
     return MicroBatchLoss{loss.mean_loss, positions_};
   }
 
@@ -222,18 +222,20 @@ class PretrainTask : public TrainTask {
         FixedWindows(valid_stream_, 2 * options_.span_tokens, options_.valid_samples);
     double ae = 0, lm = 0, text = 0;
     int64_t ae_n = 0, lm_n = 0, ae_correct = 0, text_n = 0;
+    const std::optional<Transformer> trained = TrainedBase();
+    const Transformer& model = Model(trained);
     for (size_t i = 0; i < windows.size(); i += train_.batch) {
       std::vector<std::vector<int>> chunk(
           windows.begin() + i, windows.begin() + std::min(windows.size(), i + train_.batch));
-      BatchLoss a = Loss(chunk, std::vector<Objective>(chunk.size(), Objective::kAe));
-      BatchLoss l = Loss(chunk, std::vector<Objective>(chunk.size(), Objective::kContinue));
+      BatchLoss a = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kAe));
+      BatchLoss l = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kContinue));
       ae += a.mean_loss.item<double>() * a.labelled;
       ae_n += a.labelled;
       ae_correct += a.correct;
       lm += l.mean_loss.item<double>() * l.labelled;
       lm_n += l.labelled;
       if (options_.train_base) {
-        BatchLoss t = Loss(chunk, std::vector<Objective>(chunk.size(), Objective::kText));
+        BatchLoss t = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kText));
         text += t.mean_loss.item<double>() * t.labelled;
         text_n += t.labelled;
       }
@@ -309,18 +311,25 @@ class PretrainTask : public TrainTask {
   // plain language modelling on the whole window.
   enum class Objective { kAe, kContinue, kText };
 
-  BatchLoss Loss(const std::vector<std::vector<int>>& windows,
-                 const std::vector<Objective>& objectives) {
-    const int span = options_.span_tokens;
-    // Co-training differentiates through a compute-dtype copy of the float32 master weights.
+  // Co-training differentiates through a compute-dtype copy of the float32 master weights, made
+  // once per micro-batch or validation pass; otherwise none (the frozen base is used).
+  std::optional<Transformer> TrainedBase() const {
     std::optional<Transformer> trained;
     if (options_.train_base) {
       const ModelConfig& c = s_.base->config();
-      trained.emplace(
-          c, CastWeights(*s_.master, c.tie_word_embeddings, s_.base->weights().embed.scalar_type()),
-          Runtime{at::kCPU, s_.base->weights().embed.scalar_type()});
+      const at::ScalarType dtype = s_.base->weights().embed.scalar_type();
+      trained.emplace(c, CastWeights(*s_.master, c.tie_word_embeddings, dtype),
+                      Runtime{at::kCPU, dtype});
     }
-    const Transformer& model = trained ? *trained : *s_.base;
+    return trained;
+  }
+  const Transformer& Model(const std::optional<Transformer>& trained) const {
+    return trained ? *trained : *s_.base;
+  }
+
+  BatchLoss Loss(const Transformer& model, const std::vector<std::vector<int>>& windows,
+                 const std::vector<Objective>& objectives) {
+    const int span = options_.span_tokens;
     std::vector<std::vector<int>> contexts;
     std::vector<size_t> encoded;  // Samples with slots, in the order of `contexts`.
     for (size_t i = 0; i < windows.size(); ++i) {

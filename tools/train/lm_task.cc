@@ -42,16 +42,7 @@ void RegisterLmFlags(FlagSet& flags, LmOptions* o) {
 }
 
 TransformerWeights CastWeights(const TransformerWeights& w, bool tied, at::ScalarType dtype) {
-  auto cast = [&](const at::Tensor& t) { return t.to(dtype); };
-  TransformerWeights out;
-  out.embed = cast(w.embed);
-  for (const LayerWeights& l : w.layers) {
-    out.layers.push_back(LayerWeights{cast(l.input_norm), cast(l.wqkv), cast(l.wo),
-                                      cast(l.post_norm), cast(l.w_gate_up), cast(l.w_down)});
-  }
-  out.final_norm = cast(w.final_norm);
-  out.lm_head = tied ? out.embed : cast(w.lm_head);
-  return out;
+  return MapWeights(w, tied, [&](const at::Tensor& t) { return t.to(dtype); });
 }
 
 double MatmulParameters(const ModelConfig& c) {
