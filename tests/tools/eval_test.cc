@@ -75,6 +75,23 @@ TEST(EvalBinaryTest, WritesTheTableAndJson) {
     EXPECT_GT(j[key].get<double>(), 1.0);
     EXPECT_LT(j[key].get<double>(), 1e6);
   }
+  // Position bands 1..1, 2..5, 6..16 tile the 16-token continuation, and their position-weighted
+  // log-perplexities average to the whole continuation's.
+  const nlohmann::json& bands = j["ppl_by_position"];
+  ASSERT_EQ(bands.size(), 3u);
+  int next = 1;
+  for (const char* key : {"ppl_text", "ppl_slots", "ppl_none"}) {
+    double weighted = 0;
+    next = 1;
+    for (const nlohmann::json& b : bands) {
+      EXPECT_EQ(b["first"].get<int>(), next);
+      next = b["last"].get<int>() + 1;
+      weighted += (b["last"].get<int>() - b["first"].get<int>() + 1) * std::log(b[key].get<double>());
+    }
+    EXPECT_NEAR(weighted / 16, std::log(j[key].get<double>()), 1e-9) << key;
+  }
+  EXPECT_EQ(next, 17);
+  EXPECT_THAT(table, ::testing::HasSubstr("continuation ppl by position"));
 
   // A text too short for one span and its continuation is a usage error.
   std::ofstream(dir.Join("short.txt")) << "The captain.\n";

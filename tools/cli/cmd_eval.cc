@@ -78,11 +78,26 @@ int RunEval(const Args& args) {
   std::printf("%-34s %.3f\n", "continuation ppl | original text", r.ppl_text);
   std::printf("%-34s %.3f (%+.1f%% vs text)\n", "continuation ppl | slots", r.ppl_slots, slot_gap);
   std::printf("%-34s %.3f\n", "continuation ppl | no context", r.ppl_none);
+  std::printf("%-34s %12s %12s %12s\n", "continuation ppl by position", "text", "slots",
+              "none");
+  for (const PositionBand& b : r.bands) {
+    std::printf("%-34s %12.3f %12.3f %12.3f\n", absl::StrFormat("  %d..%d", b.first, b.last).c_str(),
+                b.ppl_text, b.ppl_slots, b.ppl_none);
+  }
   if (!json_out.empty()) {
+    nlohmann::json bands = nlohmann::json::array();
+    for (const PositionBand& b : r.bands) {
+      bands.push_back({{"first", b.first},
+                       {"last", b.last},
+                       {"ppl_text", b.ppl_text},
+                       {"ppl_slots", b.ppl_slots},
+                       {"ppl_none", b.ppl_none}});
+    }
     nlohmann::json j = {{"spans", r.spans},       {"span_tokens", r.span_tokens},
                         {"bleu4", r.bleu4},       {"exact_match", r.exact_match},
                         {"ppl_text", r.ppl_text}, {"ppl_slots", r.ppl_slots},
-                        {"ppl_none", r.ppl_none}};
+                        {"ppl_none", r.ppl_none},
+                        {"ppl_by_position", bands}};
     absl::Status s = WriteStringToFile(json_out, j.dump(2) + "\n");
     if (!s.ok()) return Failure(cmd, s);
   }

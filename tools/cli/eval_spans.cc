@@ -10,10 +10,10 @@
 namespace icae::cli {
 namespace {
 
-// Summed negative log-likelihood of `targets` when `embeds` [positions, hidden] is read and
+// Negative log-likelihood of each of `targets` when `embeds` [positions, hidden] is read and
 // positions first .. first + targets - 1 predict them.
-double Nll(const Transformer& model, const at::Tensor& embeds, int64_t first,
-           const std::vector<int>& targets) {
+std::vector<double> Nll(const Transformer& model, const at::Tensor& embeds, int64_t first,
+                        const std::vector<int>& targets) {
   const int64_t len = embeds.size(0);
   at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0);
   at::Tensor hidden = model.Forward(embeds.unsqueeze(0), positions)[0];  // [len, hidden]
@@ -21,7 +21,19 @@ double Nll(const Transformer& model, const at::Tensor& embeds, int64_t first,
       model.Logits(hidden.narrow(0, first, static_cast<int64_t>(targets.size())));  // [n, vocab]
   logits = logits.narrow(-1, 0, model.config().vocab_size);
   at::Tensor ids = at::tensor(std::vector<int64_t>(targets.begin(), targets.end()), at::kLong);
-  return -at::log_softmax(logits, -1).gather(1, ids.unsqueeze(1)).sum().item<double>();
+  at::Tensor nll = -at::log_softmax(logits.to(at::kDouble), -1).gather(1, ids.unsqueeze(1));
+  nll = nll.reshape({-1}).contiguous();
+  return std::vector<double>(nll.data_ptr<double>(), nll.data_ptr<double>() + nll.numel());
+}
+
+// Adds per-position NLLs into `sums` (sized to the continuation length).
+double Accumulate(const std::vector<double>& nll, std::vector<double>* sums) {
+  double total = 0;
+  for (size_t i = 0; i < nll.size(); ++i) {
+    (*sums)[i] += nll[i];
+    total += nll[i];
+  }
+  return total;
 }
 
 at::Tensor EmbedIds(const Transformer& model, const std::vector<int>& ids) {
@@ -53,6 +65,8 @@ absl::StatusOr<EvalResult> EvaluateSpans(
   result.span_tokens = static_cast<int>(spans[0].first.size());
   const Transformer& model = decoder.transformer();
   double nll_text = 0, nll_slots = 0, nll_none = 0, count = 0;
+  const size_t cont_len = spans[0].second.size();
+  std::vector<double> pos_text(cont_len, 0.0), pos_slots(cont_len, 0.0), pos_none(cont_len, 0.0);
   int exact = 0;
   for (size_t begin = 0; begin < spans.size(); begin += batch) {
     const size_t end = std::min(spans.size(), begin + batch);
@@ -86,18 +100,18 @@ absl::StatusOr<EvalResult> EvaluateSpans(
         // (a) span + continuation: position n - 1 predicts cont[0].
         std::vector<int> both = span;
         both.insert(both.end(), cont.begin(), cont.end() - 1);
-        nll_text += Nll(model, EmbedIds(model, both), n - 1, cont);
+        nll_text += Accumulate(Nll(model, EmbedIds(model, both), n - 1, cont), &pos_text);
         // (b) slots + continuation: the last slot predicts cont[0].
         ContextPart part;
         part.slots = slots[i - begin];
         std::vector<int> prompt(cont.begin(), cont.end() - 1);
         ASSIGN_OR_RETURN(at::Tensor embeds,
                          decoder.BuildPrompt(PromptTemplate::kRaw, {part}, prompt));
-        nll_slots += Nll(model, embeds, part.slots.size(0) - 1, cont);
+        nll_slots += Accumulate(Nll(model, embeds, part.slots.size(0) - 1, cont), &pos_slots);
         // (c) BOS + continuation.
         std::vector<int> none = {model.config().bos_token_id};
         none.insert(none.end(), cont.begin(), cont.end() - 1);
-        nll_none += Nll(model, EmbedIds(model, none), 0, cont);
+        nll_none += Accumulate(Nll(model, EmbedIds(model, none), 0, cont), &pos_none);
         count += cont.size();
       }
       return absl::OkStatus();
@@ -109,6 +123,20 @@ absl::StatusOr<EvalResult> EvaluateSpans(
   result.ppl_text = std::exp(nll_text / count);
   result.ppl_slots = std::exp(nll_slots / count);
   result.ppl_none = std::exp(nll_none / count);
+  // Perplexity per band of continuation positions [1, 2), [2, 5), [5, 17), ... (1-based).
+  for (size_t lo = 0, width = 1; lo < cont_len; lo += width, width *= 4) {
+    const size_t hi = std::min(cont_len, lo + width);
+    PositionBand band;
+    band.first = static_cast<int>(lo) + 1;
+    band.last = static_cast<int>(hi);
+    double t = 0, s = 0, z = 0;
+    for (size_t i = lo; i < hi; ++i) t += pos_text[i], s += pos_slots[i], z += pos_none[i];
+    const double n = static_cast<double>((hi - lo) * spans.size());
+    band.ppl_text = std::exp(t / n);
+    band.ppl_slots = std::exp(s / n);
+    band.ppl_none = std::exp(z / n);
+    result.bands.push_back(band);
+  }
   return result;
 }
 

@@ -15,6 +15,15 @@
 
 namespace icae::cli {
 
+// Continuation perplexities over the positions first..last (1-based) of every continuation.
+struct PositionBand {
+  int first = 0;
+  int last = 0;
+  double ppl_text = 0;
+  double ppl_slots = 0;
+  double ppl_none = 0;
+};
+
 struct EvalResult {
   int spans = 0;
   int span_tokens = 0;
@@ -23,6 +32,7 @@ struct EvalResult {
   double ppl_text = 0;
   double ppl_slots = 0;
   double ppl_none = 0;
+  std::vector<PositionBand> bands;  // Widths 1, 4, 16, 64, ... from the first position.
   std::vector<std::vector<int>> references;  // The spans.
   std::vector<std::vector<int>> decoded;     // Their greedy reconstructions.
 };
