@@ -19,7 +19,7 @@
 #include "common/base/logging.h"
 #include "common/model/runtime_options.h"
 #include "common/model/slot_decoder.h"
-#include "common/serving/process_setup.h"
+#include "common/base/process_setup.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
 #include "decoder_service/engine/engine.h"

@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/flags.h"
 #include "common/base/logging.h"
-#include "common/serving/process_setup.h"
+#include "common/base/process_setup.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
 #include "encoder_service/engine/engine.h"

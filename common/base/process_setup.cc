@@ -1,4 +1,4 @@
-#include "common/serving/process_setup.h"
+#include "common/base/process_setup.h"
 
 #include <malloc.h>
 

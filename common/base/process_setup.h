@@ -1,6 +1,6 @@
 // Process-wide settings shared by the server binaries (and the benchmarks that stand in for them).
-#ifndef ICAE_COMMON_SERVING_PROCESS_SETUP_H_
-#define ICAE_COMMON_SERVING_PROCESS_SETUP_H_
+#ifndef ICAE_COMMON_BASE_PROCESS_SETUP_H_
+#define ICAE_COMMON_BASE_PROCESS_SETUP_H_
 
 namespace icae {
 
@@ -16,4 +16,4 @@ void KeepFreedMemoryForReuse();
 
 }  // namespace icae
 
-#endif  // ICAE_COMMON_SERVING_PROCESS_SETUP_H_
+#endif  // ICAE_COMMON_BASE_PROCESS_SETUP_H_

@@ -38,7 +38,7 @@
 #include "common/client/encoder_client.h"
 #include "common/model/compressor.h"
 #include "common/model/runtime_options.h"
-#include "common/serving/process_setup.h"
+#include "common/base/process_setup.h"
 #include "tools/bench/encoder_bench_util.h"
 #include "tools/bench/random_icae_model.h"
 
