@@ -24,6 +24,8 @@ if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
 fi
 
 log() { echo "[setup] $*" >&2; }
+# shellcheck source=tools/lib/debian_source.sh
+source "$ROOT/tools/lib/debian_source.sh"
 
 as_root() {
   if [[ "$(id -u)" == "0" ]]; then "$@"; else sudo -n "$@"; fi
@@ -55,26 +57,10 @@ build_sentencepiece() {
   fi
   log "building SentencePiece $SPM_VERSION (static, system protobuf)"
   local work="$DEPS/src"
-  rm -rf "$work" && mkdir -p "$work/apt/sources.list.d" "$work/apt/lists/partial"
-  # A private apt configuration with deb-src added; the machine's own lists are not touched.
-  local found=0
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f "$f" ]] || continue
-    sed -E 's/^Types:[[:space:]]*deb$/Types: deb deb-src/' "$f" > "$work/apt/sources.list.d/$(basename "$f")"
-    found=1
-  done
-  if [[ -f /etc/apt/sources.list ]]; then
-    grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' > "$work/apt/sources.list.d/src.list" || true
-    [[ -s "$work/apt/sources.list.d/src.list" ]] && found=1
-  fi
-  (( found )) || { log "no apt sources found"; exit 1; }
-  local aptopts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt/sources.list.d"
-                 -o "Dir::State::Lists=$work/apt/lists" -o APT::Sandbox::User=root)
-  (cd "$work" && apt-get "${aptopts[@]}" update -qq && apt-get "${aptopts[@]}" source -qq "sentencepiece=$SPM_VERSION-3" < /dev/null) \
-    || (cd "$work" && apt-get "${aptopts[@]}" source -qq sentencepiece < /dev/null)
+  rm -rf "$work"
   local src
-  src="$(find "$work" -maxdepth 1 -type d -name "sentencepiece-*" | head -n 1)"
-  [[ -n "$src" ]] || { log "sentencepiece source not found"; exit 1; }
+  src=$(debian_source sentencepiece "$work" "$SPM_VERSION-3")
+  [[ -d "$src" ]] || { log "sentencepiece source not found"; exit 1; }
   # Debian disables the static library; bring it back. Use the system protobuf headers only.
   if [[ -f "$src/debian/patches/disable-static-library.patch" ]]; then
     (cd "$src" && patch -R -p1 -s < debian/patches/disable-static-library.patch)
@@ -92,3 +78,5 @@ build_sentencepiece() {
 
 install_packages
 build_sentencepiece
+# Source trees for the model-only build (the GPU path, tools/gpu/check.sh), which CI exercises.
+"$ROOT/tools/third_party/fetch.sh" "$DEPS/third_party"

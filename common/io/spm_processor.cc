@@ -4,6 +4,8 @@
 
 namespace icae::internal {
 
+bool SpmAvailable() { return true; }
+
 struct SpmProcessor::Impl {
   sentencepiece::SentencePieceProcessor processor;
 };

@@ -11,6 +11,10 @@
 
 namespace icae::internal {
 
+// False in a model-only build (spm_unavailable.cc): there every Load fails and no processor is
+// ever usable.
+bool SpmAvailable();
+
 class SpmProcessor {
  public:
   SpmProcessor();

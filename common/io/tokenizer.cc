@@ -17,7 +17,15 @@ struct Tokenizer::Impl {
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 
+bool Tokenizer::Available() { return internal::SpmAvailable(); }
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
+  if (!Available()) {
+    return absl::UnimplementedError(
+        absl::StrCat("cannot load tokenizer ", path,
+                     ": this is a model-only build (ICAE_MODEL_ONLY) without SentencePiece; "
+                     "pass token ids"));
+  }
   if (!FileExists(path)) return absl::NotFoundError(absl::StrCat("tokenizer not found: ", path));
   auto impl = std::make_unique<Impl>();
   const std::string error = impl->processor.Load(path);

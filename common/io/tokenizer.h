@@ -16,6 +16,9 @@ class Tokenizer {
  public:
   // Loads a SentencePiece model file; NotFound / InvalidArgument name the file.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& path);
+  // False in a model-only build (ICAE_MODEL_ONLY), which has no SentencePiece: there Load is
+  // Unimplemented and models are driven by token ids.
+  static bool Available();
   // Loads `<dir>/tokenizer.model`.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromModelDir(const std::string& dir);
   ~Tokenizer();

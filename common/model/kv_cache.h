@@ -31,6 +31,9 @@ class KVCache {
   // Keys / values of `layer` for positions [begin, end): [kv_heads, end - begin, head_dim].
   at::Tensor Keys(int layer, int64_t begin, int64_t end) const;
   at::Tensor Values(int layer, int64_t begin, int64_t end) const;
+  // The whole storage of `layer`: [kv_heads, capacity, head_dim], contiguous (for kernels).
+  const at::Tensor& KeyStorage(int layer) const { return keys_[layer]; }
+  const at::Tensor& ValueStorage(int layer) const { return values_[layer]; }
 
  private:
   std::vector<at::Tensor> keys_;    // per layer: [kv_heads, capacity, head_dim]

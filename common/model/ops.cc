@@ -1,14 +1,45 @@
 #include "common/model/ops.h"
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 
+#include "common/model/kernels/cpu_kernels.h"
+
 namespace icae {
+namespace {
+
+std::atomic<bool> cpu_kernels_enabled{true};
+
+}  // namespace
+
+bool CpuKernelsEnabled() { return cpu_kernels_enabled.load(); }
+void SetCpuKernelsEnabled(bool enabled) { cpu_kernels_enabled.store(enabled); }
+
+bool CpuKernelApplies(const at::Tensor& t) {
+  return CpuKernelsEnabled() && t.device().is_cpu() && !t.requires_grad() &&
+         (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
+}
 
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
-  if (x.dim() == 2 && x.size(0) == 1 && x.scalar_type() == at::kFloat && !x.requires_grad() &&
-      !w.requires_grad()) {
-    return at::mv(w, x[0]).unsqueeze(0);
+  const int64_t k = x.size(-1);
+  const int64_t rows = k == 0 ? 0 : x.numel() / k;
+  if (rows >= 1 && rows <= kernels::kMaxSmallBatch && CpuKernelApplies(x) && CpuKernelApplies(w) &&
+      x.scalar_type() == w.scalar_type() && w.dim() == 2 && w.size(1) == k && w.is_contiguous()) {
+    // Decode-sized batches: each weight row read once whatever the batch (cpu_kernels.h).
+    const at::Tensor xc = x.contiguous();
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = w.size(0);
+    at::Tensor y = at::empty(shape, x.options());
+    if (x.scalar_type() == at::kFloat) {
+      kernels::SmallBatchLinearF32(xc.data_ptr<float>(), rows, k, w.data_ptr<float>(), w.size(0),
+                                   y.data_ptr<float>());
+    } else {
+      kernels::SmallBatchLinearBf16(reinterpret_cast<const kernels::bf16*>(xc.data_ptr()), rows, k,
+                                    reinterpret_cast<const kernels::bf16*>(w.data_ptr()),
+                                    w.size(0), reinterpret_cast<kernels::bf16*>(y.data_ptr()));
+    }
+    return y;
   }
   return at::linear(x, w);
 }

@@ -9,8 +9,18 @@
 
 namespace icae {
 
-// y = x W^T for x [..., in], w [out, in]. A single float32 row goes through a matrix-vector
-// product, which reads the weights about twice as fast as a one-row GEMM here.
+// The project's own CPU kernels (kernels/cpu_kernels.h) are used where they apply unless turned
+// off (benchmarks compare both paths in one run; tests check them against ATen).
+bool CpuKernelsEnabled();
+void SetCpuKernelsEnabled(bool enabled);
+// True when `t` may go through them: kernels on, a CPU tensor that needs no gradient, float32 or
+// bfloat16. CUDA tensors and training always take ATen.
+bool CpuKernelApplies(const at::Tensor& t);
+
+// y = x W^T for x [..., in], w [out, in]. Up to kernels::kMaxSmallBatch rows on the CPU go
+// through the small-batch kernel, which reads each weight row once whatever the batch (a
+// one-row GEMM here reads weights at half the speed of a matrix-vector product); the rest
+// through at::linear.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w);
 
 // HF LlamaRMSNorm: float32 mean of squares, rsqrt(var + eps), cast back, times weight.

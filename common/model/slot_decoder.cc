@@ -110,7 +110,8 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string
   ASSIGN_OR_RETURN(decoder->transformer_, Transformer::Load(model_dir, runtime));
   const ModelConfig& config = decoder->config();
   const std::string tokenizer_path = JoinPath(model_dir, "tokenizer.model");
-  if (FileExists(tokenizer_path)) {
+  // A model-only build has no SentencePiece: it reads ids and treats the model as tokenizer-less.
+  if (FileExists(tokenizer_path) && Tokenizer::Available()) {
     ASSIGN_OR_RETURN(decoder->tokenizer_, Tokenizer::Load(tokenizer_path));
   }
   ASSIGN_OR_RETURN(decoder->template_tokens_, TemplateTokensFor(config, decoder->tokenizer_.get()));

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "common/base/status_macros.h"
+#include "common/model/kernels/cpu_kernels.h"
 #include "common/model/ops.h"
 #include "common/model/torch_status.h"
 
@@ -170,6 +171,25 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   const double sqrt_d = std::sqrt(static_cast<double>(d));
   at::Tensor x = embeds.to(dtype());  // [batch, hidden]
   at::Tensor attn = at::empty({batch, q_dim}, options());
+  // Each sequence attends to [attend_begin, attend_end): all of its cache, or its sliding window.
+  std::vector<int64_t> attend_begin(batch), attend_end(batch), capacity(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    attend_end[b] = lengths[b] + 1;
+    attend_begin[b] =
+        config_.sliding_window ? std::max<int64_t>(0, attend_end[b] - *config_.sliding_window) : 0;
+    capacity[b] = caches[b]->capacity();
+  }
+  const bool fused = CpuKernelApplies(x);
+  kernels::DecodeAttentionArgs args;
+  args.batch = batch;
+  args.heads = heads;
+  args.kv_heads = kv_heads;
+  args.d = d;
+  args.scale = static_cast<float>(1.0 / sqrt_d);
+  args.capacity = capacity.data();
+  args.begin = attend_begin.data();
+  args.end = attend_end.data();
+  std::vector<const void*> key_ptrs(batch), value_ptrs(batch);
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
@@ -177,18 +197,38 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
     at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({batch, heads, d}), cos, sin);
     at::Tensor k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({batch, kv_heads, d}), cos, sin);
     at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({batch, kv_heads, d});
-    for (int64_t b = 0; b < batch; ++b) {
-      KVCache& cache = *caches[b];
-      cache.Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
-      const int64_t end = lengths[b] + 1;
-      const int64_t begin =
-          config_.sliding_window ? std::max<int64_t>(0, end - *config_.sliding_window) : 0;
-      at::Tensor keys = cache.Keys(l, begin, end);  // [kv_heads, keys, d]
-      at::Tensor values = cache.Values(l, begin, end);
-      at::Tensor qb = q[b].view({kv_heads, group, d});                 // [kv_heads, group, d]
-      at::Tensor scores = at::bmm(qb, keys.transpose(1, 2)) / sqrt_d;  // [kv_heads, group, keys]
-      at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype());
-      attn[b].copy_(at::bmm(probs, values).view({q_dim}));
+    if (fused) {
+      // One kernel call attends for the whole ragged batch (kernels/cpu_kernels.h).
+      for (int64_t b = 0; b < batch; ++b) {
+        caches[b]->Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
+        key_ptrs[b] = caches[b]->KeyStorage(l).data_ptr();
+        value_ptrs[b] = caches[b]->ValueStorage(l).data_ptr();
+      }
+      const at::Tensor qc = q.contiguous();
+      if (dtype() == at::kFloat) {
+        kernels::DecodeAttentionF32(args, qc.data_ptr<float>(),
+                                    reinterpret_cast<const float* const*>(key_ptrs.data()),
+                                    reinterpret_cast<const float* const*>(value_ptrs.data()),
+                                    attn.data_ptr<float>());
+      } else {
+        kernels::DecodeAttentionBf16(
+            args, reinterpret_cast<const kernels::bf16*>(qc.data_ptr()),
+            reinterpret_cast<const kernels::bf16* const*>(key_ptrs.data()),
+            reinterpret_cast<const kernels::bf16* const*>(value_ptrs.data()),
+            reinterpret_cast<kernels::bf16*>(attn.data_ptr()));
+      }
+    } else {
+      for (int64_t b = 0; b < batch; ++b) {
+        KVCache& cache = *caches[b];
+        cache.Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
+        const int64_t begin = attend_begin[b], end = attend_end[b];
+        at::Tensor keys = cache.Keys(l, begin, end);  // [kv_heads, keys, d]
+        at::Tensor values = cache.Values(l, begin, end);
+        at::Tensor qb = q[b].view({kv_heads, group, d});                 // [kv_heads, group, d]
+        at::Tensor scores = at::bmm(qb, keys.transpose(1, 2)) / sqrt_d;  // [kv_heads, group, keys]
+        at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype());
+        attn[b].copy_(at::bmm(probs, values).view({q_dim}));
+      }
     }
     x = x + Linear(attn, w.wo);
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);

@@ -14,6 +14,7 @@ namespace {
 
 using testing::Expected;
 using testing::MaxAbsDiff;
+using testing::TestRuntime;
 using testing::TestData;
 using testing::ToIds;
 
@@ -23,7 +24,7 @@ class BaseModelGolden : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(BaseModelGolden, LogitsAndHiddenStatesMatchHf) {
   const std::string fixture = GetParam();
-  auto model = Transformer::Load(TestData(fixture), Runtime{});
+  auto model = Transformer::Load(TestData(fixture), TestRuntime());
   ASSERT_OK(model);
   c10::InferenceMode guard;
   at::Tensor ids = Expected(fixture, "input_ids");  // [1, 24]
@@ -35,7 +36,7 @@ TEST_P(BaseModelGolden, LogitsAndHiddenStatesMatchHf) {
 
 TEST_P(BaseModelGolden, GreedyGenerationWithKvCacheMatchesHf) {
   const std::string fixture = GetParam();
-  auto decoder = SlotDecoder::Load(TestData(fixture), "", Runtime{});
+  auto decoder = SlotDecoder::Load(TestData(fixture), "", TestRuntime());
   ASSERT_OK(decoder);
   at::Tensor prompt = Expected(fixture, "prompt_ids");
   at::Tensor greedy = Expected(fixture, "greedy_ids");
@@ -64,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, BaseModelGolden,
 
 TEST(IcaeGolden, SlotsMatchTheIcaeModule) {
   auto compressor = Compressor::Load(TestData("tiny-llama"),
-                                     TestData("tiny-icae/adapter.safetensors"), Runtime{});
+                                     TestData("tiny-icae/adapter.safetensors"), TestRuntime());
   ASSERT_OK(compressor);
   auto slots = (*compressor)->CompressSpan(ToIds(Expected("tiny-icae", "context_ids")));
   ASSERT_OK(slots);
@@ -77,7 +78,7 @@ TEST(IcaeGolden, SlotsMatchTheIcaeModule) {
 
 TEST(IcaeGolden, AutoencodingDecodeMatchesTheIcaeModule) {
   auto decoder = SlotDecoder::Load(TestData("tiny-llama"),
-                                   TestData("tiny-icae/adapter.safetensors"), Runtime{});
+                                   TestData("tiny-icae/adapter.safetensors"), TestRuntime());
   ASSERT_OK(decoder);
   for (const auto& [slots_name, prefix] :
        {std::pair<const char*, const char*>{"slots", "ae"}, {"slots40", "ae40"}}) {

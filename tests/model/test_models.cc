@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
 #include "common/model/tensor_io.h"
+#include "tests/util/test_util.h"
 
 namespace icae::testing {
 
@@ -32,7 +34,34 @@ std::vector<int> ToIds(const at::Tensor& t) {
 }
 
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+  // Either side may live on the test device; the difference is taken on the CPU in float64.
+  return (a.cpu().to(at::kDouble) - b.cpu().to(at::kDouble)).abs().max().item<double>();
+}
+
+Runtime TestRuntime() {
+  RuntimeOptions options;
+  if (const char* device = std::getenv("ICAE_TEST_DEVICE"); device != nullptr && *device) {
+    options.device = device;
+  }
+  auto runtime = ResolveRuntime(options);
+  EXPECT_OK(runtime) << "ICAE_TEST_DEVICE";
+  return runtime.ok() ? *runtime : Runtime{};
+}
+
+std::unique_ptr<SlotDecoder> LoadDecoder(const std::string& dir) {
+  auto decoder = SlotDecoder::Load(dir, TestData("tiny-icae"), Runtime{});
+  EXPECT_OK(decoder);
+  return decoder.ok() ? *std::move(decoder) : nullptr;
+}
+
+GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
+                         SamplingParams sampling) {
+  auto embeds = decoder.BuildPrompt(PromptTemplate::kRaw, {}, ids);
+  EXPECT_OK(embeds);
+  GenerationInput input{*embeds, {}};
+  input.params.max_new_tokens = max_new;
+  input.params.sampling = sampling;
+  return input;
 }
 
 void CopyDir(const std::string& src, const std::string& dst) {

@@ -4,8 +4,14 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "common/model/generate.h"
+#include "common/model/runtime_options.h"
+#include "common/model/sampler.h"
+#include "common/model/slot_decoder.h"
 
 namespace icae::testing {
 
@@ -13,10 +19,19 @@ inline std::string TestData(const std::string& rel) {
   return std::string(ICAE_TESTDATA) + "/" + rel;
 }
 
+// The runtime the golden tests run on: float32 on $ICAE_TEST_DEVICE (default cpu; "cuda" on a
+// GPU machine, tools/gpu/check.sh). A device ResolveRuntime refuses fails the test that asks.
+Runtime TestRuntime();
+
 // A tensor from a fixture's expected.safetensors (CPU, stored dtype).
 at::Tensor Expected(const std::string& fixture, const std::string& name);
 std::vector<int> ToIds(const at::Tensor& t);
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
+// The decoder of fixture `dir` with the tiny-icae adapter, on the CPU.
+std::unique_ptr<SlotDecoder> LoadDecoder(const std::string& dir);
+// A raw-template input of `ids` generating up to `max_new` tokens.
+GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
+                         SamplingParams sampling = {});
 // Copies a fixture directory's files into `dst` (created).
 void CopyDir(const std::string& src, const std::string& dst);
 

@@ -13,10 +13,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/base/flags.h"
+#include "common/base/process_setup.h"
+#include "common/io/mapped_file.h"
+#include "nlohmann/json.hpp"
 #include "common/model/adapter_writer.h"
 #include "common/model/compressor.h"
+#include "common/model/model_config.h"
+#include "common/model/ops.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/weights.h"
 #include "tools/bench/random_icae_model.h"
@@ -30,14 +36,22 @@ double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Best (minimum) wall time of `repeats` runs of `fn`, after one warm-up run.
+// Waits for the device's queued work (a CUDA copy to the host synchronises the stream); a no-op
+// on the CPU.
+void Sync(const at::Device& device) {
+  if (!device.is_cpu()) (void)at::empty({1}, at::TensorOptions().device(device)).cpu();
+}
+
+// Best (minimum) wall time of `repeats` runs of `fn` on `device`, after one warm-up run.
 template <typename Fn>
-double BestOf(int repeats, Fn&& fn) {
+double BestOf(int repeats, const at::Device& device, Fn&& fn) {
   fn();
+  Sync(device);
   double best = 1e30;
   for (int i = 0; i < repeats; ++i) {
     auto start = Clock::now();
     fn();
+    Sync(device);
     best = std::min(best, Seconds(start));
   }
   return best;
@@ -63,51 +77,94 @@ double DecodeWeightBytes(const ModelConfig& c, int64_t item_size) {
 
 int Main(int argc, char** argv) {
   int threads = 2, repeats = 3, decode_steps = 32, context = 512;
-  std::string dtypes = "float32,bfloat16", workdir = "/tmp/icae-bench-model";
-  FlagSet flags("icae-bench-model [--threads N] [--dtypes float32,bfloat16]");
+  std::string dtypes = "float32,bfloat16", workdir = "/tmp/icae-bench-model", device = "cpu";
+  std::string json_out, model_path, adapter_path, paths = "native,aten";
+  std::string phases = "compression,decode";
+  FlagSet flags(
+      "icae-bench-model [--threads N] [--dtypes float32,bfloat16] [--device cpu|cuda] "
+      "[--model DIR [--adapter PATH]] [--paths native,aten] [--json OUT]");
   flags.Int("threads", &threads, "intra-op threads");
   flags.Int("repeats", &repeats, "timed repeats (the best is reported)");
   flags.Int("decode_steps", &decode_steps, "decode steps timed per batch size");
   flags.Int("context", &context, "tokens per segment, and prefilled context before decode");
   flags.String("dtypes", &dtypes, "compute dtypes to measure");
   flags.String("workdir", &workdir, "where the random model is written");
+  flags.String("device", &device, "cpu, cuda or cuda:N");
+  flags.String("json", &json_out, "also write every figure as JSON to this file");
+  flags.String("model", &model_path, "an HF model directory to measure instead of the random one");
+  flags.String("adapter", &adapter_path, "the ICAE adapter for --model (default: a random one)");
+  flags.String("phases", &phases, "what to measure: compression and/or decode");
+  flags.String("paths", &paths,
+               "decode paths to measure: native (the project's CPU kernels), aten, or both");
   ParseFlagsOrExit(flags, argc, argv);
   at::set_num_threads(threads);
+  KeepFreedMemoryForReuse();  // As the services do: no page faults for every fresh tensor.
+  nlohmann::json report = {{"device", device}, {"threads", threads}, {"context", context},
+                           {"results", nlohmann::json::array()}};
 
-  // Hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000: ~134M parameters.
-  const ModelConfig config = RandomLlamaConfig(768, 12, 12, 2048, 32000, 4096);
-  std::printf(
-      "model: random Llama, %.1fM parameters (hidden %d, %d layers, %d heads, "
-      "intermediate %d, vocab %d); threads %d\n",
-      config.ParameterCount() / 1e6, config.hidden_size, config.num_layers, config.num_heads,
-      config.intermediate_size, config.vocab_size, threads);
-  {
-    TransformerWeights weights = RandomWeights(config, 1234);
-    if (absl::Status s = SaveHfModel(workdir, config, weights, at::kFloat); !s.ok()) {
-      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  // Default: a random Llama of hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000
+  // (~134M parameters). --model DIR measures any HF directory instead (e.g. models/demo/base),
+  // with --adapter or a random q/v adapter written to the workdir.
+  ModelConfig config = RandomLlamaConfig(768, 12, 12, 2048, 32000, 4096);
+  std::string model_dir = workdir, adapter_dir = workdir;
+  if (!model_path.empty()) {
+    auto loaded = LoadModelConfig(model_path);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
       return 1;
     }
-    AdapterConfig ac;
-    ac.r = 16;
-    ac.lora_alpha = 32;
-    ac.mem_size = context / 4;
-    ac.compression_rate = 4;
-    ac.target_modules = {"q_proj", "v_proj"};
-    if (absl::Status s = SaveIcaeAdapter(workdir, RandomAdapter(config, ac, 99), "bench");
-        !s.ok()) {
-      std::fprintf(stderr, "%s\n", s.ToString().c_str());
-      return 1;
+    config = *loaded;
+    model_dir = model_path;
+    if (!adapter_path.empty()) adapter_dir = adapter_path;
+  }
+  std::printf(
+      "model: %s, %.1fM parameters (hidden %d, %d layers, %d heads, %d kv heads, "
+      "intermediate %d, vocab %d); device %s, threads %d\n",
+      model_path.empty() ? "random Llama" : model_path.c_str(), config.ParameterCount() / 1e6,
+      config.hidden_size, config.num_layers, config.num_heads, config.num_kv_heads,
+      config.intermediate_size, config.vocab_size, device.c_str(), threads);
+  report["model"] = model_path.empty() ? "random-134m" : model_path;
+  {
+    if (model_path.empty()) {
+      TransformerWeights weights = RandomWeights(config, 1234);
+      if (absl::Status s = SaveHfModel(workdir, config, weights, at::kFloat); !s.ok()) {
+        std::fprintf(stderr, "%s\n", s.ToString().c_str());
+        return 1;
+      }
+    }
+    if (adapter_path.empty()) {
+      AdapterConfig ac;
+      ac.r = 16;
+      ac.lora_alpha = 32;
+      ac.mem_size = context / 4;
+      ac.compression_rate = 4;
+      ac.target_modules = {"q_proj", "v_proj"};
+      if (absl::Status s = SaveIcaeAdapter(workdir, RandomAdapter(config, ac, 99), "bench");
+          !s.ok()) {
+        std::fprintf(stderr, "%s\n", s.ToString().c_str());
+        return 1;
+      }
     }
   }
 
-  // Same-run memcpy baseline (bytes copied per second, LibTorch's parallel copy).
-  at::Tensor src = at::rand({64 * 1024 * 1024});  // 256 MiB
+  RuntimeOptions device_options;
+  device_options.device = device;
+  auto device_runtime = ResolveRuntime(device_options);
+  if (!device_runtime.ok()) {
+    std::fprintf(stderr, "%s\n", device_runtime.status().ToString().c_str());
+    return 2;
+  }
+  const at::Device dev = device_runtime->device;
+
+  // Same-run copy baseline on the device (bytes copied per second, LibTorch's parallel copy).
+  at::Tensor src = at::rand({64 * 1024 * 1024}, at::TensorOptions().device(dev));  // 256 MiB
   at::Tensor dst = at::empty_like(src);
-  const double copy_s = BestOf(repeats, [&] { dst.copy_(src); });
+  const double copy_s = BestOf(repeats, dev, [&] { dst.copy_(src); });
   const double memcpy_gbs = src.numel() * 4 / copy_s / 1e9;
+  report["copy_gbs"] = memcpy_gbs;
 
   for (absl::string_view dtype_name : absl::StrSplit(dtypes, ',')) {
-    RuntimeOptions options;
+    RuntimeOptions options = device_options;
     options.dtype = std::string(dtype_name);
     auto runtime = ResolveRuntime(options);
     if (!runtime.ok()) {
@@ -116,67 +173,106 @@ int Main(int argc, char** argv) {
     }
     c10::InferenceMode guard;
     std::printf("\n== compute dtype %s ==\n", std::string(dtype_name).c_str());
-    auto compressor = Compressor::Load(workdir, workdir, *runtime);
+    auto compressor = Compressor::Load(model_dir, adapter_dir, *runtime);
     if (!compressor.ok()) {
       std::fprintf(stderr, "%s\n", compressor.status().ToString().c_str());
       return 1;
     }
-    const int64_t positions = context + (*compressor)->mem_size();
-    std::printf("%-34s %12s %10s %10s %8s\n", "compression", "tokens/s", "GFLOP/s", "GEMM GF/s",
-                "ratio");
+    // One segment per row: the context, or the adapter's longest segment if that is shorter.
+    const int seg = std::min(context, (*compressor)->max_segment_tokens());
+    const int64_t positions = seg + (*compressor)->mem_size();
+    const bool measure_compression = absl::StrContains(phases, "compression");
+    if (measure_compression) {
+      std::printf("%-34s %12s %10s %10s %8s\n", "compression", "tokens/s", "GFLOP/s",
+                  "GEMM GF/s", "ratio");
+    }
     for (int batch : {1, 8}) {
+      if (!measure_compression) break;
       std::vector<std::vector<int>> segments(batch);
       for (int b = 0; b < batch; ++b) {
-        for (int t = 0; t < context; ++t)
-          segments[b].push_back(3 + (t * 7919 + b * 104729) % 31000);
+        for (int t = 0; t < seg; ++t)
+          segments[b].push_back(3 + (t * 7919 + b * 104729) % (config.vocab_size - 3));
       }
-      const double s = BestOf(repeats, [&] { (void)(*compressor)->CompressSegments(segments); });
+      const double s =
+          BestOf(repeats, dev, [&] { (void)(*compressor)->CompressSegments(segments); });
       // Baseline: the model's largest GEMM (fused gate/up) on the same number of positions.
-      at::Tensor x = at::randn({batch * positions, config.hidden_size}).to(runtime->dtype);
-      at::Tensor w =
-          at::randn({2 * config.intermediate_size, config.hidden_size}).to(runtime->dtype);
-      const double gemm_s = BestOf(repeats, [&] { (void)at::linear(x, w); });
+      const auto opts = at::TensorOptions().device(dev).dtype(runtime->dtype);
+      at::Tensor x = at::randn({batch * positions, config.hidden_size}, opts);
+      at::Tensor w = at::randn({2 * config.intermediate_size, config.hidden_size}, opts);
+      const double gemm_s = BestOf(repeats, dev, [&] { (void)at::linear(x, w); });
       const double gemm_gflops = 2.0 * x.size(0) * w.size(0) * w.size(1) / gemm_s / 1e9;
       const double gflops = CompressionFlops(config, batch, positions) / s / 1e9;
       std::printf("%-34s %12.0f %10.1f %10.1f %7.0f%%\n",
-                  (std::to_string(batch) + " x " + std::to_string(context) + " tokens (+" +
+                  (std::to_string(batch) + " x " + std::to_string(seg) + " tokens (+" +
                    std::to_string((*compressor)->mem_size()) + " mem)")
                       .c_str(),
-                  batch * context / s, gflops, gemm_gflops, 100.0 * gflops / gemm_gflops);
+                  batch * seg / s, gflops, gemm_gflops, 100.0 * gflops / gemm_gflops);
+      report["results"].push_back({{"phase", "compression"},
+                                   {"dtype", std::string(dtype_name)},
+                                   {"batch", batch},
+                                   {"tokens_per_s", batch * seg / s},
+                                   {"gflops", gflops},
+                                   {"gemm_gflops", gemm_gflops}});
     }
     compressor->reset();
 
-    auto decoder = SlotDecoder::Load(workdir, workdir, *runtime);
+    auto decoder = SlotDecoder::Load(model_dir, adapter_dir, *runtime);
     if (!decoder.ok()) {
       std::fprintf(stderr, "%s\n", decoder.status().ToString().c_str());
       return 1;
     }
     const Transformer& model = (*decoder)->transformer();
     const double weight_bytes = DecodeWeightBytes(config, at::elementSize(runtime->dtype));
-    const std::string decode_label = absl::StrCat("decode (", context, "-token context)");
+    for (absl::string_view path : absl::StrSplit(paths, ',')) {
+    if (!absl::StrContains(phases, "decode")) break;
+    if (path != "native" && path != "aten") {
+      std::fprintf(stderr, "--paths: expected native and/or aten, got '%s'\n",
+                   std::string(path).c_str());
+      return 2;
+    }
+    SetCpuKernelsEnabled(path == "native");
+    const std::string decode_label =
+        absl::StrCat("decode (", context, "-token context, ", path, ")");
     std::printf("%-34s %12s %10s %10s %8s\n", decode_label.c_str(), "tokens/s", "weight GB/s",
                 "memcpy GB/s", "ratio");
     for (int batch : {1, 8}) {
       std::vector<KVCache> caches;
-      at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong));
+      at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong) % config.vocab_size);
       for (int b = 0; b < batch; ++b) {
         caches.push_back(model.NewCache(context + decode_steps + 1));
         model.Prefill(prompt, caches.back());
       }
       std::vector<KVCache*> pointers;
       for (KVCache& c : caches) pointers.push_back(&c);
-      at::Tensor tokens = model.Embed(at::full({batch}, 42, at::kLong));
+      at::Tensor tokens = model.Embed(at::full({batch}, 42 % config.vocab_size, at::kLong));
       model.Logits(model.DecodeStep(tokens, pointers));  // Warm-up.
+      Sync(dev);
       auto start = Clock::now();
       for (int step = 0; step < decode_steps; ++step) {
         at::Tensor logits = model.Logits(model.DecodeStep(tokens, pointers));
         tokens = model.Embed(logits.argmax(-1));
       }
+      Sync(dev);
       const double s = Seconds(start);
       const double weight_gbs = weight_bytes * decode_steps / s / 1e9;
       std::printf("%-34s %12.1f %10.1f %10.1f %7.0f%%\n",
                   ("batch " + std::to_string(batch)).c_str(), batch * decode_steps / s, weight_gbs,
                   memcpy_gbs, 100.0 * weight_gbs / memcpy_gbs);
+      report["results"].push_back({{"phase", "decode"},
+                                   {"path", std::string(path)},
+                                   {"dtype", std::string(dtype_name)},
+                                   {"batch", batch},
+                                   {"tokens_per_s", batch * decode_steps / s},
+                                   {"weight_gbs", weight_gbs},
+                                   {"copy_gbs", memcpy_gbs}});
+    }
+    }
+    SetCpuKernelsEnabled(true);
+  }
+  if (!json_out.empty()) {
+    if (absl::Status st = WriteStringToFile(json_out, report.dump(2) + "\n"); !st.ok()) {
+      std::fprintf(stderr, "%s\n", st.ToString().c_str());
+      return 1;
     }
   }
   return 0;

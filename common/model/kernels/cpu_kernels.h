@@ -1,0 +1,67 @@
+// CPU kernels for the decode path, where LibTorch has no fast call (PLATFORM.md): small-batch
+// products over [out, in] weights and fused decode attention over a KV cache. Plain pointers, no
+// ATen types; threads come from LibTorch's intra-op pool. Each kernel has an AVX-512 version
+// (AVX-512-BF16 for the bf16 products) chosen at run time from the CPU's features, and a portable
+// one; tests check both against naive scalar references (tests/model/cpu_kernels_test.cc).
+#ifndef ICAE_COMMON_MODEL_KERNELS_CPU_KERNELS_H_
+#define ICAE_COMMON_MODEL_KERNELS_CPU_KERNELS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace icae::kernels {
+
+// A bfloat16 value as its raw bits (the upper half of a float32).
+using bf16 = uint16_t;
+
+float Bf16ToFloat(bf16 x);
+// Round to nearest even, as LibTorch rounds; NaN stays NaN.
+bf16 FloatToBf16(float x);
+
+enum class Isa {
+  kPortable,    // Plain C++ (whatever the compiler vectorises for the baseline target).
+  kAvx512,      // AVX-512 F/BW/VL: float32 kernels, bf16 by widening to float32.
+  kAvx512Bf16,  // ... and VDPBF16PS for bf16 dot products.
+};
+std::string IsaName(Isa isa);
+// What this CPU supports.
+Isa DetectIsa();
+// What the kernels use: DetectIsa(), capped by SetIsaCap (tests run every level the CPU has).
+Isa ActiveIsa();
+void SetIsaCap(std::optional<Isa> cap);
+
+// The widest batch the small-batch products are for; larger batches are GEMMs.
+inline constexpr int64_t kMaxSmallBatch = 16;
+
+// y[m, n] = sum_k x[m, k] * w[n, k] for m < rows (1 .. kMaxSmallBatch); all row-major and
+// contiguous. Each weight row is read from memory once per call whatever `rows` is; the output
+// columns are split across threads. bf16 accumulates in float32 and rounds once.
+void SmallBatchLinearF32(const float* x, int64_t rows, int64_t k, const float* w, int64_t n,
+                         float* y);
+void SmallBatchLinearBf16(const bf16* x, int64_t rows, int64_t k, const bf16* w, int64_t n,
+                          bf16* y);
+
+// One decode step of grouped-query attention for a ragged batch, every sequence at once.
+//   q[b]:      [heads, d] of sequence b (the batch is q + b * heads * d)
+//   keys[b], values[b]: that sequence's cache of this layer, [kv_heads, capacity[b], d]
+//   begin[b] .. end[b]: the key positions it attends to (end > begin)
+//   out[b]:    [heads, d]
+// Query head h reads kv head h / (heads / kv_heads) (HF's repeat_kv order). Softmax of
+// q.k * scale, online over blocks of keys, accumulated in float32 whatever the storage dtype;
+// parallel over (sequence, kv head).
+struct DecodeAttentionArgs {
+  int64_t batch = 0, heads = 0, kv_heads = 0, d = 0;
+  float scale = 1.0f;
+  const int64_t* capacity = nullptr;
+  const int64_t* begin = nullptr;
+  const int64_t* end = nullptr;
+};
+void DecodeAttentionF32(const DecodeAttentionArgs& args, const float* q,
+                        const float* const* keys, const float* const* values, float* out);
+void DecodeAttentionBf16(const DecodeAttentionArgs& args, const bf16* q, const bf16* const* keys,
+                         const bf16* const* values, bf16* out);
+
+}  // namespace icae::kernels
+
+#endif  // ICAE_COMMON_MODEL_KERNELS_CPU_KERNELS_H_

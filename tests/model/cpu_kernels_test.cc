@@ -1,0 +1,282 @@
+// The CPU kernels against naive scalar references, at every instruction-set level this CPU has
+// (portable, AVX-512, AVX-512-BF16), and the model's decode through them against the ATen path.
+#include "common/model/kernels/cpu_kernels.h"
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_replace.h"
+#include "common/io/mapped_file.h"
+#include "common/model/ops.h"
+#include "common/model/transformer.h"
+#include "tests/model/test_models.h"
+#include "tests/util/test_util.h"
+
+namespace icae {
+namespace {
+
+using kernels::bf16;
+using kernels::Isa;
+
+std::vector<Isa> IsasHere() {
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::kPortable, Isa::kAvx512, Isa::kAvx512Bf16}) {
+    if (static_cast<int>(isa) <= static_cast<int>(kernels::DetectIsa())) isas.push_back(isa);
+  }
+  return isas;
+}
+
+// Restores the kernels' defaults when a test ends.
+class KernelTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    kernels::SetIsaCap(std::nullopt);
+    SetCpuKernelsEnabled(true);
+  }
+};
+
+std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<bf16> ToBf16(const std::vector<float>& v) {
+  std::vector<bf16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::FloatToBf16(v[i]);
+  return out;
+}
+
+float Value(float x) { return x; }
+float Value(bf16 x) { return kernels::Bf16ToFloat(x); }
+
+TEST_F(KernelTest, Bf16ConversionRoundsAsLibTorchDoes) {
+  std::vector<float> v = Random(4096, 7, 100.0f);
+  v.push_back(0.0f);
+  v.push_back(-0.0f);
+  v.push_back(std::numeric_limits<float>::infinity());
+  v.push_back(1.00390625f);  // Exactly between two bf16 values: ties to even.
+  v.push_back(1.01171875f);
+  at::Tensor ref = at::tensor(v).to(at::kBFloat16);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint16_t bits = reinterpret_cast<const uint16_t*>(ref.data_ptr())[i];
+    ASSERT_EQ(kernels::FloatToBf16(v[i]), bits) << v[i];
+    EXPECT_EQ(kernels::Bf16ToFloat(bits), ref[i].item<float>());
+  }
+  EXPECT_TRUE(std::isnan(kernels::Bf16ToFloat(kernels::FloatToBf16(std::nanf("")))));
+}
+
+// y[m, n] = sum_k x[m, k] w[n, k] in double, and the bound on float32 rounding of that sum.
+template <typename T>
+void CheckLinear(int64_t rows, int64_t k, int64_t n, uint32_t seed) {
+  const std::vector<float> xf = Random(rows * k, seed), wf = Random(n * k, seed + 1, 0.1f);
+  std::vector<T> x(xf.size()), w(wf.size());
+  if constexpr (std::is_same_v<T, float>) {
+    x = xf;
+    w = wf;
+  } else {
+    x = ToBf16(xf);
+    w = ToBf16(wf);
+  }
+  std::vector<T> y(rows * n);
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::SmallBatchLinearF32(x.data(), rows, k, w.data(), n, y.data());
+  } else {
+    kernels::SmallBatchLinearBf16(x.data(), rows, k, w.data(), n, y.data());
+  }
+  for (int64_t m = 0; m < rows; ++m) {
+    for (int64_t j = 0; j < n; ++j) {
+      double ref = 0, magnitude = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double p = static_cast<double>(Value(x[m * k + i])) * Value(w[j * k + i]);
+        ref += p;
+        magnitude += std::fabs(p);
+      }
+      // Float32 accumulation in any order: k * 2^-24 of the magnitude; bf16 output: half an
+      // ulp (2^-9 relative) on top.
+      double tol = 1e-6 + k * 6e-8 * magnitude;
+      if constexpr (!std::is_same_v<T, float>) tol += std::fabs(ref) * (1.0 / 256);
+      ASSERT_NEAR(Value(y[m * n + j]), ref, tol)
+          << "rows " << rows << " k " << k << " n " << n << " at [" << m << ", " << j << "]";
+    }
+  }
+}
+
+TEST_F(KernelTest, SmallBatchLinearMatchesTheReference) {
+  for (Isa isa : IsasHere()) {
+    SCOPED_TRACE(kernels::IsaName(isa));
+    kernels::SetIsaCap(isa);
+    uint32_t seed = 1;
+    for (int64_t rows : {1, 2, 3, 7, 8, 9, 16}) {
+      for (int64_t k : {1, 15, 16, 17, 31, 32, 33, 100, 256}) {
+        for (int64_t n : {1, 2, 5, 40}) {
+          CheckLinear<float>(rows, k, n, seed++);
+          CheckLinear<bf16>(rows, k, n, seed++);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
+  at::set_num_threads(2);
+  for (Isa isa : IsasHere()) {
+    SCOPED_TRACE(kernels::IsaName(isa));
+    kernels::SetIsaCap(isa);
+    CheckLinear<float>(4, 768, 2305, 11);  // Odd n: the last column pair has one row.
+    CheckLinear<bf16>(16, 768, 1001, 12);
+  }
+}
+
+// Attention of every query head over its sequence's key range, in double.
+template <typename T>
+std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
+                                       const std::vector<T>& q,
+                                       const std::vector<std::vector<T>>& keys,
+                                       const std::vector<std::vector<T>>& values) {
+  const int64_t g = a.heads / a.kv_heads, d = a.d;
+  std::vector<double> out(a.batch * a.heads * d, 0.0);
+  for (int64_t b = 0; b < a.batch; ++b) {
+    for (int64_t h = 0; h < a.heads; ++h) {
+      const int64_t kvh = h / g;
+      std::vector<double> s;
+      for (int64_t t = a.begin[b]; t < a.end[b]; ++t) {
+        double dot = 0;
+        for (int64_t c = 0; c < d; ++c) {
+          dot += static_cast<double>(Value(q[(b * a.heads + h) * d + c])) *
+                 Value(keys[b][(kvh * a.capacity[b] + t) * d + c]);
+        }
+        s.push_back(dot * a.scale);
+      }
+      const double top = *std::max_element(s.begin(), s.end());
+      double sum = 0;
+      for (double& x : s) sum += (x = std::exp(x - top));
+      for (int64_t t = a.begin[b]; t < a.end[b]; ++t) {
+        for (int64_t c = 0; c < d; ++c) {
+          out[(b * a.heads + h) * d + c] += s[t - a.begin[b]] / sum *
+                                            Value(values[b][(kvh * a.capacity[b] + t) * d + c]);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+template <typename T>
+void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int64_t> begin,
+                    std::vector<int64_t> end, uint32_t seed) {
+  kernels::DecodeAttentionArgs a;
+  a.batch = static_cast<int64_t>(begin.size());
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.d = d;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  std::vector<int64_t> capacity;
+  std::vector<std::vector<T>> keys, values;
+  for (int64_t b = 0; b < a.batch; ++b) {
+    capacity.push_back(end[b] + 3 + b);  // Room past the end that must not be read.
+    auto make = [&](uint32_t s, float scale) {
+      std::vector<float> f = Random(kv_heads * capacity.back() * d, s, scale);
+      if constexpr (std::is_same_v<T, float>) {
+        return f;
+      } else {
+        return ToBf16(f);
+      }
+    };
+    keys.push_back(make(seed + 10 * b, 2.0f));
+    values.push_back(make(seed + 10 * b + 1, 1.0f));
+  }
+  a.capacity = capacity.data();
+  a.begin = begin.data();
+  a.end = end.data();
+  std::vector<float> qf = Random(a.batch * heads * d, seed + 99);
+  std::vector<T> q(qf.size());
+  if constexpr (std::is_same_v<T, float>) {
+    q = qf;
+  } else {
+    q = ToBf16(qf);
+  }
+  std::vector<const T*> kp, vp;
+  for (int64_t b = 0; b < a.batch; ++b) kp.push_back(keys[b].data()), vp.push_back(values[b].data());
+  std::vector<T> out(a.batch * heads * d);
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::DecodeAttentionF32(a, q.data(), kp.data(), vp.data(), out.data());
+  } else {
+    kernels::DecodeAttentionBf16(a, q.data(), kp.data(), vp.data(), out.data());
+  }
+  const std::vector<double> ref = ReferenceAttention(a, q, keys, values);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double tol = 2e-5 * (1 + std::fabs(ref[i]));
+    if constexpr (!std::is_same_v<T, float>) tol += std::fabs(ref[i]) * (1.0 / 256);
+    ASSERT_NEAR(Value(out[i]), ref[i], tol) << "element " << i << " d " << d;
+  }
+}
+
+TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
+  at::set_num_threads(2);
+  for (Isa isa : IsasHere()) {
+    SCOPED_TRACE(kernels::IsaName(isa));
+    kernels::SetIsaCap(isa);
+    // A ragged batch: one key, a block and a half (online rescaling), a sliding window that
+    // starts past 0, grouped queries (4 per kv head) and plain multi-head.
+    for (int64_t d : {8, 17, 64, 128, 256}) {
+      CheckAttention<float>(8, 2, d, {0, 0, 40}, {1, 300, 200}, 3);
+      CheckAttention<bf16>(8, 2, d, {0, 0, 40}, {1, 300, 200}, 4);
+      CheckAttention<float>(3, 3, d, {5}, {133}, 5);
+    }
+  }
+}
+
+// The model's decode with the kernels equals the ATen path (float32 within 1e-4 on the logits,
+// bf16 within a bf16 step), with grouped-query attention and a sliding window (tiny-mistral).
+TEST_F(KernelTest, ModelDecodeWithKernelsEqualsTheAtenPath) {
+  testing::ScratchDir windowed;
+  testing::CopyDir(testing::TestData("tiny-mistral"), windowed.path());
+  auto config = ReadFileToString(testing::TestData("tiny-mistral/config.json"));
+  ASSERT_OK(config);
+  std::ofstream(windowed.Join("config.json"))
+      << absl::StrReplaceAll(*config, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  for (const std::string& dir : {testing::TestData("tiny-llama"), testing::TestData("tiny-mistral"),
+                                 windowed.path()}) {
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      SCOPED_TRACE(dir + (dtype == at::kFloat ? " float32" : " bfloat16"));
+      auto model = Transformer::Load(dir, Runtime{at::kCPU, dtype});
+      ASSERT_OK(model);
+      c10::InferenceMode guard;
+      const Transformer& m = **model;
+      auto run = [&](bool kernels_on) {
+        SetCpuKernelsEnabled(kernels_on);
+        std::vector<KVCache> caches;
+        std::vector<int64_t> prompt_lengths = {5, 23, 12};
+        for (int64_t len : prompt_lengths) {
+          caches.push_back(m.NewCache(len + 8));
+          m.Prefill(m.Embed(at::arange(3, 3 + len, at::kLong)), caches.back());
+        }
+        std::vector<KVCache*> pointers;
+        for (KVCache& c : caches) pointers.push_back(&c);
+        // Fixed inputs, not the argmax: in bf16 the two paths may round a near-tie apart.
+        std::vector<at::Tensor> logits;
+        for (int64_t step = 0; step < 6; ++step) {
+          at::Tensor tokens = at::tensor({7 + step, 8 + 2 * step, 9 + 3 * step}, at::kLong);
+          logits.push_back(m.Logits(m.DecodeStep(m.Embed(tokens), pointers)));
+        }
+        return logits;
+      };
+      const std::vector<at::Tensor> ours = run(true), aten = run(false);
+      for (size_t s = 0; s < ours.size(); ++s) {
+        const double tol = dtype == at::kFloat ? 1e-4 : 0.1 * (1 + aten[s].abs().max().item<double>());
+        EXPECT_LT(testing::MaxAbsDiff(ours[s], aten[s]), tol) << "step " << s;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace icae
