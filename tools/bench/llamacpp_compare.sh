@@ -59,7 +59,7 @@ import json, sys
 r, n, d = sys.argv[2:5]
 for x in json.load(open(sys.argv[1]))["results"]:
     if x["phase"] == "decode":
-        print(f"{r}\t{n}\t{d}\t{x[\"batch\"]}\tours\t{x[\"tokens_per_s\"]:.2f}")
+        print("\t".join([r, n, d, str(x["batch"]), "ours", "%.2f" % x["tokens_per_s"]]))
 ' "$json" "$round" "$name" "$dtype" >> "$results"
     done
   done

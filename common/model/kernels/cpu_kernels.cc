@@ -269,9 +269,10 @@ void RowsBf16DpErased(const void* x, int64_t k, const void* w, int64_t rows_left
 
 // Rows per block: 4, so that each core keeps 4 weight streams (plus their prefetches) in flight;
 // inputs go in groups of at most kGroup, so a block's 4 x kGroup accumulators stay in registers.
-constexpr int kBlockRows = 4;
 constexpr int kGroup = 4;
-constexpr int RowsFor(int) { return kBlockRows; }
+// A single input streams 8 rows at once (8 accumulators); groups of 2-4 inputs 4 rows.
+constexpr int RowsFor(int mg) { return mg == 1 ? 8 : 4; }
+constexpr int kMaxBlockRows = 8;
 
 template <typename T, int... MG>
 constexpr std::array<RowsFn, sizeof...(MG)> AvxTable(std::integer_sequence<int, MG...>) {
@@ -293,15 +294,16 @@ RowsFn RowsKernel(int mg, bool dp) {
   return kAvx[mg - 1];
 }
 
-// Columns [n0, n1) of y for every input row, kBlockRows weight rows at a time; inputs in
+// Columns [n0, n1) of y for every input row, RowsFor(group) weight rows at a time; inputs in
 // groups of at most kGroup (the block's weight rows stay in L1 between groups, so memory reads
 // each weight once).
 template <typename T>
 void LinearAvx512(const T* x, int64_t rows, int64_t k, const T* w, int64_t n0, int64_t n1,
                   int64_t n, T* y, bool dp) {
-  float out[kBlockRows * 8];
-  for (int64_t j = n0; j < n1; j += kBlockRows) {
-    const int64_t valid = std::min<int64_t>(kBlockRows, n1 - j);
+  float out[kMaxBlockRows * 8];
+  const int64_t block = RowsFor(static_cast<int>(std::min<int64_t>(kGroup, rows)));
+  for (int64_t j = n0; j < n1; j += block) {
+    const int64_t valid = std::min<int64_t>(block, n1 - j);
     for (int64_t m0 = 0; m0 < rows; m0 += kGroup) {
       const int mg = static_cast<int>(std::min<int64_t>(kGroup, rows - m0));
       RowsKernel<T>(mg, dp)(x + m0 * k, k, w + j * k, n1 - j, out);
@@ -316,9 +318,10 @@ template <typename T>
 void SmallBatchLinear(const T* x, int64_t rows, int64_t k, const T* w, int64_t n, T* y) {
   const Isa isa = ActiveIsa();
   const int64_t grain = ColumnGrain(k, sizeof(T));
-  // Tasks own whole blocks of 4 columns, so a block never straddles two threads.
-  at::parallel_for(0, (n + 3) / 4, (grain + 3) / 4, [&](int64_t p0, int64_t p1) {
-    const int64_t n0 = 4 * p0, n1 = std::min(n, 4 * p1);
+  // Tasks own whole blocks of kMaxBlockRows columns, so a block never straddles two threads.
+  at::parallel_for(0, (n + kMaxBlockRows - 1) / kMaxBlockRows,
+                   (grain + kMaxBlockRows - 1) / kMaxBlockRows, [&](int64_t p0, int64_t p1) {
+    const int64_t n0 = kMaxBlockRows * p0, n1 = std::min(n, kMaxBlockRows * p1);
     if (isa == Isa::kPortable) {
       LinearPortable(x, rows, k, w, n0, n1, n, y);
     } else {
