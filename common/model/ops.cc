@@ -21,7 +21,9 @@ bool CpuKernelApplies(const at::Tensor& t) {
          (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
 }
 
-at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) {
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) { return at::linear(x, w); }
+
+at::Tensor SmallBatchLinear(const at::Tensor& x, const at::Tensor& w) {
   const int64_t k = x.size(-1);
   const int64_t rows = k == 0 ? 0 : x.numel() / k;
   if (rows >= 1 && rows <= kernels::kMaxSmallBatch && CpuKernelApplies(x) && CpuKernelApplies(w) &&
@@ -56,11 +58,12 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   return x * cos + rotated * sin;
 }
 
-at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down) {
+at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
+               bool small_batch) {
   const int64_t inter = w_gate_up.size(0) / 2;
-  at::Tensor gate_up = Linear(x, w_gate_up);
+  at::Tensor gate_up = small_batch ? SmallBatchLinear(x, w_gate_up) : Linear(x, w_gate_up);
   at::Tensor act = at::silu(gate_up.narrow(-1, 0, inter)) * gate_up.narrow(-1, inter, inter);
-  return Linear(act, w_down);
+  return small_batch ? SmallBatchLinear(act, w_down) : Linear(act, w_down);
 }
 
 at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional<int> window,

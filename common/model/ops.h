@@ -17,11 +17,14 @@ void SetCpuKernelsEnabled(bool enabled);
 // bfloat16. CUDA tensors and training always take ATen.
 bool CpuKernelApplies(const at::Tensor& t);
 
-// y = x W^T for x [..., in], w [out, in]. Up to kernels::kMaxSmallBatch rows on the CPU go
-// through the small-batch kernel, which reads each weight row once whatever the batch (a
-// one-row GEMM here reads weights at half the speed of a matrix-vector product); the rest
-// through at::linear.
+// y = x W^T for x [..., in], w [out, in], by at::linear (a GEMM): compression, prefill and
+// training. A row's last bits may depend on its place in the batch (BLAS edge tiles).
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w);
+// The same for decode: up to kernels::kMaxSmallBatch rows on the CPU go through the small-batch
+// kernel, which reads each weight row once whatever the batch (a one-row GEMM here reads weights
+// at half the speed of a matrix-vector product) and gives each row the same bits in any batch;
+// anything else through at::linear.
+at::Tensor SmallBatchLinear(const at::Tensor& x, const at::Tensor& w);
 
 // HF LlamaRMSNorm: float32 mean of squares, rsqrt(var + eps), cast back, times weight.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
@@ -30,8 +33,10 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // ([..., seq, head_dim]).
 at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
-// down(silu(gate(x)) * up(x)) with gate and up fused in w_gate_up [2 * inter, hidden].
-at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down);
+// down(silu(gate(x)) * up(x)) with gate and up fused in w_gate_up [2 * inter, hidden]; through
+// SmallBatchLinear when `small_batch` (decode), else Linear.
+at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
+               bool small_batch = false);
 
 // allowed[q, k] (bool [queries, keys]) for queries at key indices past .. past + queries - 1:
 // k <= q + past, and within the sliding window (q + past - k < window) when one is set.

@@ -109,7 +109,8 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
 }
 
 at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
-  return Linear(hidden, weights_.lm_head).to(at::kFloat);
+  // Decode's few rows stream the head through the small-batch kernel; many rows are a GEMM.
+  return SmallBatchLinear(hidden, weights_.lm_head).to(at::kFloat);
 }
 
 at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const {
@@ -193,7 +194,7 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor qkv = Linear(h, w.wqkv);  // [batch, q_dim + 2 * kv_dim]
+    at::Tensor qkv = SmallBatchLinear(h, w.wqkv);  // [batch, q_dim + 2 * kv_dim]
     at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({batch, heads, d}), cos, sin);
     at::Tensor k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({batch, kv_heads, d}), cos, sin);
     at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({batch, kv_heads, d});
@@ -230,9 +231,9 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
         attn[b].copy_(at::bmm(probs, values).view({q_dim}));
       }
     }
-    x = x + Linear(attn, w.wo);
+    x = x + SmallBatchLinear(attn, w.wo);
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
-    x = x + Mlp(h, w.w_gate_up, w.w_down);
+    x = x + Mlp(h, w.w_gate_up, w.w_down, /*small_batch=*/true);
   }
   for (KVCache* cache : caches) cache->Advance(1);
   return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);

@@ -153,7 +153,10 @@ TEST_F(EncoderServerTest, MixedBatchKeepsOrderAndIdsAndTextIsTokenizedWithBos) {
     EXPECT_LE(MaxAbsDiff(SlotFloats(got), SlotFloats(alone->spans(0))), 1e-5) << "span " << i;
   }
   EXPECT_EQ(mixed->usage().spans(), 6);
-  EXPECT_EQ(SlotFloats(mixed->spans(0)), SlotFloats(mixed->spans(3)));
+  // The same span twice in one batch: the same slots up to the GEMM's rounding, which may depend
+  // on a row's place in the batch (OpenBLAS's edge tiles on some CPUs give identical rows
+  // different last bits).
+  EXPECT_LE(MaxAbsDiff(SlotFloats(mixed->spans(0)), SlotFloats(mixed->spans(3))), 1e-5);
 }
 
 TEST_F(EncoderServerTest, CachedSecondCallIsBitIdenticalAndCountedAsHit) {

@@ -125,6 +125,22 @@ TEST_F(KernelTest, SmallBatchLinearMatchesTheReference) {
   }
 }
 
+// A sequence's decode must not depend on who else is in the batch: each row's result is the same
+// bits alone as in a batch of 7 (and ATen's path is never mixed in under 16 rows).
+TEST_F(KernelTest, SmallBatchRowsDoNotDependOnTheirBatch) {
+  for (Isa isa : IsasHere()) {
+    SCOPED_TRACE(kernels::IsaName(isa));
+    kernels::SetIsaCap(isa);
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      at::Tensor w = at::randn({300, 200}).to(dtype), x = at::randn({7, 200}).to(dtype);
+      at::Tensor batched = SmallBatchLinear(x, w);
+      for (int64_t r = 0; r < 7; ++r) {
+        EXPECT_TRUE(SmallBatchLinear(x.narrow(0, r, 1), w).equal(batched.narrow(0, r, 1))) << r;
+      }
+    }
+  }
+}
+
 TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
   at::set_num_threads(2);
   for (Isa isa : IsasHere()) {
