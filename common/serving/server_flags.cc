@@ -67,6 +67,14 @@ void RegisterServerFlags(FlagSet& flags, absl::string_view default_listen,
                "PEM CA bundle: require client certificates signed by it (mTLS)");
   flags.String("auth_token_file", &out->auth_token_file,
                "require 'authorization: Bearer <token>' with the token in this file");
+  flags.String("reflection", &out->reflection,
+               "server reflection: auto (only without --auth_token_file), on (to anyone), off");
+}
+
+bool ReflectionEnabled(const ServerFlags& flags) {
+  if (flags.reflection == "on") return true;
+  if (flags.reflection == "off") return false;
+  return flags.auth_token_file.empty();
 }
 
 std::string HostPort::ToString() const {
@@ -133,6 +141,9 @@ absl::Status ValidateTransportFlags(const ServerFlags& flags) {
     RETURN_IF_ERROR(CheckReadableFile("auth_token_file", flags.auth_token_file));
     ASSIGN_OR_RETURN(std::string token, ReadTokenFile(flags.auth_token_file));
     (void)token;
+  }
+  if (flags.reflection != "auto" && flags.reflection != "on" && flags.reflection != "off") {
+    return FlagError("reflection", "expected auto, on or off");
   }
   return absl::OkStatus();
 }

@@ -38,7 +38,13 @@ struct ServerFlags {
   std::string tls_key;          // PEM private key
   std::string tls_client_ca;    // PEM CA bundle; requires TLS; clients must present a cert (mTLS)
   std::string auth_token_file;  // file holding the bearer token every RPC must carry
+  // Server reflection: "auto" serves it only without --auth_token_file (reflection cannot check a
+  // token, so a token closes it), "on" serves it to anyone (as health), "off" never.
+  std::string reflection = "auto";
 };
+
+// Whether the server registers gRPC server reflection under `flags` (see ServerFlags::reflection).
+bool ReflectionEnabled(const ServerFlags& flags);
 
 // Registers every common flag on `flags`, bound to the fields of `out` (which must outlive the
 // FlagSet's use). `default_listen` / `default_metrics_listen` become the defaults of --listen and

@@ -3,8 +3,11 @@
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -40,6 +43,19 @@ absl::StatusOr<std::vector<std::string>> MethodNames(const std::vector<std::stri
   }
   return names;
 }
+
+// Removes the reflection plugin (registered process-wide) from one server's builder.
+class WithoutReflection : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                                    return p->name() == "proto_server_reflection";
+                                  }),
+                   plugins->end());
+  }
+};
 
 void SetHealth(grpc::Server* server, const std::vector<std::string>& services, bool serving) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
@@ -101,6 +117,7 @@ absl::Status ServerRunner::Start(const std::vector<grpc::Service*>& services) {
                  [] { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); });
 
   grpc::ServerBuilder builder;
+  if (!ReflectionEnabled(flags_)) builder.SetOption(std::make_unique<WithoutReflection>());
   int port = 0;
   builder.AddListeningPort(listen_.ToString(), credentials_, &port);
   // gRPC sets SO_REUSEPORT by default, which would let two servers share a port silently.

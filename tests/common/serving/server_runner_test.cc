@@ -14,6 +14,7 @@
 #include "common/client/encoder_client.h"
 #include "common/client/health_client.h"
 #include "tests/common/serving/serving_test_util.h"
+#include "common/base/status_macros.h"
 #include "tests/util/test_util.h"
 
 namespace icae::testing {
@@ -281,17 +282,30 @@ TEST(ServerRunnerTest, TlsAndMutualTls) {
   EXPECT_EQ(info->version(), "A");
 }
 
-// grpc.reflection.v1alpha ServerReflectionInfo with list_services, encoded by hand (the generated
-// reflection headers are not installed): the answer names our services.
-TEST(ServerRunnerTest, ReflectionListsTheServices) {
+// D8: a key that is not the certificate's is named at start-up, not reported as a port problem.
+TEST(ServerRunnerTest, TlsKeyOfAnotherCertificateIsNamed) {
   ScratchDir dir;
-  std::ofstream(dir.Join("token")) << "t\n";
+  ASSERT_OK_AND_ASSIGN(TestCerts certs, MakeTestCerts(dir.path()));
   ServerFlags flags = LoopbackFlags();
-  flags.auth_token_file = dir.Join("token");  // reflection stays open, like health
-  ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(flags, "A"));
-  ASSERT_OK_AND_ASSIGN(auto conn, Connection::Create(ClientFor(*server->runner)));
+  flags.tls_cert = certs.server_cert;
+  flags.tls_key = certs.client_key;
+  EXPECT_THAT(StartFakeServer(flags, "A").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(::testing::HasSubstr("--tls_key"),
+                                        ::testing::HasSubstr("not the private key"))));
+  std::ofstream(dir.Join("garbage.pem")) << "-----BEGIN PRIVATE KEY-----\nnot base64\n";
+  flags.tls_key = dir.Join("garbage.pem");
+  EXPECT_THAT(StartFakeServer(flags, "A").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("no readable")));
+}
+
+// grpc.reflection.v1alpha ServerReflectionInfo with list_services, encoded by hand (the generated
+// reflection headers are not installed). Returns the answer's bytes, or the RPC's error.
+absl::StatusOr<std::string> ListServices(const FakeServer& server) {
+  ASSIGN_OR_RETURN(auto conn, Connection::Create(ClientFor(*server.runner)));
   grpc::ClientContext context;
   conn->PrepareContext(&context);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   const grpc::internal::RpcMethod method(
       "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
       grpc::internal::RpcMethod::BIDI_STREAMING);
@@ -300,21 +314,58 @@ TEST(ServerRunnerTest, ReflectionListsTheServices) {
           conn->channel().get(), method, &context));
   const std::string request("\x3a\x01*", 3);  // field 7 (list_services) = "*"
   grpc::Slice slice(request);
-  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&slice, 1)));
-  ASSERT_TRUE(stream->WritesDone());
-  grpc::ByteBuffer reply;
-  ASSERT_TRUE(stream->Read(&reply));
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(reply.Dump(&slices).ok());
+  stream->Write(grpc::ByteBuffer(&slice, 1));
+  stream->WritesDone();
   std::string bytes;
-  for (const grpc::Slice& s : slices)
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  grpc::ByteBuffer reply;
   while (stream->Read(&reply)) {
+    std::vector<grpc::Slice> slices;
+    if (!reply.Dump(&slices).ok()) break;
+    for (const grpc::Slice& s : slices)
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
-  EXPECT_TRUE(stream->Finish().ok());
+  grpc::Status status = stream->Finish();
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
+  return bytes;
+}
+
+// The answer names our services.
+TEST(ServerRunnerTest, ReflectionListsTheServices) {
+  ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(LoopbackFlags(), "A"));
+  ASSERT_OK_AND_ASSIGN(std::string bytes, ListServices(*server));
   EXPECT_THAT(bytes, HasSubstr("icae.v1.Encoder"));
   EXPECT_THAT(bytes, HasSubstr("icae.v1.Decoder"));
   EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));
+}
+
+// D5: reflection cannot check a bearer token, so a token closes it unless --reflection on opens
+// it (to anyone, as health); --reflection off closes it without a token too.
+TEST(ServerRunnerTest, ATokenClosesReflectionUnlessAFlagOpensIt) {
+  ScratchDir dir;
+  std::ofstream(dir.Join("token")) << "t\n";
+  ServerFlags flags = LoopbackFlags();
+  flags.auth_token_file = dir.Join("token");
+  {
+    ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(flags, "A"));
+    EXPECT_THAT(ListServices(*server), StatusIs(absl::StatusCode::kUnimplemented, ::testing::_));
+  }
+  flags.reflection = "on";
+  {
+    ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(flags, "A"));
+    ASSERT_OK_AND_ASSIGN(std::string bytes, ListServices(*server));
+    EXPECT_THAT(bytes, HasSubstr("icae.v1.Encoder"));
+  }
+  flags = LoopbackFlags();
+  flags.reflection = "off";
+  {
+    ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(flags, "A"));
+    EXPECT_THAT(ListServices(*server), StatusIs(absl::StatusCode::kUnimplemented, ::testing::_));
+  }
+  flags.reflection = "sometimes";
+  EXPECT_THAT(StartFakeServer(flags, "A").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--reflection")));
 }
 
 TEST(ServerRunnerTest, MetricsEndpointServesTheCommonFamilies) {
