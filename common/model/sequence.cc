@@ -14,7 +14,9 @@ Sequence::Sequence(KVCache cache, GenerationParams params, const Tokenizer* toke
       tokenizer_(tokenizer),
       eos_id_(eos_id),
       vocab_size_(vocab_size),
-      sampler_(params_.sampling) {}
+      sampler_(params_.sampling) {
+  if (tokenizer_ != nullptr) detokenizer_.emplace(tokenizer_);
+}
 
 int Sequence::Accept(const at::Tensor& logits) {
   at::Tensor row = logits.to(at::kCPU, at::kFloat).contiguous();
@@ -37,10 +39,8 @@ int Sequence::Accept(const float* logits) {
 }
 
 void Sequence::UpdateText() {
-  if (tokenizer_ == nullptr) return;
-  absl::StatusOr<std::string> decoded = tokenizer_->Decode(ids_);
-  if (!decoded.ok()) return;
-  text_ = *std::move(decoded);
+  if (!detokenizer_ || !detokenizer_->Push(ids_.back()).ok()) return;
+  text_ = detokenizer_->text();
   // The earliest stop string ends generation; the text is cut before it.
   size_t cut = std::string::npos;
   for (const std::string& stop : params_.stop) {

@@ -6,10 +6,12 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/io/incremental_decoder.h"
 #include "common/io/tokenizer.h"
 #include "common/model/generation_params.h"
 #include "common/model/kv_cache.h"
@@ -56,6 +58,7 @@ class Sequence {
   std::vector<int> ids_;
   int last_token_ = -1;
   FinishReason reason_ = FinishReason::kNone;
+  std::optional<IncrementalDecoder> detokenizer_;  // With a tokenizer: ids_ to text, O(1) a token.
   std::string text_;    // Decoded ids_ (cut at a stop string once one appears).
   size_t emitted_ = 0;  // Bytes of text_ returned by TakeNewText.
 };

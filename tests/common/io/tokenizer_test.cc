@@ -1,6 +1,7 @@
 // Tokenizer against SentencePiece's own command-line tools: a small Llama-style model (byte
 // fallback, bos 1, eos 2, unk 0, identity normalization) is trained with spm_train at test time,
 // and Encode must give the ids spm_encode prints for the same lines.
+#include "common/io/incremental_decoder.h"
 #include "common/io/tokenizer.h"
 
 #include <gmock/gmock.h>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -314,6 +316,50 @@ TEST_F(TokenizerTest, LoadErrors) {
   auto loaded = Tokenizer::LoadFromModelDir(dir_.path());
   ASSERT_OK(loaded);
   EXPECT_EQ(*(*loaded)->Encode("hello world", false), *tokenizer_->Encode("hello world", false));
+}
+
+}  // namespace
+}  // namespace icae
+
+namespace icae {
+namespace {
+
+// The incremental text equals Decode of every prefix: texts with multi-byte characters (spelled
+// by byte-fallback pieces), and random id sequences that split characters, start with orphan
+// continuation bytes and mix control ids.
+TEST_F(TokenizerTest, IncrementalDecoderEqualsDecodingEveryPrefix) {
+  std::vector<std::vector<int>> sequences;
+  for (const char* text : {"Hello world, the quick fox.", "naïve café — 東京 🙂 ok", "  two  spaces\n"}) {
+    auto ids = tokenizer_->Encode(text, /*add_bos=*/true);
+    ASSERT_OK(ids);
+    sequences.push_back(*ids);
+  }
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> any(0, tokenizer_->vocab_size() - 1);
+  std::uniform_int_distribution<int> byte_piece(3, 258);  // <0x00> .. <0xFF>
+  for (int s = 0; s < 40; ++s) {
+    std::vector<int> ids;
+    for (int i = 0; i < 60; ++i) ids.push_back(i % 3 == 0 ? byte_piece(rng) : any(rng));
+    sequences.push_back(ids);
+  }
+  for (const std::vector<int>& ids : sequences) {
+    IncrementalDecoder decoder(tokenizer_.get());
+    std::vector<int> prefix;
+    for (int id : ids) {
+      ASSERT_OK(decoder.Push(id));
+      prefix.push_back(id);
+      auto expected = tokenizer_->Decode(prefix);
+      ASSERT_OK(expected);
+      ASSERT_EQ(decoder.text(), *expected) << "after " << prefix.size() << " ids";
+    }
+    EXPECT_EQ(decoder.ids(), ids);
+  }
+  IncrementalDecoder decoder(tokenizer_.get());
+  ASSERT_OK(decoder.Push(100));
+  const std::string before = decoder.text();
+  EXPECT_FALSE(decoder.Push(tokenizer_->vocab_size() + 5).ok());
+  EXPECT_EQ(decoder.text(), before);
+  EXPECT_EQ(decoder.ids().size(), 1u);
 }
 
 }  // namespace
