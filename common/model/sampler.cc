@@ -32,33 +32,53 @@ Sampler::Sampler(const SamplingParams& params)
 
 int Sampler::Sample(const float* logits, int vocab) {
   if (params_.temperature <= 0.0f) return Argmax(logits, vocab);
-  // Candidates sorted by logit (descending; ties by id), cut by top-k.
+  const double temperature = params_.temperature;
+  const bool top_k = params_.top_k > 0 && params_.top_k < vocab;
+  const bool top_p = params_.top_p > 0.0f && params_.top_p < 1.0f;
+  const double max_logit = logits[Argmax(logits, vocab)];
+  if (!top_k && !top_p) {
+    // Plain temperature sampling needs no order: one pass for the total, one for the draw.
+    double total = 0;
+    for (int i = 0; i < vocab; ++i) total += std::exp((logits[i] - max_logit) / temperature);
+    std::uniform_real_distribution<double> uniform(0.0, total);
+    double draw = uniform(rng_);
+    for (int i = 0; i < vocab; ++i) {
+      draw -= std::exp((logits[i] - max_logit) / temperature);
+      if (draw < 0) return i;
+    }
+    return Argmax(logits, vocab);
+  }
+  // Candidates by logit (descending; ties by id). Only a prefix is ever ordered: the top k, or
+  // for the nucleus alone a prefix grown until it holds top_p of the mass (partial selection,
+  // not a sort of the whole vocabulary).
   scratch_.resize(vocab);
   for (int i = 0; i < vocab; ++i) scratch_[i] = {logits[i], i};
   auto by_logit = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };
-  size_t keep = scratch_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = params_.top_k;
-    std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
-  } else {
-    std::sort(scratch_.begin(), scratch_.end(), by_logit);
-  }
-  // Softmax over the kept candidates at the temperature, in double for stability.
-  const double max_logit = scratch_[0].first;
-  std::vector<double> probs(keep);
+  size_t keep = top_k ? static_cast<size_t>(params_.top_k) : scratch_.size();
+  // The softmax denominator over the candidates at the temperature, in double: over the top k,
+  // or over the whole vocabulary.
   double total = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    probs[i] = std::exp((scratch_[i].first - max_logit) / params_.temperature);
-    total += probs[i];
+  if (top_k) {
+    std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
+    for (size_t i = 0; i < keep; ++i) total += std::exp((scratch_[i].first - max_logit) / temperature);
+  } else {
+    for (int i = 0; i < vocab; ++i) total += std::exp((logits[i] - max_logit) / temperature);
   }
-  // Nucleus: the smallest prefix whose probability reaches top_p.
-  if (params_.top_p > 0.0f && params_.top_p < 1.0f) {
+  if (top_p) {
+    // The smallest prefix whose probability reaches top_p.
+    size_t sorted = top_k ? keep : 0;
     double cumulative = 0;
     size_t cut = keep;
     for (size_t i = 0; i < keep; ++i) {
-      cumulative += probs[i] / total;
+      if (i == sorted) {
+        const size_t grow = std::min(keep, std::max<size_t>(64, 4 * sorted));
+        std::partial_sort(scratch_.begin() + sorted, scratch_.begin() + grow, scratch_.end(),
+                          by_logit);
+        sorted = grow;
+      }
+      cumulative += std::exp((scratch_[i].first - max_logit) / temperature) / total;
       if (cumulative >= params_.top_p) {
         cut = i + 1;
         break;
@@ -66,12 +86,12 @@ int Sampler::Sample(const float* logits, int vocab) {
     }
     keep = cut;
     total = 0;
-    for (size_t i = 0; i < keep; ++i) total += probs[i];
+    for (size_t i = 0; i < keep; ++i) total += std::exp((scratch_[i].first - max_logit) / temperature);
   }
   std::uniform_real_distribution<double> uniform(0.0, total);
   double draw = uniform(rng_);
   for (size_t i = 0; i < keep; ++i) {
-    draw -= probs[i];
+    draw -= std::exp((scratch_[i].first - max_logit) / temperature);
     if (draw < 0) return scratch_[i].second;
   }
   return scratch_[keep - 1].second;

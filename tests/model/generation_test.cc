@@ -1,6 +1,8 @@
 // Generation: batching, sampling, stop strings, streaming text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -152,6 +154,56 @@ TEST(SamplerTest, TopPKeepsTheNucleusOnly) {
   EXPECT_EQ(Argmax(logits.data(), 4), 1);
   std::vector<float> ties = {1.0f, 3.0f, 3.0f};
   EXPECT_EQ(Argmax(ties.data(), 3), 1);
+}
+
+// Plain temperature sampling (no order needed) draws each id at its softmax probability.
+TEST(SamplerTest, TemperatureSamplingFollowsTheSoftmax) {
+  std::vector<float> logits(50);
+  for (int i = 0; i < 50; ++i) logits[i] = std::sin(i * 1.7f) * 3.0f;
+  SamplingParams params;
+  params.temperature = 0.7f;
+  params.seed = 11;
+  Sampler sampler(params);
+  std::vector<int> counts(50, 0);
+  const int draws = 40000;
+  for (int i = 0; i < draws; ++i) ++counts[sampler.Sample(logits.data(), 50)];
+  double total = 0;
+  for (float l : logits) total += std::exp(l / 0.7);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_NEAR(counts[i] / static_cast<double>(draws), std::exp(logits[i] / 0.7) / total, 0.01)
+        << "id " << i;
+  }
+}
+
+// The nucleus over a large vocabulary (found by partial selection) is the one a full sort gives.
+TEST(SamplerTest, NucleusOfALargeVocabularyEqualsTheFullSortOne) {
+  const int vocab = 5000;
+  std::vector<float> logits(vocab);
+  for (int i = 0; i < vocab; ++i) logits[i] = -static_cast<float>((i * 7919) % vocab) / 100.0f;
+  for (float top_p : {0.3f, 0.6f, 0.95f}) {
+    // Reference: ids by logit, the smallest prefix reaching top_p.
+    std::vector<int> order(vocab);
+    for (int i = 0; i < vocab; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+    double total = 0;
+    for (float l : logits) total += std::exp(l);
+    std::set<int> nucleus;
+    double cumulative = 0;
+    for (int id : order) {
+      nucleus.insert(id);
+      cumulative += std::exp(logits[id]) / total;
+      if (cumulative >= top_p) break;
+    }
+    SamplingParams params;
+    params.temperature = 1.0f;
+    params.top_p = top_p;
+    params.seed = 5;
+    Sampler sampler(params);
+    std::set<int> seen;
+    for (int i = 0; i < 8000; ++i) seen.insert(sampler.Sample(logits.data(), vocab));
+    for (int id : seen) EXPECT_TRUE(nucleus.count(id)) << "id " << id << " outside the nucleus";
+    EXPECT_GE(seen.size(), nucleus.size() * 9 / 10) << "top_p " << top_p;
+  }
 }
 
 }  // namespace
