@@ -3,7 +3,7 @@
 # copy bandwidth, in-process vs over RPC). Run on an idle machine: 2 cores are easily disturbed.
 #   tools/run_benchmarks.sh [OUT_DIR]        (default out/bench/<UTC time>)
 # Environment: BUILD_DIR (build), THREADS (2), BENCH_SET (codec,model,demo,encoder,decoder);
-# LLAMACPP_KIT=DIR (a llama.cpp kit with baseline.sh, e.g. ../shared/bench/llamacpp) also runs
+# LLAMACPP_KIT=DIR (a llama.cpp kit with baseline.sh, as the machine image provides) also runs
 # tools/bench/llamacpp_compare.sh, llama.cpp beside our decode on the same shapes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

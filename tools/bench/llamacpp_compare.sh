@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Decode speed next to llama.cpp on the same shapes, in one run, interleaved rounds, medians:
 #   tools/bench/llamacpp_compare.sh KIT OUT_DIR
-# KIT is a llama.cpp kit with baseline.sh (e.g. ../shared/bench/llamacpp; a yardstick, never part
+# KIT is a llama.cpp kit with baseline.sh (the one the machine image provides; a yardstick, never part
 # of the project: nothing of it is built or linked here). Models: the random 134M Llama of
 # icae-bench-model (depth 512) and the demo model (depth 128), float32 and bfloat16, batch 1 and 8.
 # llama.cpp's figure is llama-batched-bench's S_TG (decode tokens/s at that depth); ours is
