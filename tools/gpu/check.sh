@@ -21,7 +21,7 @@ while (( $# )); do
     *) echo "usage: $0 [--device cuda|cpu] [--out DIR] [--quick]" >&2; exit 2 ;;
   esac
 done
-third_party=${ICAE_THIRD_PARTY_DIR:-$root/.deps/third_party}
+third_party=${ICAE_THIRD_PARTY_DIR:-${ICAE_DEPS_DIR:-$root/.deps}/third_party}
 build=${ICAE_GPU_BUILD_DIR:-$root/build-model-only}
 jobs=${JOBS:-$(nproc)}
 mkdir -p "$out"
