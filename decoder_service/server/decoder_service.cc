@@ -10,14 +10,14 @@ void DecoderService::Attach(const GenerateBackend& backend, v1::DecoderInfo info
 }
 
 grpc::ServerUnaryReactor* DecoderService::Generate(grpc::CallbackServerContext* context,
-                                                   const v1::GenerateRequest* request,
-                                                   v1::GenerateResponse* response) {
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
   return GenerateUnaryReactor::Start(context, request, response, gate_->Admit(context, "Generate"),
                                      backend_);
 }
 
-grpc::ServerWriteReactor<v1::GenerateChunk>* DecoderService::GenerateStream(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* DecoderService::GenerateStream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return GenerateStreamReactor::Start(context, request, gate_->Admit(context, "GenerateStream"),
                                       backend_);
 }

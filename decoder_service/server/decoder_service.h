@@ -11,7 +11,12 @@
 
 namespace icae::decoder {
 
-class DecoderService final : public v1::Decoder::CallbackService {
+// Generate and GenerateStream are registered raw so that the handler parses the request itself:
+// a request protobuf refuses (malformed, or a string that is not UTF-8) is INVALID_ARGUMENT and
+// counted, not a bare status from generated code that never reaches the handler.
+class DecoderService final
+    : public v1::Decoder::WithRawCallbackMethod_Generate<
+          v1::Decoder::WithRawCallbackMethod_GenerateStream<v1::Decoder::CallbackService>> {
  public:
   // `gate` must outlive the service.
   explicit DecoderService(RpcGate* gate) : gate_(gate) {}
@@ -21,10 +26,10 @@ class DecoderService final : public v1::Decoder::CallbackService {
   void Attach(const GenerateBackend& backend, v1::DecoderInfo info);
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context,
-                                     const v1::GenerateRequest* request,
-                                     v1::GenerateResponse* response) override;
-  grpc::ServerWriteReactor<v1::GenerateChunk>* GenerateStream(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateStream(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const v1::GetDecoderInfoRequest* request,
                                     v1::DecoderInfo* info) override;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "common/serving/proto_bytes.h"
 #include "decoder_service/server/request_convert.h"
 
 namespace icae::decoder {
@@ -42,23 +43,25 @@ void CancelLink::Cancel() {
 
 // ---- Generate ----
 
-GenerateUnaryReactor::GenerateUnaryReactor(v1::GenerateResponse* response, RpcScope rpc,
-                                           Engine* engine, absl::Time deadline)
-    : response_(response), rpc_(std::move(rpc)), cancel_(engine, deadline) {}
+GenerateUnaryReactor::GenerateUnaryReactor(grpc::ByteBuffer* wire, RpcScope rpc, Engine* engine,
+                                           absl::Time deadline)
+    : wire_(wire), rpc_(std::move(rpc)), cancel_(engine, deadline) {}
 
 GenerateUnaryReactor* GenerateUnaryReactor::Start(grpc::CallbackServerContext* context,
-                                                  const v1::GenerateRequest* request,
-                                                  v1::GenerateResponse* response, RpcScope rpc,
+                                                  const grpc::ByteBuffer* bytes,
+                                                  grpc::ByteBuffer* response, RpcScope rpc,
                                                   const GenerateBackend& backend) {
   const absl::Time deadline = DeadlineOf(context);
   auto* reactor = new GenerateUnaryReactor(response, std::move(rpc), backend.engine, deadline);
-  if (!reactor->rpc_.ok()) {
-    reactor->Finish(reactor->rpc_.Finish());
+  v1::GenerateRequest request;
+  absl::Status parsed = reactor->rpc_.ok() ? ParseMessageBytes(*bytes, &request) : absl::OkStatus();
+  if (!reactor->rpc_.ok() || !parsed.ok()) {
+    reactor->Finish(reactor->rpc_.ok() ? reactor->rpc_.Finish(parsed) : reactor->rpc_.Finish());
     reactor->Unref();  // No engine event will come.
   } else {
-    response->set_request_id(request->request_id());
+    reactor->response_.set_request_id(request.request_id());
     absl::StatusOr<uint64_t> id =
-        EnqueueRequest(*backend.engine, *request, deadline, backend.max_slot_elements,
+        EnqueueRequest(*backend.engine, request, deadline, backend.max_slot_elements,
                        [reactor](GenerationEvent event) { reactor->OnEvent(std::move(event)); });
     if (id.ok()) {
       reactor->cancel_.SetId(*id);
@@ -73,12 +76,14 @@ GenerateUnaryReactor* GenerateUnaryReactor::Start(grpc::CallbackServerContext* c
 
 // Runs on the scheduler thread, one event at a time.
 void GenerateUnaryReactor::OnEvent(GenerationEvent event) {
-  response_->mutable_text()->append(event.text);
-  for (int id : event.token_ids) response_->add_token_ids(id);
+  response_.mutable_text()->append(event.text);
+  for (int id : event.token_ids) response_.add_token_ids(id);
   if (!event.final) return;
-  response_->set_finish_reason(ToProtoFinishReason(event.finish_reason));
-  ToProtoUsage(event.usage, response_->mutable_usage());
-  Finish(rpc_.Finish(event.status));
+  response_.set_finish_reason(ToProtoFinishReason(event.finish_reason));
+  ToProtoUsage(event.usage, response_.mutable_usage());
+  absl::Status status = event.status;
+  if (status.ok()) status = SerializeMessageBytes(response_, wire_);
+  Finish(rpc_.Finish(status));
   Unref();
 }
 
@@ -91,24 +96,25 @@ void GenerateUnaryReactor::Unref() {
 
 // ---- GenerateStream ----
 
-GenerateStreamReactor::GenerateStreamReactor(RpcScope rpc, Engine* engine, std::string request_id,
-                                             absl::Time deadline)
-    : request_id_(std::move(request_id)), cancel_(engine, deadline), rpc_(std::move(rpc)) {}
+GenerateStreamReactor::GenerateStreamReactor(RpcScope rpc, Engine* engine, absl::Time deadline)
+    : cancel_(engine, deadline), rpc_(std::move(rpc)) {}
 
 GenerateStreamReactor* GenerateStreamReactor::Start(grpc::CallbackServerContext* context,
-                                                    const v1::GenerateRequest* request,
-                                                    RpcScope rpc, const GenerateBackend& backend) {
+                                                    const grpc::ByteBuffer* bytes, RpcScope rpc,
+                                                    const GenerateBackend& backend) {
   const absl::Time deadline = DeadlineOf(context);
-  auto* reactor =
-      new GenerateStreamReactor(std::move(rpc), backend.engine, request->request_id(), deadline);
+  auto* reactor = new GenerateStreamReactor(std::move(rpc), backend.engine, deadline);
   absl::Status refused;
   {
     absl::MutexLock lock(&reactor->mu_);
     refused = reactor->rpc_.status();
   }
+  v1::GenerateRequest request;
+  if (refused.ok()) refused = ParseMessageBytes(*bytes, &request);
+  reactor->request_id_ = request.request_id();
   if (refused.ok()) {
     absl::StatusOr<uint64_t> id =
-        EnqueueRequest(*backend.engine, *request, deadline, backend.max_slot_elements,
+        EnqueueRequest(*backend.engine, request, deadline, backend.max_slot_elements,
                        [reactor](GenerationEvent event) { reactor->OnEvent(std::move(event)); });
     if (id.ok()) {
       reactor->cancel_.SetId(*id);
@@ -162,10 +168,15 @@ void GenerateStreamReactor::Pump() {
   }
   if (broken_) return;  // Wait for the engine's final event after the cancel.
   if (has_pending_) {
-    writing_ = std::move(pending_);
+    pending_.set_request_id(request_id_);
+    absl::Status serialized = SerializeMessageBytes(pending_, &writing_);
     pending_.Clear();
     has_pending_ = false;
-    writing_.set_request_id(request_id_);
+    if (!serialized.ok()) {
+      finished_ = true;
+      Finish(rpc_.Finish(serialized));
+      return;
+    }
     write_in_flight_ = true;
     StartWrite(&writing_);
     return;

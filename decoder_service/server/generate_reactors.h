@@ -12,6 +12,7 @@
 #define ICAE_DECODER_SERVICE_SERVER_GENERATE_REACTORS_H_
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_callback.h>
 
 #include <atomic>
@@ -53,49 +54,50 @@ class CancelLink {
 
 class GenerateUnaryReactor final : public grpc::ServerUnaryReactor {
  public:
-  // Starts the call; the reactor owns itself from here on.
+  // Starts the call on the request's raw bytes (parsed here: a bad request is INVALID_ARGUMENT);
+  // the reactor owns itself from here on and serializes its answer into `response`.
   static GenerateUnaryReactor* Start(grpc::CallbackServerContext* context,
-                                     const v1::GenerateRequest* request,
-                                     v1::GenerateResponse* response, RpcScope rpc,
-                                     const GenerateBackend& backend);
+                                     const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+                                     RpcScope rpc, const GenerateBackend& backend);
   void OnCancel() override;
   void OnDone() override;
 
  private:
-  GenerateUnaryReactor(v1::GenerateResponse* response, RpcScope rpc, Engine* engine,
-                       absl::Time deadline);
+  GenerateUnaryReactor(grpc::ByteBuffer* wire, RpcScope rpc, Engine* engine, absl::Time deadline);
   void OnEvent(GenerationEvent event);
   void Unref();
 
-  v1::GenerateResponse* const response_;
+  grpc::ByteBuffer* const wire_;  // gRPC's response bytes, filled at the end.
+  v1::GenerateResponse response_;
   RpcScope rpc_;
   CancelLink cancel_;
   std::atomic<int> refs_{3};  // OnDone, Start, the engine's final event.
 };
 
-class GenerateStreamReactor final : public grpc::ServerWriteReactor<v1::GenerateChunk> {
+class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
+  // As GenerateUnaryReactor::Start; each chunk is serialized before its write.
   static GenerateStreamReactor* Start(grpc::CallbackServerContext* context,
-                                      const v1::GenerateRequest* request, RpcScope rpc,
+                                      const grpc::ByteBuffer* request, RpcScope rpc,
                                       const GenerateBackend& backend);
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
   void OnDone() override;
 
  private:
-  GenerateStreamReactor(RpcScope rpc, Engine* engine, std::string request_id, absl::Time deadline);
+  GenerateStreamReactor(RpcScope rpc, Engine* engine, absl::Time deadline);
   void OnEvent(GenerationEvent event);
   // Starts the next write or finishes the call; needs mu_ and no write in flight.
   void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unref();
 
-  const std::string request_id_;
+  std::string request_id_;  // Set in Start before any event can come.
   CancelLink cancel_;
   absl::Mutex mu_;
   RpcScope rpc_ ABSL_GUARDED_BY(mu_);
   v1::GenerateChunk pending_ ABSL_GUARDED_BY(mu_);  // Coalesced events not yet written.
   bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
-  v1::GenerateChunk writing_ ABSL_GUARDED_BY(mu_);  // The chunk gRPC is writing.
+  grpc::ByteBuffer writing_ ABSL_GUARDED_BY(mu_);  // The serialized chunk gRPC is writing.
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool final_seen_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // A write failed: the client is gone.

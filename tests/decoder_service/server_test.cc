@@ -1,6 +1,8 @@
 // The real icae-decoder on loopback with the golden tiny model: GetInfo, health and metrics, golden
 // ids from slots (unary and streaming), mixed slots + text against the offline library, concurrent
 // requests, every refusal code, the icae CLI, and slots from a real icae-encoder.
+#include <algorithm>
+
 #include "tests/decoder_service/server_fixture.h"
 
 namespace icae::decoder {
@@ -270,6 +272,26 @@ TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
   EXPECT_GE(Tiny()->Metric("icae_decoder_requests_total",
                            {{"code", "INVALID_ARGUMENT"}, {"method", "Generate"}}),
             7);
+}
+
+// D3: a request protobuf refuses (here a prompt that is not UTF-8, which the C++ client still
+// serializes) is INVALID_ARGUMENT naming the message, on both methods, and counted.
+TEST_F(DecoderServerTest, UnparsableRequestsAreInvalidArgumentAndCounted) {
+  auto count = [&](const char* method) {  // A series not yet exported (-1) counts 0.
+    return std::max(0.0, Tiny()->Metric("icae_decoder_requests_total",
+                                        {{"code", "INVALID_ARGUMENT"}, {"method", method}}));
+  };
+  const double unary_before = count("Generate"), stream_before = count("GenerateStream");
+  v1::GenerateRequest request = AeRequest("slots", 8);
+  request.set_prompt(std::string("caf\xc3", 4));
+  const auto refused = StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("not a valid icae.v1.GenerateRequest"));
+  EXPECT_THAT(Tiny()->client->Generate(request).status(), refused);
+  EXPECT_THAT(Stream(*Tiny()->client, request).status, refused);
+  EXPECT_EQ(count("Generate") - unary_before, 1);
+  EXPECT_EQ(count("GenerateStream") - stream_before, 1);
+  // The server still answers well-formed requests.
+  EXPECT_OK(Tiny()->client->Generate(AeRequest("slots", 4)).status());
 }
 
 TEST_F(DecoderServerTest, CliGeneratesThroughTheDecoder) {
