@@ -203,11 +203,17 @@ TEST(ServerRunnerTest, MessageSizeLimitFollowsTheFlag) {
   EXPECT_OK(client.Compress(OneSpan("small")));
 }
 
-TEST(ServerRunnerTest, BearerTokenIsRequiredExceptForHealth) {
-  ScratchDir dir;
-  std::ofstream(dir.Join("token")) << "s3cret-token\n";
+// Loopback flags requiring `token`, written to a file under `dir`.
+ServerFlags TokenFlags(const ScratchDir& dir, const std::string& token) {
+  std::ofstream(dir.Join("token")) << token << "\n";
   ServerFlags flags = LoopbackFlags();
   flags.auth_token_file = dir.Join("token");
+  return flags;
+}
+
+TEST(ServerRunnerTest, BearerTokenIsRequiredExceptForHealth) {
+  ScratchDir dir;
+  ServerFlags flags = TokenFlags(dir, "s3cret-token");
   ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(flags, "A"));
   ClientOptions options = ClientFor(*server->runner);
 
@@ -344,9 +350,7 @@ TEST(ServerRunnerTest, ReflectionListsTheServices) {
 // it (to anyone, as health); --reflection off closes it without a token too.
 TEST(ServerRunnerTest, ATokenClosesReflectionUnlessAFlagOpensIt) {
   ScratchDir dir;
-  std::ofstream(dir.Join("token")) << "t\n";
-  ServerFlags flags = LoopbackFlags();
-  flags.auth_token_file = dir.Join("token");
+  ServerFlags flags = TokenFlags(dir, "t");
   {
     ASSERT_OK_AND_ASSIGN(auto server, StartFakeServer(flags, "A"));
     EXPECT_THAT(ListServices(*server), StatusIs(absl::StatusCode::kUnimplemented, ::testing::_));
