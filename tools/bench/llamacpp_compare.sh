@@ -6,7 +6,8 @@
 # icae-bench-model (depth 512) and the demo model (depth 128), float32 and bfloat16, batch 1 and 8.
 # llama.cpp's figure is llama-batched-bench's S_TG (decode tokens/s at that depth); ours is
 # icae-bench-model's decode tokens/s (project kernels, "native"). Needs Debian's python3-torch,
-# python3-numpy and python3-sentencepiece for the GGUF converter. Run on an idle machine:
+# python3-numpy, python3-sentencepiece and python3-tqdm for the GGUF converter (not installed by
+# setup: this comparison is run by hand, never by the tests). Run on an idle machine:
 # llama.cpp's OpenMP threads spin, so any other load ruins both figures.
 set -euo pipefail
 kit=${1:?usage: llamacpp_compare.sh KIT OUT_DIR}
