@@ -36,14 +36,17 @@ int Sampler::Sample(const float* logits, int vocab) {
   const bool top_k = params_.top_k > 0 && params_.top_k < vocab;
   const bool top_p = params_.top_p > 0.0f && params_.top_p < 1.0f;
   const double max_logit = logits[Argmax(logits, vocab)];
+  // Each id's unnormalised probability, once: every later pass reads it.
+  weights_.resize(vocab);
+  double all = 0;
+  for (int i = 0; i < vocab; ++i)
+    all += (weights_[i] = std::exp((logits[i] - max_logit) / temperature));
   if (!top_k && !top_p) {
-    // Plain temperature sampling needs no order: one pass for the total, one for the draw.
-    double total = 0;
-    for (int i = 0; i < vocab; ++i) total += std::exp((logits[i] - max_logit) / temperature);
-    std::uniform_real_distribution<double> uniform(0.0, total);
+    // Plain temperature sampling needs no order.
+    std::uniform_real_distribution<double> uniform(0.0, all);
     double draw = uniform(rng_);
     for (int i = 0; i < vocab; ++i) {
-      draw -= std::exp((logits[i] - max_logit) / temperature);
+      draw -= weights_[i];
       if (draw < 0) return i;
     }
     return Argmax(logits, vocab);
@@ -59,12 +62,11 @@ int Sampler::Sample(const float* logits, int vocab) {
   size_t keep = top_k ? static_cast<size_t>(params_.top_k) : scratch_.size();
   // The softmax denominator over the candidates at the temperature, in double: over the top k,
   // or over the whole vocabulary.
-  double total = 0;
+  double total = all;
   if (top_k) {
     std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
-    for (size_t i = 0; i < keep; ++i) total += std::exp((scratch_[i].first - max_logit) / temperature);
-  } else {
-    for (int i = 0; i < vocab; ++i) total += std::exp((logits[i] - max_logit) / temperature);
+    total = 0;
+    for (size_t i = 0; i < keep; ++i) total += weights_[scratch_[i].second];
   }
   if (top_p) {
     // The smallest prefix whose probability reaches top_p.
@@ -78,7 +80,7 @@ int Sampler::Sample(const float* logits, int vocab) {
                           by_logit);
         sorted = grow;
       }
-      cumulative += std::exp((scratch_[i].first - max_logit) / temperature) / total;
+      cumulative += weights_[scratch_[i].second] / total;
       if (cumulative >= params_.top_p) {
         cut = i + 1;
         break;
@@ -86,12 +88,12 @@ int Sampler::Sample(const float* logits, int vocab) {
     }
     keep = cut;
     total = 0;
-    for (size_t i = 0; i < keep; ++i) total += std::exp((scratch_[i].first - max_logit) / temperature);
+    for (size_t i = 0; i < keep; ++i) total += weights_[scratch_[i].second];
   }
   std::uniform_real_distribution<double> uniform(0.0, total);
   double draw = uniform(rng_);
   for (size_t i = 0; i < keep; ++i) {
-    draw -= std::exp((scratch_[i].first - max_logit) / temperature);
+    draw -= weights_[scratch_[i].second];
     if (draw < 0) return scratch_[i].second;
   }
   return scratch_[keep - 1].second;

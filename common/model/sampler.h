@@ -32,6 +32,7 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int>> scratch_;
+  std::vector<double> weights_;  // exp((logit - max) / T) per id, computed once per Sample.
 };
 
 // Index of the first maximum.
