@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
@@ -185,7 +186,7 @@ at::Tensor AssembleEmbeds(const Transformer& base, const at::Tensor& special,
 }
 
 DecoderLossResult DecoderLoss(const Transformer& base, const at::Tensor& embeds,
-                              const at::Tensor& labels) {
+                              const at::Tensor& labels, const TeacherLogProbs& teacher) {
   const int64_t batch = embeds.size(0), len = embeds.size(1);
   at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0).expand({batch, len});
   at::Tensor logits = base.Logits(base.Forward(embeds, positions));  // [batch, len, vocab]
@@ -196,6 +197,28 @@ DecoderLossResult DecoderLoss(const Transformer& base, const at::Tensor& embeds,
   r.count = labelled.sum().item<int64_t>();
   r.correct = (logits.detach().argmax(-1).eq(flat_labels) & labelled).sum().item<int64_t>();
   r.loss_sum = at::cross_entropy_loss(logits, flat_labels, {}, at::Reduction::Sum, kIgnore);
+  r.kl_sum = at::zeros({}, at::kFloat);
+  // The rows of the examples that have a teacher, in the teacher's order.
+  std::vector<int64_t> rows;
+  std::vector<at::Tensor> targets;
+  const int64_t* label = flat_labels.data_ptr<int64_t>();
+  for (int64_t b = 0; b < std::min<int64_t>(batch, teacher.size()); ++b) {
+    if (!teacher[b].defined()) continue;
+    const size_t first = rows.size();
+    for (int64_t p = 0; p < len; ++p)
+      if (label[b * len + p] != kIgnore) rows.push_back(b * len + p);
+    TORCH_CHECK(teacher[b].size(0) == static_cast<int64_t>(rows.size() - first) &&
+                    teacher[b].size(1) == logits.size(1),
+                "teacher log-probs do not match the labelled positions of example ", b);
+    targets.push_back(teacher[b]);
+  }
+  if (!rows.empty()) {
+    at::Tensor student =
+        at::log_softmax(logits.index_select(0, at::tensor(rows, at::kLong)).to(at::kFloat), -1);
+    at::Tensor target = at::cat(targets, 0);
+    r.kl_sum = (target.exp() * (target - student)).sum();
+    r.kl_count = static_cast<int64_t>(rows.size());
+  }
   return r;
 }
 
@@ -220,9 +243,13 @@ std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTraina
   return out;
 }
 
-BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
-                       const std::vector<DecoderExample>& examples,
-                       const std::vector<at::Tensor>& slots) {
+namespace {
+
+// Right-padded decoder inputs of a batch: embeddings [batch, longest, hidden] and labels
+// [batch, longest] (kIgnore on padding).
+std::pair<at::Tensor, at::Tensor> PadExamples(const Transformer& base, const at::Tensor& special,
+                                              const std::vector<DecoderExample>& examples,
+                                              const std::vector<at::Tensor>& slots) {
   int64_t longest = 0;
   for (const DecoderExample& e : examples) longest = std::max<int64_t>(longest, e.length());
   const int64_t batch = examples.size();
@@ -236,13 +263,41 @@ BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
     std::copy(examples[b].labels.begin(), examples[b].labels.end(), labels.begin() + b * longest);
   }
   // Right padding needs no mask: causal attention keeps real positions from seeing it.
-  DecoderLossResult r =
-      DecoderLoss(base, at::stack(rows, 0), at::tensor(labels, at::kLong).view({batch, longest}));
+  return {at::stack(rows, 0), at::tensor(labels, at::kLong).view({batch, longest})};
+}
+
+}  // namespace
+
+BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
+                       const std::vector<DecoderExample>& examples,
+                       const std::vector<at::Tensor>& slots, const TeacherLogProbs& teacher,
+                       double kd_weight) {
+  auto [embeds, labels] = PadExamples(base, special, examples, slots);
+  DecoderLossResult r = DecoderLoss(base, embeds, labels, teacher);
   BatchLoss out;
   out.labelled = r.count;
   out.correct = r.correct;
-  out.positions = batch * longest;
-  out.mean_loss = r.loss_sum / static_cast<double>(std::max<int64_t>(1, r.count));
+  out.positions = labels.numel();
+  out.kl_count = r.kl_count;
+  out.kl_sum = r.kl_sum.item<double>();
+  at::Tensor total = kd_weight != 0 ? r.loss_sum + kd_weight * r.kl_sum : r.loss_sum;
+  out.mean_loss = total / static_cast<double>(std::max<int64_t>(1, r.count));
+  return out;
+}
+
+TeacherLogProbs LabelledLogProbs(const Transformer& base, const at::Tensor& special,
+                                 const std::vector<DecoderExample>& examples,
+                                 const std::vector<at::Tensor>& slots) {
+  at::NoGradGuard no_grad;
+  auto [embeds, labels] = PadExamples(base, special, examples, slots);
+  const int64_t batch = embeds.size(0), len = embeds.size(1);
+  at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0).expand({batch, len});
+  at::Tensor logits = base.Logits(base.Forward(embeds, positions));  // [batch, len, vocab]
+  TeacherLogProbs out;
+  for (int64_t b = 0; b < batch; ++b) {
+    at::Tensor rows = labels[b].ne(kIgnore).nonzero().view({-1});
+    out.push_back(at::log_softmax(logits[b].index_select(0, rows).to(at::kFloat), -1));
+  }
   return out;
 }
 

@@ -93,9 +93,15 @@ struct DecoderLossResult {
   at::Tensor loss_sum;  // Scalar float32.
   int64_t count = 0;
   int64_t correct = 0;
+  at::Tensor kl_sum;  // Scalar float32: the distillation term, summed (0 without a teacher).
+  int64_t kl_count = 0;
 };
+// Distillation targets: per example of the batch, the teacher's log-probabilities at that
+// example's labelled positions, in order ([labelled, vocab], float32, no gradient), or an
+// undefined tensor for an example without a teacher. The term is KL(teacher || model) per position.
+using TeacherLogProbs = std::vector<at::Tensor>;
 DecoderLossResult DecoderLoss(const Transformer& base, const at::Tensor& embeds,
-                              const at::Tensor& labels);
+                              const at::Tensor& labels, const TeacherLogProbs& teacher = {});
 
 // Slots of every context by the multi-span rule (all segments of all contexts as one batch):
 // contexts[i] -> [num_segments_i * mem_size, hidden].
@@ -104,15 +110,26 @@ std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTraina
 
 // Pads examples to one batch and returns the mean loss over labelled positions, the count and
 // the number of positions processed.
+// With a teacher, mean_loss is (cross-entropy + kd_weight * KL) summed over the labelled
+// positions, divided by their count.
 struct BatchLoss {
   at::Tensor mean_loss;
   int64_t labelled = 0;
   int64_t correct = 0;
   int64_t positions = 0;
+  double kl_sum = 0;  // Distillation term, summed over kl_count positions.
+  int64_t kl_count = 0;
 };
 BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
                        const std::vector<DecoderExample>& examples,
-                       const std::vector<at::Tensor>& slots);
+                       const std::vector<at::Tensor>& slots, const TeacherLogProbs& teacher = {},
+                       double kd_weight = 0);
+
+// The model's log-probabilities (float32, no gradient) at each example's labelled positions:
+// the teacher side of ExamplesLoss's distillation term.
+TeacherLogProbs LabelledLogProbs(const Transformer& base, const at::Tensor& special,
+                                 const std::vector<DecoderExample>& examples,
+                                 const std::vector<at::Tensor>& slots);
 
 }  // namespace icae::train
 

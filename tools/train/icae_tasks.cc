@@ -213,14 +213,15 @@ class PretrainTask : public TrainTask {
         objectives.push_back(coin(rng_) < lm_ratio ? Objective::kContinue : Objective::kAe);
       }
     }
-    BatchLoss loss = Loss(Model(TrainedBase()), windows, objectives);
+    const bool kd = options_.kd_weight > 0;
+    BatchLoss loss = Loss(Model(TrainedBase()), windows, objectives, kd, options_.kd_weight);
     return MicroBatchLoss{loss.mean_loss, positions_};
   }
 
   absl::StatusOr<Metrics> Validate() override {
     std::vector<std::vector<int>> windows =
         FixedWindows(valid_stream_, 2 * options_.span_tokens, options_.valid_samples);
-    double ae = 0, lm = 0, text = 0;
+    double ae = 0, lm = 0, text = 0, kl = 0, teacher = 0;
     int64_t ae_n = 0, lm_n = 0, ae_correct = 0, text_n = 0;
     const std::optional<Transformer> trained = TrainedBase();
     const Transformer& model = Model(trained);
@@ -228,7 +229,10 @@ class PretrainTask : public TrainTask {
       std::vector<std::vector<int>> chunk(
           windows.begin() + i, windows.begin() + std::min(windows.size(), i + train_.batch));
       BatchLoss a = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kAe));
-      BatchLoss l = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kContinue));
+      BatchLoss l = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kContinue),
+                         /*with_teacher=*/true);  // kd_weight 0: lm_loss is the cross-entropy.
+      kl += l.kl_sum;
+      teacher += teacher_nll_;
       ae += a.mean_loss.item<double>() * a.labelled;
       ae_n += a.labelled;
       ae_correct += a.correct;
@@ -247,6 +251,12 @@ class PretrainTask : public TrainTask {
                     {"ae_token_acc", static_cast<double>(ae_correct) / std::max<int64_t>(1, ae_n)},
                     {"lm_loss", lm_loss},
                     {"lm_ppl", std::exp(lm_loss)}};
+    // The same continuations predicted from the span's text, and how far the slots are from it:
+    // the encoder-quality target is lm_ppl <= 1.05 x lm_text_ppl.
+    const double text_ppl = std::exp(teacher / std::max<int64_t>(1, lm_n));
+    metrics.push_back({"lm_text_ppl", text_ppl});
+    metrics.push_back({"lm_gap", std::exp(lm_loss) / text_ppl - 1.0});
+    metrics.push_back({"kd_kl", kl / std::max<int64_t>(1, lm_n)});
     // The base's own perplexity on the whole window: what co-training must not give away.
     if (options_.train_base)
       metrics.push_back({"text_ppl", std::exp(text / std::max<int64_t>(1, text_n))});
@@ -288,6 +298,7 @@ class PretrainTask : public TrainTask {
     return absl::StrCat(
         "pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
         " lm_ratio=", options_.lm_ratio,
+        options_.kd_weight > 0 ? absl::StrCat(" kd_weight=", options_.kd_weight) : std::string(),
         options_.residual_lr_scale != 1.0
             ? absl::StrCat(" residual_lr_scale=", options_.residual_lr_scale)
             : std::string(),
@@ -328,7 +339,8 @@ class PretrainTask : public TrainTask {
   }
 
   BatchLoss Loss(const Transformer& model, const std::vector<std::vector<int>>& windows,
-                 const std::vector<Objective>& objectives) {
+                 const std::vector<Objective>& objectives, bool with_teacher = false,
+                 double kd_weight = 0) {
     const int span = options_.span_tokens;
     std::vector<std::vector<int>> contexts;
     std::vector<size_t> encoded;  // Samples with slots, in the order of `contexts`.
@@ -341,7 +353,12 @@ class PretrainTask : public TrainTask {
     if (!contexts.empty()) encoded_slots = EncodeContexts(model, s_.icae, contexts);
     std::vector<at::Tensor> slots(windows.size());
     for (size_t k = 0; k < encoded.size(); ++k) slots[encoded[k]] = encoded_slots[k];
+    const at::Tensor no_slots =
+        at::empty({0, model.config().hidden_size}, model.weights().embed.options());
     std::vector<DecoderExample> examples;
+    // Teacher: the continuation samples again, each reading its span's text instead of slots.
+    std::vector<DecoderExample> teacher_examples;
+    std::vector<size_t> taught;
     int64_t enc = 0;
     for (size_t i = 0; i < windows.size(); ++i) {
       const std::vector<int>& w = windows[i];
@@ -349,19 +366,43 @@ class PretrainTask : public TrainTask {
         // The first token is input only; every later one is predicted from what precedes it.
         examples.push_back(TargetExample({{PromptPiece::kTokens, {w[0]}}}, 0,
                                          std::vector<int>(w.begin() + 1, w.end()), kIgnore));
-        slots[i] = at::empty({0, model.config().hidden_size}, model.weights().embed.options());
+        slots[i] = no_slots;
         continue;
       }
       const int n = static_cast<int>(slots[i].size(0));
       enc += span + n;
       if (objectives[i] == Objective::kContinue) {
-        examples.push_back(ContinuationExample(n, std::vector<int>(w.begin() + span, w.end())));
+        std::vector<int> continuation(w.begin() + span, w.end());
+        examples.push_back(ContinuationExample(n, continuation));
+        if (with_teacher) {
+          teacher_examples.push_back(
+              TargetExample({{PromptPiece::kTokens, std::vector<int>(w.begin(), w.begin() + span)}},
+                            0, continuation, kIgnore));
+          taught.push_back(i);
+        }
       } else {
         examples.push_back(AutoencodingExample(n, std::vector<int>(w.begin(), w.begin() + span),
                                                model.config().eos_token_id));
       }
     }
-    BatchLoss loss = ExamplesLoss(model, SpecialRows(s_.icae), examples, slots);
+    TeacherLogProbs teacher(windows.size());
+    teacher_nll_ = 0;
+    if (!teacher_examples.empty()) {
+      const TeacherLogProbs t =
+          LabelledLogProbs(model, SpecialRows(s_.icae), teacher_examples,
+                           std::vector<at::Tensor>(teacher_examples.size(), no_slots));
+      for (size_t k = 0; k < taught.size(); ++k) {
+        teacher[taught[k]] = t[k];
+        const std::vector<int>& labels = teacher_examples[k].labels;
+        std::vector<int64_t> ids;
+        for (int label : labels)
+          if (label != kIgnore) ids.push_back(label);
+        teacher_nll_ -=
+            t[k].gather(1, at::tensor(ids, at::kLong).unsqueeze(1)).sum().item<double>();
+      }
+    }
+    BatchLoss loss =
+        ExamplesLoss(model, SpecialRows(s_.icae), examples, slots, teacher, kd_weight);
     positions_ = enc + loss.positions;
     return loss;
   }
@@ -375,6 +416,7 @@ class PretrainTask : public TrainTask {
   std::mt19937_64 rng_;        // Chooses the objective per sample.
   int64_t micro_batches_ = 0;  // Drawn so far (resumed from the checkpoint).
   int64_t positions_ = 0;
+  double teacher_nll_ = 0;       // The teacher's summed NLL of the continuations of the last Loss.
   std::vector<at::Tensor> base_params_;  // Co-training: the master's leaves, in a fixed order.
 };
 
@@ -503,6 +545,9 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   flags.Double("text-lm-ratio", &o->text_lm_ratio,
                "with --train-base: probability of plain language modelling on the window");
   flags.Double("base-lr-scale", &o->base_lr_scale, "with --train-base: lr multiplier of the base");
+  flags.Double("kd-weight", &o->kd_weight,
+               "weight of KL(base reading the text || base reading the slots) on continuation "
+               "samples (0 = off)");
 }
 
 void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* o) {
@@ -531,6 +576,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
   }
   if (!(options.base_lr_scale > 0)) {
     return absl::InvalidArgumentError("--base-lr-scale must be positive");
+  }
+  if (!(options.kd_weight >= 0) || !std::isfinite(options.kd_weight)) {
+    return absl::InvalidArgumentError("--kd-weight must be a finite number >= 0");
   }
   ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train, options.train_base));
   PretrainOptions o = options;

@@ -57,6 +57,11 @@ struct PretrainOptions : IcaeOptions {
   bool train_base = false;
   double text_lm_ratio = 0.0;
   double base_lr_scale = 1.0;  // lr multiplier of the base's weights.
+  // Weight of a distillation term on continuation samples: KL(teacher || model) at every
+  // continuation position, the teacher being the same base reading the span's text instead of
+  // its slots (no gradient). It asks of the slots what the continuation target measures: that
+  // the decoder predicts from them as it predicts from the text.
+  double kd_weight = 0.0;
 };
 
 struct FinetuneOptions : IcaeOptions {
