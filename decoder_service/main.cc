@@ -53,8 +53,20 @@ int Run(int argc, char** argv) {
             "max_position_embeddings)");
   flags.Int("max_new_tokens", &engine_options.max_new_tokens,
             "default and limit of a request's max_new_tokens");
+  StreamLimits stream_limits;
+  double stream_idle_seconds = absl::ToDoubleSeconds(stream_limits.idle_timeout);
+  flags.Int("max_streams", &stream_limits.max_open,
+            "GenerateStream calls open at once; more are RESOURCE_EXHAUSTED");
+  flags.Double("stream_idle_seconds", &stream_idle_seconds,
+               "a stream whose client takes no chunk for this long is cancelled");
   ParseFlagsOrExit(flags, argc, argv);
   if (absl::Status s = ValidateServerFlags(server_flags); !s.ok()) return UsageError(s);
+  if (!(stream_idle_seconds >= 0.1 && stream_idle_seconds <= 1e7)) {
+    return UsageError(absl::InvalidArgumentError(
+        absl::StrCat("--stream_idle_seconds ", stream_idle_seconds, " is not in 0.1..1e7")));
+  }
+  stream_limits.idle_timeout = absl::Seconds(stream_idle_seconds);
+  if (absl::Status s = stream_limits.Validate(); !s.ok()) return UsageError(s);
   engine_options.threads = server_flags.threads;
   if (absl::Status s = engine_options.Validate(INT_MAX); !s.ok()) return UsageError(s);
   RuntimeOptions runtime_options{server_flags.device, server_flags.dtype, server_flags.threads};
@@ -72,7 +84,8 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<ServerRunner>> runner =
       ServerRunner::Create(server_flags, std::move(runner_options));
   if (!runner.ok()) return UsageError(runner.status());
-  DecoderService service(&(*runner)->gate());
+  StreamWatch streams(stream_limits, &(*runner)->metrics());
+  DecoderService service(&(*runner)->gate(), &streams);
   if (absl::Status s = (*runner)->Start({&service}); !s.ok()) {
     ICAE_LOG(ERROR) << s;
     return 1;

@@ -6,6 +6,7 @@ namespace icae::decoder {
 
 void DecoderService::Attach(const GenerateBackend& backend, v1::DecoderInfo info) {
   backend_ = backend;
+  backend_.streams = streams_;
   info_ = std::move(info);
 }
 

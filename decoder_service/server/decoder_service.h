@@ -18,11 +18,13 @@ class DecoderService final
     : public v1::Decoder::WithRawCallbackMethod_Generate<
           v1::Decoder::WithRawCallbackMethod_GenerateStream<v1::Decoder::CallbackService>> {
  public:
-  // `gate` must outlive the service.
-  explicit DecoderService(RpcGate* gate) : gate_(gate) {}
+  // `gate` and `streams` (may be null: streams unbounded) must outlive the service.
+  explicit DecoderService(RpcGate* gate, StreamWatch* streams = nullptr)
+      : gate_(gate), streams_(streams) {}
 
-  // The loaded engine (must outlive the server's Wait/Stop) and GetInfo's answer. The gate's
-  // SetServing, which follows, publishes these to the handler threads.
+  // The loaded engine (must outlive the server's Wait/Stop) and GetInfo's answer (the stream
+  // watch given at construction joins the backend). The gate's SetServing, which follows,
+  // publishes these to the handler threads.
   void Attach(const GenerateBackend& backend, v1::DecoderInfo info);
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context,
@@ -36,6 +38,7 @@ class DecoderService final
 
  private:
   RpcGate* const gate_;
+  StreamWatch* const streams_;
   GenerateBackend backend_;
   v1::DecoderInfo info_;
 };

@@ -96,18 +96,24 @@ void GenerateUnaryReactor::Unref() {
 
 // ---- GenerateStream ----
 
-GenerateStreamReactor::GenerateStreamReactor(RpcScope rpc, Engine* engine, absl::Time deadline)
-    : cancel_(engine, deadline), rpc_(std::move(rpc)) {}
+GenerateStreamReactor::GenerateStreamReactor(grpc::CallbackServerContext* context, RpcScope rpc,
+                                             Engine* engine, absl::Time deadline)
+    : context_(context), cancel_(engine, deadline), rpc_(std::move(rpc)) {}
 
 GenerateStreamReactor* GenerateStreamReactor::Start(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* bytes, RpcScope rpc,
                                                     const GenerateBackend& backend) {
   const absl::Time deadline = DeadlineOf(context);
-  auto* reactor = new GenerateStreamReactor(std::move(rpc), backend.engine, deadline);
+  auto* reactor = new GenerateStreamReactor(context, std::move(rpc), backend.engine, deadline);
   absl::Status refused;
   {
     absl::MutexLock lock(&reactor->mu_);
     refused = reactor->rpc_.status();
+  }
+  // The stream cap comes before any parsing or queuing.
+  if (refused.ok() && backend.streams != nullptr) {
+    refused = backend.streams->Open(context, &reactor->write_started_);
+    if (refused.ok()) reactor->watch_ = backend.streams;
   }
   v1::GenerateRequest request;
   if (refused.ok()) refused = ParseMessageBytes(*bytes, &request);
@@ -178,6 +184,7 @@ void GenerateStreamReactor::Pump() {
       return;
     }
     write_in_flight_ = true;
+    write_started_.store(StreamWatch::Now(), std::memory_order_relaxed);
     StartWrite(&writing_);
     return;
   }
@@ -192,6 +199,7 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mu_);
     write_in_flight_ = false;
+    write_started_.store(0, std::memory_order_relaxed);
     if (!ok && !broken_) {
       broken_ = true;
       cancel = true;
@@ -202,7 +210,10 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
 }
 
 void GenerateStreamReactor::OnCancel() { cancel_.Cancel(); }
-void GenerateStreamReactor::OnDone() { Unref(); }
+void GenerateStreamReactor::OnDone() {
+  if (watch_ != nullptr) watch_->Close(context_);
+  Unref();
+}
 
 void GenerateStreamReactor::Unref() {
   if (refs_.fetch_sub(1) == 1) delete this;

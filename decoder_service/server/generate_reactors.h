@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "common/serving/rpc_gate.h"
 #include "decoder_service/engine/engine.h"
+#include "decoder_service/server/stream_watch.h"
 #include "icae/v1/decoder.pb.h"
 
 namespace icae::decoder {
@@ -32,6 +33,7 @@ namespace icae::decoder {
 struct GenerateBackend {
   Engine* engine = nullptr;
   int64_t max_slot_elements = 0;
+  StreamWatch* streams = nullptr;  // Caps and watches GenerateStream calls (null: unbounded).
 };
 
 // Links a reactor's request id in the engine with gRPC's OnCancel, which may come before the id
@@ -85,12 +87,16 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
   void OnDone() override;
 
  private:
-  GenerateStreamReactor(RpcScope rpc, Engine* engine, absl::Time deadline);
+  GenerateStreamReactor(grpc::CallbackServerContext* context, RpcScope rpc, Engine* engine,
+                        absl::Time deadline);
   void OnEvent(GenerationEvent event);
   // Starts the next write or finishes the call; needs mu_ and no write in flight.
   void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unref();
 
+  grpc::CallbackServerContext* const context_;
+  StreamWatch* watch_ = nullptr;  // Set in Start when the watch admitted the stream.
+  std::atomic<int64_t> write_started_{0};  // StreamWatch's write clock: 0 = no write in flight.
   std::string request_id_;  // Set in Start before any event can come.
   CancelLink cancel_;
   absl::Mutex mu_;

@@ -1,6 +1,9 @@
 // Request lifecycle in the real icae-decoder: an unread stream does not stall the scheduler, a
 // cancelled stream leaves the running batch (gauges), a full queue, a deadline, and SIGTERM while
-// streams run (over TLS with a bearer token).
+// streams run (over TLS with a bearer token), the stream cap and the idle timeout.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
 #include "tests/decoder_service/server_fixture.h"
 
 namespace icae::decoder {
@@ -93,6 +96,60 @@ TEST_F(DecoderServerTest, FullQueueAndDeadline) {
             absl::StatusCode::kDeadlineExceeded);
   EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_num_requests_running", 0));
   EXPECT_TRUE(Slow()->AwaitMetric("icae_decoder_kv_cache_tokens_used", 0));
+}
+
+// --max_streams caps open streams before any work is queued, and --stream_idle_seconds cancels a
+// stream whose client stopped taking chunks (its flow-control window is full), so unread streams
+// without a deadline cannot pile up; a reading client is unaffected.
+TEST_F(DecoderServerTest, StreamCapAndIdleTimeout) {
+  std::unique_ptr<Server> server =
+      StartDecoder(TinyModelDir(), testing::TinyAdapter(),
+                   {"--max_streams", "2", "--stream_idle_seconds", "1", "--max_running", "4"},
+                   scratch_->Join("streams.log"));
+  ASSERT_NE(server, nullptr);
+  v1::GenerateRequest request = AeRequest("slots", 480);
+  request.set_ignore_eos(true);
+  // A client that reads one chunk and then nothing: a small receive window and no BDP probing,
+  // so the server's writes stall once a few hundred bytes are unread.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 256);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto channel = grpc::CreateCustomChannel(server->process.address(),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stalled_stub = v1::Decoder::NewStub(channel);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::GenerateChunk>>> readers;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(stalled_stub->GenerateStream(contexts.back().get(), request));
+    v1::GenerateChunk chunk;
+    ASSERT_TRUE(readers.back()->Read(&chunk)) << FromGrpcStatus(readers.back()->Finish());
+  }
+  EXPECT_EQ(server->Metric("icae_decoder_streams_open"), 2);
+  // The third is refused at once, and no request reached the engine for it.
+  StreamResult third = Stream(*server->client, request);
+  EXPECT_THAT(third.status,
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max_streams")));
+  EXPECT_TRUE(third.chunks.empty());
+  EXPECT_GE(server->Metric("icae_decoder_requests_total",
+                           {{"method", "GenerateStream"}, {"code", "RESOURCE_EXHAUSTED"}}),
+            1);
+  // Both unread streams are cancelled within the idle timeout (plus the watchdog's tick).
+  EXPECT_TRUE(server->AwaitMetric("icae_decoder_streams_idle_cancelled_total", 2))
+      << server->process.Log();
+  EXPECT_TRUE(server->AwaitMetric("icae_decoder_streams_open", 0));
+  for (auto& reader : readers) {
+    v1::GenerateChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  EXPECT_TRUE(server->AwaitMetric("icae_decoder_num_requests_running", 0));
+  // A client that reads is served in full, however long the stream (more than the timeout).
+  StreamResult reading = Stream(*server->client, request);
+  ASSERT_OK(reading.status);
+  EXPECT_EQ(reading.ids().size(), 480u);
+  EXPECT_EQ(server->Metric("icae_decoder_streams_idle_cancelled_total"), 2);
 }
 
 TEST_F(DecoderServerTest, SigtermLetsRunningStreamsFinish) {
