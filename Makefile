@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all setup configure build test test-asan demo demo-model bench format clean
+.PHONY: all setup configure build test test-asan demo demo-model bench fuzz format clean
 
 all: build
 
@@ -43,8 +43,13 @@ demo-model: build
 bench: build
 	@tools/run_benchmarks.sh
 
+# libFuzzer + ASan + UBSan on the fuzz targets of tests/fuzz, FUZZ_SECONDS (60) each, in
+# build-fuzz/ (clang-14; `tools/fuzz/run.sh --merge` keeps new inputs in the committed corpus).
+fuzz:
+	@tools/fuzz/run.sh
+
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) build-fuzz

@@ -23,6 +23,11 @@ if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
   command -v kubectl > /dev/null || PACKAGES+=(kubernetes-client)
 fi
 
+# The fuzzing build (tools/fuzz/run.sh, `make fuzz`): clang with libFuzzer.
+if [[ "${ICAE_SETUP_FUZZ:-0}" == "1" ]]; then
+  PACKAGES+=(clang-14 libfuzzer-14-dev)
+fi
+
 log() { echo "[setup] $*" >&2; }
 # shellcheck source=tools/lib/debian_source.sh
 source "$ROOT/tools/lib/debian_source.sh"

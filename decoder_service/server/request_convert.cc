@@ -58,10 +58,10 @@ absl::StatusOr<ContextInput> DecodePart(const v1::ContextPart& part, size_t inde
 
 }  // namespace
 
-absl::StatusOr<uint64_t> EnqueueRequest(Engine& engine, const v1::GenerateRequest& request,
-                                        absl::Time deadline, int64_t max_slot_elements,
-                                        GenerationSink sink) {
-  GenerateInput input;
+absl::Status ToGenerateInput(const v1::GenerateRequest& request, absl::Time deadline,
+                             int64_t max_slot_elements, GenerateInput* out) {
+  GenerateInput& input = *out;
+  input = GenerateInput();
   input.context.reserve(request.context_size());
   for (int i = 0; i < request.context_size(); ++i) {
     ASSIGN_OR_RETURN(ContextInput part, DecodePart(request.context(i), i, max_slot_elements));
@@ -79,6 +79,14 @@ absl::StatusOr<uint64_t> EnqueueRequest(Engine& engine, const v1::GenerateReques
   input.params.stop.assign(request.stop().begin(), request.stop().end());
   input.ignore_eos = request.ignore_eos();
   input.deadline = deadline;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> EnqueueRequest(Engine& engine, const v1::GenerateRequest& request,
+                                        absl::Time deadline, int64_t max_slot_elements,
+                                        GenerationSink sink) {
+  GenerateInput input;
+  RETURN_IF_ERROR(ToGenerateInput(request, deadline, max_slot_elements, &input));
   return engine.Enqueue(std::move(input), std::move(sink));
 }
 

@@ -20,10 +20,14 @@ class SlotDecoder;
 
 namespace icae::decoder {
 
-// Decodes `request` and hands it to engine.Enqueue (see there for the codes). A slot tensor is
-// rejected with INVALID_ARGUMENT (naming context[i]) before use when its bytes do not match its
-// dtype and shape, when it has more than `max_slot_elements` elements or a kind other than
-// EMBEDDING.
+// Decodes `request` into the engine's input. A slot tensor is rejected with INVALID_ARGUMENT
+// (naming context[i]) before use when its bytes do not match its dtype and shape, when it has
+// more than `max_slot_elements` elements or a kind other than EMBEDDING; the rest is checked by
+// the engine (PrepareRequest).
+absl::Status ToGenerateInput(const v1::GenerateRequest& request, absl::Time deadline,
+                             int64_t max_slot_elements, GenerateInput* out);
+
+// ToGenerateInput, then engine.Enqueue (see there for the codes).
 absl::StatusOr<uint64_t> EnqueueRequest(Engine& engine, const v1::GenerateRequest& request,
                                         absl::Time deadline, int64_t max_slot_elements,
                                         GenerationSink sink);
