@@ -108,6 +108,10 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   RETURN_IF_ERROR(params.Validate(model.tokenizer() != nullptr));
 
   const bool has_prompt = !input.prompt.empty() || !input.prompt_ids.empty();
+  if (input.context.empty() && !has_prompt) {
+    return absl::InvalidArgumentError(
+        "the request has no context and no prompt: nothing to generate from");
+  }
   const std::string template_name = !input.template_name.empty() ? input.template_name
                                     : has_prompt                 ? "icae-v2-instruct"
                                                                  : "ae";

@@ -2,7 +2,8 @@
 // prefill embeddings. Errors (each names the field and the limit):
 //   FAILED_PRECONDITION  slots whose encoder_id is not this decoder's (both ids named); text
 //                        or stop strings without a tokenizer; a template the model cannot spell
-//   INVALID_ARGUMENT     slot tensor not [n > 0, hidden] of a float dtype; NaN or Inf in slots;
+//   INVALID_ARGUMENT     no context part and no prompt; slot tensor not [n > 0, hidden] of a
+//                        float dtype; NaN or Inf in slots;
 //                        token ids outside the vocabulary; unknown template; context at or past
 //                        --max_context_tokens; max_new_tokens above --max_new_tokens; a request
 //                        that could never fit --max_kv_tokens; bad sampling or stop strings

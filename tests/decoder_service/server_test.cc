@@ -239,6 +239,9 @@ TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
     EXPECT_THAT(both(request),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context[0].slots.slots")));
   }
+  // Nothing to generate from: no context part and no prompt (once 511 tokens from [AE] alone).
+  EXPECT_THAT(both(v1::GenerateRequest()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no context and no prompt")));
   {
     at::Tensor nan = IcaeFixture("slots").clone();
     nan[1][3] = std::nan("");
