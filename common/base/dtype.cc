@@ -56,19 +56,19 @@ std::optional<DType> DTypeFromName(absl::string_view name) {
 
 std::optional<int64_t> CheckedNumel(const int64_t* dims, size_t rank, size_t item_size) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  int64_t numel = 1;
+  int64_t product = 1;  // Of the non-zero dimensions: allocators multiply them all.
   bool zero = false;
   for (size_t i = 0; i < rank; ++i) {
     if (dims[i] < 0) return std::nullopt;
-    if (dims[i] == 0) zero = true;
+    if (dims[i] == 0) {
+      zero = true;
+      continue;
+    }
+    if (product > kMax / dims[i]) return std::nullopt;
+    product *= dims[i];
   }
-  if (zero) return 0;
-  for (size_t i = 0; i < rank; ++i) {
-    if (numel > kMax / dims[i]) return std::nullopt;
-    numel *= dims[i];
-  }
-  if (item_size > 0 && numel > kMax / static_cast<int64_t>(item_size)) return std::nullopt;
-  return numel;
+  if (item_size > 0 && product > kMax / static_cast<int64_t>(item_size)) return std::nullopt;
+  return zero ? 0 : product;
 }
 
 }  // namespace icae

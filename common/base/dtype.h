@@ -39,7 +39,9 @@ absl::string_view DTypeName(DType dtype);
 std::optional<DType> DTypeFromName(absl::string_view name);
 
 // Overflow-checked element count of `shape`: nullopt for a negative dimension or when the count
-// (or count * item_size) does not fit in int64.
+// (or count * item_size) does not fit in int64. The product of the non-zero dimensions must fit
+// too, even when a zero makes the count 0: an allocator multiplies them all ({kMax, 2, 0} cannot
+// be allocated).
 std::optional<int64_t> CheckedNumel(const int64_t* dims, size_t rank, size_t item_size);
 
 }  // namespace icae

@@ -71,6 +71,10 @@ absl::StatusOr<at::Tensor> DecodeTensor(const v1::Tensor& proto, int64_t max_ele
     return absl::InvalidArgumentError(absl::StrCat("tensor dtype ", static_cast<int>(proto.dtype()),
                                                    " (", name, ") is not supported"));
   }
+  if (proto.shape_size() > kMaxTensorRank) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor rank ", proto.shape_size(),
+                                                   " exceeds the limit of ", kMaxTensorRank));
+  }
   std::vector<int64_t> shape(proto.shape().begin(), proto.shape().end());
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) {

@@ -1,9 +1,9 @@
 // Conversion between at::Tensor and the wire Tensor (raw little-endian bytes + dtype + shape).
 //
-// Decoding never trusts the message: the dtype must be known, every dimension >= 0, the element
-// count must fit in int64 and stay within `max_elements`, and the byte length must be exactly
-// numel * item size; only then are the bytes copied into a new tensor. Every failure is
-// InvalidArgument naming the problem. Round trips are bit-exact. Thread-safe (no shared state).
+// Decoding never trusts the message: the dtype must be known, at most kMaxTensorRank dimensions,
+// each >= 0, the element count (and the product of the non-zero dimensions) must fit in int64,
+// the count stay within `max_elements`, and the byte length must be exactly numel * item size; only then are the bytes
+// copied into a new tensor. Every failure is InvalidArgument naming the problem. Round trips are bit-exact. Thread-safe (no shared state).
 #ifndef ICAE_COMMON_CODEC_TENSOR_CODEC_H_
 #define ICAE_COMMON_CODEC_TENSOR_CODEC_H_
 
@@ -24,6 +24,9 @@ namespace icae {
 // when the dtypes differ (e.g. float32 compute -> bfloat16 wire). InvalidArgument for an
 // unsupported source dtype or wire dtype, or an undefined or non-dense (e.g. sparse) tensor.
 absl::Status EncodeTensor(const at::Tensor& tensor, v1::DataType wire_dtype, v1::Tensor* out);
+
+// Most dimensions a wire tensor may have (KV slots have 5).
+inline constexpr int kMaxTensorRank = 8;
 
 // Validates `proto` and returns a new CPU tensor of its dtype and shape.
 absl::StatusOr<at::Tensor> DecodeTensor(const v1::Tensor& proto, int64_t max_elements);

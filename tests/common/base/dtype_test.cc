@@ -40,7 +40,9 @@ TEST(DTypeTest, CheckedNumel) {
   EXPECT_EQ(Numel({}), 1);
   EXPECT_EQ(Numel({2, 3, 4}), 24);
   EXPECT_EQ(Numel({0}), 0);
-  EXPECT_EQ(Numel({kMax, 0}), 0);  // A zero dimension makes any product fit.
+  EXPECT_EQ(Numel({kMax, 0}), 0);  // A zero dimension makes the count 0 ...
+  EXPECT_EQ(Numel({kMax, 2, 0}), std::nullopt);  // ... but the other dimensions must still fit.
+  EXPECT_EQ(Numel({int64_t{1} << 62, 0}, 4), std::nullopt);  // In bytes too.
   EXPECT_EQ(Numel({-1}), std::nullopt);
   EXPECT_EQ(Numel({0, -1}), std::nullopt);  // Negative even when another dimension is zero.
   EXPECT_EQ(Numel({kMax}), kMax);

@@ -267,6 +267,19 @@ TEST(TensorCodecTest, DecodeErrors) {
   EXPECT_THAT(DecodeTensor(Proto(v1::FLOAT32, {1LL << 40}, ""), kLimit),
               StatusIs(kInvalid, HasSubstr("exceeds the limit")));
 
+  // A zero dimension does not hide an overflowing product of the others (found by
+  // fuzz_tensor_codec: the allocator multiplied them and failed with INTERNAL).
+  EXPECT_THAT(DecodeTensor(Proto(v1::FLOAT32, {2415264251659533174LL, 66, 0, 24}, ""), kLimit),
+              StatusIs(kInvalid, HasSubstr("overflows int64")));
+  EXPECT_THAT(DecodeTensor(Proto(v1::FLOAT32, {int64_t{1} << 62, 0}, ""), kMax),
+              StatusIs(kInvalid, HasSubstr("overflows int64")));  // 2^64 bytes.
+  // At most kMaxTensorRank dimensions.
+  EXPECT_OK(DecodeTensor(Proto(v1::FLOAT32, std::vector<int64_t>(kMaxTensorRank, 1), "abcd"),
+                         kLimit));
+  EXPECT_THAT(DecodeTensor(Proto(v1::FLOAT32, std::vector<int64_t>(kMaxTensorRank + 1, 1), "abcd"),
+                           kLimit),
+              StatusIs(kInvalid, HasSubstr("tensor rank 9 exceeds the limit of 8")));
+
   // Byte length mismatch, both ways.
   EXPECT_THAT(DecodeTensor(Proto(v1::FLOAT32, {2, 3}, std::string(23, 'x')), kLimit),
               StatusIs(kInvalid, AllOf(HasSubstr("tensor data holds 23 bytes"),
