@@ -28,6 +28,7 @@ const icae::Tokenizer& DemoTokenizer() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace icae;
+  fuzz::QuietProtobuf();
   grpc::Slice slice(data, size);
   grpc::ByteBuffer buffer(&slice, 1);
   v1::CompressRequest request;

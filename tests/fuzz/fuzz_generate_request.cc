@@ -48,6 +48,7 @@ const Demo& LoadDemo() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace icae;
+  fuzz::QuietProtobuf();
   const Demo& demo = LoadDemo();
   grpc::Slice slice(data, size);
   grpc::ByteBuffer buffer(&slice, 1);

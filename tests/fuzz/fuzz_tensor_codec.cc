@@ -12,6 +12,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace icae;
+  fuzz::QuietProtobuf();
   constexpr int64_t kMaxElements = 1 << 16;
   v1::Tensor proto;
   if (!proto.ParseFromArray(data, static_cast<int>(size))) return 0;

@@ -11,12 +11,22 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "google/protobuf/stubs/logging.h"
 
 namespace icae::fuzz {
 
 // The demo model and tokenizer the request targets load once (compiled-in source path).
 inline std::string DemoDir(const std::string& leaf) {
   return std::string(ICAE_SOURCE_DIR) + "/models/demo/" + leaf;
+}
+
+// Protobuf logs every string field that is not UTF-8 at ERROR; a fuzzer makes millions of them.
+inline void QuietProtobuf() {
+  static const bool once = [] {
+    google::protobuf::SetLogHandler(nullptr);
+    return true;
+  }();
+  (void)once;
 }
 
 // Aborts with a message: the fuzzer records the input as a crash.
