@@ -293,6 +293,12 @@ def decoder_dashboard():
     d.timeseries("Sequences per decode step", "Batch size of the decode steps.", "short",
                  [(mean("icae_decoder_batch_size"), "mean")] +
                  quantiles("icae_decoder_batch_size", (0.5, 0.99)), w=8)
+    d.timeseries("Open streams", "GenerateStream calls open per replica (at most --max_streams), "
+                 "and streams cancelled because the client took no chunk for "
+                 "--stream_idle_seconds.", "short",
+                 [(f"sum by (instance) (icae_decoder_streams_open{{{SEL}}})", "open {{instance}}"),
+                  (f"sum by (instance) (rate(icae_decoder_streams_idle_cancelled_total{{{SEL}}}"
+                   f"[$__rate_interval])) * 60", "idle-cancelled/min {{instance}}")], w=24)
     info_row(d, "decoder")
     return d
 
