@@ -23,10 +23,13 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
-# Base, codec, safetensors and tokenizer tests under AddressSanitizer + UndefinedBehaviorSanitizer
-# (the tests labelled `sanitize`). Only those targets are built; LibTorch, protobuf and the static
-# SentencePiece are not instrumented but run fine under ASan with leak checking on.
-ASAN_TARGETS ?= icae_base_test icae_io_test icae_codec_test icae_serving_test icae_client_test
+# The tests labelled `sanitize` under AddressSanitizer + UndefinedBehaviorSanitizer: the unit tests
+# of the libraries that meet untrusted input (base, io, codec, serving, client) and the server
+# integration tests, whose icae-encoder / icae-decoder / icae binaries are built with the
+# sanitizers too. Only those targets are built; LibTorch, protobuf and the static SentencePiece are
+# not instrumented but run fine under ASan with leak checking on.
+ASAN_TARGETS ?= icae_base_test icae_io_test icae_codec_test icae_serving_test icae_client_test \
+	icae_encoder_server_test icae_decoder_server_test icae_encoder icae_decoder icae
 test-asan: setup
 	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICAE_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) --target $(ASAN_TARGETS)
