@@ -51,6 +51,12 @@ class ScratchDir {
   std::string path_;
 };
 
+// Resident memory of a process from /proc/PID/status: VmRSS now, and VmHWM, its peak since the
+// start or since ResetPeakRss (which writes 5 to /proc/PID/clear_refs; Linux >= 4.0). Bytes.
+absl::StatusOr<int64_t> CurrentRssBytes(int pid);
+absl::StatusOr<int64_t> PeakRssBytes(int pid);
+absl::Status ResetPeakRss(int pid);
+
 }  // namespace icae::testing
 
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::icae::testing::IsOk())
