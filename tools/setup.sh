@@ -21,6 +21,8 @@ if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
     python3-numpy)
   # Any kubectl renders Kustomize; install Debian's only when none is on the machine.
   command -v kubectl > /dev/null || PACKAGES+=(kubernetes-client)
+  # Node runs the grpc-js interop test; Debian's when the machine has none.
+  command -v npm > /dev/null || PACKAGES+=(nodejs npm)
 fi
 
 # The fuzzing build (tools/fuzz/run.sh, `make fuzz`): clang with libFuzzer.
@@ -81,7 +83,24 @@ build_sentencepiece() {
   rm -rf "$work"
 }
 
+# The npm packages of the grpc-js interop test (tests/clients/grpcjs/package-lock.json) into
+# $DEPS/grpcjs/node_modules, outside git, like the corpus. Redone when the lock file changes.
+install_grpcjs() {
+  local src="$ROOT/tests/clients/grpcjs" dst="$DEPS/grpcjs"
+  if cmp -s "$src/package-lock.json" "$dst/package-lock.json" 2>/dev/null &&
+     [[ -d "$dst/node_modules/@grpc/grpc-js" ]]; then
+    return
+  fi
+  log "installing the grpc-js interop packages (npm ci into $dst)"
+  mkdir -p "$dst"
+  cp "$src/package.json" "$src/package-lock.json" "$dst/"
+  (cd "$dst" && npm ci --no-audit --no-fund --loglevel=error < /dev/null)
+}
+
 install_packages
 build_sentencepiece
+if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
+  install_grpcjs
+fi
 # Source trees for the model-only build (the GPU path, tools/gpu/check.sh), which CI exercises.
 "$ROOT/tools/third_party/fetch.sh" "$DEPS/third_party"
