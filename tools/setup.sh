@@ -15,10 +15,13 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   sentencepiece openssl
 )
-# Extra packages for the deploy checks (Prometheus, promtool, kubectl kustomize, Python client).
+# Extra packages for the deploy checks (Prometheus, promtool, kubectl kustomize, Python client),
+# the Python tools and the interop test.
 if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
   PACKAGES+=(prometheus python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml
     python3-numpy)
+  # The ICAE v1 checkpoint converter (tools/convert) and its test.
+  PACKAGES+=(python3-torch)
   # Any kubectl renders Kustomize; install Debian's only when none is on the machine.
   command -v kubectl > /dev/null || PACKAGES+=(kubernetes-client)
   # Node runs the grpc-js interop test; Debian's when the machine has none.
