@@ -19,7 +19,7 @@ PACKAGES=(
 # the Python tools and the interop test.
 if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
   PACKAGES+=(prometheus python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml
-    python3-numpy)
+    python3-numpy python3-venv python3-pip python3-setuptools)
   # The ICAE v1 checkpoint converter (tools/convert) and its test.
   PACKAGES+=(python3-torch)
   # Any kubectl renders Kustomize; install Debian's only when none is on the machine.

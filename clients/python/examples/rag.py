@@ -5,9 +5,11 @@ Compresses a few documents once on the encoder service, keeps their memory slots
 every question against them on the decoder service (the context is the cached slots: no document
 is sent or re-encoded again). Prints the compression ratio and the timings.
 
-    PYTHONPATH=clients/python ICAE_PYTHON_STUBS=build/python \\
-        clients/python/examples/rag.py --encoder localhost:50051 --decoder localhost:50052 \\
+    pip install --no-build-isolation ./clients/python    # after `make`, in a venv
+    python clients/python/examples/rag.py --encoder localhost:50051 --decoder localhost:50052 \\
         docs/*.txt --question "Who founded the company?"
+
+(or, without installing: PYTHONPATH=clients/python ICAE_PYTHON_STUBS=build/python ...)
 
 Without document files it uses three short built-in documents and questions. With
 --token-ids, every document and question is whitespace-separated token ids instead of text
@@ -22,9 +24,7 @@ import time
 from pathlib import Path
 from typing import List, Sequence, Union
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # clients/python, when run in place
-
-from icae_client import DecoderClient, EncoderClient, IcaeError  # noqa: E402
+from icae_client import DecoderClient, EncoderClient, IcaeError
 
 DOCUMENTS = [
     "The Harbor Street library opened in 1911. It was built with money raised by the city's "

@@ -1,11 +1,13 @@
 """Locates the generated protobuf/gRPC modules (icae.v1.*_pb2, *_pb2_grpc, *.pyi).
 
 The modules are generated at build time (CMake target ``icae_python_stubs``) into
-``<build dir>/python/icae/v1/``; they are never committed. They are found, in this order:
+``<build dir>/python/icae/v1/``; they are never committed. An installed package carries them in
+``icae_client/_generated/`` (copied there by setup.py). They are found, in this order:
 
 1. the directory named by the ``ICAE_PYTHON_STUBS`` environment variable;
-2. anything already importable as ``icae.v1`` (e.g. ``PYTHONPATH=build/python``);
-3. ``<repository>/build/python`` (the default build directory of ``make``).
+2. the installed package's ``_generated`` directory;
+3. anything already importable as ``icae.v1`` (e.g. ``PYTHONPATH=build/python``);
+4. ``<repository>/build/python`` (the default build directory of ``make``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def _ensure_importable() -> None:
                               "stubs with `cmake --build <build dir> --target icae_python_stubs`")
         if env not in sys.path:
             sys.path.insert(0, env)
+        return
+    packaged = str(Path(__file__).resolve().parent / "_generated")
+    if _has_stubs(packaged):
+        if packaged not in sys.path:
+            sys.path.insert(0, packaged)
         return
     if _importable():
         return

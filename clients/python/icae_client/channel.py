@@ -153,6 +153,7 @@ class Connection:
             raise IcaeError.from_rpc_error(e) from None
 
     def close(self) -> None:
+        """Closes the channel; calls after this fail."""
         self.channel.close()
 
 
