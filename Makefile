@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all setup configure build test test-asan demo demo-model bench fuzz format clean
+.PHONY: all setup configure build test test-opt-in test-asan demo demo-model bench fuzz format clean
 
 all: build
 
@@ -20,8 +20,13 @@ configure: setup $(BUILD_DIR)/build.ninja
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Everything but the opt-in tests (label opt_in: a real 7B checkpoint; see test-opt-in).
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -LE opt_in $(CTEST_FLAGS)
+
+# The opt-in tests: a released checkpoint the user has (ICAE_REAL_MODEL, ICAE_REAL_ADAPTER).
+test-opt-in: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -L opt_in $(CTEST_FLAGS)
 
 # The tests labelled `sanitize` under AddressSanitizer + UndefinedBehaviorSanitizer: the unit tests
 # of the libraries that meet untrusted input (base, io, codec, serving, client) and the server
