@@ -20,8 +20,8 @@ PACKAGES=(
 if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
   PACKAGES+=(prometheus python3 python3-grpcio python3-protobuf python3-grpc-tools python3-yaml
     python3-numpy python3-venv python3-pip python3-setuptools)
-  # The ICAE v1 checkpoint converter (tools/convert) and its test.
-  PACKAGES+=(python3-torch)
+  # The ICAE v1 checkpoint converter (tools/convert) and the figures (tools/figures), and their tests.
+  PACKAGES+=(python3-torch python3-matplotlib)
   # Any kubectl renders Kustomize; install Debian's only when none is on the machine.
   command -v kubectl > /dev/null || PACKAGES+=(kubernetes-client)
   # Node runs the grpc-js interop test; Debian's when the machine has none.

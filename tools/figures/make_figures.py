@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Renders the project's measured figures as PNGs (Debian's python3-matplotlib), from the JSON the
+eval and probe commands write:
+
+    tools/figures/make_figures.py [--out docs/figures] [--demo models/demo]
+
+- quality_vs_ratio.png: autoencoding BLEU-4 and the continuation perplexity gap (slots vs text)
+  of the demo model's adapters at each compression ratio, with the probe's optimised slots (the
+  decoder's own limit) beside them. From eval.json, eval-16x.json, probe-4x.json, probe-16x.json
+  (`tools/train/demo_model.sh eval` and `probe`).
+- continuation_by_position.png: continuation perplexity by position band with the text, the
+  slots or nothing as context (eval.json's ppl_by_position): where the slots fall short.
+
+Rerun after those files change; the README shows both figures. Only measured points are drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"make_figures: {path}: {error}")
+
+
+def quality_vs_ratio(demo: Path, out: Path) -> None:
+    points = []  # (ratio, eval json, probe json)
+    for ratio, eval_name, probe_name in ((4, "eval.json", "probe-4x.json"),
+                                         (16, "eval-16x.json", "probe-16x.json")):
+        points.append((ratio, load(demo / eval_name), load(demo / probe_name)))
+    ratios = [p[0] for p in points]
+    bleu = [p[1]["bleu4"] for p in points]
+    gap = [100.0 * (p[1]["ppl_slots"] / p[1]["ppl_text"] - 1.0) for p in points]
+    probe_bleu = [next(r["bleu4"] for r in p[2]["rows"] if r["source"] == "optimised")
+                  for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(ratios, bleu, "o-", label="ICAE adapter (64 test spans)")
+    left.plot(ratios, probe_bleu, "s--", label="optimised slots (probe, 4 spans)")
+    left.axhline(0.95, color="grey", lw=0.8, ls=":", label="target 0.95")
+    left.set(xscale="log", xticks=ratios, xticklabels=[f"{r}x" for r in ratios], ylim=(0, 1.05),
+             xlabel="compression ratio (tokens per slot)", ylabel="autoencoding BLEU-4",
+             title="Reconstruction")
+    left.legend(fontsize=8, loc="lower left")
+    right.plot(ratios, gap, "o-", color="C3", label="slots vs original text")
+    right.axhline(5, color="grey", lw=0.8, ls=":", label="target +5%")
+    right.set(xscale="log", xticks=ratios, xticklabels=[f"{r}x" for r in ratios],
+              ylim=(0, max(gap) * 1.25), xlabel="compression ratio (tokens per slot)",
+              ylabel="continuation perplexity gap (%)", title="Continuation")
+    right.legend(fontsize=8, loc="lower right")
+    for axis in (left, right):
+        axis.xaxis.set_minor_formatter(NullFormatter())
+    fig.suptitle("Demo model (4.8M-parameter Llama, embedding slots): quality vs compression",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "quality_vs_ratio.png", dpi=110)
+    plt.close(fig)
+
+
+def continuation_by_position(demo: Path, out: Path) -> None:
+    bands = load(demo / "eval.json").get("ppl_by_position")
+    if not bands:
+        raise SystemExit("make_figures: eval.json has no ppl_by_position (rerun "
+                         "tools/train/demo_model.sh eval)")
+    labels = [f"{b['first']}" if b["first"] == b["last"] else f"{b['first']}-{b['last']}"
+              for b in bands]
+    x = range(len(bands))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for key, label, style in (("ppl_none", "no context", "^:"), ("ppl_slots", "32 slots (4x)", "o-"),
+                              ("ppl_text", "original 128 tokens", "s--")):
+        ax.plot(x, [b[key] for b in bands], style, label=label)
+    ax.set(yscale="log", xticks=list(x), xticklabels=labels,
+           xlabel="position in the 128-token continuation", ylabel="perplexity (log scale)",
+           title="Demo model: continuation perplexity by position, by context")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "continuation_by_position.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
+    parser.add_argument("--demo", type=Path, default=ROOT / "models" / "demo")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    quality_vs_ratio(args.demo, args.out)
+    continuation_by_position(args.demo, args.out)
+    print(f"wrote {args.out}/quality_vs_ratio.png, continuation_by_position.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
