@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all setup configure build test test-opt-in test-asan demo demo-model bench fuzz format clean
+.PHONY: all setup configure build test test-opt-in test-asan image demo demo-model bench fuzz format clean
 
 all: build
 
@@ -47,6 +47,12 @@ demo: build
 # resumable and skipped when its output exists; recipe and seeds in tools/train/demo_model.sh).
 demo-model: build
 	@BUILD_DIR=$(BUILD_DIR) tools/train/demo_model.sh all
+
+# The CPU runtime image, built here without a Docker engine (buildah + debootstrap; see
+# deploy/image/). `make test-opt-in` (ctest -L image) also starts both services from it.
+image: build
+	@ICAE_SETUP_IMAGE=1 ICAE_SETUP_DEPLOY=0 tools/setup.sh
+	@deploy/image/build_cpu_image.sh
 
 bench: build
 	@tools/run_benchmarks.sh

@@ -28,6 +28,10 @@ if [[ "${ICAE_SETUP_DEPLOY:-1}" == "1" ]]; then
   command -v npm > /dev/null || PACKAGES+=(nodejs npm)
 fi
 
+# The image build (`make image`, deploy/image/): buildah and debootstrap.
+if [[ "${ICAE_SETUP_IMAGE:-0}" == "1" ]]; then
+  PACKAGES+=(buildah debootstrap)
+fi
 # The fuzzing build (tools/fuzz/run.sh, `make fuzz`): clang with libFuzzer.
 if [[ "${ICAE_SETUP_FUZZ:-0}" == "1" ]]; then
   PACKAGES+=(clang-14 libfuzzer-14-dev)
