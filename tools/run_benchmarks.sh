@@ -29,7 +29,7 @@ has model && run model "$bin/icae-bench-model" --threads "$THREADS" --json "$out
 has demo && run demo-model "$bin/icae-bench-model" --threads "$THREADS" --model models/demo/base \
   --adapter models/demo/icae --context 128 --decode_steps 128 --json "$out/demo-model.json"
 has encoder && run encoder "$bin/icae-bench-encoder"
-has decoder && run decoder "$bin/icae-bench-decoder"
+has decoder && run decoder "$bin/icae-bench-decoder" --json "$out/decoder.json"
 if [[ -n "${LLAMACPP_KIT:-}" ]]; then
   run llamacpp "$root/tools/bench/llamacpp_compare.sh" "$LLAMACPP_KIT" "$out/llamacpp"
 fi

@@ -1,4 +1,4 @@
-"""tools/figures/make_figures.py renders both figures from the committed eval/probe JSON (Debian's
+"""tools/figures/make_figures.py renders the four figures from the committed eval/probe/bench JSON (Debian's
 python3-matplotlib, installed by setup), and refuses an eval.json without position bands."""
 
 import json
@@ -20,7 +20,8 @@ class FiguresTest(unittest.TestCase):
             run = subprocess.run(["/usr/bin/python3", str(SCRIPT), "--out", out],
                                  capture_output=True, text=True, timeout=120)
             self.assertEqual(run.returncode, 0, run.stderr)
-            for name in ("quality_vs_ratio.png", "continuation_by_position.png"):
+            for name in ("quality_vs_ratio.png", "continuation_by_position.png",
+                         "latency_vs_context.png", "decode_vs_llamacpp.png"):
                 data = (Path(out) / name).read_bytes()
                 self.assertTrue(data.startswith(PNG), name)
                 self.assertGreater(len(data), 10000, name)

@@ -12,6 +12,7 @@
 //
 //   icae-bench-decoder [--contexts 8] [--gen_tokens 128] [--threads 2] [--lengths 512,2048]
 //                      [--concurrency 1,4,16] [--throughput_requests 2] [--throughput_tokens 64]
+//                      [--json OUT]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -37,6 +38,8 @@
 #include "common/client/decoder_client.h"
 #include "common/client/encoder_client.h"
 #include "common/client/health_client.h"
+#include "common/io/mapped_file.h"
+#include "nlohmann/json.hpp"
 #include "tools/bench/random_icae_model.h"
 
 namespace icae::bench {
@@ -174,6 +177,8 @@ int Main(int argc, char** argv) {
   flags.Int("threads", &threads, "--threads of each server");
   flags.String("bin_dir", &bin_dir, "where icae-encoder and icae-decoder are (default: mine)");
   flags.String("work_dir", &work_dir, "scratch directory for the model (default: a temp dir)");
+  std::string json_out;
+  flags.String("json", &json_out, "also write every figure as JSON to this file");
   ParseFlagsOrExit(flags, argc, argv);
   std::vector<int> lengths, levels;
   if (!ParseIntList(lengths_flag, "--lengths", &lengths).ok() ||
@@ -260,6 +265,9 @@ int Main(int argc, char** argv) {
     int64_t full_bytes, slot_bytes, full_positions, slot_positions;
   };
   std::vector<KvRow> kv_rows;
+  nlohmann::json report = {{"threads", threads},     {"contexts", contexts},
+                           {"gen_tokens", gen_tokens}, {"latency", nlohmann::json::array()},
+                           {"throughput", nlohmann::json::array()}};
   for (int length : lengths) {
     std::vector<std::vector<int>> docs;
     for (int i = 0; i < contexts; ++i) docs.push_back(RandomIds(rng, length));
@@ -296,6 +304,13 @@ int Main(int argc, char** argv) {
                 full_batch->seconds / e2e_seconds, full_batch->seconds / cached_batch->seconds,
                 full_batch->mean_ttft, cached_batch->mean_ttft);
     std::fflush(stdout);
+    report["latency"].push_back({{"context", length},
+                                 {"full_text_s", full_batch->seconds},
+                                 {"compress_s", compress_seconds},
+                                 {"compress_and_generate_s", e2e_seconds},
+                                 {"cached_slots_s", cached_batch->seconds},
+                                 {"ttft_full_s", full_batch->mean_ttft},
+                                 {"ttft_slots_s", cached_batch->mean_ttft}});
     kv_rows.push_back({length, full_batch->kv_bytes, cached_batch->kv_bytes,
                        full_batch->context_positions, cached_batch->context_positions});
   }
@@ -325,6 +340,8 @@ int Main(int argc, char** argv) {
     if (!batch.ok()) return std::fprintf(stderr, "%s\n", batch.status().ToString().c_str()), 1;
     const double rate = batch->generated / batch->seconds;
     if (base_rate == 0) base_rate = rate;
+    report["throughput"].push_back(
+        {{"concurrency", level}, {"tokens", batch->generated}, {"tokens_per_s", rate}});
     std::printf("%-12d %10zu %12lld %12.1f %9.2fx\n", level, requests.size(),
                 static_cast<long long>(batch->generated), rate, rate / base_rate);
     std::fflush(stdout);
@@ -343,6 +360,12 @@ int Main(int argc, char** argv) {
                 static_cast<long long>(row.full_positions));
   }
   std::printf("  (expect 1/4 for the context part: slot positions / text positions)\n");
+  if (!json_out.empty()) {
+    if (absl::Status st = WriteStringToFile(json_out, report.dump(2) + "\n"); !st.ok()) {
+      std::fprintf(stderr, "%s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
   if (own_dir) std::filesystem::remove_all(work_dir);
   return 0;
 }

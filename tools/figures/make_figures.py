@@ -10,6 +10,15 @@ eval and probe commands write:
   (`tools/train/demo_model.sh eval` and `probe`).
 - continuation_by_position.png: continuation perplexity by position band with the text, the
   slots or nothing as context (eval.json's ppl_by_position): where the slots fall short.
+- latency_vs_context.png: answer latency of 8 concurrent requests by context length: the full
+  text, compress + generate, and generation from cached slots (every later question over the same
+  documents). From decoder_latency.json (icae-bench-decoder --json; `make bench` writes
+  decoder.json).
+- decode_vs_llamacpp.png: decode tokens/s by batch, ours next to llama.cpp on the same shapes
+  (decode_vs_llamacpp.json, from tools/bench/llamacpp_compare.sh's medians).
+
+The benchmark inputs (--bench, default docs/figures/data/) carry their source: command, machine,
+date.
 
 Rerun after those files change; the README shows both figures. Only measured points are drawn.
 """
@@ -91,15 +100,67 @@ def continuation_by_position(demo: Path, out: Path) -> None:
     plt.close(fig)
 
 
+def latency_vs_context(bench: Path, out: Path) -> None:
+    data = load(bench / "decoder_latency.json")
+    rows = sorted(data["latency"], key=lambda r: r["context"])
+    series = (("full_text_s", "full text in context"),
+              ("compress_and_generate_s", "compress + generate"),
+              ("cached_slots_s", "cached slots (a later question)"))
+    width = 0.26
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (key, label) in enumerate(series):
+        xs = [j + (i - 1) * width for j in range(len(rows))]
+        bars = ax.bar(xs, [r[key] for r in rows], width, label=label)
+        ax.bar_label(bars, fmt="%.0f s", fontsize=7)
+    ax.set(xticks=list(range(len(rows))),
+           xticklabels=[f"{data['contexts']} x {r['context']} tokens" for r in rows],
+           ylabel="seconds, wall clock",
+           title=f"Answer latency, {data['contexts']} concurrent requests, "
+                 f"{data['gen_tokens']} tokens each (134M model, CPU)")
+    ax.legend(fontsize=8)
+    fig.text(0.01, 0.01, "source: " + data.get("source", "")[:150], fontsize=5, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(out / "latency_vs_context.png", dpi=110)
+    plt.close(fig)
+
+
+def decode_vs_llamacpp(bench: Path, out: Path) -> None:
+    data = load(bench / "decode_vs_llamacpp.json")
+    models = list(dict.fromkeys(r["model"] for r in data["rows"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(9, 3.6))
+    for ax, model in zip(axes, models):
+        rows = [r for r in data["rows"] if r["model"] == model]
+        labels = [f"{r['dtype']}\nbatch {r['batch']}" for r in rows]
+        xs = range(len(rows))
+        ax.bar([x - 0.2 for x in xs], [r["llamacpp"] for r in rows], 0.4, label="llama.cpp")
+        ax.bar([x + 0.2 for x in xs], [r["ours"] for r in rows], 0.4, label="this project")
+        for x, r in zip(xs, rows):
+            ax.annotate(f"{r['ours'] / r['llamacpp']:.2f}x", (x + 0.2, r["ours"]),
+                        ha="center", va="bottom", fontsize=7)
+        ax.set(xticks=list(xs), title=model, ylabel="decode tokens/s")
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.legend(fontsize=7)
+    fig.suptitle("Decode speed next to llama.cpp, same shapes, same machine (CPU, 2 threads)",
+                 fontsize=10)
+    fig.text(0.01, 0.01, "source: " + data.get("source", "")[:160], fontsize=5, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(out / "decode_vs_llamacpp.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
     parser.add_argument("--demo", type=Path, default=ROOT / "models" / "demo")
+    parser.add_argument("--bench", type=Path, default=ROOT / "docs" / "figures" / "data")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     quality_vs_ratio(args.demo, args.out)
     continuation_by_position(args.demo, args.out)
-    print(f"wrote {args.out}/quality_vs_ratio.png, continuation_by_position.png")
+    latency_vs_context(args.bench, args.out)
+    decode_vs_llamacpp(args.bench, args.out)
+    print(f"wrote {args.out}/quality_vs_ratio.png, continuation_by_position.png, "
+          "latency_vs_context.png, decode_vs_llamacpp.png")
     return 0
 
 
