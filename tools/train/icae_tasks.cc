@@ -204,6 +204,7 @@ class PretrainTask : public TrainTask {
     const int64_t step = micro_batches_ / train_.accum;  // Optimizer steps done so far.
     const double lm_ratio = step < options_.ae_only_steps ? 0.0 : options_.lm_ratio;
     ++micro_batches_;
+    std::vector<int> lengths;  // Tokens compressed per sample (empty: span_tokens each).
     for (int b = 0; b < train_.batch; ++b) {
       windows.push_back(sampler_.Next());
       // Without text LM samples the draws are those of earlier versions (same runs, same seeds).
@@ -212,9 +213,15 @@ class PretrainTask : public TrainTask {
       } else {
         objectives.push_back(coin(rng_) < lm_ratio ? Objective::kContinue : Objective::kAe);
       }
+      // Likewise without --min-span-tokens: no length is drawn.
+      if (options_.min_span_tokens > 0) {
+        std::uniform_int_distribution<int> length(options_.min_span_tokens, options_.span_tokens);
+        lengths.push_back(length(rng_));
+      }
     }
     const bool kd = options_.kd_weight > 0;
-    BatchLoss loss = Loss(Model(TrainedBase()), windows, objectives, kd, options_.kd_weight);
+    BatchLoss loss =
+        Loss(Model(TrainedBase()), windows, objectives, kd, options_.kd_weight, lengths);
     return MicroBatchLoss{loss.mean_loss, positions_};
   }
 
@@ -297,6 +304,8 @@ class PretrainTask : public TrainTask {
   std::string Recipe() const override {
     return absl::StrCat(
         "pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
+        options_.min_span_tokens > 0 ? absl::StrCat(" min_span=", options_.min_span_tokens)
+                                     : std::string(),
         " lm_ratio=", options_.lm_ratio,
         options_.kd_weight > 0 ? absl::StrCat(" kd_weight=", options_.kd_weight) : std::string(),
         options_.residual_lr_scale != 1.0
@@ -340,13 +349,16 @@ class PretrainTask : public TrainTask {
 
   BatchLoss Loss(const Transformer& model, const std::vector<std::vector<int>>& windows,
                  const std::vector<Objective>& objectives, bool with_teacher = false,
-                 double kd_weight = 0) {
+                 double kd_weight = 0, const std::vector<int>& lengths = {}) {
+    // Sample i compresses its window's first span_of(i) tokens; the continuation is the
+    // span_tokens that follow them.
+    auto span_of = [&](size_t i) { return lengths.empty() ? options_.span_tokens : lengths[i]; };
     const int span = options_.span_tokens;
     std::vector<std::vector<int>> contexts;
     std::vector<size_t> encoded;  // Samples with slots, in the order of `contexts`.
     for (size_t i = 0; i < windows.size(); ++i) {
       if (objectives[i] == Objective::kText) continue;
-      contexts.emplace_back(windows[i].begin(), windows[i].begin() + span);
+      contexts.emplace_back(windows[i].begin(), windows[i].begin() + span_of(i));
       encoded.push_back(i);
     }
     std::vector<at::Tensor> encoded_slots;
@@ -370,18 +382,19 @@ class PretrainTask : public TrainTask {
         continue;
       }
       const int n = static_cast<int>(slots[i].size(0));
-      enc += span + n;
+      const int len = span_of(i);
+      enc += len + n;
       if (objectives[i] == Objective::kContinue) {
-        std::vector<int> continuation(w.begin() + span, w.end());
+        std::vector<int> continuation(w.begin() + len, w.begin() + len + span);
         examples.push_back(ContinuationExample(n, continuation));
         if (with_teacher) {
           teacher_examples.push_back(
-              TargetExample({{PromptPiece::kTokens, std::vector<int>(w.begin(), w.begin() + span)}},
+              TargetExample({{PromptPiece::kTokens, std::vector<int>(w.begin(), w.begin() + len)}},
                             0, continuation, kIgnore));
           taught.push_back(i);
         }
       } else {
-        examples.push_back(AutoencodingExample(n, std::vector<int>(w.begin(), w.begin() + span),
+        examples.push_back(AutoencodingExample(n, std::vector<int>(w.begin(), w.begin() + len),
                                                model.config().eos_token_id));
       }
     }
@@ -535,6 +548,8 @@ class FinetuneTask : public TrainTask {
 void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   RegisterIcaeFlags(flags, o);
   flags.Int("span-tokens", &o->span_tokens, "tokens compressed per sample (0 = mem_size * rate)");
+  flags.Int("min-span-tokens", &o->min_span_tokens,
+            "draw each sample's compressed length uniformly in [this, --span-tokens] (0 = off)");
   flags.Double("lm-ratio", &o->lm_ratio,
                "probability of the continuation objective per sample (ICAE's lambda)");
   flags.Int("ae-only-steps", &o->ae_only_steps,
@@ -564,6 +579,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
     return absl::InvalidArgumentError("--lm-ratio must be in [0, 1]");
   }
   if (options.span_tokens < 0) return absl::InvalidArgumentError("--span-tokens must be >= 0");
+  if (options.min_span_tokens < 0) {
+    return absl::InvalidArgumentError("--min-span-tokens must be >= 0");
+  }
   if (options.ae_only_steps < 0) {
     return absl::InvalidArgumentError("--ae-only-steps must be >= 0");
   }
@@ -584,6 +602,10 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
   PretrainOptions o = options;
   if (o.span_tokens == 0)
     o.span_tokens = setup.icae.config.mem_size * setup.icae.config.compression_rate;
+  if (o.min_span_tokens > o.span_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("--min-span-tokens ", o.min_span_tokens,
+                                                   " exceeds --span-tokens ", o.span_tokens));
+  }
   ASSIGN_OR_RETURN(std::vector<int> train_stream,
                    TokenizeCorpus(o.train, *setup.tokenizer, 4 * o.span_tokens, "--train corpus"));
   ASSIGN_OR_RETURN(std::vector<int> valid_stream,

@@ -46,6 +46,10 @@ struct IcaeOptions {
 
 struct PretrainOptions : IcaeOptions {
   int span_tokens = 0;    // Tokens compressed per sample (0 = mem_size * rate).
+  // When > 0, each sample compresses a length drawn uniformly in [min_span_tokens, span_tokens]
+  // (a short span, or a document's last segment, is then seen in training too); validation keeps
+  // span_tokens.
+  int min_span_tokens = 0;
   double lm_ratio = 0.5;  // Probability of the continuation objective (ICAE's lambda).
   // Optimizer steps of autoencoding only before lm_ratio applies: the encoder first learns to
   // carry the span, which the continuation objective alone teaches far more slowly.
