@@ -55,6 +55,10 @@ TEST_F(SpanLengthTest, FlagsAreChecked) {
   PretrainOptions o = Options();
   o.min_span_tokens = -1;
   EXPECT_EQ(CreatePretrainTask(o, train).status().code(), absl::StatusCode::kInvalidArgument);
+  o.min_span_tokens = 4;
+  o.short_span_ratio = 1.5;
+  EXPECT_EQ(CreatePretrainTask(o, train).status().code(), absl::StatusCode::kInvalidArgument);
+  o.short_span_ratio = 0.5;
   o.min_span_tokens = 17;  // above --span-tokens (0 = mem_size * rate = 16)
   auto refused = CreatePretrainTask(o, train);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
@@ -69,6 +73,7 @@ TEST_F(SpanLengthTest, ShortSpansTrain) {
   train.min_lr_ratio = 0.5;
   PretrainOptions o = Options();
   o.min_span_tokens = 4;
+  o.short_span_ratio = 0.5;
   auto task = CreatePretrainTask(o, train);
   ASSERT_OK(task);
   const double before = AeLoss(**task);
@@ -76,7 +81,7 @@ TEST_F(SpanLengthTest, ShortSpansTrain) {
   ASSERT_OK(result);
   const double after = AeLoss(**task);
   EXPECT_LT(after, before - 0.2) << "ae_loss " << before << " -> " << after;
-  EXPECT_THAT((*task)->Recipe(), ::testing::HasSubstr("min_span=4"));
+  EXPECT_THAT((*task)->Recipe(), ::testing::HasSubstr("min_span=4 short_span_ratio=0.5"));
 }
 
 }  // namespace

@@ -216,7 +216,9 @@ class PretrainTask : public TrainTask {
       // Likewise without --min-span-tokens: no length is drawn.
       if (options_.min_span_tokens > 0) {
         std::uniform_int_distribution<int> length(options_.min_span_tokens, options_.span_tokens);
-        lengths.push_back(length(rng_));
+        const bool short_span = options_.short_span_ratio >= 1.0 ||
+                                coin(rng_) < options_.short_span_ratio;
+        lengths.push_back(short_span ? length(rng_) : options_.span_tokens);
       }
     }
     const bool kd = options_.kd_weight > 0;
@@ -304,8 +306,10 @@ class PretrainTask : public TrainTask {
   std::string Recipe() const override {
     return absl::StrCat(
         "pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
-        options_.min_span_tokens > 0 ? absl::StrCat(" min_span=", options_.min_span_tokens)
-                                     : std::string(),
+        options_.min_span_tokens > 0
+            ? absl::StrCat(" min_span=", options_.min_span_tokens,
+                           " short_span_ratio=", options_.short_span_ratio)
+            : std::string(),
         " lm_ratio=", options_.lm_ratio,
         options_.kd_weight > 0 ? absl::StrCat(" kd_weight=", options_.kd_weight) : std::string(),
         options_.residual_lr_scale != 1.0
@@ -550,6 +554,9 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   flags.Int("span-tokens", &o->span_tokens, "tokens compressed per sample (0 = mem_size * rate)");
   flags.Int("min-span-tokens", &o->min_span_tokens,
             "draw each sample's compressed length uniformly in [this, --span-tokens] (0 = off)");
+  flags.Double("short-span-ratio", &o->short_span_ratio,
+               "with --min-span-tokens: the share of samples given a drawn length (the rest "
+               "compress --span-tokens)");
   flags.Double("lm-ratio", &o->lm_ratio,
                "probability of the continuation objective per sample (ICAE's lambda)");
   flags.Int("ae-only-steps", &o->ae_only_steps,
@@ -581,6 +588,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
   if (options.span_tokens < 0) return absl::InvalidArgumentError("--span-tokens must be >= 0");
   if (options.min_span_tokens < 0) {
     return absl::InvalidArgumentError("--min-span-tokens must be >= 0");
+  }
+  if (!(options.short_span_ratio >= 0 && options.short_span_ratio <= 1)) {
+    return absl::InvalidArgumentError("--short-span-ratio must be in [0, 1]");
   }
   if (options.ae_only_steps < 0) {
     return absl::InvalidArgumentError("--ae-only-steps must be >= 0");

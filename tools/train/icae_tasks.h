@@ -50,6 +50,7 @@ struct PretrainOptions : IcaeOptions {
   // (a short span, or a document's last segment, is then seen in training too); validation keeps
   // span_tokens.
   int min_span_tokens = 0;
+  double short_span_ratio = 1.0;  // Share of samples given a drawn length (the rest: span_tokens).
   double lm_ratio = 0.5;  // Probability of the continuation objective (ICAE's lambda).
   // Optimizer steps of autoencoding only before lm_ratio applies: the encoder first learns to
   // carry the span, which the continuation objective alone teaches far more slowly.
