@@ -30,6 +30,16 @@ TEST_F(DecoderServerTest, KillingOneOfTwoReplicasMidStream) {
   options.timeout = absl::Minutes(2);
   ASSERT_OK_AND_ASSIGN(DecoderClient client, DecoderClient::Create(options));
   ASSERT_OK(WaitForServing(client.connection(), "icae.v1.Decoder", absl::Seconds(30)));
+  // Round robin only spreads over connected replicas: call until both have served one, so that
+  // the streams below alternate between them.
+  auto served = [&](Server& s) {  // OK Generate calls so far (the series appears with the first).
+    return std::max(0.0, s.Metric("icae_decoder_requests_total",
+                                  {{"method", "Generate"}, {"code", "OK"}}));
+  };
+  for (int i = 0; i < 100 && (served(*a) == 0 || served(*b) == 0); ++i) {
+    ASSERT_OK(client.Generate(SlowRequest(1)).status());
+  }
+  ASSERT_TRUE(served(*a) > 0 && served(*b) > 0) << "one replica never answered";
 
   // Four long streams: round robin puts two on each replica.
   constexpr int kStreams = 4, kStreamTokens = 1500;
@@ -47,6 +57,11 @@ TEST_F(DecoderServerTest, KillingOneOfTwoReplicasMidStream) {
                                                 });
     });
   }
+  for (int i = 0; i < 3000 && streaming.load() < kStreams; ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(streaming.load(), kStreams) << "the streams did not start";
+  ASSERT_GE(a->Metric("icae_decoder_num_requests_running"), 1)
+      << "no stream on the replica about to be killed";
+  ASSERT_GE(b->Metric("icae_decoder_num_requests_running"), 1) << "no stream on the survivor";
   // Two workers making short unary calls until told to stop.
   std::atomic<bool> stop{false};
   absl::Mutex mu;
@@ -60,10 +75,7 @@ TEST_F(DecoderServerTest, KillingOneOfTwoReplicasMidStream) {
       }
     });
   }
-  for (int i = 0; i < 3000 && streaming.load() < kStreams; ++i) absl::SleepFor(absl::Milliseconds(10));
-  ASSERT_EQ(streaming.load(), kStreams) << "the streams did not start";
-  const double a_streams = a->Metric("icae_decoder_num_requests_running");
-  EXPECT_GE(a_streams, 1) << "no work on the replica about to be killed";
+  absl::SleepFor(absl::Milliseconds(300));  // Unary calls in flight on both replicas.
 
   a->process.Signal(SIGKILL);
   ASSERT_OK_AND_ASSIGN(int exit_code, a->process.Wait(absl::Seconds(10)));
@@ -92,11 +104,9 @@ TEST_F(DecoderServerTest, KillingOneOfTwoReplicasMidStream) {
   for (const absl::Status& s : unary) EXPECT_OK(s) << "a unary call was lost";
 
   // After the kill every call is served by the survivor.
-  const double b_before = b->Metric("icae_decoder_requests_total",
-                                    {{"method", "Generate"}, {"code", "OK"}});
+  const double b_before = served(*b);
   for (int i = 0; i < 6; ++i) EXPECT_OK(client.Generate(SlowRequest(4)).status());
-  EXPECT_EQ(b->Metric("icae_decoder_requests_total", {{"method", "Generate"}, {"code", "OK"}}),
-            b_before + 6);
+  EXPECT_EQ(served(*b), b_before + 6);
 }
 
 }  // namespace
