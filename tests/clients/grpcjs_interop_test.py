@@ -12,7 +12,7 @@ import sys
 import unittest
 from pathlib import Path
 
-from service_process import ServiceProcess
+from service_process import demo_services
 
 REPO = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ["ICAE_BIN_DIR"])
@@ -25,13 +25,7 @@ class GrpcJsInteropTest(unittest.TestCase):
         self.assertIsNotNone(node, "node is not installed (tools/setup.sh installs it)")
         self.assertTrue((MODULES / "@grpc" / "grpc-js").is_dir(),
                         f"{MODULES}: no @grpc/grpc-js (tools/setup.sh runs npm ci there)")
-        model = ["--model", str(REPO / "models/demo/base"), "--adapter",
-                 str(REPO / "models/demo/icae"), "--threads", "1", "--drain_seconds", "1"]
-        encoder = ServiceProcess(BIN_DIR / "icae-encoder", model, "encoder")
-        decoder = ServiceProcess(BIN_DIR / "icae-decoder", model, "decoder")
-        try:
-            encoder.wait_listening()
-            decoder.wait_listening()
+        with demo_services(BIN_DIR, REPO) as (encoder, decoder):
             out = subprocess.run(
                 [node, str(REPO / "tests/clients/grpcjs/interop.js"), "--encoder",
                  encoder.address, "--decoder", decoder.address, "--protos", str(REPO / "protos")],
@@ -41,9 +35,6 @@ class GrpcJsInteropTest(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr + "\n--- encoder ---\n" +
                              encoder.log() + "\n--- decoder ---\n" + decoder.log())
             self.assertIn("interop: 9 checks passed", out.stdout)
-        finally:
-            encoder.close()
-            decoder.close()
 
 
 if __name__ == "__main__":

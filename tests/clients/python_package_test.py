@@ -14,7 +14,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from service_process import ServiceProcess
+from service_process import demo_services
 
 REPO = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ["ICAE_BIN_DIR"])
@@ -56,13 +56,7 @@ class PythonPackageTest(unittest.TestCase):
             self.assertTrue(generated.startswith(package + "/_generated/"), generated)
             self.assertEqual((typed, documented), ("True", "True"))
 
-            model = ["--model", str(REPO / "models/demo/base"), "--adapter",
-                     str(REPO / "models/demo/icae"), "--threads", "1", "--drain_seconds", "1"]
-            encoder = ServiceProcess(BIN_DIR / "icae-encoder", model, "encoder")
-            decoder = ServiceProcess(BIN_DIR / "icae-decoder", model, "decoder")
-            try:
-                encoder.wait_listening()
-                decoder.wait_listening()
+            with demo_services(BIN_DIR, REPO) as (encoder, decoder):
                 example = shutil.copy(REPO / "clients/python/examples/rag.py", tmp / "rag.py")
                 run = subprocess.run(
                     [str(python), example, "--encoder", encoder.address, "--decoder",
@@ -71,9 +65,6 @@ class PythonPackageTest(unittest.TestCase):
                 print(run.stdout, end="")
                 self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
                 self.assertIn("Q:", run.stdout)
-            finally:
-                encoder.close()
-                decoder.close()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -126,3 +127,20 @@ def wait_for(predicate, timeout: float, poll: float = 0.05) -> bool:
             return True
         time.sleep(poll)
     return predicate()
+
+
+@contextlib.contextmanager
+def demo_services(bin_dir: Path, repo: Path):
+    """icae-encoder and icae-decoder with the demo model (models/demo, which has a tokenizer),
+    listening; yields (encoder, decoder) and stops both on exit."""
+    model = ["--model", str(repo / "models/demo/base"), "--adapter", str(repo / "models/demo/icae"),
+             "--threads", "1", "--drain_seconds", "1"]
+    encoder = ServiceProcess(bin_dir / "icae-encoder", model, "encoder")
+    decoder = ServiceProcess(bin_dir / "icae-decoder", model, "decoder")
+    try:
+        encoder.wait_listening()
+        decoder.wait_listening()
+        yield encoder, decoder
+    finally:
+        encoder.close()
+        decoder.close()

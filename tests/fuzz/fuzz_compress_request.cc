@@ -13,19 +13,6 @@
 #include "encoder_service/server/request_parser.h"
 #include "tests/fuzz/fuzz_util.h"
 
-namespace {
-
-const icae::Tokenizer& DemoTokenizer() {
-  static const icae::Tokenizer* tokenizer = [] {
-    auto t = icae::Tokenizer::Load(icae::fuzz::DemoDir("base/tokenizer.model"));
-    icae::fuzz::Require(t.ok(), "loading the demo tokenizer", t.status().ToString());
-    return t->release();
-  }();
-  return *tokenizer;
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace icae;
   fuzz::QuietProtobuf();
@@ -44,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::RequireClientCode(converted.status(), "FromProto");
     return 0;
   }
-  const Tokenizer& tokenizer = DemoTokenizer();
+  const Tokenizer& tokenizer = fuzz::DemoTokenizer();
   encoder::RequestLimits limits;
   limits.vocab_size = tokenizer.vocab_size();
   absl::StatusOr<std::vector<std::vector<int>>> spans =

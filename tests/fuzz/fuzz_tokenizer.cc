@@ -10,22 +10,9 @@
 #include "common/io/utf8.h"
 #include "tests/fuzz/fuzz_util.h"
 
-namespace {
-
-const icae::Tokenizer& DemoTokenizer() {
-  static const icae::Tokenizer* tokenizer = [] {
-    auto t = icae::Tokenizer::Load(icae::fuzz::DemoDir("base/tokenizer.model"));
-    icae::fuzz::Require(t.ok(), "loading the demo tokenizer", t.status().ToString());
-    return t->release();
-  }();
-  return *tokenizer;
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace icae;
-  const Tokenizer& tokenizer = DemoTokenizer();
+  const Tokenizer& tokenizer = fuzz::DemoTokenizer();
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
   if (IsValidUtf8(text)) {
     absl::StatusOr<std::vector<int>> ids = tokenizer.Encode(text, /*add_bos=*/true);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/io/tokenizer.h"
 #include "google/protobuf/stubs/logging.h"
 
 namespace icae::fuzz {
@@ -51,6 +52,16 @@ inline void RequireClientCode(const absl::Status& status, const char* what) {
     default:
       Fail(what, status.ToString());
   }
+}
+
+// The demo model's tokenizer, loaded once (a failure to load aborts: the fuzzer cannot run).
+inline const Tokenizer& DemoTokenizer() {
+  static const Tokenizer* tokenizer = [] {
+    auto t = Tokenizer::Load(DemoDir("base/tokenizer.model"));
+    Require(t.ok(), "loading the demo tokenizer", t.status().ToString());
+    return t->release();
+  }();
+  return *tokenizer;
 }
 
 }  // namespace icae::fuzz

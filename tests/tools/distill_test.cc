@@ -8,7 +8,7 @@
 
 #include "common/model/model_config.h"
 #include "common/model/transformer.h"
-#include "tests/tools/train_test_util.h"
+#include "tests/tools/tiny_icae_fixture.h"
 #include "tests/util/test_util.h"
 #include "tools/train/icae_layout.h"
 #include "tools/train/icae_tasks.h"
@@ -19,40 +19,14 @@ namespace {
 
 using ::icae::testing::ScratchDir;
 
-class DistillTest : public ::testing::Test {
+class DistillTest : public testing::TinyIcaeTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    testing::WriteCorpus(dir_->Join("small.txt"), 3, 3);
-    ASSERT_OK(testing::MakeTokenizedTinyBase(dir_->Join("base")));
-  }
-  static void TearDownTestSuite() { delete dir_; }
-
   static PretrainOptions Options() {
-    PretrainOptions o;
-    o.model = dir_->Join("base");
-    o.train = o.valid = dir_->Join("small.txt");
-    o.lora_r = 4;
-    o.lora_alpha = 8;
-    o.mem_size = 4;
-    o.rate = 4;
-    o.valid_samples = 4;
+    PretrainOptions o = TinyOptions();
     o.lm_ratio = 1.0;  // Continuation samples only: every sample carries the term.
     return o;
   }
-  static std::map<std::string, double> Metrics(TrainTask& task) {
-    at::NoGradGuard no_grad;
-    auto m = task.Validate();
-    EXPECT_OK(m);
-    std::map<std::string, double> out;
-    if (m.ok())
-      for (const auto& [name, value] : *m) out[name] = value;
-    return out;
-  }
-
-  static ScratchDir* dir_;
 };
-ScratchDir* DistillTest::dir_ = nullptr;
 
 // The term equals the KL summed by hand from the two models' logits, is added to the
 // cross-entropy with its weight, and vanishes when the teacher is the student itself.

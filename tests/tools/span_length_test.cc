@@ -4,7 +4,7 @@
 #include <map>
 #include <string>
 
-#include "tests/tools/train_test_util.h"
+#include "tests/tools/tiny_icae_fixture.h"
 #include "tests/util/test_util.h"
 #include "tools/train/icae_tasks.h"
 #include "tools/train/trainer.h"
@@ -14,41 +14,15 @@ namespace {
 
 using ::icae::testing::ScratchDir;
 
-class SpanLengthTest : public ::testing::Test {
+class SpanLengthTest : public testing::TinyIcaeTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    testing::WriteCorpus(dir_->Join("small.txt"), 3, 3);
-    ASSERT_OK(testing::MakeTokenizedTinyBase(dir_->Join("base")));
-  }
-  static void TearDownTestSuite() { delete dir_; }
-
   static PretrainOptions Options() {
-    PretrainOptions o;
-    o.model = dir_->Join("base");
-    o.train = o.valid = dir_->Join("small.txt");
-    o.lora_r = 4;
-    o.lora_alpha = 8;
-    o.mem_size = 4;
-    o.rate = 4;  // 16-token segments
-    o.valid_samples = 4;
+    PretrainOptions o = TinyOptions();
     o.lm_ratio = 0.0;
     return o;
   }
-  static double AeLoss(TrainTask& task) {
-    at::NoGradGuard no_grad;
-    auto m = task.Validate();
-    EXPECT_OK(m);
-    if (!m.ok()) return 0;
-    for (const auto& [name, value] : *m)
-      if (name == "ae_loss") return value;
-    ADD_FAILURE() << "no ae_loss";
-    return 0;
-  }
-
-  static ScratchDir* dir_;
+  static double AeLoss(TrainTask& task) { return Metrics(task).at("ae_loss"); }
 };
-ScratchDir* SpanLengthTest::dir_ = nullptr;
 
 TEST_F(SpanLengthTest, FlagsAreChecked) {
   TrainOptions train = testing::TinyTrainOptions("unused", 1);

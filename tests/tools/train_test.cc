@@ -51,16 +51,8 @@ class TrainTest : public ::testing::Test {
     return o;
   }
   static PretrainOptions TinyPretrain() {
-    PretrainOptions o;
-    o.model = dir_->Join("base");
-    o.train = dir_->Join("train.txt");
-    o.valid = dir_->Join("valid.txt");
-    o.lora_r = 4;
-    o.lora_alpha = 8;
-    o.mem_size = 4;
-    o.rate = 4;
-    o.valid_samples = 4;
-    return o;
+    return testing::TinyPretrainOptions(dir_->Join("base"), dir_->Join("train.txt"),
+                                        dir_->Join("valid.txt"));
   }
   // A run on a 3-document corpus it keeps seeing (the random frozen tiny-llama is a poor decoder,
   // so the check is that the adapter learns to autoencode its own training windows).

@@ -69,6 +69,20 @@ absl::Status MakeTokenizedTinyBase(const std::string& dir) {
   return TrainTokenizer(dir, dir + "/tokenizer.model");
 }
 
+PretrainOptions TinyPretrainOptions(const std::string& base_dir, const std::string& train,
+                                    const std::string& valid) {
+  PretrainOptions o;
+  o.model = base_dir;
+  o.train = train;
+  o.valid = valid;
+  o.lora_r = 4;
+  o.lora_alpha = 8;
+  o.mem_size = 4;
+  o.rate = 4;
+  o.valid_samples = 4;
+  return o;
+}
+
 TrainOptions TinyTrainOptions(const std::string& out, int steps) {
   TrainOptions o;
   o.out = out;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tools/train/icae_tasks.h"
 #include "tools/train/train_options.h"
 
 namespace icae::train::testing {
@@ -19,6 +20,11 @@ absl::Status TrainTokenizer(const std::string& dir, const std::string& path);
 
 // tiny-llama (tests/testdata) copied into `dir` with a tokenizer.model beside it.
 absl::Status MakeTokenizedTinyBase(const std::string& dir);
+
+// Tiny ICAE pretraining on `base_dir`: LoRA r 4 alpha 8, mem_size 4, rate 4 (16-token
+// segments), 4 validation samples.
+PretrainOptions TinyPretrainOptions(const std::string& base_dir, const std::string& train,
+                                    const std::string& valid);
 
 // Options for a few fast steps: batch 2, lr 1e-2, no warm-up, no GEMM timing, quiet logs.
 TrainOptions TinyTrainOptions(const std::string& out, int steps);

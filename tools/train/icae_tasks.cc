@@ -238,10 +238,11 @@ class PretrainTask : public TrainTask {
       std::vector<std::vector<int>> chunk(
           windows.begin() + i, windows.begin() + std::min(windows.size(), i + train_.batch));
       BatchLoss a = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kAe));
+      double teacher_nll = 0;
       BatchLoss l = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kContinue),
-                         /*with_teacher=*/true);  // kd_weight 0: lm_loss is the cross-entropy.
-      kl += l.kl_sum;
-      teacher += teacher_nll_;
+                         /*with_teacher=*/true, /*kd_weight=*/0, {}, &teacher_nll);
+      kl += l.kl_sum;  // kd_weight 0: lm_loss is the cross-entropy alone.
+      teacher += teacher_nll;
       ae += a.mean_loss.item<double>() * a.labelled;
       ae_n += a.labelled;
       ae_correct += a.correct;
@@ -353,7 +354,8 @@ class PretrainTask : public TrainTask {
 
   BatchLoss Loss(const Transformer& model, const std::vector<std::vector<int>>& windows,
                  const std::vector<Objective>& objectives, bool with_teacher = false,
-                 double kd_weight = 0, const std::vector<int>& lengths = {}) {
+                 double kd_weight = 0, const std::vector<int>& lengths = {},
+                 double* teacher_nll = nullptr) {
     // Sample i compresses its window's first span_of(i) tokens; the continuation is the
     // span_tokens that follow them.
     auto span_of = [&](size_t i) { return lengths.empty() ? options_.span_tokens : lengths[i]; };
@@ -403,18 +405,17 @@ class PretrainTask : public TrainTask {
       }
     }
     TeacherLogProbs teacher(windows.size());
-    teacher_nll_ = 0;
     if (!teacher_examples.empty()) {
       const TeacherLogProbs t =
           LabelledLogProbs(model, SpecialRows(s_.icae), teacher_examples,
                            std::vector<at::Tensor>(teacher_examples.size(), no_slots));
       for (size_t k = 0; k < taught.size(); ++k) {
         teacher[taught[k]] = t[k];
-        const std::vector<int>& labels = teacher_examples[k].labels;
+        if (teacher_nll == nullptr) continue;  // Only validation reports it.
         std::vector<int64_t> ids;
-        for (int label : labels)
+        for (int label : teacher_examples[k].labels)
           if (label != kIgnore) ids.push_back(label);
-        teacher_nll_ -=
+        *teacher_nll -=
             t[k].gather(1, at::tensor(ids, at::kLong).unsqueeze(1)).sum().item<double>();
       }
     }
@@ -433,7 +434,6 @@ class PretrainTask : public TrainTask {
   std::mt19937_64 rng_;        // Chooses the objective per sample.
   int64_t micro_batches_ = 0;  // Drawn so far (resumed from the checkpoint).
   int64_t positions_ = 0;
-  double teacher_nll_ = 0;       // The teacher's summed NLL of the continuations of the last Loss.
   std::vector<at::Tensor> base_params_;  // Co-training: the master's leaves, in a fixed order.
 };
 
