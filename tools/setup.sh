@@ -14,6 +14,7 @@ PACKAGES=(
   prometheus-cpp-dev libtorch-dev nlohmann-json3-dev libopenblas0-openmp
   libgtest-dev libgmock-dev libbenchmark-dev
   sentencepiece openssl
+  libhiredis-dev redis-server
 )
 # Extra packages for the deploy checks (Prometheus, promtool, kubectl kustomize, Python client),
 # the Python tools and the interop test.

@@ -16,6 +16,8 @@ absl::string_view SafetensorsName(DType dtype) {
       return "I32";
     case DType::kInt64:
       return "I64";
+    case DType::kInt8:
+      return "I8";
   }
   return "?";
 }
@@ -26,6 +28,7 @@ std::optional<DType> DTypeFromSafetensorsName(absl::string_view name) {
   if (name == "BF16") return DType::kBFloat16;
   if (name == "I32") return DType::kInt32;
   if (name == "I64") return DType::kInt64;
+  if (name == "I8") return DType::kInt8;
   return std::nullopt;
 }
 
@@ -41,6 +44,8 @@ absl::string_view DTypeName(DType dtype) {
       return "int32";
     case DType::kInt64:
       return "int64";
+    case DType::kInt8:
+      return "int8";
   }
   return "?";
 }
@@ -51,6 +56,7 @@ std::optional<DType> DTypeFromName(absl::string_view name) {
   if (name == "bfloat16" || name == "bf16") return DType::kBFloat16;
   if (name == "int32") return DType::kInt32;
   if (name == "int64") return DType::kInt64;
+  if (name == "int8") return DType::kInt8;
   return std::nullopt;
 }
 

@@ -11,7 +11,8 @@
 
 namespace icae {
 
-enum class DType { kFloat32, kFloat16, kBFloat16, kInt32, kInt64 };
+// kInt8 is a plain signed byte; on the wire (v1::INT8) it carries per-row scales (tensor_codec.h).
+enum class DType { kFloat32, kFloat16, kBFloat16, kInt32, kInt64, kInt8 };
 
 inline size_t ItemSize(DType dtype) {
   switch (dtype) {
@@ -23,6 +24,8 @@ inline size_t ItemSize(DType dtype) {
       return 2;
     case DType::kInt64:
       return 8;
+    case DType::kInt8:
+      return 1;
   }
   return 0;
 }
@@ -31,10 +34,10 @@ inline bool IsFloating(DType dtype) {
   return dtype == DType::kFloat32 || dtype == DType::kFloat16 || dtype == DType::kBFloat16;
 }
 
-// Safetensors spelling: F32, F16, BF16, I32, I64.
+// Safetensors spelling: F32, F16, BF16, I32, I64, I8.
 absl::string_view SafetensorsName(DType dtype);
 std::optional<DType> DTypeFromSafetensorsName(absl::string_view name);
-// Human spelling used by flags and logs: float32, float16, bfloat16, int32, int64.
+// Human spelling used by flags and logs: float32, float16, bfloat16, int32, int64, int8.
 absl::string_view DTypeName(DType dtype);
 std::optional<DType> DTypeFromName(absl::string_view name);
 

@@ -23,6 +23,8 @@ inline std::optional<DType> FromProtoDataType(v1::DataType dtype) {
       return DType::kInt32;
     case v1::INT64:
       return DType::kInt64;
+    case v1::INT8:
+      return DType::kInt8;
     default:
       return std::nullopt;
   }
@@ -40,6 +42,8 @@ inline v1::DataType ToProtoDataType(DType dtype) {
       return v1::INT32;
     case DType::kInt64:
       return v1::INT64;
+    case DType::kInt8:
+      return v1::INT8;
   }
   return v1::DATA_TYPE_UNSPECIFIED;
 }

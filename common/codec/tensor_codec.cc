@@ -1,5 +1,6 @@
 #include "common/codec/tensor_codec.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -19,7 +20,85 @@ std::string DataTypeLabel(v1::DataType dtype) {
   return absl::StrCat(static_cast<int>(dtype));
 }
 
+// The rest of DecodeTensor for an INT8 tensor whose dtype, shape and byte length are checked.
+absl::StatusOr<at::Tensor> DecodeInt8(const v1::Tensor& proto, const std::vector<int64_t>& shape,
+                                      int64_t max_elements) {
+  if (shape.empty()) return absl::InvalidArgumentError("an INT8 tensor needs rank >= 1 (rows)");
+  const std::vector<int64_t> rows_shape(shape.begin(), shape.end() - 1);
+  const v1::Tensor& scale = proto.scale();
+  if (!proto.has_scale() || scale.dtype() != v1::FLOAT32 ||
+      !std::equal(scale.shape().begin(), scale.shape().end(), rows_shape.begin(),
+                  rows_shape.end())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "INT8 tensor [", absl::StrJoin(shape, ","), "] needs a FLOAT32 scale of shape [",
+        absl::StrJoin(rows_shape, ","), "], got ",
+        proto.has_scale() ? absl::StrCat(DataTypeLabel(scale.dtype()), " [",
+                                         absl::StrJoin(scale.shape(), ","), "]")
+                          : "none"));
+  }
+  // The product of the shape's non-zero dimensions fits in int64 (checked), so the rows' does.
+  int64_t rows = 1;
+  for (int64_t d : rows_shape) rows *= d;
+  if (rows > max_elements) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("INT8 tensor has ", rows, " rows, more than the limit of ", max_elements));
+  }
+  if (scale.data().size() != static_cast<uint64_t>(rows) * sizeof(float)) {
+    return absl::InvalidArgumentError(absl::StrCat("INT8 scale holds ", scale.data().size(),
+                                                   " bytes; ", rows, " rows need ",
+                                                   rows * static_cast<int64_t>(sizeof(float))));
+  }
+  try {
+    at::Tensor scales = at::empty({rows}, at::TensorOptions().dtype(at::kFloat));
+    if (rows > 0) std::memcpy(scales.data_ptr(), scale.data().data(), scale.data().size());
+    if (!(scales.isfinite().all().item<bool>() && (scales >= 0).all().item<bool>())) {
+      return absl::InvalidArgumentError("INT8 scale has a negative or non-finite value");
+    }
+    at::Tensor q = at::empty(shape, at::TensorOptions().dtype(at::kChar));
+    if (!proto.data().empty()) std::memcpy(q.data_ptr(), proto.data().data(), proto.data().size());
+    if ((q == -128).any().item<bool>()) {
+      return absl::InvalidArgumentError("INT8 tensor holds -128 (the range is [-127, 127])");
+    }
+    return q.to(at::kFloat).mul_(scales.reshape(rows_shape).unsqueeze(-1));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("cannot decode tensor: ", e.what_without_backtrace()));
+  }
+}
+
 }  // namespace
+
+absl::Status WriteWireElements(const at::Tensor& tensor, DType wire, void* data, float* scales) {
+  try {
+    if (wire != DType::kInt8) {
+      // One pass that converts the dtype, gathers strides and leaves the device (copy_ rounds
+      // exactly as Tensor::to does).
+      at::from_blob(data, tensor.sizes(), at::TensorOptions().dtype(ToScalarType(wire)))
+          .copy_(tensor);
+      return absl::OkStatus();
+    }
+    if (!at::isFloatingType(tensor.scalar_type()) || tensor.dim() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("int8 quantization needs a floating tensor of rank >= 1, not ",
+                       c10::toString(tensor.scalar_type()), " of rank ", tensor.dim()));
+    }
+    const int64_t width = tensor.size(-1);
+    const int64_t rows = width == 0 ? 0 : tensor.numel() / width;
+    at::Tensor scale_out = at::from_blob(scales, {rows}, at::TensorOptions().dtype(at::kFloat));
+    if (rows == 0) {
+      // Nothing to quantize; a zero-width tensor still has numel / 0 := 0 scale rows written.
+      return absl::OkStatus();
+    }
+    const at::Tensor x = tensor.to(at::kCPU, at::kFloat).reshape({rows, width});
+    const at::Tensor scale = x.abs().amax(1).div_(127.0f);
+    scale_out.copy_(scale);
+    const at::Tensor inverse = at::where(scale > 0, scale.reciprocal(), at::zeros_like(scale));
+    at::from_blob(data, {rows, width}, at::TensorOptions().dtype(at::kChar))
+        .copy_(x.mul(inverse.unsqueeze(1)).round_().clamp_(-127, 127));
+    return absl::OkStatus();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("cannot encode tensor: ", e.what_without_backtrace()));
+  }
+}
 
 absl::Status EncodeTensor(const at::Tensor& tensor, v1::DataType wire_dtype, v1::Tensor* out) {
   std::optional<DType> wire = FromProtoDataType(wire_dtype);
@@ -37,30 +116,36 @@ absl::Status EncodeTensor(const at::Tensor& tensor, v1::DataType wire_dtype, v1:
     return absl::InvalidArgumentError(
         absl::StrCat("cannot encode a tensor of dtype ", c10::toString(tensor.scalar_type())));
   }
-  const at::ScalarType target = ToScalarType(*wire);
-  try {
-    out->Clear();
-    out->set_dtype(wire_dtype);
-    for (int64_t d : tensor.sizes()) out->add_shape(d);
-    const size_t bytes = static_cast<size_t>(tensor.numel()) * ItemSize(*wire);
-    if (tensor.device().is_cpu() && tensor.scalar_type() == target && tensor.is_contiguous()) {
-      // Already wire-shaped: a single copy into a string the message then takes over
-      // (set_data(ptr, size) would copy twice).
-      out->set_data(std::string(static_cast<const char*>(tensor.data_ptr()), bytes));
-    } else {
-      // One pass that converts the dtype, gathers strides and leaves the device, written straight
-      // into the message's buffer (copy_ rounds exactly as Tensor::to does).
-      std::string* data = out->mutable_data();
-      data->resize(bytes);
-      at::Tensor wire_view =
-          at::from_blob(data->data(), tensor.sizes(), at::TensorOptions().dtype(target));
-      wire_view.copy_(tensor);
-    }
-  } catch (const c10::Error& e) {
-    out->Clear();
-    return absl::InternalError(absl::StrCat("cannot encode tensor: ", e.what_without_backtrace()));
+  out->Clear();
+  out->set_dtype(wire_dtype);
+  for (int64_t d : tensor.sizes()) out->add_shape(d);
+  const size_t bytes = static_cast<size_t>(tensor.numel()) * ItemSize(*wire);
+  if (tensor.device().is_cpu() && tensor.scalar_type() == ToScalarType(*wire) &&
+      tensor.is_contiguous() && *wire != DType::kInt8) {
+    // Already wire-shaped: a single copy into a string the message then takes over
+    // (set_data(ptr, size) would copy twice).
+    out->set_data(std::string(static_cast<const char*>(tensor.data_ptr()), bytes));
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  std::string* data = out->mutable_data();
+  data->resize(bytes);
+  std::string* scale_bytes = nullptr;
+  if (*wire == DType::kInt8 && tensor.dim() > 0) {
+    v1::Tensor* scale = out->mutable_scale();
+    scale->set_dtype(v1::FLOAT32);
+    int64_t rows = 1;
+    for (int64_t d = 0; d + 1 < tensor.dim(); ++d) {
+      scale->add_shape(tensor.size(d));
+      rows *= tensor.size(d);
+    }
+    scale_bytes = scale->mutable_data();
+    scale_bytes->resize(static_cast<size_t>(rows) * sizeof(float));
+  }
+  const absl::Status status = WriteWireElements(
+      tensor, *wire, data->data(),
+      scale_bytes != nullptr ? reinterpret_cast<float*>(scale_bytes->data()) : nullptr);
+  if (!status.ok()) out->Clear();
+  return status;
 }
 
 absl::StatusOr<at::Tensor> DecodeTensor(const v1::Tensor& proto, int64_t max_elements) {
@@ -97,6 +182,11 @@ absl::StatusOr<at::Tensor> DecodeTensor(const v1::Tensor& proto, int64_t max_ele
     return absl::InvalidArgumentError(
         absl::StrCat("tensor data holds ", proto.data().size(), " bytes; shape [",
                      absl::StrJoin(shape, ","), "] of ", DTypeName(*dtype), " needs ", expected));
+  }
+  if (*dtype == DType::kInt8) return DecodeInt8(proto, shape, max_elements);
+  if (proto.has_scale()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor of ", DTypeName(*dtype), " carries a scale (only INT8 has one)"));
   }
   try {
     at::Tensor result = at::empty(shape, at::TensorOptions().dtype(ToScalarType(*dtype)));

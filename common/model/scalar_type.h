@@ -23,6 +23,8 @@ inline at::ScalarType ToScalarType(DType dtype) {
       return at::kInt;
     case DType::kInt64:
       return at::kLong;
+    case DType::kInt8:
+      return at::kChar;
   }
   return at::kFloat;
 }
@@ -40,6 +42,8 @@ inline std::optional<DType> FromScalarType(at::ScalarType type) {
       return DType::kInt32;
     case at::kLong:
       return DType::kInt64;
+    case at::kChar:
+      return DType::kInt8;
     default:
       return std::nullopt;
   }

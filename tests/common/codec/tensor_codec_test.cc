@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -24,6 +26,7 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kLimit = int64_t{1} << 30;
 constexpr v1::DataType kAllWire[] = {v1::FLOAT32, v1::FLOAT16, v1::BFLOAT16, v1::INT32, v1::INT64};
+// INT8 is quantized (a scale per row), not bit-exact: TensorCodecInt8Test.
 
 std::string RawBytes(const at::Tensor& tensor) {
   at::Tensor t = tensor.contiguous();
@@ -290,6 +293,129 @@ TEST(TensorCodecTest, DecodeErrors) {
               StatusIs(kInvalid, HasSubstr("holds 0 bytes; shape [] of bfloat16 needs 2")));
   EXPECT_THAT(DecodeTensor(Proto(v1::INT32, {0}, "x"), kLimit),
               StatusIs(kInvalid, HasSubstr("needs 0")));
+}
+
+// INT8: the naive per-row reference, element by element.
+struct Int8Reference {
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+};
+Int8Reference QuantizeNaive(const at::Tensor& x2d) {
+  at::Tensor x = x2d.to(at::kFloat).contiguous();
+  const int64_t rows = x.size(0), width = x.size(1);
+  const float* p = x.data_ptr<float>();
+  Int8Reference out;
+  for (int64_t r = 0; r < rows; ++r) {
+    float amax = 0;
+    for (int64_t c = 0; c < width; ++c) amax = std::max(amax, std::fabs(p[r * width + c]));
+    const float scale = amax / 127.0f;
+    out.scales.push_back(scale);
+    for (int64_t c = 0; c < width; ++c) {
+      const float v = scale > 0 ? std::nearbyint(p[r * width + c] * (1.0f / scale)) : 0.0f;
+      out.q.push_back(static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v))));
+    }
+  }
+  return out;
+}
+
+TEST(TensorCodecInt8Test, MatchesTheNaiveReferenceAndBoundsTheError) {
+  for (at::ScalarType type : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    at::Tensor x = at::randn({6, 33}, at::TensorOptions().dtype(at::kFloat)).mul_(3).to(type);
+    x[2].zero_();  // a row of zeros: scale 0, all q 0
+    v1::Tensor proto;
+    ASSERT_OK(EncodeTensor(x, v1::INT8, &proto));
+    EXPECT_EQ(proto.dtype(), v1::INT8);
+    EXPECT_THAT(proto.shape(), ::testing::ElementsAre(6, 33));
+    ASSERT_EQ(proto.data().size(), 6u * 33u);
+    EXPECT_EQ(proto.scale().dtype(), v1::FLOAT32);
+    EXPECT_THAT(proto.scale().shape(), ::testing::ElementsAre(6));
+    const Int8Reference ref = QuantizeNaive(x);
+    std::vector<float> scales(6);
+    std::memcpy(scales.data(), proto.scale().data().data(), 6 * sizeof(float));
+    for (int r = 0; r < 6; ++r) EXPECT_FLOAT_EQ(scales[r], ref.scales[r]) << r;
+    int differing = 0;
+    for (size_t i = 0; i < ref.q.size(); ++i) {
+      const int got = static_cast<int8_t>(proto.data()[i]);
+      // x * (1/scale) may round one step away from the reference's at an exact .5: at most 1.
+      EXPECT_LE(std::abs(got - ref.q[i]), 1) << i;
+      differing += got != ref.q[i];
+    }
+    EXPECT_LE(differing, 2);
+    EXPECT_EQ(scales[2], 0.0f);
+
+    absl::StatusOr<at::Tensor> decoded = DecodeTensor(proto, kLimit);
+    ASSERT_OK(decoded);
+    EXPECT_EQ(decoded->scalar_type(), at::kFloat);
+    EXPECT_EQ(decoded->sizes(), x.sizes());
+    const at::Tensor err = (decoded->sub(x.to(at::kFloat))).abs();
+    for (int r = 0; r < 6; ++r) {
+      // Half a quantization step, plus float slack.
+      EXPECT_LE(err[r].max().item<float>(), scales[r] * 0.5f * 1.001f + 1e-7f) << r;
+    }
+  }
+}
+
+TEST(TensorCodecInt8Test, HigherRankUsesTheLastDimensionAsRowsAndWriteWireElementsAgrees) {
+  at::Tensor x = at::randn({2, 3, 8});
+  v1::Tensor proto;
+  ASSERT_OK(EncodeTensor(x.transpose(0, 1).contiguous().transpose(0, 1), v1::INT8, &proto));
+  EXPECT_THAT(proto.scale().shape(), ::testing::ElementsAre(2, 3));
+  std::string data(48, '\0');
+  std::vector<float> scales(6);
+  ASSERT_OK(WriteWireElements(x, DType::kInt8, data.data(), scales.data()));
+  EXPECT_TRUE(data == proto.data());
+  EXPECT_EQ(std::memcmp(scales.data(), proto.scale().data().data(), 24), 0);
+  ASSERT_OK(DecodeTensor(proto, kLimit));
+
+  // Not floating, or a scalar: nothing to quantize.
+  EXPECT_THAT(EncodeTensor(at::ones({2, 2}, at::kInt), v1::INT8, &proto),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("floating tensor")));
+  EXPECT_THAT(EncodeTensor(at::ones({}), v1::INT8, &proto),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank >= 1")));
+  // Empty rows and zero width.
+  ASSERT_OK(EncodeTensor(at::ones({0, 4}), v1::INT8, &proto));
+  ASSERT_OK(DecodeTensor(proto, kLimit));
+  ASSERT_OK(EncodeTensor(at::ones({3, 0}), v1::INT8, &proto));
+  EXPECT_EQ(proto.scale().data().size(), 12u);
+  ASSERT_OK(DecodeTensor(proto, kLimit));
+}
+
+TEST(TensorCodecInt8Test, DecodeErrors) {
+  constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+  v1::Tensor good;
+  ASSERT_OK(EncodeTensor(at::randn({2, 4}), v1::INT8, &good));
+  ASSERT_OK(DecodeTensor(good, kLimit));
+
+  v1::Tensor t = good;
+  t.clear_scale();
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("got none")));
+  t = good;
+  t.mutable_scale()->set_dtype(v1::BFLOAT16);
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("FLOAT32 scale of shape [2]")));
+  t = good;
+  t.mutable_scale()->add_shape(1);
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("got FLOAT32 [2,1]")));
+  t = good;
+  t.mutable_scale()->mutable_data()->pop_back();
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("scale holds 7 bytes")));
+  for (float bad : {-1.0f, std::numeric_limits<float>::quiet_NaN(),
+                    std::numeric_limits<float>::infinity()}) {
+    t = good;
+    std::memcpy(t.mutable_scale()->mutable_data()->data() + 4, &bad, 4);
+    EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("non-finite")));
+  }
+  t = good;
+  (*t.mutable_data())[5] = static_cast<char>(-128);
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("-128")));
+  // A scalar INT8, a scale on a float tensor, rows beyond the limit with no bytes at all.
+  EXPECT_THAT(DecodeTensor(Proto(v1::INT8, {}, "x"), kLimit), StatusIs(kInvalid, HasSubstr("rank >= 1")));
+  t = Proto(v1::FLOAT32, {1}, "abcd");
+  *t.mutable_scale() = good.scale();
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("only INT8")));
+  t = Proto(v1::INT8, {int64_t{1} << 62, 0}, "");
+  t.mutable_scale()->set_dtype(v1::FLOAT32);
+  t.mutable_scale()->add_shape(int64_t{1} << 62);
+  EXPECT_THAT(DecodeTensor(t, kLimit), StatusIs(kInvalid, HasSubstr("rows, more than the limit")));
 }
 
 }  // namespace
