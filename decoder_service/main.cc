@@ -12,16 +12,19 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/flags.h"
 #include "common/base/logging.h"
+#include "common/base/process_setup.h"
 #include "common/model/runtime_options.h"
 #include "common/model/slot_decoder.h"
-#include "common/base/process_setup.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
+#include "common/store/store_metrics.h"
+#include "common/store/store_options.h"
 #include "decoder_service/engine/engine.h"
 #include "decoder_service/server/decoder_metrics.h"
 #include "decoder_service/server/decoder_service.h"
@@ -59,8 +62,13 @@ int Run(int argc, char** argv) {
             "GenerateStream calls open at once; more are RESOURCE_EXHAUSTED");
   flags.Double("stream_idle_seconds", &stream_idle_seconds,
                "a stream whose client takes no chunk for this long is cancelled");
+  SlotStoreFlags store_flags;
+  RegisterSlotStoreFlags(flags, /*writer=*/false, &store_flags);
   ParseFlagsOrExit(flags, argc, argv);
   if (absl::Status s = ValidateServerFlags(server_flags); !s.ok()) return UsageError(s);
+  absl::StatusOr<std::optional<SlotStoreOptions>> store_options =
+      SlotStoreOptionsFromFlags(store_flags);
+  if (!store_options.ok()) return UsageError(store_options.status());
   if (!(stream_idle_seconds >= 0.1 && stream_idle_seconds <= 1e7)) {
     return UsageError(absl::InvalidArgumentError(
         absl::StrCat("--stream_idle_seconds ", stream_idle_seconds, " is not in 0.1..1e7")));
@@ -116,9 +124,23 @@ int Run(int argc, char** argv) {
   }
   const int context_limit = engine_options.ContextLimit(config.max_position_embeddings);
   ServerDescription description{server_flags.model, server_flags.device, server_flags.dtype,
-                                ICAE_VERSION, server_flags.max_message_bytes};
+                                ICAE_VERSION, server_flags.max_message_bytes,
+                                store_options->has_value()};
   v1::DecoderInfo info = MakeDecoderInfo(**model, engine_options, description);
-  service.Attach({engine->get(), static_cast<int64_t>(context_limit) * config.hidden_size}, info);
+  // Slot handles: fetched from the shared store (not reached here; a Redis that is down only
+  // makes handle requests UNAVAILABLE).
+  std::optional<StoreMetrics> store_metrics;
+  std::unique_ptr<SlotHandleFetcher> handles;
+  if (store_options->has_value()) {
+    store_metrics.emplace((*runner)->metrics().registry(), (*runner)->metrics().prefix());
+    handles = std::make_unique<SlotHandleFetcher>(**store_options, &*store_metrics);
+    ICAE_LOG(INFO) << "slot store " << (*store_options)->redis.Describe();
+  }
+  GenerateBackend backend;
+  backend.engine = engine->get();
+  backend.max_slot_elements = static_cast<int64_t>(context_limit) * config.hidden_size;
+  backend.handles = handles.get();
+  service.Attach(backend, info);
   live_engine.store(engine->get());
   if ((*runner)->drain_requested()) (*engine)->Drain();
   (*runner)->metrics().SetInfo({info.base_model(), info.adapter(), info.accepted_encoder_id(),

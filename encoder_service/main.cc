@@ -10,18 +10,22 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/flags.h"
 #include "common/base/logging.h"
 #include "common/base/process_setup.h"
+#include "common/store/store_metrics.h"
+#include "common/store/store_options.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
 #include "encoder_service/engine/engine.h"
 #include "encoder_service/engine/model_loader.h"
 #include "encoder_service/server/encoder_metrics.h"
 #include "encoder_service/server/encoder_service.h"
+#include "encoder_service/server/redis_slot_store.h"
 
 #ifndef ICAE_VERSION
 #define ICAE_VERSION "0.0.0"
@@ -45,7 +49,12 @@ int Run(int argc, char** argv) {
   RegisterServerFlags(flags, "0.0.0.0:50051", "0.0.0.0:9091", &server_flags);
   EngineOptions engine_options;
   RegisterEngineFlags(flags, &engine_options);
+  SlotStoreFlags store_flags;
+  RegisterSlotStoreFlags(flags, /*writer=*/true, &store_flags);
   ParseFlagsOrExit(flags, argc, argv);
+  absl::StatusOr<std::optional<SlotStoreOptions>> store_options =
+      SlotStoreOptionsFromFlags(store_flags);
+  if (!store_options.ok()) return UsageError(store_options.status());
   engine_options.max_response_bytes = server_flags.max_message_bytes;
   if (absl::Status s = ValidateServerFlags(server_flags); !s.ok()) return UsageError(s);
   if (absl::Status s = engine_options.Validate(); !s.ok()) return UsageError(s);
@@ -66,8 +75,16 @@ int Run(int argc, char** argv) {
   if (!runner.ok()) return UsageError(runner.status());
   EncoderMetrics metrics((*runner)->metrics().registry(), (*runner)->metrics().prefix());
   metrics.SetCacheCapacity(engine_options.cache_bytes);
-  EncoderService service(&(*runner)->gate(),
-                         ServerInfo{ICAE_VERSION, server_flags.max_message_bytes});
+  ServerInfo server_info{ICAE_VERSION, server_flags.max_message_bytes};
+  if (store_options->has_value()) {
+    server_info.slot_store = true;
+    server_info.slot_store_ttl_seconds = absl::ToInt64Seconds((*store_options)->ttl);
+  }
+  EncoderService service(&(*runner)->gate(), server_info);
+  std::optional<StoreMetrics> store_metrics;
+  if (store_options->has_value()) {
+    store_metrics.emplace((*runner)->metrics().registry(), (*runner)->metrics().prefix());
+  }
   if (absl::Status s = (*runner)->Start({&service}); !s.ok()) {
     ICAE_LOG(ERROR) << s;
     return kExitFailure;
@@ -83,8 +100,15 @@ int Run(int argc, char** argv) {
     return kExitFailure;
   }
   const EngineModelInfo info = model->info;
-  absl::StatusOr<std::unique_ptr<Engine>> engine =
-      Engine::Create(engine_options, *std::move(model), &metrics, server_flags.threads);
+  // The shared store (not reached here: a Redis that is down only costs misses later).
+  std::unique_ptr<RedisSlotStore> store;
+  if (store_options->has_value()) {
+    store = std::make_unique<RedisSlotStore>(**store_options, info, &*store_metrics);
+    ICAE_LOG(INFO) << "slot store " << (*store_options)->redis.Describe() << ", ttl "
+                   << absl::FormatDuration((*store_options)->ttl);
+  }
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(
+      engine_options, *std::move(model), &metrics, server_flags.threads, store.get());
   if (!engine.ok()) {
     ICAE_LOG(ERROR) << engine.status();
     (*runner)->Stop();

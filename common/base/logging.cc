@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -66,6 +67,18 @@ LogMessage::~LogMessage() {
   ssize_t unused = ::write(STDERR_FILENO, text.data(), text.size());
   (void)unused;
   if (severity_ == LogSeverity::kFatal) std::abort();
+}
+
+}  // namespace internal
+namespace internal {
+
+bool LogRateLimiter::ShouldLog() {
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t next = next_ns_.load(std::memory_order_relaxed);
+  return now >= next &&
+         next_ns_.compare_exchange_strong(next, now + period_ns_, std::memory_order_relaxed);
 }
 
 }  // namespace internal

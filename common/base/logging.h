@@ -1,9 +1,12 @@
 // Minimal leveled logging to stderr: one line per message, with time and severity.
 //   ICAE_LOG(INFO) << "listening on " << address;
+//   ICAE_LOG_EVERY_N_SEC(WARNING, 10) << "store down: " << status;  // at most once per 10 s here
 // Thread-safe: each message is written with a single write.
 #ifndef ICAE_COMMON_BASE_LOGGING_H_
 #define ICAE_COMMON_BASE_LOGGING_H_
 
+#include <atomic>
+#include <cstdint>
 #include <sstream>
 
 namespace icae {
@@ -27,6 +30,18 @@ class LogMessage {
   LogSeverity severity_;
   std::ostringstream stream_;
 };
+
+// True at most once per `seconds` across threads (the first call included): for one call site
+// that may fire on every request.
+class LogRateLimiter {
+ public:
+  explicit LogRateLimiter(double seconds) : period_ns_(static_cast<int64_t>(seconds * 1e9)) {}
+  bool ShouldLog();
+
+ private:
+  const int64_t period_ns_;
+  std::atomic<int64_t> next_ns_{0};
+};
 }  // namespace internal
 }  // namespace icae
 
@@ -40,5 +55,14 @@ class LogMessage {
   } else                                                                          \
     ::icae::internal::LogMessage(ICAE_LOG_SEVERITY_##severity, __FILE__, __LINE__) \
         .stream()
+
+#define ICAE_LOG_CONCAT_INNER(a, b) a##b
+#define ICAE_LOG_CONCAT(a, b) ICAE_LOG_CONCAT_INNER(a, b)
+#define ICAE_LOG_EVERY_N_SEC(severity, seconds)                                            \
+  static ::icae::internal::LogRateLimiter ICAE_LOG_CONCAT(icae_log_limiter_, __LINE__)( \
+      seconds);                                                                          \
+  if (!ICAE_LOG_CONCAT(icae_log_limiter_, __LINE__).ShouldLog()) {                      \
+  } else                                                                                 \
+    ICAE_LOG(severity)
 
 #endif  // ICAE_COMMON_BASE_LOGGING_H_

@@ -61,7 +61,7 @@ GenerateUnaryReactor* GenerateUnaryReactor::Start(grpc::CallbackServerContext* c
   } else {
     reactor->response_.set_request_id(request.request_id());
     absl::StatusOr<uint64_t> id =
-        EnqueueRequest(*backend.engine, request, deadline, backend.max_slot_elements,
+        EnqueueRequest(*backend.engine, request, deadline, backend.max_slot_elements, backend.handles,
                        [reactor](GenerationEvent event) { reactor->OnEvent(std::move(event)); });
     if (id.ok()) {
       reactor->cancel_.SetId(*id);
@@ -120,7 +120,7 @@ GenerateStreamReactor* GenerateStreamReactor::Start(grpc::CallbackServerContext*
   reactor->request_id_ = request.request_id();
   if (refused.ok()) {
     absl::StatusOr<uint64_t> id =
-        EnqueueRequest(*backend.engine, request, deadline, backend.max_slot_elements,
+        EnqueueRequest(*backend.engine, request, deadline, backend.max_slot_elements, backend.handles,
                        [reactor](GenerationEvent event) { reactor->OnEvent(std::move(event)); });
     if (id.ok()) {
       reactor->cancel_.SetId(*id);

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "common/serving/rpc_gate.h"
 #include "decoder_service/engine/engine.h"
+#include "decoder_service/server/slot_handles.h"
 #include "decoder_service/server/stream_watch.h"
 #include "icae/v1/decoder.pb.h"
 
@@ -34,6 +35,7 @@ struct GenerateBackend {
   Engine* engine = nullptr;
   int64_t max_slot_elements = 0;
   StreamWatch* streams = nullptr;  // Caps and watches GenerateStream calls (null: unbounded).
+  const SlotHandleFetcher* handles = nullptr;  // The shared slot store (null: no handles).
 };
 
 // Links a reactor's request id in the engine with gRPC's OnCancel, which may come before the id

@@ -7,6 +7,7 @@
 #include "common/codec/tensor_codec.h"
 #include "common/model/slot_decoder.h"
 #include "decoder_service/engine/generate_input.h"
+#include "decoder_service/server/slot_handles.h"
 
 namespace icae::decoder {
 namespace {
@@ -18,30 +19,50 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
+// Inline slots, or the slots a handle fetched (`where` names the part in errors).
+absl::StatusOr<ContextInput> DecodeSlots(const v1::MemorySlots& slots, const std::string& where,
+                                         int64_t max_slot_elements) {
+  if (slots.kind() != v1::EMBEDDING && slots.kind() != v1::SLOT_KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".kind ", v1::SlotKind_Name(slots.kind()),
+                                                   " is not supported by this decoder (EMBEDDING only)"));
+  }
+  absl::StatusOr<at::Tensor> tensor = DecodeTensor(slots.slots(), max_slot_elements);
+  if (!tensor.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".slots: ", tensor.status().message()));
+  }
+  ContextInput in;
+  in.kind = ContextInput::Kind::kSlots;
+  in.slots = *std::move(tensor);
+  in.encoder_id = slots.encoder_id();
+  in.source_tokens = slots.source_tokens();
+  in.num_segments = slots.num_segments();
+  in.mem_size = slots.mem_size();
+  return in;
+}
+
+// What a handle promised must be what the store gave (a key reused by another encoder, or a
+// handle edited by the client, is refused before use).
+absl::Status CheckHandle(const v1::SlotHandle& handle, const v1::MemorySlots& slots,
+                         const std::string& where) {
+  const int64_t rows = slots.slots().shape_size() > 0 ? slots.slots().shape(0) : -1;
+  if (handle.encoder_id() != slots.encoder_id() || handle.num_slots() != rows ||
+      handle.kind() != slots.kind()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": the handle says encoder ", handle.encoder_id(), ", ", handle.num_slots(),
+        " slots; the store holds encoder ", slots.encoder_id(), ", ", rows, " slots"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ContextInput> DecodePart(const v1::ContextPart& part, size_t index,
                                         int64_t max_slot_elements) {
   ContextInput in;
   switch (part.part_case()) {
-    case v1::ContextPart::kSlots: {
-      const v1::MemorySlots& slots = part.slots();
-      if (slots.kind() != v1::EMBEDDING && slots.kind() != v1::SLOT_KIND_UNSPECIFIED) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("context[", index, "].slots.kind ", v1::SlotKind_Name(slots.kind()),
-                         " is not supported by this decoder (EMBEDDING only)"));
-      }
-      absl::StatusOr<at::Tensor> tensor = DecodeTensor(slots.slots(), max_slot_elements);
-      if (!tensor.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("context[", index, "].slots.slots: ", tensor.status().message()));
-      }
-      in.kind = ContextInput::Kind::kSlots;
-      in.slots = *std::move(tensor);
-      in.encoder_id = slots.encoder_id();
-      in.source_tokens = slots.source_tokens();
-      in.num_segments = slots.num_segments();
-      in.mem_size = slots.mem_size();
-      return in;
-    }
+    case v1::ContextPart::kSlots:
+      return DecodeSlots(part.slots(), absl::StrCat("context[", index, "].slots"),
+                         max_slot_elements);
+    case v1::ContextPart::kHandle:
+      break;  // fetched by ToGenerateInput
     case v1::ContextPart::kText:
       in.kind = ContextInput::Kind::kText;
       in.text = part.text();
@@ -59,11 +80,40 @@ absl::StatusOr<ContextInput> DecodePart(const v1::ContextPart& part, size_t inde
 }  // namespace
 
 absl::Status ToGenerateInput(const v1::GenerateRequest& request, absl::Time deadline,
-                             int64_t max_slot_elements, GenerateInput* out) {
+                             int64_t max_slot_elements, GenerateInput* out,
+                             const SlotHandleFetcher* handles) {
   GenerateInput& input = *out;
   input = GenerateInput();
-  input.context.reserve(request.context_size());
+  // Every handle of the request in one store round trip, before anything is decoded.
+  std::vector<const v1::SlotHandle*> wanted;
+  std::vector<std::string> where;
   for (int i = 0; i < request.context_size(); ++i) {
+    if (request.context(i).part_case() != v1::ContextPart::kHandle) continue;
+    wanted.push_back(&request.context(i).handle());
+    where.push_back(absl::StrCat("context[", i, "].handle"));
+    if (wanted.back()->key().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(where.back(), ".key is empty"));
+    }
+  }
+  std::vector<v1::MemorySlots> fetched;
+  if (!wanted.empty()) {
+    if (handles == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          where.front(), ": this decoder has no slot store (start it with --slot_store); send "
+                         "the slots inline"));
+    }
+    ASSIGN_OR_RETURN(fetched, handles->Fetch(wanted, where));
+  }
+  input.context.reserve(request.context_size());
+  size_t next_handle = 0;
+  for (int i = 0; i < request.context_size(); ++i) {
+    if (request.context(i).part_case() == v1::ContextPart::kHandle) {
+      const size_t h = next_handle++;
+      RETURN_IF_ERROR(CheckHandle(*wanted[h], fetched[h], where[h]));
+      ASSIGN_OR_RETURN(ContextInput part, DecodeSlots(fetched[h], where[h], max_slot_elements));
+      input.context.push_back(std::move(part));
+      continue;
+    }
     ASSIGN_OR_RETURN(ContextInput part, DecodePart(request.context(i), i, max_slot_elements));
     input.context.push_back(std::move(part));
   }
@@ -84,9 +134,9 @@ absl::Status ToGenerateInput(const v1::GenerateRequest& request, absl::Time dead
 
 absl::StatusOr<uint64_t> EnqueueRequest(Engine& engine, const v1::GenerateRequest& request,
                                         absl::Time deadline, int64_t max_slot_elements,
-                                        GenerationSink sink) {
+                                        const SlotHandleFetcher* handles, GenerationSink sink) {
   GenerateInput input;
-  RETURN_IF_ERROR(ToGenerateInput(request, deadline, max_slot_elements, &input));
+  RETURN_IF_ERROR(ToGenerateInput(request, deadline, max_slot_elements, &input, handles));
   return engine.Enqueue(std::move(input), std::move(sink));
 }
 
@@ -135,6 +185,7 @@ v1::DecoderInfo MakeDecoderInfo(const SlotDecoder& model, const EngineOptions& o
   info.set_max_message_bytes(server.max_message_bytes);
   info.set_max_running(options.max_running);
   info.set_max_kv_tokens(options.max_kv_tokens);
+  info.set_slot_store(server.slot_store);
   return info;
 }
 

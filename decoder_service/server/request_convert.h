@@ -20,17 +20,22 @@ class SlotDecoder;
 
 namespace icae::decoder {
 
+class SlotHandleFetcher;
+
 // Decodes `request` into the engine's input. A slot tensor is rejected with INVALID_ARGUMENT
 // (naming context[i]) before use when its bytes do not match its dtype and shape, when it has
 // more than `max_slot_elements` elements or a kind other than EMBEDDING; the rest is checked by
-// the engine (PrepareRequest).
+// the engine (PrepareRequest). Handle parts are fetched through `handles` (one round trip) and
+// then checked the same way; without a fetcher they are FAILED_PRECONDITION (see
+// slot_handles.h for the fetch's codes).
 absl::Status ToGenerateInput(const v1::GenerateRequest& request, absl::Time deadline,
-                             int64_t max_slot_elements, GenerateInput* out);
+                             int64_t max_slot_elements, GenerateInput* out,
+                             const SlotHandleFetcher* handles = nullptr);
 
 // ToGenerateInput, then engine.Enqueue (see there for the codes).
 absl::StatusOr<uint64_t> EnqueueRequest(Engine& engine, const v1::GenerateRequest& request,
                                         absl::Time deadline, int64_t max_slot_elements,
-                                        GenerationSink sink);
+                                        const SlotHandleFetcher* handles, GenerationSink sink);
 
 v1::FinishReason ToProtoFinishReason(FinishReason reason);
 void ToProtoUsage(const GenerationUsage& usage, v1::GenerateUsage* out);
@@ -42,6 +47,7 @@ struct ServerDescription {
   std::string dtype;
   std::string version;
   int64_t max_message_bytes = 0;
+  bool slot_store = false;
 };
 v1::DecoderInfo MakeDecoderInfo(const SlotDecoder& model, const EngineOptions& options,
                                 const ServerDescription& server);

@@ -24,9 +24,12 @@ struct SpanState {
   std::vector<int> ids;
   std::vector<std::pair<int, int>> ranges;  // segment [begin, end) offsets into `ids`
   std::string cache_key;                    // empty: not cached
+  std::string store_key;                    // empty: no shared store for this span
   bool cache_hit = false;
+  bool store_hit = false;
   SlotBlock slots;                      // set on a hit, or when complete
   std::shared_ptr<std::string> buffer;  // [segments * mem_size, hidden] in `wire`
+  std::shared_ptr<std::string> scales;  // kInt8: [segments * mem_size] float32
 };
 
 struct RequestState {
@@ -35,6 +38,8 @@ struct RequestState {
   absl::Time enqueued;
   absl::Time deadline;
   DType wire = DType::kFloat32;
+  bool want_stored = false;
+  bool write_store = false;  // computed spans go to the shared store
   std::vector<SpanState> spans;
   int64_t remaining_segments = 0;  // not yet computed
   bool finished = false;
@@ -42,11 +47,15 @@ struct RequestState {
   absl::Time last_end = absl::InfinitePast();       // end of the latest such batch
 };
 
-// A callback to run once the lock is released, plus the spans to add to the cache.
+// A callback to run once the lock is released, plus the spans to add to the cache and the store
+// (`store_spans[i]` is the result span `store_writes[i]` holds).
 struct Completion {
   EncodeCallback done;
   absl::StatusOr<EncodeResult> result;
   std::vector<std::pair<std::string, SlotBlock>> cache_inserts;
+  std::vector<std::pair<std::string, StoredSpan>> store_writes;
+  std::vector<size_t> store_spans;
+  bool want_stored = false;
 };
 
 DropReason ReasonOf(const absl::Status& status) {
@@ -57,11 +66,13 @@ DropReason ReasonOf(const absl::Status& status) {
 }  // namespace
 
 struct Engine::Impl {
-  Impl(const EngineOptions& opts, EncoderModel m, EngineMetrics* met, int threads)
+  Impl(const EngineOptions& opts, EncoderModel m, EngineMetrics* met, int threads,
+       SharedSlotStore* shared)
       : options(opts),
         model(std::move(m)),
         metrics(met != nullptr ? met : &null_metrics),
         model_threads(threads),
+        store(shared),
         cache(opts.cache_bytes, metrics),
         batcher(BatchLimits{opts.max_batch_segments, opts.max_batch_tokens, model.info.mem_size,
                             absl::Microseconds(opts.batch_timeout_us)}) {}
@@ -76,12 +87,17 @@ struct Engine::Impl {
                     std::vector<Completion>* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void DropExpiredLocked(absl::Time now, std::vector<Completion>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  EncodeResult BuildResult(RequestState& request,
-                           std::vector<std::pair<std::string, SlotBlock>>* cache_inserts);
+  EncodeResult BuildResult(RequestState& request, Completion* completion);
   void RunCompletions(std::vector<Completion>& completions);
+  // Serves what the shared store holds among `state`'s spans that missed the local cache.
+  void FetchFromStore(RequestState& state, bool use_cache);
+  // Bytes of one segment's slot elements, and of its scales (kInt8 only).
   int64_t SlotBytes(DType wire) const {
     return static_cast<int64_t>(model.info.mem_size) * model.info.hidden_size *
            static_cast<int64_t>(ItemSize(wire));
+  }
+  int64_t ScaleBytes(DType wire) const {
+    return wire == DType::kInt8 ? static_cast<int64_t>(model.info.mem_size) * 4 : 0;
   }
 
   const EngineOptions options;
@@ -89,6 +105,7 @@ struct Engine::Impl {
   EngineMetrics null_metrics;
   EngineMetrics* const metrics;
   const int model_threads;
+  SharedSlotStore* const store;  // may be null
   SlotCache cache;
 
   mutable absl::Mutex mu;
@@ -107,6 +124,11 @@ absl::StatusOr<RequestId> Engine::Impl::Enqueue(EncodeRequest request, EncodeCal
   limits.max_spans = options.max_spans;
   limits.max_input_tokens = options.max_input_tokens;
   limits.vocab_size = info.vocab_size;
+  if (request.want_stored && store == nullptr) {
+    return absl::FailedPreconditionError(
+        "return_handles needs a shared slot store: start the encoder with --slot_store "
+        "redis://HOST:PORT");
+  }
   ASSIGN_OR_RETURN(std::vector<std::vector<int>> span_ids,
                    PrepareSpans(request, limits, model.tokenizer.get()));
 
@@ -115,6 +137,8 @@ absl::StatusOr<RequestId> Engine::Impl::Enqueue(EncodeRequest request, EncodeCal
   state->enqueued = absl::Now();
   state->deadline = request.deadline;
   state->wire = request.slot_dtype.value_or(info.compute_dtype);
+  state->want_stored = request.want_stored;
+  state->write_store = store != nullptr && (!request.bypass_cache || request.want_stored);
   state->spans.resize(span_ids.size());
   int64_t response_bytes = 0;
   for (size_t i = 0; i < span_ids.size(); ++i) {
@@ -125,26 +149,34 @@ absl::StatusOr<RequestId> Engine::Impl::Enqueue(EncodeRequest request, EncodeCal
         PlanSegments(static_cast<int>(span.ids.size()), info.mem_size, info.compression_rate)
             .ranges;
     // Slot bytes plus a generous allowance for the span's framing, id and metadata.
-    response_bytes += SlotBytes(state->wire) * static_cast<int64_t>(span.ranges.size()) +
+    response_bytes += (SlotBytes(state->wire) + ScaleBytes(state->wire)) *
+                          static_cast<int64_t>(span.ranges.size()) +
                       static_cast<int64_t>(span.id.size()) + 256;
   }
   if (options.max_response_bytes > 0 && response_bytes > options.max_response_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("spans: the slots would take about ", response_bytes,
                      " bytes, more than max_message_bytes ", options.max_response_bytes,
-                     "; send fewer or shorter spans, or a 2-byte slot_dtype"));
+                     "; send fewer or shorter spans, a smaller slot_dtype (BFLOAT16, INT8)"));
   }
   const bool use_cache = cache.enabled() && !request.bypass_cache;
   for (SpanState& span : state->spans) {
+    if (!use_cache && !state->write_store) continue;
+    const std::string key = SlotCacheKey(info.encoder_id, span.ids, state->wire);
+    if (state->write_store) span.store_key = SharedSlotStore::KeyFor(key);
     if (use_cache) {
-      span.cache_key = SlotCacheKey(info.encoder_id, span.ids, state->wire);
+      span.cache_key = key;
       if (std::optional<SlotBlock> hit = cache.Lookup(span.cache_key)) {
         span.cache_hit = true;
         span.slots = *std::move(hit);
-        continue;
       }
     }
-    state->remaining_segments += static_cast<int64_t>(span.ranges.size());
+  }
+  if (store != nullptr && !request.bypass_cache) FetchFromStore(*state, use_cache);
+  for (const SpanState& span : state->spans) {
+    if (!span.cache_hit && !span.store_hit) {
+      state->remaining_segments += static_cast<int64_t>(span.ranges.size());
+    }
   }
   if (state->remaining_segments > options.max_queue_segments) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -153,9 +185,13 @@ absl::StatusOr<RequestId> Engine::Impl::Enqueue(EncodeRequest request, EncodeCal
   }
   // Allocated outside the lock: the result bytes every segment writes into.
   for (SpanState& span : state->spans) {
-    if (span.cache_hit) continue;
+    if (span.cache_hit || span.store_hit) continue;
     span.buffer = std::make_shared<std::string>(
         static_cast<size_t>(SlotBytes(state->wire)) * span.ranges.size(), '\0');
+    if (state->wire == DType::kInt8) {
+      span.scales = std::make_shared<std::string>(
+          static_cast<size_t>(ScaleBytes(state->wire)) * span.ranges.size(), '\0');
+    }
   }
 
   std::vector<Completion> completions;
@@ -176,7 +212,7 @@ absl::StatusOr<RequestId> Engine::Impl::Enqueue(EncodeRequest request, EncodeCal
       requests.emplace(id, state);
       for (size_t s = 0; s < state->spans.size(); ++s) {
         const SpanState& span = state->spans[s];
-        if (span.cache_hit) continue;
+        if (span.cache_hit || span.store_hit) continue;
         for (size_t g = 0; g < span.ranges.size(); ++g) {
           batcher.Push(QueuedSegment{id, static_cast<int>(s), static_cast<int>(g),
                                      span.ranges[g].second - span.ranges[g].first,
@@ -191,21 +227,54 @@ absl::StatusOr<RequestId> Engine::Impl::Enqueue(EncodeRequest request, EncodeCal
   return id;
 }
 
-EncodeResult Engine::Impl::BuildResult(
-    RequestState& request, std::vector<std::pair<std::string, SlotBlock>>* cache_inserts) {
+void Engine::Impl::FetchFromStore(RequestState& state, bool use_cache) {
+  std::vector<size_t> asked;
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < state.spans.size(); ++i) {
+    if (state.spans[i].cache_hit) continue;
+    asked.push_back(i);
+    keys.push_back(state.spans[i].store_key);
+  }
+  if (keys.empty()) return;
+  std::vector<std::optional<StoredSpan>> found = store->Fetch(keys, state.wire);
+  const int64_t mem = model.info.mem_size;
+  for (size_t j = 0; j < asked.size() && j < found.size(); ++j) {
+    SpanState& span = state.spans[asked[j]];
+    if (!found[j]) continue;
+    const StoredSpan& stored = *found[j];
+    const int64_t segments = static_cast<int64_t>(span.ranges.size());
+    // The key names the tokens; the geometry must agree too before the bytes are used.
+    if (stored.tokens != static_cast<int>(span.ids.size()) || stored.segments != segments ||
+        stored.slots.num_slots != segments * mem || stored.slots.hidden != model.info.hidden_size ||
+        stored.slots.dtype != state.wire ||
+        stored.slots.bytes() != (SlotBytes(state.wire) + ScaleBytes(state.wire)) * segments) {
+      ICAE_LOG(WARNING) << "slot store entry " << span.store_key
+                        << " does not match its span; computing it";
+      continue;
+    }
+    span.store_hit = true;
+    span.slots = stored.slots;
+    if (use_cache) cache.Insert(span.cache_key, span.slots);
+  }
+}
+
+EncodeResult Engine::Impl::BuildResult(RequestState& request, Completion* completion) {
   EncodeResult result;
   if (request.first_start != absl::InfiniteFuture()) {
     result.queue_seconds = absl::ToDoubleSeconds(request.first_start - request.enqueued);
     result.compute_seconds = absl::ToDoubleSeconds(request.last_end - request.first_start);
   }
   result.spans.reserve(request.spans.size());
+  completion->want_stored = request.want_stored;
   for (SpanState& span : request.spans) {
-    if (!span.cache_hit) {
+    const bool computed = !span.cache_hit && !span.store_hit;
+    if (computed) {
       span.slots.dtype = request.wire;
       span.slots.num_slots = static_cast<int64_t>(span.ranges.size()) * model.info.mem_size;
       span.slots.hidden = model.info.hidden_size;
       span.slots.data = std::move(span.buffer);
-      if (!span.cache_key.empty()) cache_inserts->emplace_back(span.cache_key, span.slots);
+      span.slots.scales = std::move(span.scales);
+      if (!span.cache_key.empty()) completion->cache_inserts.emplace_back(span.cache_key, span.slots);
     }
     SpanResult out;
     out.id = span.id;
@@ -213,6 +282,16 @@ EncodeResult Engine::Impl::BuildResult(
     out.tokens = static_cast<int>(span.ids.size());
     out.segments = static_cast<int>(span.ranges.size());
     out.cache_hit = span.cache_hit;
+    out.store_hit = span.store_hit;
+    out.stored = span.store_hit && request.want_stored;  // the fetch renewed it
+    out.store_key = span.store_key;
+    // Computed spans go to the store; with handles, so do local-cache hits (the store may never
+    // have seen them, or lost them).
+    if (request.write_store && (computed || (request.want_stored && span.cache_hit))) {
+      completion->store_spans.push_back(result.spans.size());
+      completion->store_writes.emplace_back(span.store_key,
+                                            StoredSpan{span.slots, out.tokens, out.segments});
+    }
     result.spans.push_back(std::move(out));
   }
   return result;
@@ -225,7 +304,7 @@ void Engine::Impl::FinishLocked(RequestState& request, absl::StatusOr<EncodeResu
   Completion completion;
   completion.done = std::move(request.done);
   if (result.ok()) {
-    completion.result = BuildResult(request, &completion.cache_inserts);
+    completion.result = BuildResult(request, &completion);
   } else {
     const int64_t dropped = batcher.Remove(request.id);
     if (dropped > 0) {
@@ -244,6 +323,18 @@ void Engine::Impl::FinishLocked(RequestState& request, absl::StatusOr<EncodeResu
 void Engine::Impl::RunCompletions(std::vector<Completion>& completions) {
   for (Completion& c : completions) {
     for (auto& [key, block] : c.cache_inserts) cache.Insert(key, std::move(block));
+    if (c.result.ok() && !c.store_writes.empty()) {
+      if (c.want_stored) {
+        // A handle must name stored slots: written before the answer (those the store refused
+        // are answered inline).
+        const std::vector<bool> written = store->Write(c.store_writes);
+        for (size_t i = 0; i < c.store_spans.size() && i < written.size(); ++i) {
+          c.result->spans[c.store_spans[i]].stored = written[i];
+        }
+      } else {
+        store->WriteLater(std::move(c.store_writes));
+      }
+    }
     if (c.result.ok()) {
       int64_t tokens = 0, slots = 0;
       for (const SpanResult& span : c.result->spans) {
@@ -332,9 +423,14 @@ void Engine::Impl::ExecutorLoop() {
       RequestState& owner = *owners[i];
       SpanState& span = owner.spans[segment.span];
       const auto [begin, end] = span.ranges[segment.segment];
+      float* scales = span.scales == nullptr
+                          ? nullptr
+                          : reinterpret_cast<float*>(span.scales->data()) +
+                                static_cast<int64_t>(model.info.mem_size) * segment.segment;
       jobs.push_back(SegmentJob{absl::MakeConstSpan(span.ids).subspan(begin, end - begin),
                                 owner.wire,
-                                span.buffer->data() + SlotBytes(owner.wire) * segment.segment});
+                                span.buffer->data() + SlotBytes(owner.wire) * segment.segment,
+                                scales});
     }
     const absl::Status status = RunSegmentBatch(*model.compressor, jobs);
     const absl::Time end = absl::Now();
@@ -383,11 +479,11 @@ void Engine::Impl::Shutdown() {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options,
                                                        EncoderModel model, EngineMetrics* metrics,
-                                                       int model_threads) {
+                                                       int model_threads, SharedSlotStore* store) {
   RETURN_IF_ERROR(options.Validate());
   RETURN_IF_ERROR(options.ValidateForModel(model.info.max_segment_tokens(), model.info.mem_size));
   if (model.compressor == nullptr) return absl::InvalidArgumentError("no model loaded");
-  auto impl = std::make_unique<Impl>(options, std::move(model), metrics, model_threads);
+  auto impl = std::make_unique<Impl>(options, std::move(model), metrics, model_threads, store);
   impl->metrics->SetQueueSegments(0);
   impl->metrics->SetCacheBytes(0);
   Impl* raw = impl.get();

@@ -31,6 +31,7 @@
 #include "encoder_service/engine/engine_options.h"
 #include "encoder_service/engine/engine_types.h"
 #include "encoder_service/engine/model_loader.h"
+#include "encoder_service/engine/shared_store.h"
 #include "encoder_service/engine/slot_cache.h"
 
 namespace icae::encoder {
@@ -38,11 +39,15 @@ namespace icae::encoder {
 class Engine {
  public:
   // Validates `options` (alone and against the model) and starts the executor threads, each
-  // using `model_threads` LibTorch intra-op threads (0 = every core). `metrics` may be null and
-  // must outlive the engine.
+  // using `model_threads` LibTorch intra-op threads (0 = every core). `metrics` and `store` may
+  // be null and must outlive the engine. With a store, a span missing from the local cache is
+  // looked up there (one round trip per request, on the calling thread) before it is computed,
+  // and computed spans are written back (in the background; before the result for a request
+  // with want_stored).
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options,
                                                         EncoderModel model, EngineMetrics* metrics,
-                                                        int model_threads = 0);
+                                                        int model_threads = 0,
+                                                        SharedSlotStore* store = nullptr);
   // Shutdown().
   ~Engine();
   Engine(const Engine&) = delete;
@@ -51,7 +56,7 @@ class Engine {
   // On OK, `done` will be called exactly once, possibly before Enqueue returns (every span a cache
   // hit). Errors (then `done` is never called): InvalidArgument (bad input, see
   // request_validation.h, or a request needing more segments than the whole queue holds),
-  // FailedPrecondition (text without a tokenizer), ResourceExhausted (the queue is full: retry
+  // FailedPrecondition (text without a tokenizer, or want_stored without a store), ResourceExhausted (the queue is full: retry
   // later), Unavailable (shut down).
   absl::StatusOr<RequestId> Enqueue(EncodeRequest request, EncodeCallback done);
 

@@ -29,19 +29,27 @@ struct EncodeRequest {
   std::vector<SpanInput> spans;
   // Dtype of the returned slots (a float dtype); nullopt = the compute dtype.
   std::optional<DType> slot_dtype;
-  // Neither read nor write the slot cache.
+  // Neither read nor write the slot cache (nor the shared store, unless `want_stored`).
   bool bypass_cache = false;
+  // Every span's slots must end up in the shared store before the result (CompressRequest
+  // return_handles); SpanResult.stored says which did. Needs a store (FailedPrecondition).
+  bool want_stored = false;
   // Work still queued when this passes is dropped and the request ends with DEADLINE_EXCEEDED.
   absl::Time deadline = absl::InfiniteFuture();
 };
 
-// Slots of one span: [num_slots, hidden] row-major little-endian elements of `dtype`. `data` is
+// Slots of one span: [num_slots, hidden] row-major little-endian elements of `dtype`; for kInt8
+// also one float32 scale per slot in `scales` (see common/codec/tensor_codec.h). The bytes are
 // immutable and may be shared with the slot cache.
 struct SlotBlock {
   DType dtype = DType::kFloat32;
   int64_t num_slots = 0;
   int64_t hidden = 0;
   std::shared_ptr<const std::string> data;
+  std::shared_ptr<const std::string> scales;  // kInt8 only
+  int64_t bytes() const {
+    return static_cast<int64_t>((data ? data->size() : 0) + (scales ? scales->size() : 0));
+  }
 };
 
 struct SpanResult {
@@ -50,6 +58,11 @@ struct SpanResult {
   int tokens = 0;    // tokens of the span (after tokenization)
   int segments = 0;  // segments it was cut into
   bool cache_hit = false;
+  bool store_hit = false;  // from the shared store (a miss in the local cache)
+  // In the shared store under `store_key` (a handle to them works): set for a request with
+  // want_stored when the store took them.
+  bool stored = false;
+  std::string store_key;
 };
 
 struct EncodeResult {

@@ -17,9 +17,9 @@ absl::Status CheckLength(size_t tokens, int limit, absl::string_view field) {
 }  // namespace
 
 absl::Status ValidateSlotDType(DType dtype) {
-  if (!IsFloating(dtype)) {
+  if (!IsFloating(dtype) && dtype != DType::kInt8) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "slot_dtype: ", DTypeName(dtype), " is not a slot dtype (FLOAT32, BFLOAT16 or FLOAT16)"));
+        "slot_dtype: ", DTypeName(dtype), " is not a slot dtype (FLOAT32, BFLOAT16, FLOAT16 or INT8)"));
   }
   return absl::OkStatus();
 }

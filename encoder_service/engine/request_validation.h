@@ -27,7 +27,7 @@ absl::StatusOr<std::vector<std::vector<int>>> PrepareSpans(const EncodeRequest& 
                                                            const RequestLimits& limits,
                                                            const Tokenizer* tokenizer);
 
-// A slot dtype must be a float dtype: FLOAT32, BFLOAT16 or FLOAT16.
+// A slot dtype must be FLOAT32, BFLOAT16, FLOAT16 or INT8 (quantized per slot).
 absl::Status ValidateSlotDType(DType dtype);
 
 }  // namespace icae::encoder

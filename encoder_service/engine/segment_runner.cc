@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "common/base/status_macros.h"
+#include "common/codec/tensor_codec.h"
 #include "common/model/compressor.h"
 #include "common/model/scalar_type.h"
 #include "common/model/torch_status.h"
@@ -18,12 +19,11 @@ absl::Status RunSegmentBatch(const Compressor& compressor, absl::Span<const Segm
     c10::InferenceMode guard;
     // [segments, mem_size, hidden] on the model's device, compute dtype.
     const at::Tensor cpu = slots.device().is_cpu() ? slots : slots.to(at::kCPU);
-    const int64_t mem = cpu.size(1), hidden = cpu.size(2);
     for (size_t b = 0; b < jobs.size(); ++b) {
-      // One pass: dtype conversion (rounding as Tensor::to does) into the response bytes.
-      at::from_blob(jobs[b].out, {mem, hidden},
-                    at::TensorOptions().dtype(ToScalarType(jobs[b].wire)))
-          .copy_(cpu[static_cast<int64_t>(b)]);
+      // The codec's write path: one pass of dtype conversion (or int8 quantization) straight
+      // into the response bytes.
+      RETURN_IF_ERROR(WriteWireElements(cpu[static_cast<int64_t>(b)], jobs[b].wire, jobs[b].out,
+                                        jobs[b].scales));
     }
     return absl::OkStatus();
   });

@@ -20,8 +20,10 @@ namespace icae::encoder {
 struct SegmentJob {
   absl::Span<const int> ids;  // the segment's tokens, 1..max_segment_tokens ids
   DType wire = DType::kFloat32;
-  // Receives [mem_size, hidden] row-major elements of `wire`.
+  // Receives [mem_size, hidden] row-major elements of `wire` ...
   char* out = nullptr;
+  // ... and for kInt8 the [mem_size] float32 row scales (see common/codec/tensor_codec.h).
+  float* scales = nullptr;
 };
 
 // One model call for every job (right-padded batch). On error nothing useful was written;

@@ -49,7 +49,7 @@ std::optional<SlotBlock> SlotCache::Lookup(const std::string& key) {
 
 void SlotCache::Insert(const std::string& key, SlotBlock block) {
   if (!enabled() || block.data == nullptr) return;
-  const int64_t charge = static_cast<int64_t>(block.data->size() + 2 * key.size()) + kEntryOverhead;
+  const int64_t charge = static_cast<int64_t>(block.bytes() + 2 * key.size()) + kEntryOverhead;
   if (charge > capacity_) return;
   int64_t evicted = 0;
   {

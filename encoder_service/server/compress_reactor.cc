@@ -48,6 +48,7 @@ void CompressReactor::Run(const grpc::ByteBuffer& bytes) {
     End(converted.status());
     return;
   }
+  handles_ = converted->want_stored;
   absl::StatusOr<RequestId> id = engine_->Enqueue(
       *std::move(converted), [this](absl::StatusOr<EncodeResult> r) { Complete(std::move(r)); });
   if (!id.ok()) {
@@ -82,7 +83,7 @@ void CompressReactor::Complete(absl::StatusOr<EncodeResult> result) {
     return;
   }
   v1::CompressResponse response;
-  ToProto(*result, engine_->model_info(), &response);
+  ToProto(*result, engine_->model_info(), handles_, &response);
   End(SerializeCompressResponse(response, response_));
 }
 

@@ -39,6 +39,7 @@ class CompressReactor final : public grpc::ServerUnaryReactor {
   Engine* const engine_;
   RpcScope rpc_;
   const absl::Time deadline_;
+  bool handles_ = false;  // set before Enqueue, read by Complete
   grpc::ByteBuffer* const response_;
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

@@ -19,15 +19,19 @@ absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl
     case v1::FLOAT16:
       out.slot_dtype = DType::kFloat16;
       break;
+    case v1::INT8:
+      out.slot_dtype = DType::kInt8;
+      break;
     default: {
       const v1::DataType dtype = request.slot_dtype();
       const std::string name = v1::DataType_IsValid(dtype) ? v1::DataType_Name(dtype) : "unknown";
       return absl::InvalidArgumentError(
           absl::StrCat("slot_dtype: ", name, " (", static_cast<int>(dtype),
-                       ") is not a slot dtype; use FLOAT32, BFLOAT16 or FLOAT16"));
+                       ") is not a slot dtype; use FLOAT32, BFLOAT16, FLOAT16 or INT8"));
     }
   }
   out.bypass_cache = request.bypass_cache();
+  out.want_stored = request.return_handles();
   out.deadline = deadline;
   out.spans.resize(request.spans_size());
   for (int i = 0; i < request.spans_size(); ++i) {
@@ -51,35 +55,60 @@ absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl
   return out;
 }
 
-void ToProto(const EncodeResult& result, const EngineModelInfo& info,
+void FillMemorySlots(const SlotBlock& slots, const EngineModelInfo& info, int tokens, int segments,
+                     v1::MemorySlots* out) {
+  v1::Tensor* tensor = out->mutable_slots();
+  tensor->set_dtype(ToProtoDataType(slots.dtype));
+  tensor->add_shape(slots.num_slots);
+  tensor->add_shape(slots.hidden);
+  if (slots.data != nullptr) tensor->set_data(*slots.data);
+  if (slots.dtype == DType::kInt8) {
+    v1::Tensor* scale = tensor->mutable_scale();
+    scale->set_dtype(v1::FLOAT32);
+    scale->add_shape(slots.num_slots);
+    if (slots.scales != nullptr) scale->set_data(*slots.scales);
+  }
+  out->set_kind(v1::EMBEDDING);
+  out->set_encoder_id(info.encoder_id);
+  out->set_source_tokens(tokens);
+  out->set_num_segments(segments);
+  out->set_mem_size(info.mem_size);
+}
+
+void ToProto(const EncodeResult& result, const EngineModelInfo& info, bool handles,
              v1::CompressResponse* response) {
   v1::CompressUsage* usage = response->mutable_usage();
   response->mutable_spans()->Reserve(static_cast<int>(result.spans.size()));
   for (const SpanResult& span : result.spans) {
     v1::CompressedSpan* out = response->add_spans();
     out->set_id(span.id);
-    v1::MemorySlots* slots = out->mutable_slots();
-    v1::Tensor* tensor = slots->mutable_slots();
-    tensor->set_dtype(ToProtoDataType(span.slots.dtype));
-    tensor->add_shape(span.slots.num_slots);
-    tensor->add_shape(span.slots.hidden);
-    if (span.slots.data != nullptr) tensor->set_data(*span.slots.data);
-    slots->set_kind(v1::EMBEDDING);
-    slots->set_encoder_id(info.encoder_id);
-    slots->set_source_tokens(span.tokens);
-    slots->set_num_segments(span.segments);
-    slots->set_mem_size(info.mem_size);
+    if (handles && span.stored) {
+      v1::SlotHandle* handle = out->mutable_handle();
+      handle->set_key(span.store_key);
+      handle->set_encoder_id(info.encoder_id);
+      handle->set_kind(v1::EMBEDDING);
+      handle->set_num_slots(static_cast<int32_t>(span.slots.num_slots));
+      handle->set_source_tokens(span.tokens);
+      handle->set_dtype(ToProtoDataType(span.slots.dtype));
+      handle->set_bytes(span.slots.bytes());
+      handle->set_num_segments(span.segments);
+      handle->set_mem_size(info.mem_size);
+    } else {
+      FillMemorySlots(span.slots, info, span.tokens, span.segments, out->mutable_slots());
+    }
     v1::SpanUsage* span_usage = out->mutable_usage();
     span_usage->set_tokens(span.tokens);
     span_usage->set_segments(span.segments);
     span_usage->set_slots(static_cast<int32_t>(span.slots.num_slots));
     span_usage->set_cache_hit(span.cache_hit);
+    span_usage->set_store_hit(span.store_hit);
 
     usage->set_spans(usage->spans() + 1);
     usage->set_tokens(usage->tokens() + span.tokens);
     usage->set_segments(usage->segments() + span.segments);
     usage->set_slots(usage->slots() + span.slots.num_slots);
     if (span.cache_hit) usage->set_cache_hits(usage->cache_hits() + 1);
+    if (span.store_hit) usage->set_store_hits(usage->store_hits() + 1);
   }
   usage->set_queue_seconds(result.queue_seconds);
   usage->set_compute_seconds(result.compute_seconds);
@@ -106,6 +135,8 @@ void FillEncoderInfo(const EngineModelInfo& model, const EngineOptions& options,
   info->set_max_batch_tokens(options.max_batch_tokens);
   info->set_max_queue_segments(options.max_queue_segments);
   info->set_cache_capacity_bytes(options.cache_bytes);
+  info->set_slot_store(server.slot_store);
+  info->set_slot_store_ttl_seconds(server.slot_store_ttl_seconds);
 }
 
 }  // namespace icae::encoder

@@ -42,7 +42,9 @@ TEST_F(EncoderServerTest, GoldenSlotsForSingleAndMultiSegmentSpansAndInfo) {
   EXPECT_EQ(info->max_input_tokens(), 5120);
   EXPECT_EQ(info->max_spans(), 64);
   EXPECT_EQ(info->compute_dtype(), v1::FLOAT32);
-  EXPECT_THAT(info->slot_dtypes(), ::testing::ElementsAre(v1::FLOAT32, v1::BFLOAT16, v1::FLOAT16));
+  EXPECT_THAT(info->slot_dtypes(),
+              ::testing::ElementsAre(v1::FLOAT32, v1::BFLOAT16, v1::FLOAT16, v1::INT8));
+  EXPECT_FALSE(info->slot_store());
   EXPECT_EQ(info->device(), "cpu");
   EXPECT_EQ(info->version(), "0.1.0");
   EXPECT_EQ(info->max_message_bytes(), 64 << 20);

@@ -1,0 +1,246 @@
+// The shared slot store end to end: a real redis-server on loopback, two icae-encoder replicas
+// and an icae-decoder, all with --slot_store. A span compressed on one encoder is a store hit on
+// the other; handles round-trip through the decoder; an expired handle is NOT_FOUND naming its
+// key; INT8 slots decode; killing Redis mid-traffic fails no call.
+#include <atomic>
+#include <thread>
+
+#include "tests/decoder_service/server_fixture.h"
+#include "tests/util/redis_server.h"
+
+namespace icae::decoder {
+namespace {
+
+using ::icae::testing::RedisServer;
+
+struct Encoder {
+  ServerProcess process;
+  std::unique_ptr<EncoderClient> client;
+  double Metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    absl::StatusOr<std::string> text = HttpGet(process.metrics_port(), "/metrics");
+    EXPECT_OK(text);
+    return text.ok() ? MetricValue(*text, name, labels) : -1;
+  }
+};
+
+class SlotStoreTest : public DecoderServerTest {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<RedisServer>> redis = RedisServer::Start();
+    ASSERT_OK(redis);
+    redis_ = *std::move(redis);
+  }
+
+  std::unique_ptr<Encoder> StartEncoder(const std::vector<std::string>& extra) {
+    auto encoder = std::make_unique<Encoder>();
+    std::vector<std::string> args = {"--model",          TinyModelDir(), "--adapter",
+                                     testing::TinyAdapter(), "--listen", "127.0.0.1:0",
+                                     "--metrics_listen", "127.0.0.1:0",  "--threads", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    EXPECT_OK(encoder->process.Start(kEncoderBin, args,
+                                     scratch_->Join(absl::StrCat("enc", ++encoders_, ".log"))));
+    ClientOptions options;
+    options.addresses = {encoder->process.address()};
+    options.max_attempts = 1;
+    auto connection = Connection::Create(options);
+    EXPECT_OK(connection);
+    EXPECT_OK(WaitForServing(**connection, "icae.v1.Encoder", absl::Seconds(60)));
+    encoder->client = std::make_unique<EncoderClient>(*connection);
+    return encoder;
+  }
+
+  static v1::CompressRequest Request(const std::vector<std::vector<int>>& spans,
+                                     v1::DataType dtype = v1::FLOAT32, bool handles = false) {
+    v1::CompressRequest request;
+    for (const std::vector<int>& ids : spans) {
+      request.add_spans()->mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+    }
+    request.set_slot_dtype(dtype);
+    request.set_return_handles(handles);
+    return request;
+  }
+
+  static v1::GenerateRequest AeRequest(v1::ContextPart part) {
+    v1::GenerateRequest request;
+    *request.add_context() = std::move(part);
+    request.set_template_name("ae");
+    request.set_max_new_tokens(12);
+    return request;
+  }
+
+  std::unique_ptr<RedisServer> redis_;
+  int encoders_ = 0;
+};
+
+TEST_F(SlotStoreTest, AStoreHitOnAnotherReplicaAndHandlesThroughTheDecoder) {
+  std::unique_ptr<Encoder> a = StartEncoder({"--slot_store", redis_->url()});
+  std::unique_ptr<Encoder> b = StartEncoder({"--slot_store", redis_->url()});
+  const std::vector<int> ids = ToIds(IcaeFixture("context40_ids"));
+
+  absl::StatusOr<v1::CompressResponse> first = a->client->Compress(Request({ids}));
+  ASSERT_OK(first);
+  EXPECT_FALSE(first->spans(0).usage().store_hit());
+  // A writes in the background: B asks once the write has landed.
+  for (int i = 0; i < 200 && a->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}) < 1;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  absl::StatusOr<v1::CompressResponse> second = b->client->Compress(Request({ids}));
+  ASSERT_OK(second);
+  ASSERT_TRUE(second->spans(0).usage().store_hit()) << b->process.Log();
+  EXPECT_FALSE(second->spans(0).usage().cache_hit());
+  EXPECT_EQ(second->usage().store_hits(), 1);
+  EXPECT_TRUE(second->spans(0).slots().slots().data() == first->spans(0).slots().slots().data());
+  EXPECT_GE(b->Metric("icae_encoder_store_lookups_total", {{"result", "hit"}}), 1);
+  EXPECT_GE(a->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}), 1);
+  absl::StatusOr<v1::EncoderInfo> info = a->client->GetInfo();
+  ASSERT_OK(info);
+  EXPECT_TRUE(info->slot_store());
+  EXPECT_EQ(info->slot_store_ttl_seconds(), 3600);
+
+  // Handles: the response carries keys, not tensors; the decoder fetches and decodes them to the
+  // golden ids, exactly as the inline slots do.
+  std::unique_ptr<Server> decoder =
+      StartDecoder(TinyModelDir(), testing::TinyAdapter(), {"--slot_store", redis_->url()},
+                   scratch_->Join("store-decoder.log"));
+  ASSERT_NE(decoder, nullptr);
+  EXPECT_TRUE(decoder->info.slot_store());
+  const std::vector<int> other = ToIds(IcaeFixture("context_ids"));
+  absl::StatusOr<v1::CompressResponse> handled =
+      b->client->Compress(Request({ids, other}, v1::FLOAT32, /*handles=*/true));
+  ASSERT_OK(handled);
+  for (const v1::CompressedSpan& span : handled->spans()) {
+    ASSERT_TRUE(span.has_handle());
+    EXPECT_FALSE(span.has_slots());
+    EXPECT_EQ(span.handle().key().rfind("icae:slots:", 0), 0u);
+    EXPECT_EQ(span.handle().encoder_id(), decoder->info.accepted_encoder_id());
+  }
+  EXPECT_EQ(handled->spans(0).handle().key(), handled->spans(0).handle().key());
+  v1::ContextPart by_handle;
+  *by_handle.mutable_handle() = handled->spans(1).handle();
+  absl::StatusOr<v1::GenerateResponse> via_handle = decoder->client->Generate(AeRequest(by_handle));
+  ASSERT_OK(via_handle) << decoder->process.Log();
+  EXPECT_EQ(Ids(via_handle->token_ids()), ToIds(IcaeFixture("ae_greedy_ids")));
+  EXPECT_EQ(via_handle->usage().uncompressed_context_tokens(), static_cast<int>(other.size()));
+  EXPECT_GE(decoder->Metric("icae_decoder_store_lookups_total", {{"result", "hit"}}), 1);
+
+  // A handle whose key is unknown: NOT_FOUND naming it. A handle that lies about its slots:
+  // INVALID_ARGUMENT. A handle to a decoder without a store: FAILED_PRECONDITION.
+  v1::ContextPart unknown = by_handle;
+  unknown.mutable_handle()->set_key("icae:slots:feedface");
+  EXPECT_THAT(decoder->client->Generate(AeRequest(unknown)),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("icae:slots:feedface")));
+  v1::ContextPart lying = by_handle;
+  lying.mutable_handle()->set_num_slots(999);
+  EXPECT_THAT(decoder->client->Generate(AeRequest(lying)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the handle says")));
+  EXPECT_THAT(Tiny()->client->Generate(AeRequest(by_handle)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--slot_store")));
+}
+
+TEST_F(SlotStoreTest, HandlesExpireAndNeedAStore) {
+  std::unique_ptr<Encoder> encoder =
+      StartEncoder({"--slot_store", redis_->url(), "--slot_store_ttl", "1"});
+  std::unique_ptr<Server> decoder =
+      StartDecoder(TinyModelDir(), testing::TinyAdapter(), {"--slot_store", redis_->url()},
+                   scratch_->Join("ttl-decoder.log"));
+  ASSERT_NE(decoder, nullptr);
+  absl::StatusOr<v1::CompressResponse> handled = encoder->client->Compress(
+      Request({ToIds(IcaeFixture("context_ids"))}, v1::BFLOAT16, /*handles=*/true));
+  ASSERT_OK(handled);
+  ASSERT_TRUE(handled->spans(0).has_handle());
+  EXPECT_EQ(handled->spans(0).handle().dtype(), v1::BFLOAT16);
+  v1::ContextPart part;
+  *part.mutable_handle() = handled->spans(0).handle();
+  ASSERT_OK(decoder->client->Generate(AeRequest(part)));
+  absl::SleepFor(absl::Milliseconds(2200));
+  EXPECT_THAT(decoder->client->Generate(AeRequest(part)),
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr(handled->spans(0).handle().key()), HasSubstr("compress"))));
+
+  // An encoder without a store cannot give handles.
+  std::unique_ptr<Encoder> plain = StartEncoder({});
+  EXPECT_THAT(plain->client->Compress(Request({{1, 2, 3}}, v1::FLOAT32, true)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--slot_store")));
+}
+
+TEST_F(SlotStoreTest, Int8SlotsAreAQuarterOfTheBytesAndDecode) {
+  std::unique_ptr<Encoder> encoder = StartEncoder({});
+  const std::vector<int> ids = ToIds(IcaeFixture("context_ids"));
+  absl::StatusOr<v1::CompressResponse> f32 = encoder->client->Compress(Request({ids}));
+  absl::StatusOr<v1::CompressResponse> i8 = encoder->client->Compress(Request({ids}, v1::INT8));
+  ASSERT_OK(f32);
+  ASSERT_OK(i8);
+  const v1::Tensor& q = i8->spans(0).slots().slots();
+  EXPECT_EQ(q.dtype(), v1::INT8);
+  EXPECT_EQ(q.data().size() * 4, f32->spans(0).slots().slots().data().size());
+  EXPECT_EQ(q.scale().data().size(), 4u * static_cast<size_t>(q.shape(0)));
+  // Within half a step of the float32 slots, row by row.
+  absl::StatusOr<at::Tensor> dequantized = DecodeTensor(q, 1 << 20);
+  absl::StatusOr<at::Tensor> exact = DecodeTensor(f32->spans(0).slots().slots(), 1 << 20);
+  ASSERT_OK(dequantized);
+  ASSERT_OK(exact);
+  const at::Tensor step = exact->abs().amax(1) / 127;
+  EXPECT_TRUE((dequantized->sub(*exact).abs() <= step.unsqueeze(1) * 0.5001 + 1e-7).all().item<bool>());
+
+  v1::ContextPart part;
+  *part.mutable_slots() = i8->spans(0).slots();
+  absl::StatusOr<v1::GenerateResponse> decoded = Tiny()->client->Generate(AeRequest(part));
+  ASSERT_OK(decoded);
+  absl::StatusOr<v1::GenerateResponse> reference =
+      Tiny()->client->Generate(AeRequest([&] {
+        v1::ContextPart p;
+        *p.mutable_slots() = f32->spans(0).slots();
+        return p;
+      }()));
+  ASSERT_OK(reference);
+  EXPECT_EQ(Ids(reference->token_ids()), ToIds(IcaeFixture("ae_greedy_ids")));
+  // The tiny golden model is random: report how much of its greedy output int8 keeps.
+  const std::vector<int> a = Ids(decoded->token_ids()), b = Ids(reference->token_ids());
+  size_t same = 0;
+  while (same < a.size() && same < b.size() && a[same] == b[same]) ++same;
+  std::cout << "int8 slots: first " << same << " of " << b.size()
+            << " greedy tokens equal to float32's\n";
+  EXPECT_GE(same, 1u);
+}
+
+TEST_F(SlotStoreTest, RedisKilledMidTrafficFailsNoCall) {
+  std::unique_ptr<Encoder> encoder =
+      StartEncoder({"--slot_store", redis_->url(), "--slot_store_timeout_ms", "100"});
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_error;
+  std::thread traffic([&] {
+    for (int n = 0; !stop.load(); ++n) {
+      // Distinct spans (misses: lookups and writes), every third one asking for handles.
+      absl::StatusOr<v1::CompressResponse> r = encoder->client->Compress(
+          Request({{1 + n % 300, 2, 3, 4, 5, 6, 7, 8 + n / 300}}, v1::FLOAT32, n % 3 == 0));
+      if (r.ok() && r->spans_size() == 1 &&
+          (r->spans(0).has_handle() || r->spans(0).slots().slots().data().size() > 0)) {
+        ++ok;
+      } else {
+        if (failed++ == 0) first_error = r.ok() ? "empty span" : r.status().ToString();
+      }
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(500));
+  redis_->Kill();
+  absl::SleepFor(absl::Milliseconds(1500));
+  ASSERT_OK(redis_->Restart());
+  absl::SleepFor(absl::Milliseconds(1500));
+  stop = true;
+  traffic.join();
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_GT(ok.load(), 20);
+  EXPECT_GT(encoder->Metric("icae_encoder_store_lookups_total", {{"result", "error"}}), 0);
+  // Back after the restart: writes succeed again.
+  const double written = encoder->Metric("icae_encoder_store_writes_total", {{"result", "ok"}});
+  absl::StatusOr<v1::CompressResponse> after =
+      encoder->client->Compress(Request({{9, 9, 9, 9}}, v1::FLOAT32, true));
+  ASSERT_OK(after);
+  EXPECT_TRUE(after->spans(0).has_handle());
+  EXPECT_GT(encoder->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}), written);
+}
+
+}  // namespace
+}  // namespace icae::decoder
