@@ -5,6 +5,9 @@
 #include <atomic>
 #include <thread>
 
+#include "common/client/encoder_router.h"
+#include "common/client/handle_retry.h"
+#include "common/store/redis_client.h"
 #include "tests/decoder_service/server_fixture.h"
 #include "tests/util/redis_server.h"
 
@@ -158,6 +161,25 @@ TEST_F(SlotStoreTest, HandlesExpireAndNeedAStore) {
               StatusIs(absl::StatusCode::kNotFound,
                        AllOf(HasSubstr(handled->spans(0).handle().key()), HasSubstr("compress"))));
 
+  // The client library recompresses an expired handle and retries.
+  ClientOptions options;
+  options.addresses = {encoder->process.address()};
+  absl::StatusOr<EncoderRouter> router = EncoderRouter::Create(options, RoutingPolicy::kContentHash);
+  ASSERT_OK(router);
+  v1::Span source;
+  const std::vector<int> source_ids = ToIds(IcaeFixture("context_ids"));
+  source.mutable_token_ids()->mutable_ids()->Add(source_ids.begin(), source_ids.end());
+  absl::StatusOr<v1::GenerateResponse> retried =
+      GenerateWithHandles(*router, *decoder->client, AeRequest(part), {source});
+  ASSERT_OK(retried);
+  EXPECT_EQ(Ids(retried->token_ids()), ToIds(IcaeFixture("ae_greedy_ids")));
+  // Evicted again, and no source to recompress from: the NOT_FOUND comes back.
+  RedisOptions redis;
+  redis.port = redis_->port();
+  ASSERT_OK(RedisClient(redis).Delete({part.handle().key()}));
+  EXPECT_THAT(GenerateWithHandles(*router, *decoder->client, AeRequest(part), {std::nullopt}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(part.handle().key())));
+
   // An encoder without a store cannot give handles.
   std::unique_ptr<Encoder> plain = StartEncoder({});
   EXPECT_THAT(plain->client->Compress(Request({{1, 2, 3}}, v1::FLOAT32, true)),
@@ -240,6 +262,66 @@ TEST_F(SlotStoreTest, RedisKilledMidTrafficFailsNoCall) {
   ASSERT_OK(after);
   EXPECT_TRUE(after->spans(0).has_handle());
   EXPECT_GT(encoder->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}), written);
+}
+
+TEST_F(SlotStoreTest, HashRoutingSendsRepeatsToOneReplicaAndFallsBack) {
+  std::vector<std::unique_ptr<Encoder>> encoders;
+  ClientOptions options;
+  for (int i = 0; i < 3; ++i) {
+    encoders.push_back(StartEncoder({}));
+    options.addresses.push_back(encoders.back()->process.address());
+  }
+  options.max_attempts = 1;
+  absl::StatusOr<EncoderRouter> hashed = EncoderRouter::Create(options, RoutingPolicy::kContentHash);
+  ASSERT_OK(hashed);
+  EXPECT_EQ(hashed->replicas(), 3u);
+  // 12 documents, each asked 3 times, 2 per request: with hash routing every repeat is a hit.
+  std::vector<std::vector<int>> docs;
+  for (int d = 0; d < 12; ++d) docs.push_back({5 + d, 6, 7, 8, 9 + d, 10, 11});
+  int hits = 0, spans = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int d = 0; d < 12; d += 2) {
+      absl::StatusOr<v1::CompressResponse> r = hashed->Compress(Request({docs[d], docs[d + 1]}));
+      ASSERT_OK(r);
+      ASSERT_EQ(r->spans_size(), 2);
+      hits += r->usage().cache_hits();
+      spans += r->spans_size();
+      // Order is kept across replicas.
+      EXPECT_EQ(r->spans(0).usage().tokens(), 7);
+    }
+  }
+  EXPECT_EQ(spans, 36);
+  EXPECT_EQ(hits, 24);
+  // Every replica took a share (12 keys over 3 replicas), and no document was computed twice.
+  double computed = 0;
+  for (auto& e : encoders) {
+    const double misses = e->Metric("icae_encoder_cache_misses_total");
+    EXPECT_GT(misses, 0);
+    computed += misses;
+  }
+  EXPECT_EQ(computed, 12);
+
+  // A replica goes away: its spans fall back to their next replica; nothing fails.
+  encoders[0]->process.Signal(SIGKILL);
+  ASSERT_OK(encoders[0]->process.Wait(absl::Seconds(10)).status());
+  for (int d = 0; d < 12; d += 2) {
+    ASSERT_OK(hashed->Compress(Request({docs[d], docs[d + 1]})));
+  }
+  // The ranking is the content's: the same key ranks the same everywhere, and dropping a replica
+  // only moves the keys it held.
+  const std::vector<std::string> three = {"a:1", "b:2", "c:3"}, two = {"a:1", "c:3"};
+  int moved = 0;
+  for (int k = 0; k < 300; ++k) {
+    const std::string key = SpanContentKey(Request({{k}}).spans(0));
+    const std::vector<size_t> r3 = RendezvousRanking(key, three), r2 = RendezvousRanking(key, two);
+    if (three[r3[0]] != "b:2") {
+      EXPECT_EQ(two[r2[0]], three[r3[0]]);
+    } else {
+      ++moved;
+    }
+  }
+  EXPECT_GT(moved, 60);
+  EXPECT_LT(moved, 140);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ absl::Status RedisServer::Launch() {
   pid_ = ::fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
   if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no server behind
     const int null_fd = ::open("/dev/null", O_WRONLY);  // its start-up banner and warnings
     if (null_fd >= 0) ::dup2(null_fd, STDOUT_FILENO);
     ::execv(kRedisServer, argv.data());

@@ -14,15 +14,16 @@ The generated protobuf modules are found through ``ICAE_PYTHON_STUBS`` (see ``_p
 
 from .channel import Connection, build_service_config, build_target
 from .decoder import Chunk, DecoderClient, Result, Usage, build_request
-from .encoder import EncoderClient
+from .encoder import EncoderClient, rendezvous_ranking, span_content_key
 from .errors import IcaeError
-from .slots import CompressResult, Slots, tensor_to_numpy
+from .slots import CompressResult, Handle, Slots, tensor_to_numpy
 from ._proto import decoder_pb2, encoder_pb2, slots_pb2, tensor_pb2
 
 __all__ = [
-    "Chunk", "CompressResult", "Connection", "DecoderClient", "EncoderClient", "IcaeError",
-    "Result", "Slots", "Usage", "build_request", "build_service_config", "build_target",
-    "decoder_pb2", "encoder_pb2", "slots_pb2", "tensor_pb2", "tensor_to_numpy",
+    "Chunk", "CompressResult", "Connection", "DecoderClient", "EncoderClient", "Handle",
+    "IcaeError", "Result", "Slots", "Usage", "build_request", "build_service_config",
+    "build_target", "decoder_pb2", "encoder_pb2", "rendezvous_ranking", "slots_pb2",
+    "span_content_key", "tensor_pb2", "tensor_to_numpy",
 ]
 
 __version__ = "0.1.0"

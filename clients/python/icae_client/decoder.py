@@ -12,10 +12,12 @@ from ._proto import decoder_pb2, decoder_pb2_grpc, encoder_pb2, slots_pb2
 from .channel import Addresses
 from .encoder import token_ids
 from .errors import IcaeError
-from .slots import Slots
+from .slots import Handle, Slots
 
-# One context part: compressed slots, plain text (tokenized without BOS), or token ids.
-ContextPart = Union[Slots, slots_pb2.MemorySlots, str, Sequence[int]]
+# One context part: compressed slots, a handle to stored slots, plain text (tokenized without
+# BOS), or token ids.
+ContextPart = Union[Slots, Handle, slots_pb2.MemorySlots, slots_pb2.SlotHandle, str,
+                    Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,16 @@ def _finish_reason(value: int) -> Optional[str]:
 
 
 def make_context_part(part: ContextPart) -> decoder_pb2.ContextPart:
-    """Slots / MemorySlots -> slots part; str -> text part; sequence of ints -> token-id part."""
+    """Slots / MemorySlots -> slots part; Handle / SlotHandle -> handle part; str -> text part;
+    sequence of ints -> token-id part."""
     if isinstance(part, Slots):
         return decoder_pb2.ContextPart(slots=part.proto)
     if isinstance(part, slots_pb2.MemorySlots):
         return decoder_pb2.ContextPart(slots=part)
+    if isinstance(part, Handle):
+        return decoder_pb2.ContextPart(handle=part.proto)
+    if isinstance(part, slots_pb2.SlotHandle):
+        return decoder_pb2.ContextPart(handle=part)
     if isinstance(part, str):
         return decoder_pb2.ContextPart(text=part)
     if isinstance(part, (bytes, bytearray, int)):
@@ -97,7 +104,8 @@ def build_request(context: Union[ContextPart, Sequence[ContextPart]] = (),
                   request_id: str = "", ignore_eos: bool = False
                   ) -> decoder_pb2.GenerateRequest:
     """The GenerateRequest for ``DecoderClient.generate`` / ``stream`` (same arguments)."""
-    parts: List[Any] = ([context] if isinstance(context, (Slots, slots_pb2.MemorySlots, str))
+    parts: List[Any] = ([context] if isinstance(context, (Slots, Handle, slots_pb2.MemorySlots,
+                                                          slots_pb2.SlotHandle, str))
                         else list(context))
     if isinstance(stop, str):
         stop = [stop]
@@ -143,7 +151,7 @@ class DecoderClient(BaseClient):
                  max_new_tokens: int = 0, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 0.0, seed: Optional[int] = None, stop: Sequence[str] = (),
                  request_id: str = "", ignore_eos: bool = False,
-                 timeout: Optional[float] = None) -> Result:
+                 timeout: Optional[float] = None, recompress: Any = None) -> Result:
         """Generates a whole answer.
 
         Args:
@@ -159,12 +167,29 @@ class DecoderClient(BaseClient):
             request_id: echoed in the result.
             ignore_eos: keep generating past EOS until ``max_new_tokens``.
             timeout: deadline of this call in seconds (default: the connection's).
+            recompress: an ``EncoderClient``. When the decoder answers NOT_FOUND (a ``Handle``
+                in the context expired from the slot store), its handles are compressed again
+                from their source spans and the call retried once.
         """
         request = build_request(context, prompt, template=template,
                                 max_new_tokens=max_new_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, stop=stop,
                                 request_id=request_id, ignore_eos=ignore_eos)
-        return self.generate_request(request, timeout=timeout)
+        try:
+            return self.generate_request(request, timeout=timeout)
+        except IcaeError as e:
+            parts = [context] if not isinstance(context, (list, tuple)) else list(context)
+            stale = [i for i, p in enumerate(parts)
+                     if isinstance(p, Handle) and p.source is not None]
+            if recompress is None or e.code != grpc.StatusCode.NOT_FOUND or not stale:
+                raise
+            fresh = recompress.compress_request(
+                encoder_pb2.CompressRequest(spans=[parts[i].source for i in stale],
+                                            slot_dtype=parts[stale[0]].proto.dtype,
+                                            return_handles=True))
+            for i, replacement in zip(stale, fresh):
+                request.context[i].CopyFrom(make_context_part(replacement))
+            return self.generate_request(request, timeout=timeout)
 
     def generate_request(self, request: decoder_pb2.GenerateRequest, *,
                          timeout: Optional[float] = None) -> Result:

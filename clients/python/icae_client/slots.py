@@ -16,6 +16,7 @@ _ITEM = {
     tensor_pb2.BFLOAT16: ("<u2", 2),
     tensor_pb2.INT32: ("<i4", 4),
     tensor_pb2.INT64: ("<i8", 8),
+    tensor_pb2.INT8: ("<i1", 1),
 }
 
 
@@ -29,6 +30,7 @@ def tensor_to_numpy(tensor: tensor_pb2.Tensor) -> "numpy.ndarray":
 
     FLOAT32, FLOAT16, INT32 and INT64 keep their dtype. BFLOAT16 (the upper half of a binary32)
     has no NumPy dtype, so it is widened exactly to float32 by shifting each value 16 bits left.
+    INT8 (symmetric per-row quantization) is dequantized to float32 with its ``scale`` tensor.
 
     Raises:
         ValueError: unknown dtype, negative dimension, or a byte length that does not match
@@ -49,6 +51,15 @@ def tensor_to_numpy(tensor: tensor_pb2.Tensor) -> "numpy.ndarray":
         raise ValueError(f"tensor of shape {list(shape)} and dtype {dtype_name(tensor.dtype)} "
                          f"needs {count * item_size} bytes, has {len(tensor.data)}")
     array = np.frombuffer(tensor.data, dtype=np_dtype, count=count)
+    if tensor.dtype == tensor_pb2.INT8:
+        if not shape:
+            raise ValueError("an INT8 tensor needs rank >= 1")
+        scale = tensor_to_numpy(tensor.scale) if tensor.HasField("scale") else None
+        if (scale is None or tensor.scale.dtype != tensor_pb2.FLOAT32
+                or tuple(scale.shape) != shape[:-1]):
+            raise ValueError(f"INT8 tensor of shape {list(shape)} needs a FLOAT32 scale of "
+                             f"shape {list(shape[:-1])}")
+        return array.reshape(shape).astype(np.float32) * scale[..., None]
     if tensor.dtype == tensor_pb2.BFLOAT16:
         array = (array.astype(np.uint32) << 16).view(np.float32)
     else:
@@ -124,7 +135,7 @@ class Slots:
 
     @property
     def dtype(self) -> str:
-        """Wire dtype name: ``"FLOAT32"``, ``"BFLOAT16"`` or ``"FLOAT16"``."""
+        """Wire dtype name: ``"FLOAT32"``, ``"BFLOAT16"``, ``"FLOAT16"`` or ``"INT8"``."""
         return dtype_name(self._proto.slots.dtype)
 
     @property
@@ -146,8 +157,8 @@ class Slots:
         """The slot tensor ``[num_slots, hidden]`` as a new NumPy array.
 
         Args:
-            dtype: convert to this dtype. By default FLOAT32 and FLOAT16 keep theirs and
-                BFLOAT16 is widened (exactly) to float32.
+            dtype: convert to this dtype. By default FLOAT32 and FLOAT16 keep theirs, BFLOAT16
+                is widened (exactly) to float32 and INT8 is dequantized to float32.
         """
         array = tensor_to_numpy(self._proto.slots)
         return array if dtype is None else array.astype(dtype)
@@ -168,11 +179,72 @@ class Slots:
                 f"source_tokens={self.source_tokens}, encoder_id={self.encoder_id[:12]}...)")
 
 
-class CompressResult(List[Slots]):
-    """``list[Slots]``, one per span in request order, plus the request's ``usage``
-    (``icae.v1.CompressUsage``: spans, tokens, segments, slots, cache_hits, queue_seconds,
-    compute_seconds)."""
+class Handle:
+    """Slots kept in the shared slot store (``compress(..., handles=True)``): an
+    ``icae.v1.SlotHandle`` whose key a decoder with the same store fetches. Passing a Handle to
+    ``DecoderClient.generate`` sends the key instead of the tensor; ``source`` is the span it was
+    made from, so an expired handle can be compressed again (``generate(..., recompress=...)``).
+    """
 
-    def __init__(self, slots: List[Slots], usage: encoder_pb2.CompressUsage) -> None:
+    __slots__ = ("_proto", "_id", "_usage", "source")
+
+    def __init__(self, proto: slots_pb2.SlotHandle, span_id: str = "",
+                 usage: Optional[encoder_pb2.SpanUsage] = None,
+                 source: Optional[encoder_pb2.Span] = None) -> None:
+        if not isinstance(proto, slots_pb2.SlotHandle):
+            raise TypeError(f"expected icae.v1.SlotHandle, got {type(proto).__name__}")
+        self._proto = proto
+        self._id = span_id
+        self._usage = usage
+        self.source = source
+
+    @property
+    def proto(self) -> slots_pb2.SlotHandle:
+        return self._proto
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def usage(self) -> Optional[encoder_pb2.SpanUsage]:
+        return self._usage
+
+    @property
+    def key(self) -> str:
+        """The store key (``icae:slots:`` + 64 hex digits)."""
+        return self._proto.key
+
+    @property
+    def encoder_id(self) -> str:
+        return self._proto.encoder_id
+
+    @property
+    def num_slots(self) -> int:
+        return self._proto.num_slots
+
+    @property
+    def source_tokens(self) -> int:
+        return self._proto.source_tokens
+
+    @property
+    def dtype(self) -> str:
+        return dtype_name(self._proto.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the store holds for it (what the handle saves on every Generate call)."""
+        return self._proto.bytes
+
+    def __repr__(self) -> str:
+        return f"Handle(id={self._id!r}, key={self.key[:24]}..., num_slots={self.num_slots})"
+
+
+class CompressResult(List[Any]):
+    """``list`` of ``Slots`` (or ``Handle`` when handles were asked for and stored), one per span
+    in request order, plus the request's ``usage`` (``icae.v1.CompressUsage``: spans, tokens,
+    segments, slots, cache_hits, store_hits, queue_seconds, compute_seconds)."""
+
+    def __init__(self, slots: List[Any], usage: encoder_pb2.CompressUsage) -> None:
         super().__init__(slots)
         self.usage = usage
