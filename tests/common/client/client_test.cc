@@ -6,6 +6,7 @@
 
 #include "common/client/decoder_client.h"
 #include "common/client/encoder_client.h"
+#include "common/client/encoder_router.h"
 #include "common/client/health_client.h"
 #include "tests/common/serving/serving_test_util.h"
 #include "tests/util/test_util.h"
@@ -27,6 +28,25 @@ TEST(BuildTargetTest, OneAddressIsUsedAsIsSeveralBecomeAnIpList) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dns:///")));
   EXPECT_THAT(BuildTarget({"10.0.0.1:1", "dns:///x:2"}),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+// The content key and ranking are a protocol between clients: the Python client asserts the same
+// values (tests/clients/python_slot_store_test.py).
+TEST(EncoderRouterTest, ContentKeysAndRankingAreTheSpecifiedOnes) {
+  v1::Span ids;
+  ids.mutable_token_ids()->add_ids(1);
+  ids.mutable_token_ids()->add_ids(2);
+  ids.mutable_token_ids()->add_ids(3);
+  EXPECT_EQ(SpanContentKey(ids), "79ae57b5a2cc8051b389dbfcd049dcd5384fc4001e39201278902818b22a8b4a");
+  v1::Span text;
+  text.set_text("h\xc3\xa9llo");
+  EXPECT_EQ(SpanContentKey(text), "38c5a283ffb18030641554c44cbbc74be291bbd0caaf34fe320021ad67f05e8c");
+  EXPECT_THAT(RendezvousRanking(SpanContentKey(ids), {"a:1", "b:2", "c:3"}),
+              ::testing::ElementsAre(1, 2, 0));
+  ASSERT_OK(ParseRoutingPolicy("hash"));
+  EXPECT_EQ(*ParseRoutingPolicy("hash"), RoutingPolicy::kContentHash);
+  EXPECT_THAT(ParseRoutingPolicy("random").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hash or round_robin")));
 }
 
 TEST(BuildServiceConfigTest, RoundRobinAndRetryOfUnavailable) {
