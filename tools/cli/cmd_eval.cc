@@ -31,6 +31,10 @@ int RunEval(const Args& args) {
   flags.Int("max-spans", &max_spans, "evaluate at most this many spans (0 = all)");
   flags.Int("batch", &batch, "spans decoded together");
   flags.String("json", &json_out, "also write the figures as a JSON object to this file");
+  std::string slot_dtype;
+  flags.String("slot-dtype", &slot_dtype,
+               "send the slots through the wire codec as float32, bfloat16, float16 or int8 "
+               "first (default: none, the compute dtype's slots)");
   int code = kExitOk;
   if (!ParseCommandFlags(flags, cmd, args, &code)) return code;
   if (file.empty()) return UsageError(cmd, "--file is required");
@@ -38,6 +42,13 @@ int RunEval(const Args& args) {
   if (span_tokens < 0) return UsageError(cmd, "--span-tokens must be >= 0");
   if (max_spans < 0) return UsageError(cmd, "--max-spans must be >= 0");
   if (batch <= 0) return UsageError(cmd, "--batch must be positive");
+  std::optional<DType> wire;
+  if (!slot_dtype.empty()) {
+    wire = DTypeFromName(slot_dtype);
+    if (!wire || !(IsFloating(*wire) || *wire == DType::kInt8)) {
+      return UsageError(cmd, "--slot-dtype: expected float32, bfloat16, float16 or int8");
+    }
+  }
   Runtime runtime;
   if (int c = PrepareRuntime(cmd, model_flags, &runtime); c != kExitOk) return c;
 
@@ -63,7 +74,7 @@ int RunEval(const Args& args) {
   auto result = EvaluateSpans(**compressor, **decoder, spans, batch, [](int done, int total) {
     std::fprintf(stderr, "\revaluated %d/%d spans", done, total);
     if (done == total) std::fputc('\n', stderr);
-  });
+  }, wire);
   if (!result.ok()) return Failure(cmd, result.status());
   const EvalResult& r = *result;
   const double slot_gap = 100.0 * (r.ppl_slots / r.ppl_text - 1.0);
@@ -97,6 +108,7 @@ int RunEval(const Args& args) {
                         {"bleu4", r.bleu4},       {"exact_match", r.exact_match},
                         {"ppl_text", r.ppl_text}, {"ppl_slots", r.ppl_slots},
                         {"ppl_none", r.ppl_none},
+                        {"slot_dtype", wire ? std::string(DTypeName(*wire)) : "compute"},
                         {"ppl_by_position", bands}};
     absl::Status s = WriteStringToFile(json_out, j.dump(2) + "\n");
     if (!s.ok()) return Failure(cmd, s);

@@ -1,5 +1,7 @@
 #include "tools/cli/eval_spans.h"
 
+#include "common/codec/tensor_codec.h"
+
 #include <cmath>
 
 #include "common/base/status_macros.h"
@@ -58,7 +60,7 @@ std::vector<std::pair<std::vector<int>, std::vector<int>>> CutSpans(const std::v
 absl::StatusOr<EvalResult> EvaluateSpans(
     const Compressor& compressor, const SlotDecoder& decoder,
     const std::vector<std::pair<std::vector<int>, std::vector<int>>>& spans, int batch,
-    const std::function<void(int, int)>& progress) {
+    const std::function<void(int, int)>& progress, std::optional<DType> wire) {
   if (spans.empty()) return absl::InvalidArgumentError("no spans to evaluate");
   EvalResult result;
   result.spans = static_cast<int>(spans.size());
@@ -73,6 +75,12 @@ absl::StatusOr<EvalResult> EvaluateSpans(
     std::vector<at::Tensor> slots;
     for (size_t i = begin; i < end; ++i) {
       ASSIGN_OR_RETURN(at::Tensor s, compressor.CompressSpan(spans[i].first));
+      if (wire.has_value()) {
+        v1::Tensor proto;
+        RETURN_IF_ERROR(EncodeTensor(s, ToProtoDataType(*wire), &proto));
+        ASSIGN_OR_RETURN(at::Tensor decoded, DecodeTensor(proto, s.numel()));
+        s = decoded.to(s.scalar_type());
+      }
       slots.push_back(s);
     }
     std::vector<GenerationInput> inputs;

@@ -7,9 +7,11 @@
 
 #include <functional>
 #include <string>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/base/dtype.h"
 #include "common/model/compressor.h"
 #include "common/model/slot_decoder.h"
 
@@ -42,11 +44,14 @@ struct EvalResult {
 std::vector<std::pair<std::vector<int>, std::vector<int>>> CutSpans(const std::vector<int>& ids,
                                                                     int span_tokens, int max_spans);
 
-// `progress(done, total)` is called after each batch of spans (may be empty).
+// `progress(done, total)` is called after each batch of spans (may be empty). With `wire`, every
+// span's slots first take the wire codec's round trip in that dtype (as a Compress response
+// carries them, e.g. int8 quantized), then are decoded in the compute dtype.
 absl::StatusOr<EvalResult> EvaluateSpans(
     const Compressor& compressor, const SlotDecoder& decoder,
     const std::vector<std::pair<std::vector<int>, std::vector<int>>>& spans, int batch,
-    const std::function<void(int, int)>& progress);
+    const std::function<void(int, int)>& progress,
+    std::optional<DType> wire = std::nullopt);
 
 }  // namespace icae::cli
 
