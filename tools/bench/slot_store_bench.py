@@ -4,7 +4,8 @@
 1. Cache hit ratio with 3 encoder replicas, 300 single-span requests over 50 documents (a seeded
    Zipf-like draw): one replica (the baseline: a single cache sees every repeat), round-robin
    over 3, content-hash routing over 3, and round-robin over 3 sharing one Redis store.
-2. Generate with 10 documents by handle vs by inline slots (float32, bfloat16, int8): request
+2. Generate with 10 one-segment documents (the demo decoder's context is 512 positions) by
+   handle vs by inline slots (float32, bfloat16, int8): request
    bytes and latency at concurrency 1 (max_new_tokens 1, so the call is transfer + validation +
    prefill + one step), medians over --repeats calls, interleaved.
 3. Redis killed mid-run: compress traffic for 6 s, Redis killed at 2 s and restarted at 4 s;
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 os.environ.setdefault("ICAE_PYTHON_STUBS", str(REPO / "build" / "python"))
 sys.path.insert(0, str(REPO / "clients" / "python"))
 sys.path.insert(0, str(REPO / "tests" / "clients"))
-from icae_client import DecoderClient, EncoderClient  # noqa: E402
+from icae_client import DecoderClient, EncoderClient, IcaeError  # noqa: E402
 from icae_client import decoder_pb2  # noqa: E402
 from service_process import ServiceProcess  # noqa: E402
 
@@ -149,7 +150,17 @@ def handles_vs_inline(model_args: list, docs: list, redis: Redis, repeats: int) 
                          else decoder_pb2.ContextPart(slots=p.proto) for p in parts],
                 prompt="Summarize.", max_new_tokens=1, ignore_eos=True)
                 for name, parts in variants.items()}
+            # The same requests with an unknown template: the decoder receives, parses, fetches
+            # (handles) and decodes every slot tensor, then refuses the template before any
+            # prefill, so the call time is the cost of getting the slots in.
+            refused = {}
+            for name, request in requests.items():
+                r = decoder_pb2.GenerateRequest()
+                r.CopyFrom(request)
+                r.template_name = "bench-refused"
+                refused[name] = r
             times = {name: [] for name in requests}
+            transfer = {name: [] for name in requests}
             for name, request in requests.items():  # warm-up
                 dec.generate_request(request)
             for _ in range(repeats):
@@ -157,16 +168,33 @@ def handles_vs_inline(model_args: list, docs: list, redis: Redis, repeats: int) 
                     t = time.perf_counter()
                     dec.generate_request(request)
                     times[name].append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    try:
+                        dec.generate_request(refused[name])
+                        raise RuntimeError("the refused template was accepted")
+                    except IcaeError as e:
+                        if e.code_name != "INVALID_ARGUMENT":
+                            raise
+                    transfer[name].append(time.perf_counter() - t)
             base = statistics.median(times["inline float32"])
+            # The decoder's own clock for the handle fetch (one pipelined GET of 10 keys).
+            fetch_sum = decoder.counter("icae_decoder_store_duration_seconds_sum", op="get")
+            fetch_count = decoder.counter("icae_decoder_store_duration_seconds_count", op="get")
+            out["decoder_fetch_mean_seconds"] = fetch_sum / max(fetch_count, 1)
             slots = sum(p.num_slots for p in variants["inline float32"])
             print(f"  10 documents, {slots} slots of width {info.hidden_size}; max_new_tokens 1; "
                   f"median of {repeats}")
             for name, request in requests.items():
                 median = statistics.median(times[name])
+                slots_in = statistics.median(transfer[name])
                 out[name] = {"request_bytes": request.ByteSize(), "median_seconds": median,
-                             "vs_inline_float32": median / base}
+                             "vs_inline_float32": median / base,
+                             "slots_in_median_seconds": slots_in}
                 print(f"  {name:28s} request {request.ByteSize():>9d} B   latency "
-                      f"{median * 1e3:8.2f} ms  ({median / base:.2f}x inline float32)")
+                      f"{median * 1e3:8.2f} ms  ({median / base:.2f}x inline float32)   "
+                      f"slots in (refused before prefill) {slots_in * 1e3:6.2f} ms")
+            print(f"  decoder-side handle fetch (10 keys, one round trip): mean "
+                  f"{out['decoder_fetch_mean_seconds'] * 1e3:.2f} ms over {fetch_count:.0f}")
     finally:
         for p in (encoder, decoder):
             p.kill()
@@ -215,6 +243,7 @@ def main() -> int:
     parser.add_argument("--threads", default="2")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", default="")
+    parser.add_argument("--only", default="", help="run only part 1, 2 or 3")
     args = parser.parse_args()
     model_args = ["--model", args.model, "--adapter", args.adapter, "--threads", args.threads,
                   "--drain_seconds", "1"]
@@ -222,14 +251,19 @@ def main() -> int:
     try:
         print(f"slot store benchmark: {args.model} + {args.adapter}, {os.cpu_count()} cores, "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
-        print("1. cache hit ratio, 300 requests over 50 documents (~512 tokens each)")
-        result = {"hit_ratio": hit_ratios(model_args, documents(Path(args.corpus), 50, 2000),
-                                          redis)}
-        print("2. Generate by handle vs inline slots, 10 documents (~512 tokens each)")
-        result["handles"] = handles_vs_inline(model_args, documents(Path(args.corpus), 10, 2000),
-                                              redis, args.repeats)
-        print("3. Redis killed mid-run")
-        result["redis_killed"] = redis_killed(model_args, redis)
+        result = {}
+        if args.only in ("", "1"):
+            print("1. cache hit ratio, 300 requests over 50 documents (~512 tokens each)")
+            result["hit_ratio"] = hit_ratios(model_args, documents(Path(args.corpus), 50, 2000),
+                                             redis)
+        # The demo decoder reads at most 512 positions: 10 one-segment documents (32 slots each).
+        if args.only in ("", "2"):
+            print("2. Generate by handle vs inline slots, 10 documents (~100 tokens each)")
+            result["handles"] = handles_vs_inline(
+                model_args, documents(Path(args.corpus), 10, 400), redis, args.repeats)
+        if args.only in ("", "3"):
+            print("3. Redis killed mid-run")
+            result["redis_killed"] = redis_killed(model_args, redis)
     finally:
         redis.kill()
     if args.json:
