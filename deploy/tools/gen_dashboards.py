@@ -177,7 +177,8 @@ def info_row(d, svc):
 
 def encoder_dashboard():
     d = Dashboard("icae-encoder", "ICAE encoder", "encoder",
-                  "Compression service: throughput, latency, batching, queue and slot cache.")
+                  "Compression service: throughput, latency, batching, queue, slot cache and "
+                  "shared slot store.")
     traffic_rows(d, "encoder")
 
     d.row("Throughput")
@@ -238,6 +239,36 @@ def encoder_dashboard():
                  "short",
                  [(hits, "hits/s"), (misses, "misses/s"),
                   (rate("icae_encoder_cache_evictions_total"), "evictions/s")], w=8)
+
+    # Series exist only with --slot_store (docs/operations.md, "Shared slot store (Redis)").
+    d.row("Shared slot store (Redis)")
+    lookups = "icae_encoder_store_lookups_total"
+    store_hits = rate(lookups, 'result="hit"')
+    d.timeseries("Store lookups/s by result",
+                 "Spans the local cache missed, looked up in Redis: hit (served from the store), "
+                 "miss (computed), error (Redis down, slow or breaker open; computed).", "short",
+                 [(rate(lookups, by="result"), "{{result}}")], w=8, stack=True)
+    d.timeseries("Store hit ratio",
+                 "hit / (hit + miss + error): of the spans the local caches missed, the share "
+                 "another replica (or an earlier life of this one) had stored.", "percentunit",
+                 [(f"{store_hits} / {rate(lookups)}", "hit ratio")], w=8)
+    d.timeseries("Store writes/s by result",
+                 "Entries written (ok), failed (error), or not attempted (dropped: larger than "
+                 "--slot_store_max_value_bytes, or the write queue was full).", "short",
+                 [(rate("icae_encoder_store_writes_total", by="result"), "{{result}}")], w=8,
+                 stack=True)
+    d.timeseries("Store bytes/s", "Bytes read from and written to Redis.", "Bps",
+                 [(rate("icae_encoder_store_bytes_total", by="direction"), "{{direction}}")],
+                 w=8)
+    d.timeseries("Store round trip",
+                 "One Redis round trip: a request's pipelined GETEX (get) or a batch of SETs "
+                 "(set); bounded by --slot_store_timeout_ms.", "s",
+                 [(quantile(q, "icae_encoder_store_duration_seconds", by="op, le"),
+                   f"p{round(q * 100)} {{{{op}}}}") for q in (0.5, 0.99)], w=8)
+    d.timeseries("Store write queue", "Bytes of background writes waiting, per replica (at most "
+                 "--slot_store_queue_bytes; beyond, writes are dropped).", "bytes",
+                 [(f"sum by (instance) (icae_encoder_store_write_queue_bytes{{{SEL}}})",
+                   "{{instance}}")], w=8)
     info_row(d, "encoder")
     return d
 
@@ -299,6 +330,20 @@ def decoder_dashboard():
                  [(f"sum by (instance) (icae_decoder_streams_open{{{SEL}}})", "open {{instance}}"),
                   (f"sum by (instance) (rate(icae_decoder_streams_idle_cancelled_total{{{SEL}}}"
                    f"[$__rate_interval])) * 60", "idle-cancelled/min {{instance}}")], w=24)
+
+    # Series exist only with --slot_store (docs/operations.md, "Shared slot store (Redis)").
+    d.row("Slot handles (shared slot store)")
+    d.timeseries("Store lookups/s by result",
+                 "Slot handles fetched from Redis: hit, miss (expired or evicted: NOT_FOUND, the "
+                 "client recompresses), error (Redis unreachable: UNAVAILABLE).", "short",
+                 [(rate("icae_decoder_store_lookups_total", by="result"), "{{result}}")], w=8,
+                 stack=True)
+    d.timeseries("Store get latency",
+                 "One round trip fetching every handle of a request, 99th percentile.", "s",
+                 [(quantile(0.99, "icae_decoder_store_duration_seconds", 'op="get"'), "p99")],
+                 w=8)
+    d.timeseries("Store bytes read/s", "Slot bytes fetched through handles.", "Bps",
+                 [(rate("icae_decoder_store_bytes_total", 'direction="read"'), "read")], w=8)
     info_row(d, "decoder")
     return d
 
