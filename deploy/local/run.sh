@@ -16,12 +16,17 @@
 #
 # --scrape JOB=HOST:PORT adds a target that the runner did not start (repeatable), e.g. to point
 # Prometheus at other processes; --encoders 0 --decoders 0 with --scrape runs Prometheus alone.
+#
+# --redis first starts a shared slot store (Debian's redis-server on a free loopback port, no
+# persistence), passes --slot_store redis://127.0.0.1:PORT to every encoder and decoder, writes
+# ICAE_SLOT_STORE=redis://127.0.0.1:PORT to addresses.env, and stops it after the replicas.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${ICAE_PYTHON:-/usr/bin/python3}"
 PROMETHEUS="${PROMETHEUS:-prometheus}"
 PROMTOOL="${PROMTOOL:-promtool}"
+REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
 
 encoders=2
 decoders=2
@@ -35,6 +40,7 @@ scrape_interval=5s
 state_dir=""
 namespace=icae
 with_prometheus=1
+with_redis=0
 exit_after=0
 start_timeout=120
 
@@ -56,6 +62,8 @@ Options:
   --state_dir DIR         logs, Prometheus config and data, addresses.env (default: temporary,
                           removed on exit)
   --no_prometheus         start the replicas only
+  --redis                 start a redis-server ($REDIS_SERVER, default /usr/bin/redis-server) as
+                          the shared slot store of every replica (docs/operations.md)
   --exit_after SECONDS    stop by itself after this long (default: run until a signal)
   --start_timeout SECONDS how long a replica may take to print its addresses (120)
 EOF
@@ -81,6 +89,7 @@ while (( $# )); do
     --namespace) namespace="$2"; shift 2 ;;
     --state_dir) state_dir="$2"; shift 2 ;;
     --no_prometheus) with_prometheus=0; shift ;;
+    --redis) with_redis=1; shift ;;
     --exit_after) exit_after="$2"; shift 2 ;;
     --start_timeout) start_timeout="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -99,21 +108,28 @@ rm -f "$state_dir/ready" "$state_dir/addresses.env"
 
 # --- process bookkeeping: only what this script started is ever signalled --------------------
 child_pids=()
+# Stopped after child_pids: the slot store outlives the replicas' drain.
+late_pids=()
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${child_pids[@]}"; do
+# stop_pids PID...: SIGTERM; replicas drain (--drain_seconds), so they get up to 15 s to exit,
+# then SIGKILL.
+stop_pids() {
+  local pid deadline=$((SECONDS + 15))
+  for pid in "$@"; do
     kill -TERM "$pid" 2> /dev/null || true
   done
-  # Replicas drain (--drain_seconds); give them up to 15 s, then stop them hard.
-  local deadline=$((SECONDS + 15))
-  for pid in "${child_pids[@]}"; do
+  for pid in "$@"; do
     while kill -0 "$pid" 2> /dev/null && (( SECONDS < deadline )); do sleep 0.1; done
     kill -KILL "$pid" 2> /dev/null || true
     wait "$pid" 2> /dev/null || true
   done
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  stop_pids ${child_pids[@]+"${child_pids[@]}"}
+  stop_pids ${late_pids[@]+"${late_pids[@]}"}
   rm -f "$state_dir/ready"
   if (( remove_state )); then rm -rf "$state_dir"; fi
   exit "$status"
@@ -136,6 +152,48 @@ try:
 except Exception:
     sys.exit(1)
 EOF
+}
+
+redis_ping() {  # redis_ping PORT: exit 0 when a Redis on 127.0.0.1:PORT answers PING
+  "$PYTHON" - "$1" <<'EOF'
+import socket, sys
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
+        s.sendall(b"PING\r\n")
+        sys.exit(0 if s.recv(64).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# Starts redis-server on a free loopback port, without RDB snapshots or AOF (the slot store is a
+# cache); sets slot_store_url and redis_pid.
+start_redis() {
+  local attempt port pid deadline
+  [[ -x "$REDIS_SERVER" ]] || die "$REDIS_SERVER not found (Debian: apt-get install redis-server)"
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --dir "$state_dir" > "$state_dir/redis.log" 2>&1 < /dev/null &
+    pid=$!
+    late_pids+=("$pid")
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2> /dev/null && (( SECONDS < deadline )); do
+      if redis_ping "$port"; then
+        redis_pid="$pid"
+        slot_store_url="redis://127.0.0.1:$port"
+        echo "redis: $slot_store_url pid $pid"
+        return 0
+      fi
+      sleep 0.1
+    done
+    # Not answering (e.g. the port was taken meanwhile): stop it and try another port.
+    kill -TERM "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+    unset 'late_pids[-1]'  # reaped: its pid may be reused, never signal it again
+  done
+  cat "$state_dir/redis.log" >&2
+  die "redis-server did not start"
 }
 
 # wait_for_line FILE PID WORDS: prints the HOST:PORT following "WORDS " in FILE once it appears.
@@ -282,6 +340,14 @@ join_pids() {
   local IFS=,; echo "${out[*]}"
 }
 
+slot_store_url=""
+redis_pid=""
+if (( with_redis )); then
+  start_redis
+  # Ahead of the --encoder_flag / --decoder_flag values, which can still override it.
+  encoder_flags=("--slot_store=$slot_store_url" ${encoder_flags[@]+"${encoder_flags[@]}"})
+  decoder_flags=("--slot_store=$slot_store_url" ${decoder_flags[@]+"${decoder_flags[@]}"})
+fi
 start_replicas encoder "$encoders"
 start_replicas decoder "$decoders"
 collect_addresses
@@ -298,6 +364,8 @@ fi
   echo "ICAE_DECODER_PIDS=$(join_pids icae-decoder)"
   echo "PROMETHEUS_URL=$prometheus_url"
   echo "PROMETHEUS_PID=$prometheus_pid"
+  echo "ICAE_SLOT_STORE=$slot_store_url"
+  echo "ICAE_REDIS_PID=$redis_pid"
   echo "ICAE_STATE_DIR=$state_dir"
 } > "$state_dir/addresses.env.tmp"
 mv "$state_dir/addresses.env.tmp" "$state_dir/addresses.env"

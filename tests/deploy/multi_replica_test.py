@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Multi-replica test with the real services: deploy/local/run.sh starts 2 encoders, 2 decoders and
-Prometheus; traffic goes through the `icae` client with round_robin over the replicas; one encoder
+"""Multi-replica test with the real services: deploy/local/run.sh starts 2 encoders, 2 decoders,
+Prometheus and a Redis as their shared slot store (--redis); traffic goes through the `icae` client
+with round_robin over the replicas (every computed span is written to the store); one encoder
 is killed while calls are running and every call must still succeed (the client retries
 UNAVAILABLE on the other replica); Prometheus must show the recorded series, every dashboard and
 rule expression must evaluate (deploy/tools/check_queries.py), and the dead replica must show as
@@ -76,7 +77,8 @@ class MultiReplicaTest(unittest.TestCase):
                "--adapter", str(ADAPTER), "--scrape_interval", "1s",
                "--encoder_flag=--drain_seconds=2", "--decoder_flag=--drain_seconds=2",
                "--encoder_flag=--threads=1", "--decoder_flag=--threads=1",
-               "--state_dir", str(cls.state), "--start_timeout", "120", "--exit_after", "280"]
+               "--state_dir", str(cls.state), "--start_timeout", "120", "--exit_after", "280",
+               "--redis"]
         cls.log = open(cls.tmp / "run.log", "w")
         cls.runner = subprocess.Popen(cmd, stdout=cls.log, stderr=subprocess.STDOUT)
         try:
@@ -131,6 +133,16 @@ class MultiReplicaTest(unittest.TestCase):
                  "every Compress to be counted once")
         wait_for(lambda: served("decoder", "Generate") + served("decoder", "GenerateStream")
                  == len(DOCUMENTS), 20, "every generation to be counted once")
+
+        def store(series):
+            result = query(prometheus, f"sum({series})")
+            return float(result[0]["value"][1]) if result else 0.0
+
+        # Distinct documents: each missed the store once and was written back (in the background).
+        self.assertTrue(self.env["ICAE_SLOT_STORE"].startswith("redis://127.0.0.1:"))
+        wait_for(lambda: store('icae_encoder_store_lookups_total{result="miss"}') == len(DOCUMENTS)
+                 and store('icae_encoder_store_writes_total{result="ok"}') == len(DOCUMENTS), 20,
+                 "every span to be looked up in and written to the slot store")
         for series in ("job:icae_encoder_requests:rate5m", "job:icae_encoder_tokens:rate5m",
                        "job:icae_encoder_compression:ratio_rate5m",
                        "job:icae_decoder_generation_tokens:rate5m",
@@ -172,7 +184,7 @@ class MultiReplicaTest(unittest.TestCase):
         runner = type(self).runner
         runner.send_signal(signal.SIGTERM)
         self.assertEqual(runner.wait(timeout=40), 128 + signal.SIGTERM)
-        pids = [int(self.env["PROMETHEUS_PID"])] + [
+        pids = [int(self.env["PROMETHEUS_PID"]), int(self.env["ICAE_REDIS_PID"])] + [
             int(p) for key in ("ICAE_ENCODER_PIDS", "ICAE_DECODER_PIDS")
             for p in self.env[key].split(",")]
 

@@ -5,17 +5,19 @@ by deploy/local/run.sh, and tests the runner itself.
 run.sh starts two encoder and two decoder replicas on loopback (tests/deploy/standin: stand-ins
 that print the address lines, answer grpc.health.v1 and serve the fixture exposition of every
 metric in docs/operations.md, counters growing; the real binaries replace them in the
-multi-replica test), plus one extra --scrape target (tests/deploy/exposition_server.py), and its
-Prometheus with the rules. deploy/tools/check_queries.py must pass in --strict mode, and must fail
-on copies of the deploy files broken in known ways. Then one encoder is killed: Prometheus must
+multi-replica test), plus one extra --scrape target (tests/deploy/exposition_server.py), its
+Prometheus with the rules, and (--redis) a Redis passed to every replica as its slot store.
+deploy/tools/check_queries.py must pass in --strict mode, and must fail on copies of the deploy
+files broken in known ways. Then one encoder is killed: Prometheus must
 see exactly that target down while the runner keeps going. Finally SIGTERM must stop the runner,
-its replicas and its Prometheus.
+its replicas, its Prometheus and its Redis.
 """
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -73,7 +75,7 @@ class QueryCheckTest(unittest.TestCase):
                "--encoders", "2", "--decoders", "2", "--scrape", f"icae-encoder={extra}",
                "--encoder_flag=--drain_seconds=0.2", "--decoder_flag=--drain_seconds=0.2",
                "--scrape_interval", "1s", "--state_dir", str(cls.state), "--exit_after", "240",
-               "--start_timeout", "60"]
+               "--start_timeout", "60", "--redis"]
         cls.runner_log = open(cls.tmp / "run.log", "w")
         cls.runner = subprocess.Popen(cmd, stdout=cls.runner_log, stderr=subprocess.STDOUT)
         try:
@@ -110,6 +112,16 @@ class QueryCheckTest(unittest.TestCase):
         self.assertIn("pod: 'icae-decoder-1'", config)
         for key in ("ICAE_ENCODER_TARGET", "ICAE_DECODER_TARGET"):
             self.assertRegex(self.env[key], r"^ipv4:127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$")
+        # --redis: a Redis answering on the advertised address, passed to every replica.
+        self.assertRegex(self.env["ICAE_SLOT_STORE"], r"^redis://127\.0\.0\.1:\d+$")
+        port = int(self.env["ICAE_SLOT_STORE"].rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"PING\r\n")
+            self.assertEqual(conn.recv(64), b"+PONG\r\n")
+        for key in ("ICAE_ENCODER_PIDS", "ICAE_DECODER_PIDS"):
+            for pid in self.env[key].split(","):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                self.assertIn(f"--slot_store={self.env['ICAE_SLOT_STORE']}".encode(), args)
 
     def test_2_checker_fails_on_broken_expressions(self):
         mutations = [
@@ -157,8 +169,9 @@ class QueryCheckTest(unittest.TestCase):
         runner = type(self).runner
         runner.send_signal(signal.SIGTERM)
         self.assertEqual(runner.wait(timeout=30), 128 + signal.SIGTERM)
-        pids = [self.prometheus_pid] + [int(p) for key in ("ICAE_ENCODER_PIDS", "ICAE_DECODER_PIDS")
-                                        for p in self.env[key].split(",")]
+        pids = [self.prometheus_pid, int(self.env["ICAE_REDIS_PID"])] + [
+            int(p) for key in ("ICAE_ENCODER_PIDS", "ICAE_DECODER_PIDS")
+            for p in self.env[key].split(",")]
         wait_for(lambda: not any(alive(p) for p in pids), 10, "every child to exit")
         self.assertFalse((self.state / "ready").exists())
 
