@@ -10,7 +10,10 @@ the gRPC port (readiness on the service's health name); terminationGracePeriodSe
 preStop sleep plus --drain_seconds; every container has cpu and memory requests and limits
 (nvidia.com/gpu when --device=cuda); images carry a tag that is not `latest`; labels select: every
 Deployment's selector matches its pods, every Service, PodDisruptionBudget, ServiceMonitor and
-PodMonitor selects exactly one workload, named ports exist, and no Deployment is scraped twice;
+PodMonitor selects exactly one workload (Deployment or StatefulSet), named ports exist, and no
+Deployment is scraped twice; StatefulSets (the slot store's Redis) select their pods, run as non-root,
+have a headless governing Service, readiness probes, requests, limits and pinned images; a
+--slot_store URL is redis://, and a host without dots names a Service in the render with that port;
 autoscalers target existing Deployments, HPA metrics are served by the prometheus-adapter rules, and
 each Deployment has exactly one autoscaler; the PrometheusRule equals deploy/prometheus/rules.
 Prints one line per problem; exit status 1 when there is any.
@@ -91,6 +94,8 @@ class Checker:
                           f"overlay creates ({namespaces})")
         for dep in self.of_kind("Deployment"):
             self.check_deployment(dep)
+        for sts in self.of_kind("StatefulSet"):
+            self.check_statefulset(sts)
         self.check_services()
         self.check_selecting("PodDisruptionBudget", lambda o: o["spec"]["selector"])
         self.check_autoscalers()
@@ -161,6 +166,47 @@ class Checker:
             return
         self.check_server_container(dep, podspec, main, svc, pod["metadata"])
 
+    def check_statefulset(self, sts):
+        """A supporting workload (the slot store's Redis): not a server of the contract."""
+        spec, pod = sts["spec"], sts["spec"]["template"]
+        labels = pod["metadata"].get("labels", {})
+        if not selects(spec["selector"], labels):
+            self.fail(sts, "selector does not match the pod template labels")
+        podspec = pod["spec"]
+        if not podspec.get("securityContext", {}).get("runAsNonRoot"):
+            self.fail(sts, "pod securityContext.runAsNonRoot is not true")
+        governing = self.find("Service", spec.get("serviceName"))
+        if governing is None:
+            self.fail(sts, f"serviceName {spec.get('serviceName')} is not a Service in the render")
+        elif (governing["spec"].get("clusterIP") != "None"
+              or not selects(governing["spec"].get("selector", {}), labels)):
+            self.fail(sts, f"serviceName {spec.get('serviceName')} is not a headless Service "
+                      f"selecting its pods")
+        for container in podspec.get("initContainers", []) + podspec["containers"]:
+            self.check_resources(sts, container)
+            self.check_image(sts, container)
+        for container in podspec["containers"]:
+            if not container.get("readinessProbe"):
+                self.fail(sts, f"container {container['name']} has no readinessProbe")
+
+    def check_slot_store(self, dep, url):
+        """--slot_store: a redis:// URL (rediss:// is refused at start); an in-namespace host must
+        be a Service of the render with that port."""
+        match = re.fullmatch(r"redis://(?:.*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(\d+))?(?:/\d*)?",
+                             url)
+        if not match:
+            shown = re.sub(r"//.*@", "//***@", url)  # no password in the report
+            self.fail(dep, f"--slot_store={shown} is not redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]")
+            return
+        host, port = match.group(1), int(match.group(2) or 6379)
+        if "." in host or host.startswith("[") or host == "localhost":
+            return  # another namespace, outside the cluster, or a local proxy
+        service = self.find("Service", host)
+        if service is None:
+            self.fail(dep, f"--slot_store host {host} is not a Service in the render")
+        elif port not in [p["port"] for p in service["spec"]["ports"]]:
+            self.fail(dep, f"--slot_store port {port} is not a port of Service {host}")
+
     def check_resources(self, dep, container):
         res = container.get("resources", {})
         for kind in ("requests", "limits"):
@@ -196,6 +242,8 @@ class Checker:
         unknown = sorted(set(flags) - self.contract.flags(svc))
         if unknown:
             self.fail(dep, f"flags {unknown} are not in docs/operations.md for the {svc}")
+        if flags.get("slot_store"):
+            self.check_slot_store(dep, flags["slot_store"])
         for required in ("model", "adapter", "listen", "metrics_listen", "drain_seconds"):
             if required not in flags:
                 self.fail(dep, f"no --{required}")
@@ -258,21 +306,22 @@ class Checker:
     # --- selection ---------------------------------------------------------------------------
 
     def pods_selected(self, selector):
-        return [d for d in self.of_kind("Deployment")
+        """The workloads (Deployments, StatefulSets) whose pods `selector` selects."""
+        return [d for d in self.of_kind("Deployment") + self.of_kind("StatefulSet")
                 if selects(selector, d["spec"]["template"]["metadata"].get("labels", {}))]
 
     def check_selecting(self, kind, get_selector):
         for obj in self.of_kind(kind):
             deps = self.pods_selected(get_selector(obj))
             if len(deps) != 1:
-                self.fail(obj, f"selects {len(deps)} Deployments, not 1")
+                self.fail(obj, f"selects {len(deps)} Deployments/StatefulSets, not 1")
 
     def check_services(self):
         by_dep = {}
         for svc in self.of_kind("Service"):
             deps = self.pods_selected(svc["spec"].get("selector", {}))
             if len(deps) != 1:
-                self.fail(svc, f"selects {len(deps)} Deployments, not 1")
+                self.fail(svc, f"selects {len(deps)} Deployments/StatefulSets, not 1")
                 continue
             dep = deps[0]
             ports = {p.get("name"): p["containerPort"] for c in
@@ -352,7 +401,7 @@ class Checker:
         for mon in self.of_kind("PodMonitor"):
             deps = self.pods_selected(mon["spec"]["selector"])
             if len(deps) != 1:
-                self.fail(mon, f"selects {len(deps)} Deployments, not 1")
+                self.fail(mon, f"selects {len(deps)} Deployments/StatefulSets, not 1")
                 continue
             dep = deps[0]
             names = {p.get("name") for c in dep["spec"]["template"]["spec"]["containers"]

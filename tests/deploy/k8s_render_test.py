@@ -60,6 +60,25 @@ class RenderTest(unittest.TestCase):
                 limits = container["resources"]["limits"]
                 self.assertEqual("nvidia.com/gpu" in limits, want_gpu, (name, limits))
 
+    def test_cpu_overlay_has_the_slot_store(self):
+        objs = objects(K8S / "overlays" / "cpu")
+        redis = [o for o in objs if o["kind"] == "StatefulSet"]
+        self.assertEqual([o["metadata"]["name"] for o in redis], ["icae-redis"])
+        args = redis[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertEqual(" ".join(a or "''" for a in args),
+                         "--maxmemory 2gb --maxmemory-policy allkeys-lru --save '' "
+                         "--appendonly no --protected-mode no")
+        for svc in ("encoder", "decoder"):
+            dep = next(o for o in objs if o["kind"] == "Deployment"
+                       and o["metadata"]["name"] == f"icae-{svc}")
+            container = dep["spec"]["template"]["spec"]["containers"][0]
+            self.assertIn("--slot_store=$(ICAE_SLOT_STORE)", container["args"])
+            flags = next(o for o in objs if o["kind"] == "ConfigMap"
+                         and o["metadata"]["name"].startswith(f"icae-{svc}-flags"))
+            self.assertEqual(flags["data"]["ICAE_SLOT_STORE"], "redis://icae-redis:6379")
+        for name in ("gpu", "gpu-keda"):  # not enabled there
+            self.assertNotIn("StatefulSet", {o["kind"] for o in objects(K8S / "overlays" / name)})
+
     def test_autoscaling_alternatives(self):
         kinds = {name: {o["kind"] for o in objects(K8S / "overlays" / name)}
                  for name in ("gpu", "gpu-keda")}
@@ -135,6 +154,44 @@ MUTATIONS = [
      [({"kind": "ConfigMap", "name": "icae-encoder-flags"},
        [{"op": "replace", "path": "/data/ICAE_DEVICE", "value": "cuda"}])],
      "--device=cuda without an nvidia.com/gpu limit"),
+    # The slot store (components/slot-store, in overlays/cpu).
+    ("--slot_store naming no Service",
+     [({"kind": "ConfigMap", "name": "icae-decoder-flags"},
+       [{"op": "replace", "path": "/data/ICAE_SLOT_STORE", "value": "redis://icae-cache:6379"}])],
+     "Deployment/icae-decoder: --slot_store host icae-cache is not a Service in the render"),
+    ("--slot_store on a port the Service lacks",
+     [({"kind": "ConfigMap", "name": "icae-encoder-flags"},
+       [{"op": "replace", "path": "/data/ICAE_SLOT_STORE", "value": "redis://icae-redis:6380"}])],
+     "--slot_store port 6380 is not a port of Service icae-redis"),
+    ("rediss:// (refused at start)",
+     [({"kind": "ConfigMap", "name": "icae-encoder-flags"},
+       [{"op": "replace", "path": "/data/ICAE_SLOT_STORE", "value": "rediss://icae-redis:6379"}])],
+     "--slot_store=rediss://icae-redis:6379 is not redis://"),
+    ("--slot_store without its ConfigMap value",
+     [({"kind": "ConfigMap", "name": "icae-encoder-flags"},
+       [{"op": "remove", "path": "/data/ICAE_SLOT_STORE"}])],
+     "['ICAE_SLOT_STORE'] not set by env or envFrom"),
+    ("Redis Service selecting nothing",
+     [({"kind": "Service", "name": "icae-redis"},
+       [{"op": "replace", "path": "/spec/selector/app.kubernetes.io~1name",
+         "value": "redis"}])],
+     "Service/icae-redis: selects 0 Deployments"),
+    ("Redis without limits",
+     [({"kind": "StatefulSet", "name": "icae-redis"},
+       [{"op": "remove", "path": CONTAINER + "/resources/limits"}])],
+     "StatefulSet/icae-redis: container redis has no limits.cpu"),
+    ("Redis without a readiness probe",
+     [({"kind": "StatefulSet", "name": "icae-redis"},
+       [{"op": "remove", "path": CONTAINER + "/readinessProbe"}])],
+     "StatefulSet/icae-redis: container redis has no readinessProbe"),
+    ("Redis on an unpinned image",
+     [({"kind": "StatefulSet", "name": "icae-redis"},
+       [{"op": "replace", "path": CONTAINER + "/image", "value": "redis:latest"}])],
+     "container redis: image 'redis:latest' needs a pinned tag"),
+    ("StatefulSet whose governing Service is not headless",
+     [({"kind": "StatefulSet", "name": "icae-redis"},
+       [{"op": "replace", "path": "/spec/serviceName", "value": "icae-redis"}])],
+     "serviceName icae-redis is not a headless Service selecting its pods"),
 ]
 
 
