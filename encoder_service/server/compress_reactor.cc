@@ -5,6 +5,7 @@
 
 #include "encoder_service/server/proto_convert.h"
 #include "encoder_service/server/request_parser.h"
+#include "encoder_service/server/response_writer.h"
 
 namespace icae::encoder {
 namespace {
@@ -82,9 +83,9 @@ void CompressReactor::Complete(absl::StatusOr<EncodeResult> result) {
     End(result.status());
     return;
   }
-  v1::CompressResponse response;
-  ToProto(*result, engine_->model_info(), handles_, &response);
-  End(SerializeCompressResponse(response, response_));
+  // The slot payloads go out by reference (response_writer.h): no copy after the executor's.
+  WriteCompressResponse(*result, engine_->model_info(), handles_, response_);
+  End(absl::OkStatus());
 }
 
 void CompressReactor::End(const absl::Status& status) { Finish(rpc_.Finish(status)); }

@@ -56,12 +56,12 @@ absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl
 }
 
 void FillMemorySlots(const SlotBlock& slots, const EngineModelInfo& info, int tokens, int segments,
-                     v1::MemorySlots* out) {
+                     v1::MemorySlots* out, bool with_data) {
   v1::Tensor* tensor = out->mutable_slots();
   tensor->set_dtype(ToProtoDataType(slots.dtype));
   tensor->add_shape(slots.num_slots);
   tensor->add_shape(slots.hidden);
-  if (slots.data != nullptr) tensor->set_data(*slots.data);
+  if (slots.data != nullptr && with_data) tensor->set_data(*slots.data);
   if (slots.dtype == DType::kInt8) {
     v1::Tensor* scale = tensor->mutable_scale();
     scale->set_dtype(v1::FLOAT32);
@@ -76,7 +76,7 @@ void FillMemorySlots(const SlotBlock& slots, const EngineModelInfo& info, int to
 }
 
 void ToProto(const EncodeResult& result, const EngineModelInfo& info, bool handles,
-             v1::CompressResponse* response) {
+             v1::CompressResponse* response, bool with_data) {
   v1::CompressUsage* usage = response->mutable_usage();
   response->mutable_spans()->Reserve(static_cast<int>(result.spans.size()));
   for (const SpanResult& span : result.spans) {
@@ -94,7 +94,8 @@ void ToProto(const EncodeResult& result, const EngineModelInfo& info, bool handl
       handle->set_num_segments(span.segments);
       handle->set_mem_size(info.mem_size);
     } else {
-      FillMemorySlots(span.slots, info, span.tokens, span.segments, out->mutable_slots());
+      FillMemorySlots(span.slots, info, span.tokens, span.segments, out->mutable_slots(),
+                      with_data);
     }
     v1::SpanUsage* span_usage = out->mutable_usage();
     span_usage->set_tokens(span.tokens);

@@ -23,13 +23,14 @@ absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl
 
 // Fills `response` (one CompressedSpan per span, in order, plus totals). With `handles`, a span
 // the store holds (SpanResult.stored) gets a SlotHandle instead of its slots.
+// `with_data` false leaves the tensors' data empty (response_writer.h sends it by reference).
 void ToProto(const EncodeResult& result, const EngineModelInfo& info, bool handles,
-             v1::CompressResponse* response);
+             v1::CompressResponse* response, bool with_data = true);
 
 // A span's slots as the wire (and the slot store) carry them: the tensor (with INT8 scales) and
 // its metadata. Copies the bytes once.
 void FillMemorySlots(const SlotBlock& slots, const EngineModelInfo& info, int tokens, int segments,
-                     v1::MemorySlots* out);
+                     v1::MemorySlots* out, bool with_data = true);
 
 struct ServerInfo {
   std::string version;

@@ -70,16 +70,4 @@ absl::Status ParseCompressRequest(const grpc::ByteBuffer& buffer, v1::CompressRe
   return DiagnoseParseFailure(Flatten(buffer));
 }
 
-absl::Status SerializeCompressResponse(const v1::CompressResponse& response,
-                                       grpc::ByteBuffer* out) {
-  bool own_buffer = false;
-  grpc::Status status =
-      grpc::SerializationTraits<v1::CompressResponse>::Serialize(response, out, &own_buffer);
-  if (!status.ok()) {
-    return absl::InternalError(
-        absl::StrCat("cannot serialize the response: ", status.error_message()));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace icae::encoder

@@ -1,4 +1,4 @@
-// Wire bytes <-> Compress messages for the raw Compress handler. Thread-safe (no state).
+// Wire bytes -> CompressRequest for the raw Compress handler (the response: response_writer.h). Thread-safe (no state).
 #ifndef ICAE_ENCODER_SERVICE_SERVER_REQUEST_PARSER_H_
 #define ICAE_ENCODER_SERVICE_SERVER_REQUEST_PARSER_H_
 
@@ -13,9 +13,6 @@ namespace icae::encoder {
 // becomes InvalidArgument naming the field ("spans[2].text: not valid UTF-8"), any other parse
 // failure InvalidArgument "request: not a valid icae.v1.CompressRequest".
 absl::Status ParseCompressRequest(const grpc::ByteBuffer& buffer, v1::CompressRequest* out);
-
-// Serializes `response` into `out` (replacing its contents). Internal on failure.
-absl::Status SerializeCompressResponse(const v1::CompressResponse& response, grpc::ByteBuffer* out);
 
 }  // namespace icae::encoder
 
