@@ -68,9 +68,15 @@ int Main(int argc, char** argv) {
   at::Tensor source = at::randn({numel / 4096, 4096}, at::kFloat);  // [rows, 4096]
 
   // Encoded messages the decode rows read (made once, outside the timing).
-  v1::Tensor f32_wire, bf16_wire;
+  v1::Tensor f32_wire, bf16_wire, int8_wire;
   Check(EncodeTensor(source, v1::FLOAT32, &f32_wire));
   Check(EncodeTensor(source, v1::BFLOAT16, &bf16_wire));
+  Check(EncodeTensor(source, v1::INT8, &int8_wire));
+  const size_t int8_bytes = static_cast<size_t>(numel) + static_cast<size_t>(numel / 4096) * 4;
+  // The encoder service's path: the executor writes each span's slots once, converted, into a
+  // buffer it owns (WriteWireElements), and the response sends that buffer by reference.
+  std::string span_buffer(f32_bytes, '\0');
+  std::vector<float> span_scales(static_cast<size_t>(numel / 4096));
   const int64_t limit = numel;
 
   // memcpy baselines: into a buffer that is already mapped (warm), and into a fresh allocation
@@ -110,6 +116,23 @@ int Main(int argc, char** argv) {
   });
   add("decode BFLOAT16 -> bfloat16", bf16_bytes, bf16_bytes, [&] {
     auto t = DecodeTensor(bf16_wire, limit);
+    Check(t.status());
+    sink = sink + static_cast<const char*>(t->data_ptr())[0];
+  });
+  add("service write -> FLOAT32", f32_bytes, f32_bytes, [&] {
+    Check(WriteWireElements(source, DType::kFloat32, span_buffer.data(), nullptr));
+    sink = sink + span_buffer.back();
+  });
+  add("service write -> BFLOAT16", f32_bytes, bf16_bytes, [&] {
+    Check(WriteWireElements(source, DType::kBFloat16, span_buffer.data(), nullptr));
+    sink = sink + span_buffer[bf16_bytes - 1];
+  });
+  add("service write -> INT8 (+scales)", f32_bytes, int8_bytes, [&] {
+    Check(WriteWireElements(source, DType::kInt8, span_buffer.data(), span_scales.data()));
+    sink = sink + span_buffer[0];
+  });
+  add("decode INT8 -> float32", int8_bytes, f32_bytes, [&] {
+    auto t = DecodeTensor(int8_wire, limit);
     Check(t.status());
     sink = sink + static_cast<const char*>(t->data_ptr())[0];
   });
