@@ -95,10 +95,17 @@ stage_icae() {
   # ICAE proper: the co-trained base frozen, the adapter alone.
   pretrain_stage "$cur/icae" "$cur/c4/base" 400 24 --init-adapter "$cur/c4" --rate 4 \
     --span-tokens 128 --lm-ratio 0.2
+  # Spans shorter than a segment (a short passage, every document's last segment): half the
+  # samples compress a length drawn in [8, 128], the other half full segments so that the
+  # full-length code keeps its gradient; a low constant lr (docs/training.md).
+  local short=(--rate 4 --span-tokens 128 --min-span-tokens 8 --short-span-ratio 0.5
+    --lm-ratio 0.2 --lr 2e-4)
+  pretrain_stage "$cur/short1" "$cur/c4/base" 1500 61 --init-adapter "$cur/icae" "${short[@]}"
+  pretrain_stage "$cur/short2" "$cur/c4/base" 1000 62 --init-adapter "$cur/short1" "${short[@]}"
   rm -rf "$demo/base" "$demo/icae"
   mkdir -p "$demo/base" "$demo/icae"
   cp "$cur/c4/base/"* "$demo/base/"
-  cp "$cur/icae/adapter.safetensors" "$cur/icae/adapter_config.json" "$demo/icae/"
+  cp "$cur/short2/adapter.safetensors" "$cur/short2/adapter_config.json" "$demo/icae/"
   sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$demo/icae/adapter_config.json"
 }
 
