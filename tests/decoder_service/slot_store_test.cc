@@ -3,6 +3,7 @@
 // the other; handles round-trip through the decoder; an expired handle is NOT_FOUND naming its
 // key; INT8 slots decode; killing Redis mid-traffic fails no call.
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 #include "common/client/encoder_router.h"
@@ -262,6 +263,43 @@ TEST_F(SlotStoreTest, RedisKilledMidTrafficFailsNoCall) {
   ASSERT_OK(after);
   EXPECT_TRUE(after->spans(0).has_handle());
   EXPECT_GT(encoder->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}), written);
+}
+
+TEST_F(SlotStoreTest, AskWithHandlesAndHashRoutingAnswersAsInline) {
+  std::unique_ptr<Encoder> a = StartEncoder({"--slot_store", redis_->url()});
+  std::unique_ptr<Encoder> b = StartEncoder({"--slot_store", redis_->url()});
+  std::unique_ptr<Server> decoder =
+      StartDecoder(TinyModelDir(), testing::TinyAdapter(), {"--slot_store", redis_->url()},
+                   scratch_->Join("ask-decoder.log"));
+  ASSERT_NE(decoder, nullptr);
+  const std::string doc1 = scratch_->Join("h1.txt"), doc2 = scratch_->Join("h2.txt");
+  std::ofstream(doc1) << "Paris is the capital of France. The quick brown fox jumps.";
+  std::ofstream(doc2) << "Memory slots compress a long context into a few dense vectors.";
+  const auto ask = [&](const std::string& extra, std::string* report) {
+    const std::string out = scratch_->Join("ask.out"), err = scratch_->Join("ask.err");
+    const int code = RunCommand(
+        absl::StrCat(kCliBin, " ask --encoder ", a->process.address(), " ",
+                     b->process.address(), " --decoder ", decoder->process.address(),
+                     " --context-file ", doc1, " ", doc2,
+                     " --question 'What is the capital?' --max-new-tokens 8 --print-ids ", extra),
+        out, err);
+    *report = ReadFile(err);
+    EXPECT_EQ(code, 0) << *report;
+    return ReadFile(out);
+  };
+  std::string inline_report, handle_report;
+  const std::string inline_answer = ask("", &inline_report);
+  const std::string handle_answer = ask("--handles --routing hash", &handle_report);
+  EXPECT_EQ(handle_answer, inline_answer);
+  EXPECT_THAT(handle_report, HasSubstr("2 as slot-store handles"));
+  EXPECT_THAT(inline_report, ::testing::Not(HasSubstr("slot-store handles")));
+  const std::string out = scratch_->Join("bad.out"), err = scratch_->Join("bad.err");
+  EXPECT_NE(RunCommand(absl::StrCat(kCliBin, " ask --encoder ", a->process.address(),
+                                    " --decoder ", decoder->process.address(), " --context-file ",
+                                    doc1, " --question q --routing random"),
+                       out, err),
+            0);
+  EXPECT_THAT(ReadFile(err), HasSubstr("hash or round_robin"));
 }
 
 TEST_F(SlotStoreTest, HashRoutingSendsRepeatsToOneReplicaAndFallsBack) {

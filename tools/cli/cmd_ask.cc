@@ -1,10 +1,15 @@
 // icae ask --encoder HOST:PORT --decoder HOST:PORT --context-file F [F ...] --question Q
 //          [--template NAME] [--max-new-tokens N] [--temperature T ...] [--stop STR ...]
-//          [--slot-dtype float32|bfloat16|float16] [--print-ids] [--timeout S] [TLS / token]
+//          [--slot-dtype float32|bfloat16|float16|int8] [--routing hash|round_robin]
+//          [--handles] [--print-ids] [--timeout S] [TLS / token]
 // The two-call RAG path in one command: each context file is compressed by the encoder (one
 // span per file, one Compress call), then the decoder answers the question from the slots,
 // streaming the answer to stdout. stderr gets the compression ratio, the bytes of slots on the
-// wire next to the bytes of the text they replace, and the time of each stage.
+// wire next to the bytes of the text they replace, and the time of each stage. With several
+// --encoder addresses, --routing hash sends each file to the replica its content hashes to (its
+// repeats hit that replica's cache). --handles keeps the slots in the services' shared slot store
+// and sends the decoder their keys (both services need --slot_store); a key that expired before
+// the decoder read it is compressed again once.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/client/encoder_client.h"
+#include "common/client/encoder_router.h"
 #include "tools/cli/cli.h"
 #include "tools/cli/generate_flags.h"
 #include "tools/cli/remote_compress.h"
@@ -40,14 +46,20 @@ int RunAsk(const Args& args) {
       "[options]");
   ClientOptions encoder_options, decoder_options;
   std::vector<std::string> context_files;
-  std::string question, slot_dtype;
+  std::string question, slot_dtype, routing = "round_robin";
+  bool handles = false;
   double timeout_seconds = 300;
   flags.StringList("encoder", &encoder_options.addresses, "encoder address(es) HOST:PORT");
   flags.StringList("decoder", &decoder_options.addresses, "decoder address(es) HOST:PORT");
   flags.StringList("context_file", &context_files, "documents to compress, in order");
   flags.String("question", &question, "the question (the decoder's prompt)");
   flags.String("slot_dtype", &slot_dtype,
-               "wire dtype of the slots: float32, bfloat16 or float16 (default: the encoder's)");
+               "wire dtype of the slots: float32, bfloat16, float16 or int8 (default: the "
+               "encoder's)");
+  flags.String("routing", &routing,
+               "with several --encoder addresses: hash (by document content) or round_robin");
+  flags.Bool("handles", &handles,
+             "send slot-store keys instead of the slots (services started with --slot_store)");
   GenerateFlags gen;
   RegisterGenerateFlags(flags, &gen);
   RegisterClientFlags(flags, &decoder_options, &timeout_seconds);
@@ -61,8 +73,11 @@ int RunAsk(const Args& args) {
     return UsageError(cmd, "use --question (not --prompt)");
   }
   if (!(timeout_seconds > 0)) return UsageError(cmd, "--timeout must be > 0");
-  absl::StatusOr<v1::DataType> dtype = SlotWireDType(slot_dtype);
+  absl::StatusOr<v1::DataType> dtype =
+      slot_dtype == "int8" ? absl::StatusOr<v1::DataType>(v1::INT8) : SlotWireDType(slot_dtype);
   if (!dtype.ok()) return UsageError(cmd, std::string(dtype.status().message()));
+  absl::StatusOr<RoutingPolicy> policy = ParseRoutingPolicy(routing);
+  if (!policy.ok()) return UsageError(cmd, std::string(policy.status().message()));
   gen.prompt = question;
   GenerateRequestSpec spec;
   if (absl::Status s = ResolveGenerateFlags(flags, gen, &spec); !s.ok()) {
@@ -74,6 +89,7 @@ int RunAsk(const Args& args) {
 
   v1::CompressRequest compress;
   compress.set_slot_dtype(*dtype);
+  compress.set_return_handles(handles);
   int64_t text_bytes = 0;
   for (const std::string& path : context_files) {
     absl::StatusOr<std::string> text = ReadWholeFile(path);
@@ -83,7 +99,7 @@ int RunAsk(const Args& args) {
     span->set_id(path);
     span->set_text(*std::move(text));
   }
-  absl::StatusOr<EncoderClient> encoder = EncoderClient::Create(encoder_options);
+  absl::StatusOr<EncoderRouter> encoder = EncoderRouter::Create(encoder_options, *policy);
   if (!encoder.ok()) return Failure(cmd, encoder.status());
   absl::StatusOr<DecoderClient> decoder = DecoderClient::Create(decoder_options);
   if (!decoder.ok()) return Failure(cmd, decoder.status());
@@ -101,31 +117,55 @@ int RunAsk(const Args& args) {
     if (!part.ok()) return Failure(cmd, part.status());
     *request.add_context() = *std::move(part);
   }
-  int64_t tokens = 0, slots = 0, slot_bytes = 0;
-  for (const v1::CompressedSpan& span : compressed->spans()) {
-    tokens += span.usage().tokens();
-    slots += span.usage().slots();
-    slot_bytes += static_cast<int64_t>(span.slots().ByteSizeLong());
-    *request.add_context()->mutable_slots() = span.slots();
-  }
+  const int first_document = request.context_size();
+  int64_t tokens = 0, slots = 0, slot_bytes = 0, handle_count = 0;
+  const auto add_documents = [&](v1::CompressResponse& response, bool count) {
+    for (int k = 0; k < response.spans_size(); ++k) {
+      v1::CompressedSpan& span = *response.mutable_spans(k);
+      v1::ContextPart* part = count ? request.add_context()
+                                    : request.mutable_context(first_document + k);
+      if (span.has_handle()) {
+        if (count) slot_bytes += static_cast<int64_t>(span.handle().ByteSizeLong());
+        if (count) ++handle_count;
+        *part->mutable_handle() = std::move(*span.mutable_handle());
+      } else {
+        if (count) slot_bytes += static_cast<int64_t>(span.slots().ByteSizeLong());
+        *part->mutable_slots() = std::move(*span.mutable_slots());
+      }
+      if (count) {
+        tokens += span.usage().tokens();
+        slots += span.usage().slots();
+      }
+    }
+  };
+  const v1::DataType wire_dtype = compressed->spans(0).has_handle()
+                                      ? compressed->spans(0).handle().dtype()
+                                      : compressed->spans(0).slots().slots().dtype();
+  add_documents(*compressed, true);
   FillGenerateRequest(spec, &request);
   absl::StatusOr<StreamedAnswer> answer = StreamAnswer(*decoder, request, gen.print_ids);
+  if (!answer.ok() && answer.status().code() == absl::StatusCode::kNotFound && handles) {
+    // A handle expired between the two calls (nothing was streamed): compress again, once.
+    absl::StatusOr<v1::CompressResponse> again = encoder->Compress(compress);
+    if (!again.ok()) return Failure(cmd, again.status());
+    add_documents(*again, false);
+    answer = StreamAnswer(*decoder, request, gen.print_ids);
+  }
   if (!answer.ok()) return Failure(cmd, answer.status());
   const absl::Duration total = absl::Now() - start;
 
   std::cerr << absl::StrFormat(
       "compression: %d tokens in %d file(s) -> %d slots (%.2fx); slots on the wire %d bytes "
-      "(%s) vs %d bytes of text\n",
+      "(%s%s) vs %d bytes of text\n",
       tokens, context_files.size(), slots, slots > 0 ? static_cast<double>(tokens) / slots : 0.0,
-      slot_bytes,
-      compressed->spans(0).slots().slots().dtype() == v1::FLOAT32
-          ? "float32"
-          : absl::AsciiStrToLower(v1::DataType_Name(compressed->spans(0).slots().slots().dtype())),
+      slot_bytes, absl::AsciiStrToLower(v1::DataType_Name(wire_dtype)),
+      handle_count > 0 ? absl::StrFormat(", %d as slot-store handles", handle_count) : "",
       text_bytes);
   std::cerr << absl::StrFormat(
-      "times: compress %.3f s (%d cache hits), first token %.3f s, generate %.3f s, total "
+      "times: compress %.3f s (%d cache hits, %d store hits), first token %.3f s, generate %.3f s, total "
       "%.3f s\n",
       absl::ToDoubleSeconds(compress_time), compressed->usage().cache_hits(),
+      compressed->usage().store_hits(),
       absl::ToDoubleSeconds(answer->first_chunk), absl::ToDoubleSeconds(answer->total),
       absl::ToDoubleSeconds(total));
   std::cerr << DescribeFinish(answer->last) << "\n";
