@@ -1,11 +1,13 @@
 #include "common/codec/tensor_codec.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/codec/int8_rows.h"
 
 namespace icae {
 
@@ -49,17 +51,22 @@ absl::StatusOr<at::Tensor> DecodeInt8(const v1::Tensor& proto, const std::vector
                                                    rows * static_cast<int64_t>(sizeof(float))));
   }
   try {
-    at::Tensor scales = at::empty({rows}, at::TensorOptions().dtype(at::kFloat));
-    if (rows > 0) std::memcpy(scales.data_ptr(), scale.data().data(), scale.data().size());
-    if (!(scales.isfinite().all().item<bool>() && (scales >= 0).all().item<bool>())) {
-      return absl::InvalidArgumentError("INT8 scale has a negative or non-finite value");
+    std::vector<float> scales(static_cast<size_t>(rows));
+    if (rows > 0) std::memcpy(scales.data(), scale.data().data(), scale.data().size());
+    at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+    const int64_t width = shape.back();
+    if (width > 0 && rows > 0 &&
+        !DequantizeRowsInt8(reinterpret_cast<const int8_t*>(proto.data().data()), scales.data(),
+                            rows, width, out.data_ptr<float>())) {
+      return absl::InvalidArgumentError(
+          "INT8 tensor holds -128 (the range is [-127, 127]) or a negative or non-finite scale");
     }
-    at::Tensor q = at::empty(shape, at::TensorOptions().dtype(at::kChar));
-    if (!proto.data().empty()) std::memcpy(q.data_ptr(), proto.data().data(), proto.data().size());
-    if ((q == -128).any().item<bool>()) {
-      return absl::InvalidArgumentError("INT8 tensor holds -128 (the range is [-127, 127])");
+    for (float s : scales) {  // also the scales of zero-width rows
+      if (!(s >= 0 && std::isfinite(s))) {
+        return absl::InvalidArgumentError("INT8 scale has a negative or non-finite value");
+      }
     }
-    return q.to(at::kFloat).mul_(scales.reshape(rows_shape).unsqueeze(-1));
+    return out;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("cannot decode tensor: ", e.what_without_backtrace()));
   }
@@ -83,17 +90,12 @@ absl::Status WriteWireElements(const at::Tensor& tensor, DType wire, void* data,
     }
     const int64_t width = tensor.size(-1);
     const int64_t rows = width == 0 ? 0 : tensor.numel() / width;
-    at::Tensor scale_out = at::from_blob(scales, {rows}, at::TensorOptions().dtype(at::kFloat));
     if (rows == 0) {
       // Nothing to quantize; a zero-width tensor still has numel / 0 := 0 scale rows written.
       return absl::OkStatus();
     }
-    const at::Tensor x = tensor.to(at::kCPU, at::kFloat).reshape({rows, width});
-    const at::Tensor scale = x.abs().amax(1).div_(127.0f);
-    scale_out.copy_(scale);
-    const at::Tensor inverse = at::where(scale > 0, scale.reciprocal(), at::zeros_like(scale));
-    at::from_blob(data, {rows, width}, at::TensorOptions().dtype(at::kChar))
-        .copy_(x.mul(inverse.unsqueeze(1)).round_().clamp_(-127, 127));
+    const at::Tensor x = tensor.to(at::kCPU, at::kFloat).contiguous();
+    QuantizeRowsInt8(x.data_ptr<float>(), rows, width, static_cast<int8_t*>(data), scales);
     return absl::OkStatus();
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("cannot encode tensor: ", e.what_without_backtrace()));

@@ -336,7 +336,7 @@ TEST(TensorCodecInt8Test, MatchesTheNaiveReferenceAndBoundsTheError) {
     int differing = 0;
     for (size_t i = 0; i < ref.q.size(); ++i) {
       const int got = static_cast<int8_t>(proto.data()[i]);
-      // x * (1/scale) may round one step away from the reference's at an exact .5: at most 1.
+      // x * (1/scale) vs x / scale may round one step apart at a tie: at most 1.
       EXPECT_LE(std::abs(got - ref.q[i]), 1) << i;
       differing += got != ref.q[i];
     }
@@ -378,6 +378,21 @@ TEST(TensorCodecInt8Test, HigherRankUsesTheLastDimensionAsRowsAndWriteWireElemen
   ASSERT_OK(EncodeTensor(at::ones({3, 0}), v1::INT8, &proto));
   EXPECT_EQ(proto.scale().data().size(), 12u);
   ASSERT_OK(DecodeTensor(proto, kLimit));
+}
+
+TEST(TensorCodecInt8Test, NonFiniteRowsAreRefusedNotHidden) {
+  at::Tensor x = at::randn({3, 16});
+  x[1][5] = std::numeric_limits<float>::quiet_NaN();
+  x[2][0] = -std::numeric_limits<float>::infinity();
+  v1::Tensor proto;
+  ASSERT_OK(EncodeTensor(x, v1::INT8, &proto));
+  std::vector<float> scales(3);
+  std::memcpy(scales.data(), proto.scale().data().data(), 12);
+  EXPECT_TRUE(std::isfinite(scales[0]));
+  EXPECT_TRUE(std::isnan(scales[1]));
+  EXPECT_TRUE(std::isnan(scales[2]));
+  EXPECT_THAT(DecodeTensor(proto, kLimit),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("non-finite")));
 }
 
 TEST(TensorCodecInt8Test, DecodeErrors) {
