@@ -34,7 +34,8 @@ test-opt-in: build
 # sanitizers too. Only those targets are built; LibTorch, protobuf and the static SentencePiece are
 # not instrumented but run fine under ASan with leak checking on.
 ASAN_TARGETS ?= icae_base_test icae_io_test icae_codec_test icae_serving_test icae_client_test \
-	icae_encoder_server_test icae_decoder_server_test icae_encoder icae_decoder icae
+	icae_encoder_server_test icae_decoder_server_test icae_store_test icae_slot_store_test \
+	icae_encoder icae_decoder icae
 test-asan: setup
 	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DICAE_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) --target $(ASAN_TARGETS)

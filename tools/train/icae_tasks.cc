@@ -17,156 +17,12 @@
 #include "common/model/torch_status.h"
 #include "tools/train/finetune_data.h"
 #include "tools/train/icae_layout.h"
+#include "tools/train/icae_setup.h"
 #include "tools/train/lm_task.h"
 #include "tools/train/token_corpus.h"
 
 namespace icae::train {
 namespace {
-
-std::vector<std::string> ParseLoraTargets(const std::string& flag) {
-  if (flag == "all") {
-    return {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  }
-  std::vector<std::string> out;
-  for (absl::string_view m : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
-    out.emplace_back(absl::StripAsciiWhitespace(m));
-  }
-  return out;
-}
-
-void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
-  flags.String("model", &o->model, "frozen base model: HF directory with tokenizer.model");
-  flags.String("train", &o->train, "training data");
-  flags.String("valid", &o->valid, "validation data");
-  flags.String("init-adapter", &o->init_adapter,
-               "start from this adapter (its r, alpha, targets, layout and mem_size win; its rate "
-               "too unless --rate is given)");
-  flags.Int("lora-r", &o->lora_r, "LoRA rank");
-  flags.String("lora-targets", &o->lora_targets,
-               "LoRA target modules, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,"
-               "up_proj,down_proj) or all");
-  flags.Double("lora-alpha", &o->lora_alpha, "LoRA alpha (scaling = alpha / r)");
-  flags.Int("mem-size", &o->mem_size, "memory slots per segment");
-  flags.Int("rate", &o->rate, "compression rate: a segment is mem_size * rate tokens");
-  flags.String("memory-positions", &o->memory_positions,
-               "RoPE positions of the memory tokens in the encoder: append (ICAE: after the "
-               "text) or uniform (each at the end of its chunk of rate tokens)");
-  flags.Int("valid-samples", &o->valid_samples, "validation samples");
-  flags.Double("residual-lr-scale", &o->residual_lr_scale,
-               "lr multiplier for the memory rows and the o_proj/down_proj LoRA B (use c on a "
-               "base rescaled by c)");
-}
-
-absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
-  auto bad = [](const char* flag, const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", why));
-  };
-  if (o.model.empty()) return bad("model", "is required");
-  if (o.train.empty()) return bad("train", "is required");
-  if (o.valid.empty()) return bad("valid", "is required");
-  if (o.lora_r <= 0) return bad("lora-r", "must be positive");
-  if (!(o.lora_alpha > 0)) return bad("lora-alpha", "must be positive");
-  if (o.mem_size <= 0) return bad("mem-size", "must be positive");
-  if (o.rate <= 0) return bad("rate", "must be positive");
-  if (o.valid_samples <= 0) return bad("valid-samples", "must be positive");
-  if (!(o.residual_lr_scale > 0)) return bad("residual-lr-scale", "must be positive");
-  if (ParseLoraTargets(o.lora_targets).empty()) return bad("lora-targets", "names no module");
-  if (!ParseMemoryPositions(o.memory_positions).ok()) {
-    return bad("memory-positions", "must be append or uniform");
-  }
-  return absl::OkStatus();
-}
-
-// One multiplier per IcaeTrainables::Parameters() entry: `residual` for the memory rows and the
-// o_proj / down_proj B matrices, 1 for the rest.
-std::vector<double> IcaeLearningRateScales(const IcaeTrainables& icae, double residual) {
-  std::vector<double> scales;
-  for (size_t l = 0; l < icae.lora.layers.size(); ++l) {
-    for (const std::string& m : icae.config.target_modules) {
-      const bool writes = m == "o_proj" || m == "down_proj";
-      scales.insert(scales.end(), {1.0, writes ? residual : 1.0});  // A, B
-    }
-  }
-  scales.push_back(residual);  // memory_embed
-  return scales;
-}
-
-// What both ICAE tasks share: the frozen base, its tokenizer and the trainables.
-struct IcaeSetup {
-  std::unique_ptr<Transformer> base;
-  std::unique_ptr<Tokenizer> tokenizer;
-  IcaeTrainables icae;
-  // Co-training only: float32 master weights of the base (trainable leaves).
-  std::optional<TransformerWeights> master;
-};
-
-absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train,
-                                        bool train_base = false) {
-  IcaeSetup s;
-  const Runtime runtime{at::kCPU, train.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat};
-  ASSIGN_OR_RETURN(s.base, Transformer::Load(o.model, runtime));
-  ASSIGN_OR_RETURN(s.tokenizer, Tokenizer::LoadFromModelDir(o.model));
-  const ModelConfig& config = s.base->config();
-  if (s.tokenizer->vocab_size() > config.vocab_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(o.model, ": tokenizer.model has ", s.tokenizer->vocab_size(),
-                     " pieces but the model's vocab_size is ", config.vocab_size));
-  }
-  if (train_base) {
-    ASSIGN_OR_RETURN(TransformerWeights w,
-                     LoadWeights(o.model, config, nullptr, at::kFloat, at::kCPU));
-    RETURN_IF_ERROR(CatchTorch("copying the base for co-training", [&]() -> absl::Status {
-      s.master = CloneWeights(w, config.tie_word_embeddings);
-      return absl::OkStatus();
-    }));
-  }
-  if (!o.init_adapter.empty()) {
-    ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(o.init_adapter, config, /*with_lora=*/true));
-    ASSIGN_OR_RETURN(s.icae, IcaeFromAdapter(adapter, config));
-    if (o.mem_size_given && o.mem_size != s.icae.config.mem_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--mem-size ", o.mem_size, " differs from the ", s.icae.config.mem_size,
-                       " memory rows of --init-adapter ", o.init_adapter));
-    }
-    // The rate is a property of the segment plan, not of the weights: the same memory rows can
-    // go on at another rate (1x, then 2x, then 4x trains far faster than 4x from the start).
-    if (o.rate_given) s.icae.config.compression_rate = o.rate;
-  } else {
-    RETURN_IF_ERROR(CatchTorch("initialising the adapter", [&]() -> absl::Status {
-      const double embed_std = s.base->weights().embed.to(at::kFloat).std().item<double>();
-      ASSIGN_OR_RETURN(s.icae,
-                       InitIcae(config, o.lora_r, o.lora_alpha, ParseLoraTargets(o.lora_targets),
-                                o.mem_size, o.rate, static_cast<uint64_t>(train.seed), embed_std,
-                                *ParseMemoryPositions(o.memory_positions)));
-      return absl::OkStatus();
-    }));
-  }
-  return s;
-}
-
-std::string IcaeRecipe(const IcaeSetup& s, const std::string& model) {
-  const AdapterConfig& c = s.icae.config;
-  return absl::StrCat(
-      "base=", model, " hidden=", s.base->config().hidden_size,
-      " layers=", s.base->config().num_layers, " r=", c.r, " alpha=", c.lora_alpha,
-      c.target_modules == std::vector<std::string>{"q_proj", "v_proj"}
-          ? std::string()
-          : absl::StrCat(" targets=", absl::StrJoin(c.target_modules, ",")),
-      c.memory_positions == MemoryPositions::kAppend
-          ? std::string()
-          : absl::StrCat(" memory_positions=", MemoryPositionsName(c.memory_positions)),
-      " mem=", c.mem_size, " rate=", c.compression_rate);
-}
-
-// Forward + backward FLOPs for encoder positions (frozen weights: input gradients only, no
-// lm_head) and decoder positions (logits included).
-double IcaeFlops(const ModelConfig& c, int64_t batch, int64_t enc_len, int64_t dec_len) {
-  const double p = MatmulParameters(c);
-  const double p_enc = p - static_cast<double>(c.vocab_size) * c.hidden_size;
-  return 4.0 * p_enc * batch * enc_len + 4.0 * p * batch * dec_len +
-         3.0 *
-             (AttentionForwardFlops(c, batch, enc_len) + AttentionForwardFlops(c, batch, dec_len));
-}
 
 class PretrainTask : public TrainTask {
  public:
@@ -437,116 +293,6 @@ class PretrainTask : public TrainTask {
   std::vector<at::Tensor> base_params_;  // Co-training: the master's leaves, in a fixed order.
 };
 
-class FinetuneTask : public TrainTask {
- public:
-  FinetuneTask(FinetuneOptions options, TrainOptions train, IcaeSetup setup, PromptTemplate tmpl,
-               std::vector<TokenizedExample> train_set, std::vector<TokenizedExample> valid_set,
-               TemplateTokens tokens)
-      : options_(std::move(options)),
-        train_(std::move(train)),
-        s_(std::move(setup)),
-        tmpl_(tmpl),
-        train_set_(std::move(train_set)),
-        valid_set_(std::move(valid_set)),
-        tokens_(std::move(tokens)) {
-    for (size_t i = 0; i < train_set_.size(); ++i) order_stream_.push_back(static_cast<int>(i));
-    sampler_ =
-        std::make_unique<WindowSampler>(&order_stream_, 1, static_cast<uint64_t>(train_.seed));
-  }
-
-  std::vector<at::Tensor> Parameters() const override { return s_.icae.Parameters(); }
-
-  absl::StatusOr<MicroBatchLoss> NextLoss() override {
-    std::vector<const TokenizedExample*> batch;
-    for (int b = 0; b < train_.batch; ++b) batch.push_back(&train_set_[sampler_->Next()[0]]);
-    ASSIGN_OR_RETURN(BatchLoss loss, Loss(batch));
-    return MicroBatchLoss{loss.mean_loss, positions_};
-  }
-
-  absl::StatusOr<Metrics> Validate() override {
-    double total = 0;
-    int64_t n = 0, correct = 0;
-    const size_t count = std::min<size_t>(valid_set_.size(), options_.valid_samples);
-    for (size_t i = 0; i < count; i += train_.batch) {
-      std::vector<const TokenizedExample*> batch;
-      for (size_t j = i; j < std::min(count, i + train_.batch); ++j)
-        batch.push_back(&valid_set_[j]);
-      ASSIGN_OR_RETURN(BatchLoss loss, Loss(batch));
-      total += loss.mean_loss.item<double>() * loss.labelled;
-      n += loss.labelled;
-      correct += loss.correct;
-    }
-    const double mean = total / std::max<int64_t>(1, n);
-    return Metrics{{"loss", mean},
-                   {"answer_ppl", std::exp(mean)},
-                   {"answer_token_acc", static_cast<double>(correct) / std::max<int64_t>(1, n)}};
-  }
-
-  nlohmann::json DataState() const override {
-    return {{"epoch", sampler_->cursor().epoch}, {"index", sampler_->cursor().index}};
-  }
-  absl::Status RestoreDataState(const nlohmann::json& s) override {
-    if (!s.is_object() || !s.contains("epoch") || !s.contains("index")) {
-      return absl::DataLossError("checkpoint data state lacks epoch/index");
-    }
-    sampler_->set_cursor({s["epoch"].get<int64_t>(), s["index"].get<int64_t>()});
-    return absl::OkStatus();
-  }
-  absl::Status Export(const std::string& dir) const override {
-    return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
-  }
-  std::string Recipe() const override {
-    return absl::StrCat("finetune ", IcaeRecipe(s_, options_.model),
-                        " template=", PromptTemplateName(tmpl_), " examples=", train_set_.size());
-  }
-  double FlopsPerMicroBatch() const override {
-    // Estimated from the mean example size.
-    double enc = 0, dec = 0;
-    for (const TokenizedExample& e : train_set_) {
-      const int segments = PlanSegments(static_cast<int>(e.context.size()), s_.icae.config.mem_size,
-                                        s_.icae.config.compression_rate)
-                               .num_segments;
-      enc += e.context.size() + segments * s_.icae.config.mem_size;
-      dec += segments * s_.icae.config.mem_size + e.prompt.size() + e.answer.size() + 8;
-    }
-    const double n = std::max<size_t>(1, train_set_.size());
-    return IcaeFlops(s_.base->config(), train_.batch, static_cast<int64_t>(enc / n),
-                     static_cast<int64_t>(dec / n));
-  }
-
- private:
-  absl::StatusOr<BatchLoss> Loss(const std::vector<const TokenizedExample*>& batch) {
-    std::vector<std::vector<int>> contexts;
-    for (const TokenizedExample* e : batch) contexts.push_back(e->context);
-    std::vector<at::Tensor> slots = EncodeContexts(*s_.base, s_.icae, contexts);
-    std::vector<DecoderExample> examples;
-    int64_t enc = 0;
-    const ModelConfig& c = s_.base->config();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const int n = static_cast<int>(slots[i].size(0));
-      enc += batch[i]->context.size() + n;
-      ASSIGN_OR_RETURN(
-          DecoderExample e,
-          FinetuneExample(tmpl_, n, batch[i]->prompt, batch[i]->answer, tokens_, c.eos_token_id));
-      examples.push_back(std::move(e));
-    }
-    BatchLoss loss = ExamplesLoss(*s_.base, SpecialRows(s_.icae), examples, slots);
-    positions_ = enc + loss.positions;
-    return loss;
-  }
-
-  FinetuneOptions options_;
-  TrainOptions train_;
-  IcaeSetup s_;
-  PromptTemplate tmpl_;
-  std::vector<TokenizedExample> train_set_;
-  std::vector<TokenizedExample> valid_set_;
-  TemplateTokens tokens_;          // BOS and [INST] / [/INST], as the decoder service spells them.
-  std::vector<int> order_stream_;  // 0..n-1, served in a seeded order per epoch.
-  std::unique_ptr<WindowSampler> sampler_;
-  int64_t positions_ = 0;
-};
-
 }  // namespace
 
 void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
@@ -570,12 +316,6 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   flags.Double("kd-weight", &o->kd_weight,
                "weight of KL(base reading the text || base reading the slots) on continuation "
                "samples (0 = off)");
-}
-
-void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* o) {
-  RegisterIcaeFlags(flags, o);
-  flags.String("template", &o->prompt_template, "icae-v2-instruct or icae-v1");
-  flags.Int("max-context-tokens", &o->max_context_tokens, "contexts are cut to this many tokens");
 }
 
 absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOptions& options,
@@ -622,35 +362,6 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
                    TokenizeCorpus(o.valid, *setup.tokenizer, 2 * o.span_tokens, "--valid corpus"));
   return std::unique_ptr<TrainTask>(new PretrainTask(
       o, train, std::move(setup), std::move(train_stream), std::move(valid_stream)));
-}
-
-absl::StatusOr<std::unique_ptr<TrainTask>> CreateFinetuneTask(const FinetuneOptions& options,
-                                                              const TrainOptions& train) {
-  RETURN_IF_ERROR(ValidateTrainOptions(train));
-  RETURN_IF_ERROR(ValidateIcaeOptions(options));
-  ASSIGN_OR_RETURN(PromptTemplate tmpl, ParsePromptTemplate(options.prompt_template));
-  if (tmpl != PromptTemplate::kIcaeV2Instruct && tmpl != PromptTemplate::kIcaeV1) {
-    return absl::InvalidArgumentError("--template must be icae-v2-instruct or icae-v1");
-  }
-  if (options.max_context_tokens <= 0) {
-    return absl::InvalidArgumentError("--max-context-tokens must be positive");
-  }
-  ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train));
-  ASSIGN_OR_RETURN(
-      std::vector<TokenizedExample> train_set,
-      ReadFinetuneExamples(options.train, *setup.tokenizer, options.max_context_tokens));
-  ASSIGN_OR_RETURN(
-      std::vector<TokenizedExample> valid_set,
-      ReadFinetuneExamples(options.valid, *setup.tokenizer, options.max_context_tokens));
-  ASSIGN_OR_RETURN(TemplateTokens tokens,
-                   TemplateTokensFor(setup.base->config(), setup.tokenizer.get()));
-  if (train_set.size() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--train '", options.train, "' needs at least 2 examples"));
-  }
-  return std::unique_ptr<TrainTask>(new FinetuneTask(options, train, std::move(setup), tmpl,
-                                                     std::move(train_set), std::move(valid_set),
-                                                     std::move(tokens)));
 }
 
 }  // namespace icae::train
