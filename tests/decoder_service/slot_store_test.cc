@@ -142,6 +142,61 @@ TEST_F(SlotStoreTest, AStoreHitOnAnotherReplicaAndHandlesThroughTheDecoder) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--slot_store")));
 }
 
+// What Redis holds is input too: garbage or another encoder's slots under a key are never used.
+TEST_F(SlotStoreTest, CorruptOrForeignEntriesAreNotUsed) {
+  std::unique_ptr<Encoder> a = StartEncoder({"--slot_store", redis_->url()});
+  std::unique_ptr<Encoder> b = StartEncoder({"--slot_store", redis_->url()});
+  std::unique_ptr<Server> decoder =
+      StartDecoder(TinyModelDir(), testing::TinyAdapter(), {"--slot_store", redis_->url()},
+                   scratch_->Join("corrupt-decoder.log"));
+  ASSERT_NE(decoder, nullptr);
+  const std::vector<int> ids = ToIds(IcaeFixture("context_ids"));
+  absl::StatusOr<v1::CompressResponse> handled =
+      a->client->Compress(Request({ids}, v1::FLOAT32, /*handles=*/true));
+  ASSERT_OK(handled);
+  ASSERT_TRUE(handled->spans(0).has_handle());
+  const std::string key = handled->spans(0).handle().key();
+  absl::StatusOr<v1::CompressResponse> inline_slots =
+      a->client->Compress(Request({ids}, v1::FLOAT32));
+  ASSERT_OK(inline_slots);
+  RedisOptions options;
+  options.port = redis_->port();
+  RedisClient redis(options);
+
+  // Not a MemorySlots message at all: the decoder refuses the handle; an encoder computes the
+  // span (and its write-back repairs the entry).
+  ASSERT_OK(redis.Set({{key, std::string("\xff\xff\xff garbage", 12)}}, absl::ZeroDuration()));
+  v1::ContextPart part;
+  *part.mutable_handle() = handled->spans(0).handle();
+  EXPECT_THAT(decoder->client->Generate(AeRequest(part)),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr(key)));
+  absl::StatusOr<v1::CompressResponse> computed = b->client->Compress(Request({ids}));
+  ASSERT_OK(computed);
+  EXPECT_FALSE(computed->spans(0).usage().store_hit());
+  EXPECT_TRUE(computed->spans(0).slots().slots().data() ==
+              inline_slots->spans(0).slots().slots().data());
+  EXPECT_GE(b->Metric("icae_encoder_store_lookups_total", {{"result", "error"}}), 1);
+
+  // Well-formed slots that claim another encoder, and slots whose bytes do not fit their shape.
+  v1::MemorySlots foreign = inline_slots->spans(0).slots();
+  foreign.set_encoder_id(std::string(64, 'f'));
+  ASSERT_OK(redis.Set({{key, foreign.SerializeAsString()}}, absl::ZeroDuration()));
+  EXPECT_THAT(decoder->client->Generate(AeRequest(part)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the handle says")));
+  std::unique_ptr<Encoder> c = StartEncoder({"--slot_store", redis_->url()});  // empty cache
+  absl::StatusOr<v1::CompressResponse> fresh = c->client->Compress(Request({ids}));
+  ASSERT_OK(fresh);
+  EXPECT_FALSE(fresh->spans(0).usage().store_hit());
+  EXPECT_TRUE(fresh->spans(0).slots().slots().data() ==
+              inline_slots->spans(0).slots().slots().data());
+  EXPECT_GE(c->Metric("icae_encoder_store_lookups_total", {{"result", "error"}}), 1);
+  v1::MemorySlots truncated = inline_slots->spans(0).slots();
+  truncated.mutable_slots()->mutable_data()->resize(100);
+  ASSERT_OK(redis.Set({{key, truncated.SerializeAsString()}}, absl::ZeroDuration()));
+  EXPECT_THAT(decoder->client->Generate(AeRequest(part)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tensor data holds 100 bytes")));
+}
+
 TEST_F(SlotStoreTest, HandlesExpireAndNeedAStore) {
   std::unique_ptr<Encoder> encoder =
       StartEncoder({"--slot_store", redis_->url(), "--slot_store_ttl", "1"});
