@@ -56,6 +56,9 @@ int Run(int argc, char** argv) {
             "max_position_embeddings)");
   flags.Int("max_new_tokens", &engine_options.max_new_tokens,
             "default and limit of a request's max_new_tokens");
+  flags.Int("prefill_chunk_tokens", &engine_options.prefill_chunk_tokens,
+            "context positions prefilled per scheduler step, between decode steps (0 = a "
+            "context in one piece)");
   StreamLimits stream_limits;
   double stream_idle_seconds = absl::ToDoubleSeconds(stream_limits.idle_timeout);
   flags.Int("max_streams", &stream_limits.max_open,

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <deque>
+#include <limits>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -39,6 +40,7 @@ struct Request {
   double first_token_seconds = 0;      // Admission to the first step.
   std::unique_ptr<Sequence> sequence;  // Set at admission; holds the KV cache.
   int64_t kv_cache_bytes = 0;
+  int64_t prefilled = 0;  // Context positions in the KV cache so far (chunked prefill).
   // Set by Cancel (status under the engine lock, flag readable without it).
   std::atomic<bool> cancel_requested{false};
   absl::Status cancel_status;
@@ -118,7 +120,11 @@ class Engine::Impl {
   void Loop();
   // Takes cancelled or expired waiting requests out of the queue and admits what fits.
   void Schedule(std::vector<RequestPtr>& admitted, std::vector<RequestPtr>& dropped, bool* stop);
-  void Prefill(Request& request);
+  // Creates the request's sequence and KV cache (at admission).
+  void StartPrefill(Request& request);
+  // Prefills up to `budget` more context positions; true once the whole context is in and the
+  // first token was picked (or the prefill failed: the request is then marked cancelled).
+  bool PrefillChunk(Request& request, int64_t budget);
   void DecodeStep(std::vector<RequestPtr>& running);
   // Hands the new id/text of `request` to its sink (final when its sequence finished).
   void Emit(Request& request, int accepted_id, absl::Time now);
@@ -149,14 +155,16 @@ class Engine::Impl {
 void Engine::Impl::Loop() {
   ConfigureThreads(options_.threads);
   c10::InferenceMode guard;
-  std::vector<RequestPtr> running;  // Owned by this thread.
+  std::vector<RequestPtr> running;     // Owned by this thread.
+  std::deque<RequestPtr> prefilling;   // Admitted, context not yet all in (FIFO).
   while (true) {
     std::vector<RequestPtr> admitted, dropped;
     bool stop = false;
     {
       absl::MutexLock lock(&mu_);
-      auto has_work = [this, &running]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || wake_ || !waiting_.empty() || !running.empty();
+      auto has_work = [this, &running, &prefilling]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || wake_ || !waiting_.empty() || !running.empty() ||
+               !prefilling.empty();
       };
       mu_.Await(absl::Condition(&has_work));
       wake_ = false;
@@ -169,15 +177,40 @@ void Engine::Impl::Loop() {
     }
     if (stop) {
       for (RequestPtr& request : running) Finish(std::move(request), shutdown);
+      for (RequestPtr& request : prefilling) Finish(std::move(request), shutdown);
       for (RequestPtr& request : admitted) Finish(std::move(request), shutdown);
       return;
     }
     for (RequestPtr& request : admitted) {
-      Prefill(*request);
-      running.push_back(std::move(request));
+      StartPrefill(*request);
+      prefilling.push_back(std::move(request));
+    }
+    // Prefill: with chunking, at most prefill_chunk_tokens positions per step (oldest first), so
+    // the running sequences' next decode step comes after one chunk, not after whole contexts.
+    const int64_t chunk = options_.prefill_chunk_tokens;
+    int64_t budget = chunk > 0 ? chunk : std::numeric_limits<int64_t>::max();
+    while (!prefilling.empty() && budget > 0) {
+      Request& request = *prefilling.front();
+      const int64_t before = request.prefilled;
+      const bool done = PrefillChunk(request, budget);
+      budget -= std::max<int64_t>(request.prefilled - before, 1);
+      if (!done) break;
+      running.push_back(std::move(prefilling.front()));
+      prefilling.pop_front();
     }
     // Leave at once: finished by the prefill's token, cancelled, or past the deadline.
     const absl::Time now = absl::Now();
+    {
+      std::deque<RequestPtr> waiting_prefill;
+      for (RequestPtr& request : prefilling) {
+        if (absl::Status cut = CutStatus(*request, now); !cut.ok()) {
+          Finish(std::move(request), cut);
+        } else {
+          waiting_prefill.push_back(std::move(request));
+        }
+      }
+      prefilling = std::move(waiting_prefill);
+    }
     std::vector<RequestPtr> still;
     for (RequestPtr& request : running) {
       if (absl::Status cut = CutStatus(*request, now); !cut.ok()) {
@@ -234,7 +267,7 @@ absl::Status Engine::Impl::CutStatus(Request& request, absl::Time now) {
   return absl::OkStatus();
 }
 
-void Engine::Impl::Prefill(Request& request) {
+void Engine::Impl::StartPrefill(Request& request) {
   request.admitted = absl::Now();
   const PreparedRequest& p = request.prepared;
   if (observer_ != nullptr) {
@@ -249,20 +282,46 @@ void Engine::Impl::Prefill(Request& request) {
     request.sequence =
         std::make_unique<Sequence>(std::move(cache), p.params, model_.tokenizer(),
                                    p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
-    at::Tensor hidden = transformer.Prefill(p.embeds, request.sequence->cache());
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
+    request.sequence.reset();
+    request.prepared.embeds = at::Tensor();
+    absl::MutexLock lock(&mu_);
+    request.cancel_status = status;
+    request.cancel_requested.store(true);
+  }
+}
+
+bool Engine::Impl::PrefillChunk(Request& request, int64_t budget) {
+  if (request.sequence == nullptr) return true;  // StartPrefill failed: the sweep finishes it
+  const Transformer& transformer = model_.transformer();
+  const int64_t total = request.prepared.embeds.size(0);
+  const int64_t n = std::min(budget, total - request.prefilled);
+  bool done = false;
+  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    // Positions continue from the cache's length, so the chunks together equal one prefill.
+    at::Tensor hidden = transformer.Prefill(request.prepared.embeds.narrow(0, request.prefilled, n),
+                                            request.sequence->cache());
+    request.prefilled += n;
+    if (request.prefilled < total) return absl::OkStatus();
     at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
     const int id = request.sequence->Accept(logits);
+    done = true;
     Emit(request, id, absl::Now());
     return absl::OkStatus();
   });
-  request.prepared.embeds = at::Tensor();  // No longer needed.
+  if (done || !status.ok()) request.prepared.embeds = at::Tensor();  // No longer needed.
   if (!status.ok()) {
     ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
     request.sequence.reset();
     absl::MutexLock lock(&mu_);
     request.cancel_status = status;
     request.cancel_requested.store(true);
+    return true;
   }
+  return done;
 }
 
 void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {

@@ -4,8 +4,10 @@
 // The scheduler thread owns the running batch. Between decode steps it drops cancelled or
 // expired requests, admits waiting ones (FIFO) while the batch has fewer than max_running
 // sequences and their reserved KV positions (context + max_new_tokens each) fit max_kv_tokens,
-// prefills each newly admitted one (its first token comes from the prefill), then runs one
-// DecodeStep over every running sequence and hands each new token to its request's sink.
+// prefills admitted contexts, oldest first, at most prefill_chunk_tokens positions per step
+// (chunked prefill: a long context arrives over several steps instead of stalling the running
+// sequences; a request's first token comes from its last chunk), then runs one DecodeStep over
+// every running sequence and hands each new token to its request's sink.
 // A sequence that finishes or is cancelled leaves at once and its KV cache is freed. Each row of
 // a decode step depends only on its own sequence, so output does not depend on what else runs
 // (greedy: identical ids alone or in a full batch; seeded sampling: identical text).

@@ -26,6 +26,10 @@ absl::Status EngineOptions::Validate(int model_max_positions) const {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_new_tokens ", max_new_tokens, " must be >= 1"));
   }
+  if (prefill_chunk_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--prefill_chunk_tokens ", prefill_chunk_tokens, " must be >= 0"));
+  }
   if (threads < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--threads ", threads, " must be >= 0"));
   }

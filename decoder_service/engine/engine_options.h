@@ -24,6 +24,10 @@ struct EngineOptions {
   int max_new_tokens = 512;
   // LibTorch intra-op threads of the scheduler thread; 0 = every core.
   int threads = 0;
+  // Chunked prefill: a new request's context is prefilled at most this many positions per
+  // scheduler step, between the decode steps of the running sequences, so that a long context
+  // does not stall their next tokens. 0 = each context in one piece.
+  int prefill_chunk_tokens = 512;
 
   // InvalidArgument names the flag. `model_max_positions` is the model's max_position_embeddings.
   absl::Status Validate(int model_max_positions) const;

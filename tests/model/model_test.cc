@@ -57,6 +57,31 @@ TEST(TransformerTest, KvCachedDecodingEqualsFullRecompute) {
   }
 }
 
+// Chunked prefill (the decoder's scheduler): prefilling a context in pieces, each continuing from
+// the cache's length, gives the logits of one prefill.
+TEST(TransformerTest, ChunkedPrefillEqualsOnePrefill) {
+  for (const char* fixture : {"tiny-llama", "tiny-mistral"}) {
+    auto model = Transformer::Load(TestData(fixture), Runtime{});
+    ASSERT_OK(model);
+    c10::InferenceMode guard;
+    at::Tensor ids = Expected(fixture, "input_ids").view({-1});
+    const int64_t n = ids.size(0);
+    KVCache whole_cache = (*model)->NewCache(n);
+    at::Tensor whole = (*model)->Logits((*model)->Prefill((*model)->Embed(ids), whole_cache));
+    for (int64_t chunk : {int64_t{1}, int64_t{3}, int64_t{7}, n - 1}) {
+      KVCache cache = (*model)->NewCache(4);  // grows across chunks
+      std::vector<at::Tensor> rows;
+      for (int64_t start = 0; start < n; start += chunk) {
+        const int64_t len = std::min(chunk, n - start);
+        rows.push_back((*model)->Logits(
+            (*model)->Prefill((*model)->Embed(ids.narrow(0, start, len)), cache)));
+      }
+      EXPECT_EQ(cache.length(), n);
+      EXPECT_LT(MaxAbsDiff(at::cat(rows, 0), whole), 1e-5) << fixture << " chunk " << chunk;
+    }
+  }
+}
+
 TEST(TransformerTest, PaddedBatchEqualsOneAtATime) {
   auto model = Transformer::Load(TestData("tiny-mistral"), Runtime{});
   ASSERT_OK(model);
