@@ -13,7 +13,7 @@ namespace icae {
 void QuantizeRowsInt8(const float* x, int64_t rows, int64_t width, int8_t* q, float* scales);
 
 // q [rows, width] and scales [rows] -> out [rows, width] = q * scale. False (out incomplete) when
-// some q is -128 or a scale is negative or not finite.
+// some q is -128. The caller checks the scales (finite, >= 0).
 bool DequantizeRowsInt8(const int8_t* q, const float* scales, int64_t rows, int64_t width,
                         float* out);
 

@@ -53,18 +53,17 @@ absl::StatusOr<at::Tensor> DecodeInt8(const v1::Tensor& proto, const std::vector
   try {
     std::vector<float> scales(static_cast<size_t>(rows));
     if (rows > 0) std::memcpy(scales.data(), scale.data().data(), scale.data().size());
+    for (float s : scales) {
+      if (!(s >= 0 && std::isfinite(s))) {
+        return absl::InvalidArgumentError("INT8 scale has a negative or non-finite value");
+      }
+    }
     at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
     const int64_t width = shape.back();
     if (width > 0 && rows > 0 &&
         !DequantizeRowsInt8(reinterpret_cast<const int8_t*>(proto.data().data()), scales.data(),
                             rows, width, out.data_ptr<float>())) {
-      return absl::InvalidArgumentError(
-          "INT8 tensor holds -128 (the range is [-127, 127]) or a negative or non-finite scale");
-    }
-    for (float s : scales) {  // also the scales of zero-width rows
-      if (!(s >= 0 && std::isfinite(s))) {
-        return absl::InvalidArgumentError("INT8 scale has a negative or non-finite value");
-      }
+      return absl::InvalidArgumentError("INT8 tensor holds -128 (the range is [-127, 127])");
     }
     return out;
   } catch (const c10::Error& e) {

@@ -243,11 +243,10 @@ void Engine::Impl::FetchFromStore(RequestState& state, bool use_cache) {
     if (!found[j]) continue;
     const StoredSpan& stored = *found[j];
     const int64_t segments = static_cast<int64_t>(span.ranges.size());
-    // The key names the tokens; the geometry must agree too before the bytes are used.
+    // The store checked dtype, shape and lengths against this encoder (shared_store.h); what it
+    // cannot know is the span: the key names its tokens, the segment plan must agree too.
     if (stored.tokens != static_cast<int>(span.ids.size()) || stored.segments != segments ||
-        stored.slots.num_slots != segments * mem || stored.slots.hidden != model.info.hidden_size ||
-        stored.slots.dtype != state.wire ||
-        stored.slots.bytes() != (SlotBytes(state.wire) + ScaleBytes(state.wire)) * segments) {
+        stored.slots.num_slots != segments * mem) {
       ICAE_LOG(WARNING) << "slot store entry " << span.store_key
                         << " does not match its span; computing it";
       continue;

@@ -31,8 +31,10 @@ class SharedSlotStore {
   // The store key of a span: "icae:slots:" + SlotCacheKey (encoder id, wire dtype, token ids).
   static std::string KeyFor(const std::string& cache_key) { return "icae:slots:" + cache_key; }
 
-  // For each key, the span stored under it with slots of `wire`, or nullopt (absent, not usable,
-  // or the store failed). One round trip; a hit renews the entry's time to live.
+  // For each key, the span stored under it, or nullopt (absent, not usable, or the store
+  // failed). A hit's slots are checked by the store: this encoder's id and slot kind, dtype
+  // `wire`, [num_segments * mem_size, hidden] with byte lengths to match (and int8 scales).
+  // One round trip; a hit renews the entry's time to live.
   virtual std::vector<std::optional<StoredSpan>> Fetch(absl::Span<const std::string> keys,
                                                        DType wire) = 0;
   // Writes `entries` now (one round trip); for each, whether it is in the store afterwards.

@@ -105,7 +105,7 @@ std::vector<std::optional<StoredSpan>> RedisSlotStore::Fetch(absl::Span<const st
   return out;
 }
 
-std::vector<bool> RedisSlotStore::WriteNow(
+std::vector<bool> RedisSlotStore::Write(
     absl::Span<const std::pair<std::string, StoredSpan>> entries) {
   std::vector<bool> written(entries.size(), false);
   std::vector<std::pair<std::string, std::string>> values;
@@ -140,11 +140,6 @@ std::vector<bool> RedisSlotStore::WriteNow(
     if (status.ok()) metrics_->AddBytes(0, bytes);
   }
   return written;
-}
-
-std::vector<bool> RedisSlotStore::Write(
-    absl::Span<const std::pair<std::string, StoredSpan>> entries) {
-  return WriteNow(entries);
 }
 
 void RedisSlotStore::WriteLater(std::vector<std::pair<std::string, StoredSpan>> entries) {
@@ -184,7 +179,7 @@ void RedisSlotStore::WriterLoop() {
       writing_ = true;
       if (metrics_ != nullptr) metrics_->SetQueueBytes(queued_bytes_);
     }
-    WriteNow(batch);
+    Write(batch);
     absl::MutexLock lock(&mu_);
     writing_ = false;
   }

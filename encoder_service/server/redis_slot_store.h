@@ -41,7 +41,6 @@ class RedisSlotStore final : public SharedSlotStore {
   const SlotStoreOptions& options() const { return options_; }
 
  private:
-  std::vector<bool> WriteNow(absl::Span<const std::pair<std::string, StoredSpan>> entries);
   void WriterLoop();
 
   const SlotStoreOptions options_;

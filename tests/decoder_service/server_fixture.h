@@ -88,6 +88,14 @@ inline v1::ContextPart SlotsPart(const at::Tensor& slots, const std::string& enc
   return part;
 }
 
+// A metric of a server process's /metrics (-1 when it cannot be read: a test failure).
+inline double ProcessMetric(const ServerProcess& process, const std::string& name,
+                            const std::map<std::string, std::string>& labels = {}) {
+  absl::StatusOr<std::string> text = HttpGet(process.metrics_port(), "/metrics");
+  EXPECT_OK(text);
+  return text.ok() ? MetricValue(*text, name, labels) : -1;
+}
+
 struct Server {
   ServerProcess process;
   std::shared_ptr<const Connection> connection;
@@ -99,9 +107,7 @@ struct Server {
     return HttpGet(process.metrics_port(), "/metrics");
   }
   double Metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
-    absl::StatusOr<std::string> text = Metrics();
-    EXPECT_OK(text);
-    return text.ok() ? MetricValue(*text, name, labels) : -1;
+    return ProcessMetric(process, name, labels);
   }
   // Polls until `name` == `value` (true) or 10 s pass.
   bool AwaitMetric(const std::string& name, double value) {

@@ -21,9 +21,7 @@ struct Encoder {
   ServerProcess process;
   std::unique_ptr<EncoderClient> client;
   double Metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
-    absl::StatusOr<std::string> text = HttpGet(process.metrics_port(), "/metrics");
-    EXPECT_OK(text);
-    return text.ok() ? MetricValue(*text, name, labels) : -1;
+    return ProcessMetric(process, name, labels);
   }
 };
 

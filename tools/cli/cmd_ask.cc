@@ -119,36 +119,38 @@ int RunAsk(const Args& args) {
   }
   const int first_document = request.context_size();
   int64_t tokens = 0, slots = 0, slot_bytes = 0, handle_count = 0;
-  const auto add_documents = [&](v1::CompressResponse& response, bool count) {
+  for (const v1::CompressedSpan& span : compressed->spans()) {
+    tokens += span.usage().tokens();
+    slots += span.usage().slots();
+    handle_count += span.has_handle() ? 1 : 0;
+    slot_bytes += static_cast<int64_t>(span.has_handle() ? span.handle().ByteSizeLong()
+                                                         : span.slots().ByteSizeLong());
+  }
+  // Each document's part: its handle, or its slots (the store refused it, or no handles).
+  const auto place_documents = [&](v1::CompressResponse& response) {
     for (int k = 0; k < response.spans_size(); ++k) {
       v1::CompressedSpan& span = *response.mutable_spans(k);
-      v1::ContextPart* part = count ? request.add_context()
-                                    : request.mutable_context(first_document + k);
+      v1::ContextPart* part = first_document + k < request.context_size()
+                                  ? request.mutable_context(first_document + k)
+                                  : request.add_context();
       if (span.has_handle()) {
-        if (count) slot_bytes += static_cast<int64_t>(span.handle().ByteSizeLong());
-        if (count) ++handle_count;
         *part->mutable_handle() = std::move(*span.mutable_handle());
       } else {
-        if (count) slot_bytes += static_cast<int64_t>(span.slots().ByteSizeLong());
         *part->mutable_slots() = std::move(*span.mutable_slots());
-      }
-      if (count) {
-        tokens += span.usage().tokens();
-        slots += span.usage().slots();
       }
     }
   };
   const v1::DataType wire_dtype = compressed->spans(0).has_handle()
                                       ? compressed->spans(0).handle().dtype()
                                       : compressed->spans(0).slots().slots().dtype();
-  add_documents(*compressed, true);
+  place_documents(*compressed);
   FillGenerateRequest(spec, &request);
   absl::StatusOr<StreamedAnswer> answer = StreamAnswer(*decoder, request, gen.print_ids);
   if (!answer.ok() && answer.status().code() == absl::StatusCode::kNotFound && handles) {
     // A handle expired between the two calls (nothing was streamed): compress again, once.
     absl::StatusOr<v1::CompressResponse> again = encoder->Compress(compress);
     if (!again.ok()) return Failure(cmd, again.status());
-    add_documents(*again, false);
+    place_documents(*again);
     answer = StreamAnswer(*decoder, request, gen.print_ids);
   }
   if (!answer.ok()) return Failure(cmd, answer.status());

@@ -67,27 +67,25 @@ def tensor_to_numpy(tensor: tensor_pb2.Tensor) -> "numpy.ndarray":
     return array.reshape(shape)
 
 
-class Slots:
-    """The compressed form of one span, as one ``icae.v1.MemorySlots`` message.
-
-    The message is kept exactly as the encoder sent it (``proto``), so passing a Slots to
-    ``DecoderClient.generate`` sends the same bytes back, in the same wire dtype. Slots can be
-    cached: ``serialize()`` / ``Slots.parse()`` round-trip them through bytes.
-    """
+class _SpanResult:
+    """What ``Slots`` and ``Handle`` share: the message as the encoder sent it, the span id and
+    the span's usage."""
 
     __slots__ = ("_proto", "_id", "_usage")
+    _MESSAGE: Any = None  # the message class, set by subclasses
 
-    def __init__(self, proto: slots_pb2.MemorySlots, span_id: str = "",
+    def __init__(self, proto: Any, span_id: str = "",
                  usage: Optional[encoder_pb2.SpanUsage] = None) -> None:
-        if not isinstance(proto, slots_pb2.MemorySlots):
-            raise TypeError(f"expected icae.v1.MemorySlots, got {type(proto).__name__}")
+        if not isinstance(proto, self._MESSAGE):
+            raise TypeError(f"expected icae.v1.{self._MESSAGE.__name__}, got "
+                            f"{type(proto).__name__}")
         self._proto = proto
         self._id = span_id
         self._usage = usage
 
     @property
-    def proto(self) -> slots_pb2.MemorySlots:
-        """The ``icae.v1.MemorySlots`` message (do not modify it)."""
+    def proto(self) -> Any:
+        """The message (do not modify it)."""
         return self._proto
 
     @property
@@ -97,7 +95,8 @@ class Slots:
 
     @property
     def usage(self) -> Optional[encoder_pb2.SpanUsage]:
-        """Per-span usage from the encoder (tokens, segments, slots, cache_hit), if known."""
+        """Per-span usage from the encoder (tokens, segments, slots, cache_hit, store_hit), if
+        known."""
         return self._usage
 
     @property
@@ -109,6 +108,18 @@ class Slots:
     def source_tokens(self) -> int:
         """Tokens the span had before compression."""
         return self._proto.source_tokens
+
+
+class Slots(_SpanResult):
+    """The compressed form of one span, as one ``icae.v1.MemorySlots`` message.
+
+    The message is kept exactly as the encoder sent it (``proto``), so passing a Slots to
+    ``DecoderClient.generate`` sends the same bytes back, in the same wire dtype. Slots can be
+    cached: ``serialize()`` / ``Slots.parse()`` round-trip them through bytes.
+    """
+
+    __slots__ = ()
+    _MESSAGE = slots_pb2.MemorySlots
 
     @property
     def num_slots(self) -> int:
@@ -179,36 +190,21 @@ class Slots:
                 f"source_tokens={self.source_tokens}, encoder_id={self.encoder_id[:12]}...)")
 
 
-class Handle:
+class Handle(_SpanResult):
     """Slots kept in the shared slot store (``compress(..., handles=True)``): an
     ``icae.v1.SlotHandle`` whose key a decoder with the same store fetches. Passing a Handle to
     ``DecoderClient.generate`` sends the key instead of the tensor; ``source`` is the span it was
     made from, so an expired handle can be compressed again (``generate(..., recompress=...)``).
     """
 
-    __slots__ = ("_proto", "_id", "_usage", "source")
+    __slots__ = ("source",)
+    _MESSAGE = slots_pb2.SlotHandle
 
     def __init__(self, proto: slots_pb2.SlotHandle, span_id: str = "",
                  usage: Optional[encoder_pb2.SpanUsage] = None,
                  source: Optional[encoder_pb2.Span] = None) -> None:
-        if not isinstance(proto, slots_pb2.SlotHandle):
-            raise TypeError(f"expected icae.v1.SlotHandle, got {type(proto).__name__}")
-        self._proto = proto
-        self._id = span_id
-        self._usage = usage
+        super().__init__(proto, span_id, usage)
         self.source = source
-
-    @property
-    def proto(self) -> slots_pb2.SlotHandle:
-        return self._proto
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def usage(self) -> Optional[encoder_pb2.SpanUsage]:
-        return self._usage
 
     @property
     def key(self) -> str:
@@ -216,16 +212,8 @@ class Handle:
         return self._proto.key
 
     @property
-    def encoder_id(self) -> str:
-        return self._proto.encoder_id
-
-    @property
     def num_slots(self) -> int:
         return self._proto.num_slots
-
-    @property
-    def source_tokens(self) -> int:
-        return self._proto.source_tokens
 
     @property
     def dtype(self) -> str:
