@@ -1,11 +1,16 @@
 #include "common/model/kv_cache.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 
 namespace icae {
 
-KVCache::KVCache(const ModelConfig& config, int64_t capacity, at::TensorOptions options)
-    : capacity_(std::max<int64_t>(capacity, 1)) {
+KVCache::KVCache(const ModelConfig& config, int64_t capacity, at::TensorOptions options,
+                 std::shared_ptr<const KVCache> prefix)
+    : prefix_(std::move(prefix)),
+      prefix_length_(prefix_ != nullptr ? prefix_->length() : 0),
+      capacity_(std::max<int64_t>(capacity, 1)) {
   for (int l = 0; l < config.num_layers; ++l) {
     keys_.push_back(at::empty({config.num_kv_heads, capacity_, config.head_dim}, options));
     values_.push_back(at::empty({config.num_kv_heads, capacity_, config.head_dim}, options));
@@ -40,11 +45,17 @@ void KVCache::Write(int layer, const at::Tensor& k, const at::Tensor& v) {
 }
 
 at::Tensor KVCache::Keys(int layer, int64_t begin, int64_t end) const {
-  return keys_[layer].narrow(1, begin, end - begin);
+  if (prefix_ != nullptr && end <= prefix_length_) return prefix_->Keys(layer, begin, end);
+  TORCH_CHECK(begin >= prefix_length_, "KVCache::Keys: [", begin, ", ", end,
+              ") crosses the prefix boundary ", prefix_length_);
+  return keys_[layer].narrow(1, begin - prefix_length_, end - begin);
 }
 
 at::Tensor KVCache::Values(int layer, int64_t begin, int64_t end) const {
-  return values_[layer].narrow(1, begin, end - begin);
+  if (prefix_ != nullptr && end <= prefix_length_) return prefix_->Values(layer, begin, end);
+  TORCH_CHECK(begin >= prefix_length_, "KVCache::Values: [", begin, ", ", end,
+              ") crosses the prefix boundary ", prefix_length_);
+  return values_[layer].narrow(1, begin - prefix_length_, end - begin);
 }
 
 }  // namespace icae

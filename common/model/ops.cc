@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "common/model/kernels/cpu_kernels.h"
 
@@ -78,12 +79,26 @@ at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional
 
 at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& allowed) {
+  return AttendParts(q, {k}, {v}, allowed);
+}
+
+at::Tensor AttendParts(const at::Tensor& q, absl::Span<const at::Tensor> k,
+                       absl::Span<const at::Tensor> v, const at::Tensor& allowed) {
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), d = q.size(3);
-  const int64_t kv_heads = k.size(1), keys = k.size(2);
+  const int64_t kv_heads = k[0].size(1);
   const int64_t group = heads / kv_heads;
   // Query heads kv*group .. kv*group + group - 1 share kv head `kv` (HF's repeat_kv order).
   at::Tensor qg = q.reshape({batch, kv_heads, group * seq, d});
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+  std::vector<at::Tensor> part_scores;
+  std::vector<int64_t> sizes;
+  int64_t keys = 0;
+  for (const at::Tensor& part : k) {
+    part_scores.push_back(at::matmul(qg, part.transpose(-1, -2)) /
+                          std::sqrt(static_cast<double>(d)));
+    sizes.push_back(part.size(2));
+    keys += part.size(2);
+  }
+  at::Tensor scores = part_scores.size() == 1 ? part_scores[0] : at::cat(part_scores, -1);
   scores = scores.view({batch, kv_heads, group, seq, keys});
   if (allowed.defined()) {
     at::Tensor blocked = allowed.logical_not();
@@ -92,7 +107,15 @@ at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     scores = scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
   }
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = at::matmul(probs.view({batch, kv_heads, group * seq, keys}), v);
+  probs = probs.view({batch, kv_heads, group * seq, keys});
+  at::Tensor out;
+  int64_t first = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    at::Tensor p = v.size() == 1 ? probs : probs.narrow(-1, first, sizes[i]);
+    at::Tensor o = at::matmul(p, v[i]);
+    out = out.defined() ? out + o : o;
+    first += sizes[i];
+  }
   return out.view({batch, heads, seq, d});
 }
 

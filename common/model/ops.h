@@ -7,6 +7,8 @@
 
 #include <optional>
 
+#include "absl/types/span.h"
+
 namespace icae {
 
 // The project's own CPU kernels (kernels/cpu_kernels.h) are used where they apply unless turned
@@ -50,6 +52,12 @@ at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional
 // Returns [batch, heads, seq, d]. Softmax in float32 as HF does.
 at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& allowed);
+
+// Attend over keys and values held in consecutive parts (k[i], v[i]: [batch, kv_heads, n_i, d];
+// `allowed` covers all sum(n_i) keys in order), e.g. a shared prefix cache and a sequence's own
+// cache, without concatenating them: only the scores are joined. One part is exactly Attend.
+at::Tensor AttendParts(const at::Tensor& q, absl::Span<const at::Tensor> k,
+                       absl::Span<const at::Tensor> v, const at::Tensor& allowed);
 
 }  // namespace icae
 

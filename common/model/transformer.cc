@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Load(const std::string
   });
 }
 
-KVCache Transformer::NewCache(int64_t capacity) const {
-  return KVCache(config_, capacity, options());
+KVCache Transformer::NewCache(int64_t capacity, std::shared_ptr<const KVCache> prefix) const {
+  return KVCache(config_, capacity, options(), std::move(prefix));
 }
 
 at::Tensor Transformer::Embed(const at::Tensor& ids) const {
@@ -130,6 +130,7 @@ at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const 
   at::Tensor allowed =
       CausalMask(seq, total - first_key, past - first_key, config_.sliding_window, device())
           .unsqueeze(0);                           // [1, seq, keys]
+  const int64_t split = std::max(first_key, cache.prefix_length());
   at::Tensor x = embeds.to(dtype()).unsqueeze(0);  // [1, seq, hidden]
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
@@ -142,9 +143,15 @@ at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const 
     q = ApplyRope(q, cos, sin);  // [heads, seq, d]
     k = ApplyRope(k, cos, sin);  // [kv_heads, seq, d]
     cache.Write(l, k, v);
-    at::Tensor keys = cache.Keys(l, first_key, total).unsqueeze(0);  // [1, kv_heads, keys, d]
-    at::Tensor values = cache.Values(l, first_key, total).unsqueeze(0);
-    at::Tensor attn = Attend(q.unsqueeze(0), keys, values, allowed);  // [1, heads, seq, d]
+    // Keys [first_key, total) in up to two parts: a shared prefix's, then the cache's own.
+    std::vector<at::Tensor> keys, values;  // [1, kv_heads, n, d] each
+    if (first_key < split) {
+      keys.push_back(cache.Keys(l, first_key, split).unsqueeze(0));
+      values.push_back(cache.Values(l, first_key, split).unsqueeze(0));
+    }
+    keys.push_back(cache.Keys(l, split, total).unsqueeze(0));
+    values.push_back(cache.Values(l, split, total).unsqueeze(0));
+    at::Tensor attn = AttendParts(q.unsqueeze(0), keys, values, allowed);  // [1, heads, seq, d]
     attn = attn.transpose(1, 2).reshape({1, seq, q_dim});
     x = x + Linear(attn, w.wo);
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
@@ -159,7 +166,6 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   const int64_t batch = embeds.size(0);
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
-  const int64_t group = heads / kv_heads;
   std::vector<int64_t> lengths(batch);
   for (int64_t b = 0; b < batch; ++b) {
     caches[b]->Reserve(1);
@@ -174,11 +180,16 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   at::Tensor attn = at::empty({batch, q_dim}, options());
   // Each sequence attends to [attend_begin, attend_end): all of its cache, or its sliding window.
   std::vector<int64_t> attend_begin(batch), attend_end(batch), capacity(batch);
+  std::vector<int64_t> prefix_length(batch), prefix_capacity(batch);
+  bool any_prefix = false;
   for (int64_t b = 0; b < batch; ++b) {
     attend_end[b] = lengths[b] + 1;
     attend_begin[b] =
         config_.sliding_window ? std::max<int64_t>(0, attend_end[b] - *config_.sliding_window) : 0;
     capacity[b] = caches[b]->capacity();
+    prefix_length[b] = caches[b]->prefix_length();
+    prefix_capacity[b] = prefix_length[b] > 0 ? caches[b]->prefix()->capacity() : 0;
+    any_prefix = any_prefix || prefix_length[b] > 0;
   }
   const bool fused = CpuKernelApplies(x);
   kernels::DecodeAttentionArgs args;
@@ -190,7 +201,12 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   args.capacity = capacity.data();
   args.begin = attend_begin.data();
   args.end = attend_end.data();
+  if (any_prefix) {
+    args.prefix_length = prefix_length.data();
+    args.prefix_capacity = prefix_capacity.data();
+  }
   std::vector<const void*> key_ptrs(batch), value_ptrs(batch);
+  std::vector<const void*> prefix_key_ptrs(batch), prefix_value_ptrs(batch);
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
@@ -204,31 +220,42 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
         caches[b]->Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
         key_ptrs[b] = caches[b]->KeyStorage(l).data_ptr();
         value_ptrs[b] = caches[b]->ValueStorage(l).data_ptr();
+        if (prefix_length[b] > 0) {
+          prefix_key_ptrs[b] = caches[b]->prefix()->KeyStorage(l).data_ptr();
+          prefix_value_ptrs[b] = caches[b]->prefix()->ValueStorage(l).data_ptr();
+        }
       }
       const at::Tensor qc = q.contiguous();
       if (dtype() == at::kFloat) {
-        kernels::DecodeAttentionF32(args, qc.data_ptr<float>(),
-                                    reinterpret_cast<const float* const*>(key_ptrs.data()),
-                                    reinterpret_cast<const float* const*>(value_ptrs.data()),
-                                    attn.data_ptr<float>());
+        using P = const float* const*;
+        kernels::DecodeAttentionF32(args, qc.data_ptr<float>(), reinterpret_cast<P>(key_ptrs.data()),
+                                    reinterpret_cast<P>(value_ptrs.data()), attn.data_ptr<float>(),
+                                    reinterpret_cast<P>(prefix_key_ptrs.data()),
+                                    reinterpret_cast<P>(prefix_value_ptrs.data()));
       } else {
+        using P = const kernels::bf16* const*;
         kernels::DecodeAttentionBf16(
             args, reinterpret_cast<const kernels::bf16*>(qc.data_ptr()),
-            reinterpret_cast<const kernels::bf16* const*>(key_ptrs.data()),
-            reinterpret_cast<const kernels::bf16* const*>(value_ptrs.data()),
-            reinterpret_cast<kernels::bf16*>(attn.data_ptr()));
+            reinterpret_cast<P>(key_ptrs.data()), reinterpret_cast<P>(value_ptrs.data()),
+            reinterpret_cast<kernels::bf16*>(attn.data_ptr()),
+            reinterpret_cast<P>(prefix_key_ptrs.data()),
+            reinterpret_cast<P>(prefix_value_ptrs.data()));
       }
     } else {
       for (int64_t b = 0; b < batch; ++b) {
         KVCache& cache = *caches[b];
         cache.Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
         const int64_t begin = attend_begin[b], end = attend_end[b];
-        at::Tensor keys = cache.Keys(l, begin, end);  // [kv_heads, keys, d]
-        at::Tensor values = cache.Values(l, begin, end);
-        at::Tensor qb = q[b].view({kv_heads, group, d});                 // [kv_heads, group, d]
-        at::Tensor scores = at::bmm(qb, keys.transpose(1, 2)) / sqrt_d;  // [kv_heads, group, keys]
-        at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype());
-        attn[b].copy_(at::bmm(probs, values).view({q_dim}));
+        const int64_t split = std::max(begin, prefix_length[b]);
+        std::vector<at::Tensor> keys, values;  // [1, kv_heads, n, d]: prefix part, own part
+        if (begin < split) {
+          keys.push_back(cache.Keys(l, begin, split).unsqueeze(0));
+          values.push_back(cache.Values(l, begin, split).unsqueeze(0));
+        }
+        keys.push_back(cache.Keys(l, split, end).unsqueeze(0));
+        values.push_back(cache.Values(l, split, end).unsqueeze(0));
+        at::Tensor qb = q[b].view({1, heads, 1, d});
+        attn[b].copy_(AttendParts(qb, keys, values, at::Tensor()).view({q_dim}));
       }
     }
     x = x + SmallBatchLinear(attn, w.wo);

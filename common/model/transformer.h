@@ -73,8 +73,9 @@ class Transformer {
   // row's result does not depend on the others in the batch.
   at::Tensor DecodeStep(const at::Tensor& embeds, absl::Span<KVCache* const> caches) const;
 
-  // A new empty cache for this model.
-  KVCache NewCache(int64_t capacity) const;
+  // A new empty cache for this model, room for `capacity` positions; with `prefix` (a complete
+  // cache of this model, shared and never written again) it continues after the prefix's positions.
+  KVCache NewCache(int64_t capacity, std::shared_ptr<const KVCache> prefix = nullptr) const;
 
  private:
   // cos, sin: [n, head_dim] in the compute dtype for positions [n].

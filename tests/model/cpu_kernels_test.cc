@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -185,9 +186,12 @@ std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
   return out;
 }
 
+// With `split` (one entry per sequence), sequence b's positions below split[b] are handed to the
+// kernel as a shared prefix and the rest as its own cache (KVCache::prefix); the reference reads
+// the whole range from one array either way.
 template <typename T>
 void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int64_t> begin,
-                    std::vector<int64_t> end, uint32_t seed) {
+                    std::vector<int64_t> end, uint32_t seed, std::vector<int64_t> split = {}) {
   kernels::DecodeAttentionArgs a;
   a.batch = static_cast<int64_t>(begin.size());
   a.heads = heads;
@@ -219,14 +223,59 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
   } else {
     q = ToBf16(qf);
   }
-  std::vector<const T*> kp, vp;
+  std::vector<const T*> kp, vp, pkp, pvp;
   for (int64_t b = 0; b < a.batch; ++b) kp.push_back(keys[b].data()), vp.push_back(values[b].data());
+  // Split layout: prefix [kv_heads, split + 2, d] (room that must not be read), own
+  // [kv_heads, capacity - split, d] holding positions split.. at index 0...
+  std::vector<std::vector<T>> pre_k, pre_v, own_k, own_v;
+  std::vector<int64_t> pre_cap, own_cap;
+  if (!split.empty()) {
+    for (int64_t b = 0; b < a.batch; ++b) {
+      pre_cap.push_back(split[b] + 2);
+      own_cap.push_back(capacity[b] - split[b]);
+      auto cut = [&](const std::vector<T>& all, int64_t first, int64_t n, int64_t cap) {
+        // NaN where nothing was copied: a read there would show in the output.
+        T poison;
+        if constexpr (std::is_same_v<T, float>) {
+          poison = std::numeric_limits<float>::quiet_NaN();
+        } else {
+          poison = 0x7FC0;
+        }
+        std::vector<T> part(kv_heads * cap * d, poison);
+        for (int64_t h = 0; h < kv_heads; ++h) {
+          for (int64_t t = 0; t < n; ++t) {
+            for (int64_t c = 0; c < d; ++c) {
+              part[(h * cap + t) * d + c] = all[(h * capacity[b] + first + t) * d + c];
+            }
+          }
+        }
+        return part;
+      };
+      pre_k.push_back(cut(keys[b], 0, split[b], pre_cap[b]));
+      pre_v.push_back(cut(values[b], 0, split[b], pre_cap[b]));
+      own_k.push_back(cut(keys[b], split[b], own_cap[b], own_cap[b]));
+      own_v.push_back(cut(values[b], split[b], own_cap[b], own_cap[b]));
+      kp[b] = own_k[b].data();
+      vp[b] = own_v[b].data();
+      pkp.push_back(split[b] > 0 ? pre_k[b].data() : nullptr);
+      pvp.push_back(split[b] > 0 ? pre_v[b].data() : nullptr);
+    }
+    a.capacity = own_cap.data();
+    a.prefix_length = split.data();
+    a.prefix_capacity = pre_cap.data();
+  }
   std::vector<T> out(a.batch * heads * d);
   if constexpr (std::is_same_v<T, float>) {
-    kernels::DecodeAttentionF32(a, q.data(), kp.data(), vp.data(), out.data());
+    kernels::DecodeAttentionF32(a, q.data(), kp.data(), vp.data(), out.data(),
+                                split.empty() ? nullptr : pkp.data(),
+                                split.empty() ? nullptr : pvp.data());
   } else {
-    kernels::DecodeAttentionBf16(a, q.data(), kp.data(), vp.data(), out.data());
+    kernels::DecodeAttentionBf16(a, q.data(), kp.data(), vp.data(), out.data(),
+                                 split.empty() ? nullptr : pkp.data(),
+                                 split.empty() ? nullptr : pvp.data());
   }
+  a.capacity = capacity.data();  // The reference reads the whole range from one array.
+  a.prefix_length = nullptr;
   const std::vector<double> ref = ReferenceAttention(a, q, keys, values);
   for (size_t i = 0; i < ref.size(); ++i) {
     double tol = 2e-5 * (1 + std::fabs(ref[i]));
@@ -246,6 +295,12 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
       CheckAttention<float>(8, 2, d, {0, 0, 40}, {1, 300, 200}, 3);
       CheckAttention<bf16>(8, 2, d, {0, 0, 40}, {1, 300, 200}, 4);
       CheckAttention<float>(3, 3, d, {5}, {133}, 5);
+      // Shared prefixes: a split inside a key block, on a block edge, before a sliding window's
+      // start (prefix unread), at 0 (no prefix), and one position before the end.
+      CheckAttention<float>(8, 2, d, {0, 0, 40, 0, 0}, {300, 260, 200, 9, 17}, 6,
+                            {77, 128, 30, 0, 16});
+      CheckAttention<bf16>(8, 2, d, {0, 0, 40, 0, 0}, {300, 260, 200, 9, 17}, 7,
+                           {77, 128, 30, 0, 16});
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "common/io/mapped_file.h"
 #include "common/io/safetensors_writer.h"
 #include "common/model/compressor.h"
+#include "common/model/ops.h"
 #include "common/model/tensor_io.h"
 #include "common/model/transformer.h"
 #include "nlohmann/json.hpp"
@@ -80,6 +81,67 @@ TEST(TransformerTest, ChunkedPrefillEqualsOnePrefill) {
       EXPECT_LT(MaxAbsDiff(at::cat(rows, 0), whole), 1e-5) << fixture << " chunk " << chunk;
     }
   }
+}
+
+// Slot-prefix reuse: sequences continuing a shared, frozen prefix cache get the logits of one
+// cache holding everything (prefill and decode, with the kernels and on the ATen path, with and
+// without a sliding window that starts inside the prefix), and never write into the prefix.
+TEST(TransformerTest, SharedPrefixEqualsOneCache) {
+  testing::ScratchDir windowed;
+  CopyDir(TestData("tiny-mistral"), windowed.path());
+  auto config = ReadFileToString(TestData("tiny-mistral/config.json"));
+  ASSERT_OK(config);
+  std::ofstream(windowed.Join("config.json"))
+      << absl::StrReplaceAll(*config, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  for (const std::string& dir : {TestData("tiny-llama"), TestData("tiny-mistral"),
+                                 windowed.path()}) {
+    for (bool kernels_on : {true, false}) {
+      SCOPED_TRACE(dir + (kernels_on ? " kernels" : " aten"));
+      SetCpuKernelsEnabled(kernels_on);
+      auto model = Transformer::Load(dir, Runtime{});
+      ASSERT_OK(model);
+      const Transformer& m = **model;
+      c10::InferenceMode guard;
+      const int64_t vocab = m.config().vocab_size;
+      at::Tensor ids = Expected("tiny-llama", "input_ids").view({-1}) % vocab;
+      const int64_t n = ids.size(0), p = 9;
+      auto decode = [&](std::vector<KVCache*> caches) {
+        std::vector<at::Tensor> logits;
+        for (int64_t step = 0; step < 5; ++step) {
+          at::Tensor tokens = at::tensor({11 + step, 40 + 3 * step}, at::kLong) % vocab;
+          logits.push_back(m.Logits(m.DecodeStep(m.Embed(tokens), caches)));
+        }
+        return logits;
+      };
+      // One cache per sequence: both read ids, the second a different tail after the prefix.
+      at::Tensor other = ids.clone();
+      other.narrow(0, p, n - p).add_(17).remainder_(vocab);
+      KVCache a = m.NewCache(n), b = m.NewCache(n);
+      at::Tensor whole_a = m.Logits(m.Prefill(m.Embed(ids), a));
+      at::Tensor whole_b = m.Logits(m.Prefill(m.Embed(other), b));
+      const std::vector<at::Tensor> whole_steps = decode({&a, &b});
+      // The prefix once, then each tail on top of it.
+      KVCache prefix_cache = m.NewCache(p);
+      at::Tensor head = m.Logits(m.Prefill(m.Embed(ids.narrow(0, 0, p)), prefix_cache));
+      auto prefix = std::make_shared<const KVCache>(std::move(prefix_cache));
+      const at::Tensor keys_before = prefix->KeyStorage(0).clone();
+      KVCache sa = m.NewCache(2, prefix), sb = m.NewCache(2, prefix);  // Grow past 2.
+      EXPECT_EQ(sa.length(), p);
+      at::Tensor tail_a = m.Logits(m.Prefill(m.Embed(ids.narrow(0, p, n - p)), sa));
+      at::Tensor tail_b = m.Logits(m.Prefill(m.Embed(other.narrow(0, p, n - p)), sb));
+      EXPECT_LT(MaxAbsDiff(at::cat({head, tail_a}), whole_a), 1e-5);
+      EXPECT_LT(MaxAbsDiff(tail_b, whole_b.narrow(0, p, n - p)), 1e-5);
+      const std::vector<at::Tensor> shared_steps = decode({&sa, &sb});
+      for (size_t s = 0; s < whole_steps.size(); ++s) {
+        EXPECT_LT(MaxAbsDiff(shared_steps[s], whole_steps[s]), 1e-5) << "step " << s;
+      }
+      EXPECT_EQ(sa.length(), n + 5);
+      EXPECT_EQ(sa.prefix_length(), p);
+      EXPECT_TRUE(at::equal(prefix->KeyStorage(0), keys_before));
+      EXPECT_EQ(prefix->length(), p);
+    }
+  }
+  SetCpuKernelsEnabled(true);
 }
 
 TEST(TransformerTest, PaddedBatchEqualsOneAtATime) {

@@ -56,11 +56,21 @@ struct DecodeAttentionArgs {
   const int64_t* capacity = nullptr;
   const int64_t* begin = nullptr;
   const int64_t* end = nullptr;
+  // Shared prefixes (KVCache::prefix), or null when no sequence has one: sequence b reads
+  // positions t < prefix_length[b] from prefix_keys[b] / prefix_values[b] ([kv_heads,
+  // prefix_capacity[b], d], index t) and t >= prefix_length[b] from keys[b] / values[b] at
+  // index t - prefix_length[b]. prefix_length[b] == 0: no prefix for b.
+  const int64_t* prefix_length = nullptr;
+  const int64_t* prefix_capacity = nullptr;
 };
 void DecodeAttentionF32(const DecodeAttentionArgs& args, const float* q,
-                        const float* const* keys, const float* const* values, float* out);
+                        const float* const* keys, const float* const* values, float* out,
+                        const float* const* prefix_keys = nullptr,
+                        const float* const* prefix_values = nullptr);
 void DecodeAttentionBf16(const DecodeAttentionArgs& args, const bf16* q, const bf16* const* keys,
-                         const bf16* const* values, bf16* out);
+                         const bf16* const* values, bf16* out,
+                         const bf16* const* prefix_keys = nullptr,
+                         const bf16* const* prefix_values = nullptr);
 
 }  // namespace icae::kernels
 

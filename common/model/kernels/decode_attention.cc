@@ -170,7 +170,8 @@ void AccumulateAvx512(float* acc, int64_t g, const float* p, const T* values, in
 
 template <typename T>
 void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* keys,
-                     const T* const* values, T* out) {
+                     const T* const* values, T* out, const T* const* prefix_keys,
+                     const T* const* prefix_values) {
   const bool avx = ActiveIsa() != Isa::kPortable;
   const int64_t g = a.heads / a.kv_heads, d = a.d;
   at::parallel_for(0, a.batch * a.kv_heads, 1, [&](int64_t w0, int64_t w1) {
@@ -190,14 +191,22 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
       std::fill(acc, acc + g * d, 0.0f);
       std::fill(running_max, running_max + g, -std::numeric_limits<float>::infinity());
       std::fill(running_sum, running_sum + g, 0.0f);
-      const T* kbase = keys[b] + kvh * a.capacity[b] * d;
-      const T* vbase = values[b] + kvh * a.capacity[b] * d;
-      for (int64_t t0 = a.begin[b]; t0 < a.end[b]; t0 += kKeyBlock) {
-        const int64_t nb = std::min(kKeyBlock, a.end[b] - t0);
+      // The keys come from up to two parts: the shared prefix [0, split), then the own cache.
+      const int64_t split = a.prefix_length != nullptr ? a.prefix_length[b] : 0;
+      const T* own_k = keys[b] + kvh * a.capacity[b] * d;
+      const T* own_v = values[b] + kvh * a.capacity[b] * d;
+      const T* pre_k = split > 0 ? prefix_keys[b] + kvh * a.prefix_capacity[b] * d : nullptr;
+      const T* pre_v = split > 0 ? prefix_values[b] + kvh * a.prefix_capacity[b] * d : nullptr;
+      for (int64_t t0 = a.begin[b]; t0 < a.end[b];) {
+        const bool in_prefix = t0 < split;
+        const int64_t part_end = in_prefix ? std::min(split, a.end[b]) : a.end[b];
+        const int64_t nb = std::min(kKeyBlock, part_end - t0);
+        const T* kbase = (in_prefix ? pre_k + t0 * d : own_k + (t0 - split) * d);
+        const T* vbase = (in_prefix ? pre_v + t0 * d : own_v + (t0 - split) * d);
         if (avx) {
-          ScoresAvx512(qf, g, kbase + t0 * d, nb, d, a.scale, scores);
+          ScoresAvx512(qf, g, kbase, nb, d, a.scale, scores);
         } else {
-          ScoresPortable(qf, g, kbase + t0 * d, nb, d, a.scale, scores);
+          ScoresPortable(qf, g, kbase, nb, d, a.scale, scores);
         }
         // Online softmax: rescale what was accumulated to the new running maximum.
         for (int64_t i = 0; i < g; ++i) {
@@ -217,10 +226,11 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
           }
         }
         if (avx) {
-          AccumulateAvx512(acc, g, scores, vbase + t0 * d, nb, d);
+          AccumulateAvx512(acc, g, scores, vbase, nb, d);
         } else {
-          AccumulatePortable(acc, g, scores, vbase + t0 * d, nb, d);
+          AccumulatePortable(acc, g, scores, vbase, nb, d);
         }
+        t0 += nb;
       }
       T* ob = out + (b * a.heads + kvh * g) * d;
       for (int64_t i = 0; i < g; ++i) {
@@ -234,13 +244,15 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
 }  // namespace
 
 void DecodeAttentionF32(const DecodeAttentionArgs& args, const float* q, const float* const* keys,
-                        const float* const* values, float* out) {
-  DecodeAttention(args, q, keys, values, out);
+                        const float* const* values, float* out, const float* const* prefix_keys,
+                        const float* const* prefix_values) {
+  DecodeAttention(args, q, keys, values, out, prefix_keys, prefix_values);
 }
 
 void DecodeAttentionBf16(const DecodeAttentionArgs& args, const bf16* q, const bf16* const* keys,
-                         const bf16* const* values, bf16* out) {
-  DecodeAttention(args, q, keys, values, out);
+                         const bf16* const* values, bf16* out, const bf16* const* prefix_keys,
+                         const bf16* const* prefix_values) {
+  DecodeAttention(args, q, keys, values, out, prefix_keys, prefix_values);
 }
 
 }  // namespace icae::kernels
