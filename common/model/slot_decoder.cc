@@ -178,8 +178,22 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
       pieces.push_back(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
       counted.text_tokens += static_cast<int>(ids.size());
     };
-    for (const PromptPiece& piece :
-         LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens())) {
+    const std::vector<PromptPiece> layout =
+        LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens());
+    // The context prefix ends after the last context piece and the special tokens following it.
+    size_t prefix_end = 0;  // Pieces [0, prefix_end) form it.
+    for (size_t i = 0; i < layout.size(); ++i) {
+      if (layout[i].kind == PromptPiece::kContext) prefix_end = i + 1;
+    }
+    while (prefix_end > 0 && prefix_end < layout.size() &&
+           layout[prefix_end].kind == PromptPiece::kSpecial) {
+      ++prefix_end;
+    }
+    for (size_t index = 0; index < layout.size(); ++index) {
+      const PromptPiece& piece = layout[index];
+      if (index == prefix_end) {
+        counted.context_prefix_positions = counted.slot_tokens + counted.text_tokens;
+      }
       switch (piece.kind) {
         case PromptPiece::kTokens:
           add_ids(piece.ids);
@@ -199,6 +213,9 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
           break;
         }
       }
+    }
+    if (prefix_end == layout.size()) {
+      counted.context_prefix_positions = counted.slot_tokens + counted.text_tokens;
     }
     if (pieces.empty()) return absl::InvalidArgumentError("the prompt is empty");
     if (usage != nullptr) *usage = counted;

@@ -69,6 +69,10 @@ std::vector<PromptPiece> LayoutPrompt(PromptTemplate tmpl, size_t num_context_pa
 struct PromptUsage {
   int slot_tokens = 0;  // Positions taken by slots.
   int text_tokens = 0;  // Positions taken by text context, template tokens and the prompt.
+  // Leading positions that do not depend on the prompt: everything up to the last context part
+  // and the special tokens right after it (e.g. "<s> [INST] [context] [FT]"). Requests with the
+  // same context share these positions' KV (slot-prefix reuse); 0 without a context part.
+  int context_prefix_positions = 0;
 };
 
 class SlotDecoder {

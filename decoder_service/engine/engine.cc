@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <deque>
+#include <memory>
 #include <limits>
 #include <thread>
 #include <utility>
@@ -19,6 +21,7 @@
 #include "common/model/slot_decoder.h"
 #include "common/model/torch_status.h"
 #include "decoder_service/engine/generate_input.h"
+#include "decoder_service/engine/prefix_cache.h"
 #include "decoder_service/engine/request_validator.h"
 
 namespace icae::decoder {
@@ -40,7 +43,15 @@ struct Request {
   double first_token_seconds = 0;      // Admission to the first step.
   std::unique_ptr<Sequence> sequence;  // Set at admission; holds the KV cache.
   int64_t kv_cache_bytes = 0;
-  int64_t prefilled = 0;  // Context positions in the KV cache so far (chunked prefill).
+  int64_t prefilled = 0;    // Context positions in the KV cache so far (chunked prefill).
+  int64_t kv_reserved = 0;  // Positions this request holds in the engine's KV budget.
+  // Slot-prefix reuse (prepared.prefix_positions > 0), one of: the shared prefix was found
+  // (`prefix` set, before or at admission); this request prefills it into its own cache and then
+  // shares it (`building_prefix`); another request is building it (`awaiting_prefix`).
+  std::shared_ptr<const KVCache> prefix;
+  bool building_prefix = false;
+  bool awaiting_prefix = false;
+  int cached_positions = 0;  // Positions reused from a prefix another request built.
   // Set by Cancel (status under the engine lock, flag readable without it).
   std::atomic<bool> cancel_requested{false};
   absl::Status cancel_status;
@@ -49,7 +60,10 @@ struct Request {
 class Engine::Impl {
  public:
   Impl(const SlotDecoder* model, const EngineOptions& options, EngineObserver* observer)
-      : model_(*model), options_(options), observer_(observer) {}
+      : model_(*model),
+        options_(options),
+        observer_(observer),
+        prefix_cache_(options.prefix_cache_bytes) {}
 
   void Start() {
     thread_ = std::thread([this] { Loop(); });
@@ -108,7 +122,7 @@ class Engine::Impl {
 
   EngineState state() const {
     absl::MutexLock lock(&mu_);
-    return EngineState{running_, static_cast<int>(waiting_.size()), kv_used_,
+    return EngineState{running_, static_cast<int>(waiting_.size()), KvTokensUsedLocked(),
                        options_.max_kv_tokens};
   }
 
@@ -122,9 +136,24 @@ class Engine::Impl {
   void Schedule(std::vector<RequestPtr>& admitted, std::vector<RequestPtr>& dropped, bool* stop);
   // Creates the request's sequence and KV cache (at admission).
   void StartPrefill(Request& request);
-  // Prefills up to `budget` more context positions; true once the whole context is in and the
-  // first token was picked (or the prefill failed: the request is then marked cancelled).
-  bool PrefillChunk(Request& request, int64_t budget);
+  // Prefills up to `budget` more context positions and returns how many (0 while it waits for
+  // another request's prefix). *done once the whole context is in and the first token was picked
+  // (or the prefill failed: the request is then marked cancelled).
+  int64_t PrefillChunk(Request& request, int64_t budget, bool* done);
+  // An awaiting request: attaches the prefix once kept, or builds it itself when no other request
+  // does any more. False while it still waits.
+  bool ResolvePrefix(Request& request);
+  // The request's sequence continues `prefix` (reused or just built): a new own cache after it,
+  // and the prefix's positions leave the request's reservation (the prefix counts on its own).
+  void AttachPrefix(Request& request, std::shared_ptr<const KVCache> prefix);
+  // The building request's cache holds the whole prefix: freezes it, keeps it in the prefix
+  // cache and attaches it.
+  void PublishPrefix(Request& request);
+  // Stops counting `request` as the builder of its prefix.
+  void StopBuilding(Request& request);
+  // Marks the request failed with `status` (its final event is sent by the loop's sweep).
+  void Fail(Request& request, const absl::Status& status);
+  void PublishPrefixCache();
   void DecodeStep(std::vector<RequestPtr>& running);
   // Hands the new id/text of `request` to its sink (final when its sequence finished).
   void Emit(Request& request, int accepted_id, absl::Time now);
@@ -135,6 +164,9 @@ class Engine::Impl {
   void Finish(RequestPtr request, absl::Status status);
   // Reports the scheduler state to the observer (under the lock, so reports stay in order).
   void PublishStateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t KvTokensUsedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return kv_used_ + prefix_positions_alive_.load();
+  }
 
   const SlotDecoder& model_;
   const EngineOptions options_;
@@ -150,6 +182,13 @@ class Engine::Impl {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Slot-prefix reuse. Positions of shared prefixes that still exist (kept or read), counted in
+  // the KV budget; declared before the cache so that it outlives every prefix.
+  std::atomic<int64_t> prefix_positions_alive_{0};
+  // Scheduler thread only (Schedule runs there too).
+  PrefixCache prefix_cache_;
+  absl::flat_hash_map<uint64_t, int> building_;  // prefix hash -> requests building it
 };
 
 void Engine::Impl::Loop() {
@@ -187,16 +226,18 @@ void Engine::Impl::Loop() {
     }
     // Prefill: with chunking, at most prefill_chunk_tokens positions per step (oldest first), so
     // the running sequences' next decode step comes after one chunk, not after whole contexts.
+    // A request waiting for another's prefix takes none of the budget and is passed over.
     const int64_t chunk = options_.prefill_chunk_tokens;
     int64_t budget = chunk > 0 ? chunk : std::numeric_limits<int64_t>::max();
-    while (!prefilling.empty() && budget > 0) {
-      Request& request = *prefilling.front();
-      const int64_t before = request.prefilled;
-      const bool done = PrefillChunk(request, budget);
-      budget -= std::max<int64_t>(request.prefilled - before, 1);
-      if (!done) break;
-      running.push_back(std::move(prefilling.front()));
-      prefilling.pop_front();
+    for (auto it = prefilling.begin(); it != prefilling.end() && budget > 0;) {
+      bool done = false;
+      budget -= PrefillChunk(**it, budget, &done);
+      if (done) {
+        running.push_back(std::move(*it));
+        it = prefilling.erase(it);
+      } else {
+        ++it;
+      }
     }
     // Leave at once: finished by the prefill's token, cancelled, or past the deadline.
     const absl::Time now = absl::Now();
@@ -246,14 +287,29 @@ void Engine::Impl::Schedule(std::vector<RequestPtr>& admitted, std::vector<Reque
       ++it;
     }
   }
-  while (!waiting_.empty() && running_ < options_.max_running &&
-         kv_used_ + waiting_.front()->prepared.reserved_positions() <= options_.max_kv_tokens) {
-    kv_used_ += waiting_.front()->prepared.reserved_positions();
+  bool evicted = false;
+  while (!waiting_.empty() && running_ < options_.max_running) {
+    Request& request = *waiting_.front();
+    const PreparedRequest& p = request.prepared;
+    // A kept prefix is looked up now: a request that reuses one needs only its own positions.
+    if (p.prefix_positions > 0 && request.prefix == nullptr) {
+      request.prefix = prefix_cache_.Find(p.prefix_hash, p.prefix_key);
+    }
+    const int64_t need =
+        p.reserved_positions() - (request.prefix != nullptr ? p.prefix_positions : 0);
+    // Kept prefixes nobody reads give way to a request that needs the room.
+    while (KvTokensUsedLocked() + need > options_.max_kv_tokens && prefix_cache_.EvictIdle()) {
+      evicted = true;
+    }
+    if (KvTokensUsedLocked() + need > options_.max_kv_tokens) break;
+    request.kv_reserved = need;
+    kv_used_ += need;
     ++running_;
     admitted.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
-  if (!admitted.empty()) PublishStateLocked();
+  if (evicted) PublishPrefixCache();
+  if (!admitted.empty() || evicted) PublishStateLocked();
 }
 
 absl::Status Engine::Impl::CutStatus(Request& request, absl::Time now) {
@@ -277,51 +333,151 @@ void Engine::Impl::StartPrefill(Request& request) {
   const Transformer& transformer = model_.transformer();
   const ModelConfig& config = model_.config();
   absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
-    KVCache cache = transformer.NewCache(p.reserved_positions());
+    // Until a prefix is attached the cache holds the prefix being built (or nothing yet).
+    const bool shared = p.prefix_positions > 0;
+    const int64_t first_capacity = shared ? p.prefix_positions : p.reserved_positions();
+    KVCache cache = transformer.NewCache(request.prefix != nullptr ? 1 : first_capacity);
     request.kv_cache_bytes = cache.bytes();
     request.sequence =
         std::make_unique<Sequence>(std::move(cache), p.params, model_.tokenizer(),
                                    p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
+    if (request.prefix != nullptr) {
+      AttachPrefix(request, request.prefix);
+    } else if (shared && building_.contains(p.prefix_hash)) {
+      request.awaiting_prefix = true;  // Another admitted request is prefilling this prefix.
+    } else if (shared) {
+      ++building_[p.prefix_hash];
+      request.building_prefix = true;
+      if (observer_ != nullptr) observer_->OnPrefixLookup(false, 0);
+    }
     return absl::OkStatus();
   });
   if (!status.ok()) {
-    ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
-    request.sequence.reset();
     request.prepared.embeds = at::Tensor();
-    absl::MutexLock lock(&mu_);
-    request.cancel_status = status;
-    request.cancel_requested.store(true);
+    Fail(request, status);
   }
 }
 
-bool Engine::Impl::PrefillChunk(Request& request, int64_t budget) {
-  if (request.sequence == nullptr) return true;  // StartPrefill failed: the sweep finishes it
-  const Transformer& transformer = model_.transformer();
-  const int64_t total = request.prepared.embeds.size(0);
-  const int64_t n = std::min(budget, total - request.prefilled);
-  bool done = false;
-  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
-    // Positions continue from the cache's length, so the chunks together equal one prefill.
-    at::Tensor hidden = transformer.Prefill(request.prepared.embeds.narrow(0, request.prefilled, n),
-                                            request.sequence->cache());
-    request.prefilled += n;
-    if (request.prefilled < total) return absl::OkStatus();
-    at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
-    const int id = request.sequence->Accept(logits);
-    done = true;
-    Emit(request, id, absl::Now());
-    return absl::OkStatus();
-  });
-  if (done || !status.ok()) request.prepared.embeds = at::Tensor();  // No longer needed.
-  if (!status.ok()) {
-    ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
-    request.sequence.reset();
-    absl::MutexLock lock(&mu_);
-    request.cancel_status = status;
-    request.cancel_requested.store(true);
+void Engine::Impl::Fail(Request& request, const absl::Status& status) {
+  ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
+  StopBuilding(request);
+  request.sequence.reset();
+  absl::MutexLock lock(&mu_);
+  request.cancel_status = status;
+  request.cancel_requested.store(true);
+}
+
+void Engine::Impl::StopBuilding(Request& request) {
+  if (!request.building_prefix) return;
+  request.building_prefix = false;
+  auto it = building_.find(request.prepared.prefix_hash);
+  if (it != building_.end() && --it->second == 0) building_.erase(it);
+}
+
+void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache> prefix) {
+  const PreparedRequest& p = request.prepared;
+  const int64_t positions = p.prefix_positions;
+  KVCache& cache = request.sequence->cache();
+  cache = model_.transformer().NewCache(p.reserved_positions() - positions, std::move(prefix));
+  request.kv_cache_bytes = cache.bytes();
+  request.prefix.reset();  // The cache holds it now.
+  request.awaiting_prefix = false;
+  request.prefilled = positions;
+  if (!request.building_prefix) {
+    request.cached_positions = static_cast<int>(positions);
+    if (observer_ != nullptr) observer_->OnPrefixLookup(true, positions);
+  }
+  StopBuilding(request);
+  absl::MutexLock lock(&mu_);
+  // A reuser reserved only its own positions at admission; the others hand the prefix's back.
+  const int64_t handed_back =
+      std::max<int64_t>(0, request.kv_reserved - (p.reserved_positions() - positions));
+  request.kv_reserved -= handed_back;
+  kv_used_ -= handed_back;
+  PublishStateLocked();
+}
+
+bool Engine::Impl::ResolvePrefix(Request& request) {
+  const PreparedRequest& p = request.prepared;
+  if (std::shared_ptr<const KVCache> kept = prefix_cache_.Find(p.prefix_hash, p.prefix_key)) {
+    AttachPrefix(request, std::move(kept));
     return true;
   }
-  return done;
+  if (building_.contains(p.prefix_hash)) return false;
+  // Its builder left (cancelled, failed) or could not keep it: build it here.
+  request.awaiting_prefix = false;
+  ++building_[p.prefix_hash];
+  request.building_prefix = true;
+  if (observer_ != nullptr) observer_->OnPrefixLookup(false, 0);
+  return true;
+}
+
+void Engine::Impl::PublishPrefix(Request& request) {
+  PreparedRequest& p = request.prepared;
+  const int64_t positions = p.prefix_positions;
+  std::atomic<int64_t>* alive = &prefix_positions_alive_;
+  alive->fetch_add(positions);
+  // Counted while it exists: the deleter runs when the cache and the last reader let go.
+  std::shared_ptr<const KVCache> frozen(
+      new KVCache(std::move(request.sequence->cache())), [alive, positions](const KVCache* kv) {
+        alive->fetch_sub(positions);
+        delete kv;
+      });
+  prefix_cache_.Insert(p.prefix_hash, p.prefix_key.clone(), frozen);
+  PublishPrefixCache();
+  AttachPrefix(request, std::move(frozen));
+}
+
+void Engine::Impl::PublishPrefixCache() {
+  if (observer_ != nullptr) {
+    observer_->OnPrefixCache(prefix_cache_.bytes(), prefix_cache_.entries(),
+                             prefix_cache_.evictions());
+  }
+}
+
+int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done) {
+  *done = false;
+  if (request.sequence == nullptr) {  // StartPrefill failed: the sweep finishes it
+    *done = true;
+    return 0;
+  }
+  int64_t used = 0;
+  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    if (request.awaiting_prefix && !ResolvePrefix(request)) return absl::OkStatus();
+    const Transformer& transformer = model_.transformer();
+    const PreparedRequest& p = request.prepared;
+    const int64_t total = p.embeds.size(0);
+    while (used < budget) {
+      // A prefix being built ends a piece: it is frozen and shared before the rest goes on.
+      const int64_t end = request.building_prefix ? p.prefix_positions : total;
+      const int64_t n = std::min(budget - used, end - request.prefilled);
+      // Positions continue from the cache's length, so the chunks together equal one prefill.
+      at::Tensor hidden =
+          transformer.Prefill(p.embeds.narrow(0, request.prefilled, n), request.sequence->cache());
+      request.prefilled += n;
+      used += n;
+      if (request.building_prefix && request.prefilled == p.prefix_positions) {
+        PublishPrefix(request);
+        continue;
+      }
+      if (request.prefilled < total) continue;
+      at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
+      const int id = request.sequence->Accept(logits);
+      *done = true;
+      Emit(request, id, absl::Now());
+      break;
+    }
+    return absl::OkStatus();
+  });
+  if (*done || !status.ok()) {  // No longer needed.
+    request.prepared.embeds = at::Tensor();
+    request.prepared.prefix_key = at::Tensor();
+  }
+  if (!status.ok()) {
+    Fail(request, status);
+    *done = true;
+  }
+  return used;
 }
 
 void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {
@@ -402,6 +558,7 @@ void Engine::Impl::Finish(RequestPtr request, absl::Status status) {
   usage.uncompressed_context_tokens = p.uncompressed_context_tokens;
   usage.generated_tokens = seq != nullptr ? static_cast<int>(seq->ids().size()) : 0;
   usage.kv_cache_bytes = request->kv_cache_bytes;
+  usage.cached_positions = request->cached_positions;
   const bool was_admitted = request->admitted != absl::Time();
   usage.queue_seconds = Seconds((was_admitted ? request->admitted : now) - request->arrival);
   usage.total_seconds = Seconds(now - request->arrival);
@@ -411,11 +568,16 @@ void Engine::Impl::Finish(RequestPtr request, absl::Status status) {
     requests_.erase(request->id);
     if (was_admitted) {
       --running_;
-      kv_used_ -= p.reserved_positions();
+      kv_used_ -= request->kv_reserved;
     }
+  }
+  StopBuilding(*request);
+  request->prefix.reset();
+  request->sequence.reset();  // Frees its KV cache (a shared prefix when it was the last reader).
+  {
+    absl::MutexLock lock(&mu_);
     PublishStateLocked();
   }
-  request->sequence.reset();  // Frees the KV cache before the sink runs.
   if (observer_ != nullptr) {
     const char* reason = status.ok() ? FinishReasonName(event.finish_reason)
                          : (status.code() == absl::StatusCode::kCancelled ||
@@ -430,7 +592,7 @@ void Engine::Impl::Finish(RequestPtr request, absl::Status status) {
 
 void Engine::Impl::PublishStateLocked() {
   if (observer_ != nullptr) {
-    observer_->OnState(running_, static_cast<int>(waiting_.size()), kv_used_);
+    observer_->OnState(running_, static_cast<int>(waiting_.size()), KvTokensUsedLocked());
   }
 }
 

@@ -29,8 +29,14 @@ class EngineObserver {
   // A request left the engine: `reason` is eos, length, stop, cancelled or error;
   // `e2e_seconds` is arrival to its last event.
   virtual void OnFinished(absl::string_view reason, double e2e_seconds) {}
-  // Scheduler state after a change.
+  // Scheduler state after a change. kv_tokens_used counts the running sequences' reservations and
+  // the positions of every kept or still-read shared prefix.
   virtual void OnState(int running, int waiting, int64_t kv_tokens_used) {}
+  // Slot-prefix reuse: a request's context prefix was found (`hit`, `reused_positions` not
+  // prefilled again) or not (it prefills the prefix and keeps it for later requests).
+  virtual void OnPrefixLookup(bool hit, int64_t reused_positions) {}
+  // The prefix cache after a change: bytes and entries kept, entries dropped so far.
+  virtual void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) {}
 };
 
 }  // namespace icae::decoder

@@ -28,6 +28,12 @@ struct EngineOptions {
   // scheduler step, between the decode steps of the running sequences, so that a long context
   // does not stall their next tokens. 0 = each context in one piece.
   int prefill_chunk_tokens = 512;
+  // Slot-prefix reuse: the KV of a context prefix (template tokens, slots and text up to the
+  // prompt) is kept, keyed by its content, for later requests with the same context, up to this
+  // many bytes (least recently used dropped first). Kept prefixes also count against
+  // max_kv_tokens while they exist; admission drops idle ones when running requests need the room.
+  // 0 = off.
+  int64_t prefix_cache_bytes = int64_t{1} << 30;
 
   // InvalidArgument names the flag. `model_max_positions` is the model's max_position_embeddings.
   absl::Status Validate(int model_max_positions) const;

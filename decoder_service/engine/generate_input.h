@@ -38,6 +38,8 @@ struct GenerateInput {
   GenerationParams params;
   // Keep generating past EOS (benchmarks that need a fixed output length).
   bool ignore_eos = false;
+  // Neither reuse nor keep the KV of this request's context prefix.
+  bool skip_prefix_cache = false;
   // The request is cut with DEADLINE_EXCEEDED once this passes.
   absl::Time deadline = absl::InfiniteFuture();
 };

@@ -18,7 +18,8 @@ struct GenerationUsage {
   int prompt_tokens = 0;                   // Text context + template + prompt positions prefilled.
   int generated_tokens = 0;                // Ids generated (EOS excluded).
   int uncompressed_context_tokens = 0;     // Sum of the slots' source_tokens + text context tokens.
-  int64_t kv_cache_bytes = 0;              // Bytes the request's KV cache held.
+  int64_t kv_cache_bytes = 0;              // Bytes the request's own KV cache held.
+  int cached_positions = 0;                // Context positions whose KV was reused (a prefix hit).
   double queue_seconds = 0;                // Arrival to admission.
   double time_to_first_token_seconds = 0;  // Admission to the first token.
   double total_seconds = 0;                // Arrival to the final event.

@@ -10,6 +10,7 @@
 #include "common/base/status_macros.h"
 #include "common/io/utf8.h"
 #include "common/model/torch_status.h"
+#include "decoder_service/engine/prefix_cache.h"
 
 namespace icae::decoder {
 namespace {
@@ -85,6 +86,30 @@ absl::Status CheckTextFits(const SlotDecoder& model, absl::string_view text, int
                      model.tokenizer()->max_piece_bytes(), " bytes per token)"));
   }
   return absl::OkStatus();
+}
+
+// The context prefix a request may share (PreparedRequest::prefix_*): none when the cache is off,
+// the request opts out, or the prefix's KV alone would not fit the cache.
+absl::Status SetPrefix(const SlotDecoder& model, const EngineOptions& options, bool skip,
+                       int context_prefix_positions, PreparedRequest* prepared) {
+  const int64_t positions =
+      std::min<int64_t>(context_prefix_positions, prepared->positions() - 1);
+  if (skip || options.prefix_cache_bytes <= 0 || positions <= 0) return absl::OkStatus();
+  const ModelConfig& config = model.config();
+  const at::Tensor& embeds = prepared->embeds;
+  const int64_t kv_bytes = 2 * static_cast<int64_t>(config.num_layers) * config.kv_dim() *
+                           embeds.element_size() * positions;
+  if (kv_bytes + positions * embeds.size(1) * embeds.element_size() > options.prefix_cache_bytes) {
+    return absl::OkStatus();
+  }
+  return CatchTorch("hashing the context prefix", [&]() -> absl::Status {
+    at::Tensor key = embeds.narrow(0, 0, positions);
+    if (!key.is_cpu()) key = key.to(at::kCPU);
+    prepared->prefix_key = key.contiguous();
+    prepared->prefix_hash = PrefixHash(prepared->prefix_key);
+    prepared->prefix_positions = positions;
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace
@@ -207,6 +232,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   }
   prepared.ignore_eos = input.ignore_eos;
   prepared.deadline = input.deadline;
+  RETURN_IF_ERROR(SetPrefix(model, options, input.skip_prefix_cache,
+                            usage.context_prefix_positions, &prepared));
   return prepared;
 }
 

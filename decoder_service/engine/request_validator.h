@@ -40,6 +40,14 @@ struct PreparedRequest {
 
   int64_t context_positions = 0;  // embeds.size(0), kept after the embeds are released.
 
+  // Slot-prefix reuse: the leading positions whose KV may be shared with other requests over the
+  // same context (0: none, the request opted out, or the cache is off), their embeddings as the
+  // cache's key (a view of `embeds`, on the CPU) and its PrefixHash. Always leaves at least the
+  // last position to prefill, whose logits give the first token.
+  int64_t prefix_positions = 0;
+  at::Tensor prefix_key;
+  uint64_t prefix_hash = 0;
+
   int64_t positions() const { return context_positions; }
   // KV-cache positions the request may ever use.
   int64_t reserved_positions() const { return positions() + params.max_new_tokens; }

@@ -128,6 +128,7 @@ absl::Status ToGenerateInput(const v1::GenerateRequest& request, absl::Time dead
   input.params.max_new_tokens = request.max_new_tokens();
   input.params.stop.assign(request.stop().begin(), request.stop().end());
   input.ignore_eos = request.ignore_eos();
+  input.skip_prefix_cache = request.skip_prefix_cache();
   input.deadline = deadline;
   return absl::OkStatus();
 }
@@ -162,6 +163,7 @@ void ToProtoUsage(const GenerationUsage& usage, v1::GenerateUsage* out) {
   out->set_time_to_first_token_seconds(usage.time_to_first_token_seconds);
   out->set_total_seconds(usage.total_seconds);
   out->set_kv_cache_bytes(usage.kv_cache_bytes);
+  out->set_cached_positions(usage.cached_positions);
 }
 
 v1::DecoderInfo MakeDecoderInfo(const SlotDecoder& model, const EngineOptions& options,

@@ -19,6 +19,7 @@
 #include "common/model/slot_decoder.h"
 #include "decoder_service/engine/generate_input.h"
 #include "tests/decoder_service/decoder_test_util.h"
+#include "tests/decoder_service/engine_test_util.h"
 #include "tests/util/test_util.h"
 
 namespace icae::decoder {
@@ -29,146 +30,6 @@ using ::icae::testing::StatusIs;
 using ::icae::testing::ToIds;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-
-// Collects one request's events; Wait() returns the merged result.
-class Collector {
- public:
-  GenerationSink Sink() {
-    return [this](GenerationEvent event) {
-      if (hold_first_ != nullptr && !held_) {
-        held_ = true;
-        first_seen_.Notify();
-        hold_first_->WaitForNotification();  // Deliberately stalls the scheduler (tests only).
-      }
-      absl::MutexLock lock(&mu_);
-      ++events_;
-      ids_.insert(ids_.end(), event.token_ids.begin(), event.token_ids.end());
-      text_ += event.text;
-      if (event.final) {
-        final_ = std::move(event);
-        done_.Notify();
-      }
-    };
-  }
-  // The scheduler blocks inside this request's first event until `release` is notified.
-  void HoldFirstEvent(absl::Notification* release) { hold_first_ = release; }
-  void WaitFirstEvent() { first_seen_.WaitForNotification(); }
-
-  const GenerationEvent& Wait() {
-    EXPECT_TRUE(done_.WaitForNotificationWithTimeout(absl::Seconds(60)));
-    return final_;
-  }
-  std::vector<int> ids() {
-    absl::MutexLock lock(&mu_);
-    return ids_;
-  }
-  int events() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-
- private:
-  absl::Notification* hold_first_ = nullptr;
-  bool held_ = false;
-  absl::Notification first_seen_;
-  absl::Mutex mu_;
-  std::vector<int> ids_;
-  std::string text_;
-  int events_ = 0;
-  GenerationEvent final_;
-  absl::Notification done_;
-};
-
-class RecordingObserver : public EngineObserver {
- public:
-  void OnDecodeStep(int batch) override {
-    absl::MutexLock lock(&mu_);
-    max_batch = std::max(max_batch, batch);
-  }
-  void OnState(int running, int waiting, int64_t kv) override {
-    absl::MutexLock lock(&mu_);
-    max_running = std::max(max_running, running);
-    max_kv = std::max(max_kv, kv);
-  }
-  void OnTokens(int count) override { tokens += count; }
-  void OnFinished(absl::string_view reason, double) override {
-    absl::MutexLock lock(&mu_);
-    finished.push_back(std::string(reason));
-  }
-  absl::Mutex mu_;
-  int max_batch = 0;
-  int max_running = 0;
-  int64_t max_kv = 0;
-  std::atomic<int> tokens{0};
-  std::vector<std::string> finished;
-};
-
-class EngineTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto model = SlotDecoder::Load(testing::TinyLlamaDir(), testing::TinyAdapter(), Runtime());
-    ASSERT_OK(model);
-    model_ = model->release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    model_ = nullptr;
-  }
-
-  std::unique_ptr<Engine> MakeEngine(EngineOptions options = {},
-                                     EngineObserver* observer = nullptr) {
-    options.threads = 1;
-    auto engine = Engine::Create(model_, options, observer);
-    EXPECT_OK(engine);
-    return engine.ok() ? *std::move(engine) : nullptr;
-  }
-
-  static ContextInput Slots(const at::Tensor& slots, std::string encoder_id = "") {
-    ContextInput part;
-    part.kind = ContextInput::Kind::kSlots;
-    part.slots = slots;
-    part.encoder_id = encoder_id.empty() ? model_->accepted_encoder_id() : encoder_id;
-    part.source_tokens = 4 * static_cast<int>(slots.size(0));
-    return part;
-  }
-  static ContextInput Ids(std::vector<int> ids) {
-    ContextInput part;
-    part.kind = ContextInput::Kind::kTokenIds;
-    part.token_ids = std::move(ids);
-    return part;
-  }
-  static GenerateInput AeInput(const at::Tensor& slots, int max_new_tokens) {
-    GenerateInput input;
-    input.context.push_back(Slots(slots));
-    input.template_name = "ae";
-    input.params.max_new_tokens = max_new_tokens;
-    return input;
-  }
-  // A distinct request per index: random token-id context + slots, raw template.
-  static GenerateInput Varied(int index, int max_new_tokens) {
-    GenerateInput input;
-    std::vector<int> ids;
-    for (int i = 0; i < 6 + index; ++i) ids.push_back(3 + (index * 37 + i * 11) % 380);
-    input.context.push_back(Ids(ids));
-    input.context.push_back(Slots(index % 2 == 0 ? IcaeFixture("slots") : IcaeFixture("slots40")));
-    input.template_name = index % 3 == 0 ? "raw" : "icae-v1";
-    input.prompt_ids = {5 + index, 9, 12};
-    input.params.max_new_tokens = max_new_tokens;
-    input.ignore_eos = true;
-    return input;
-  }
-
-  // Runs `input` alone and returns its final event and ids.
-  std::pair<GenerationEvent, std::vector<int>> RunAlone(Engine& engine, GenerateInput input) {
-    Collector c;
-    EXPECT_OK(engine.Enqueue(std::move(input), c.Sink()));
-    GenerationEvent final = c.Wait();
-    return {final, c.ids()};
-  }
-
-  static SlotDecoder* model_;
-};
-SlotDecoder* EngineTest::model_ = nullptr;
 
 TEST_F(EngineTest, GoldenAeGreedyIds) {
   RecordingObserver observer;
@@ -184,14 +45,25 @@ TEST_F(EngineTest, GoldenAeGreedyIds) {
     EXPECT_EQ(final.usage.slot_tokens, IcaeFixture(slots).size(0));
     EXPECT_EQ(final.usage.prompt_tokens, 1);  // The AE token.
     EXPECT_EQ(final.usage.uncompressed_context_tokens, 4 * IcaeFixture(slots).size(0));
-    // 2 layers x (keys + values) x kv_dim 32 x float32 x (slots + AE + 12) positions.
-    EXPECT_EQ(final.usage.kv_cache_bytes, 2 * 2 * 32 * 4 * (IcaeFixture(slots).size(0) + 1 + 12));
+    // 2 layers x (keys + values) x kv_dim 32 x float32 x (AE + 12) positions of its own: the
+    // slots' KV is the shared context prefix, kept for later requests.
+    EXPECT_EQ(final.usage.kv_cache_bytes, 2 * 2 * 32 * 4 * (1 + 12));
+    EXPECT_EQ(final.usage.cached_positions, 0);
     EXPECT_GT(final.usage.total_seconds, 0);
   }
   EXPECT_EQ(observer.tokens.load(), 24);
   EngineState state = engine->state();
   EXPECT_EQ(state.running, 0);
-  EXPECT_EQ(state.kv_tokens_used, 0);
+  // What stays in use: the two kept prefixes (the slots), nothing of the finished requests.
+  EXPECT_EQ(state.kv_tokens_used, IcaeFixture("slots").size(0) + IcaeFixture("slots40").size(0));
+  // Off: nothing stays.
+  EngineOptions off;
+  off.prefix_cache_bytes = 0;
+  auto plain = MakeEngine(off);
+  auto [final, ids] = RunAlone(*plain, AeInput(IcaeFixture("slots"), 12));
+  EXPECT_EQ(ids, ToIds(IcaeFixture("ae_greedy_ids")));
+  EXPECT_EQ(final.usage.kv_cache_bytes, 2 * 2 * 32 * 4 * (IcaeFixture("slots").size(0) + 1 + 12));
+  EXPECT_EQ(plain->state().kv_tokens_used, 0);
 }
 
 TEST_F(EngineTest, SlotsOfAnyFloatDtypeAreCast) {
@@ -265,10 +137,13 @@ TEST_F(EngineTest, ChunkedPrefillGivesTheSameIds) {
                                           HasSubstr("--prefill_chunk_tokens")));
 }
 
+// The reservation arithmetic below is that of requests without slot-prefix reuse (which
+// prefix_reuse_test.cc covers).
 TEST_F(EngineTest, RunningBatchAndKvBudgetAreRespected) {
   {
     RecordingObserver observer;
     EngineOptions options;
+    options.prefix_cache_bytes = 0;
     options.max_running = 2;
     auto engine = MakeEngine(options, &observer);
     std::vector<std::unique_ptr<Collector>> collectors;
@@ -285,6 +160,7 @@ TEST_F(EngineTest, RunningBatchAndKvBudgetAreRespected) {
     // Each request reserves 4 slots + AE + 40 = 45 positions: only two fit in 100.
     RecordingObserver observer;
     EngineOptions options;
+    options.prefix_cache_bytes = 0;
     options.max_kv_tokens = 100;
     auto engine = MakeEngine(options, &observer);
     std::vector<std::unique_ptr<Collector>> collectors;
@@ -303,6 +179,7 @@ TEST_F(EngineTest, RunningBatchAndKvBudgetAreRespected) {
 
 TEST_F(EngineTest, FullQueueIsResourceExhausted) {
   EngineOptions options;
+  options.prefix_cache_bytes = 0;
   options.max_running = 1;
   options.max_waiting = 1;
   auto engine = MakeEngine(options);
@@ -328,7 +205,9 @@ TEST_F(EngineTest, FullQueueIsResourceExhausted) {
 
 TEST_F(EngineTest, CancelStopsWithinOneStepAndFreesTheCache) {
   RecordingObserver observer;
-  auto engine = MakeEngine({}, &observer);
+  EngineOptions options;
+  options.prefix_cache_bytes = 0;
+  auto engine = MakeEngine(options, &observer);
   absl::Notification release;
   Collector c;
   c.HoldFirstEvent(&release);
