@@ -59,6 +59,9 @@ int Run(int argc, char** argv) {
   flags.Int("prefill_chunk_tokens", &engine_options.prefill_chunk_tokens,
             "context positions prefilled per scheduler step, between decode steps (0 = a "
             "context in one piece)");
+  flags.Int64("prefix_cache_bytes", &engine_options.prefix_cache_bytes,
+              "bytes of context-prefix KV kept for later requests over the same slots "
+              "(slot-prefix reuse; 0 = off)");
   StreamLimits stream_limits;
   double stream_idle_seconds = absl::ToDoubleSeconds(stream_limits.idle_timeout);
   flags.Int("max_streams", &stream_limits.max_open,

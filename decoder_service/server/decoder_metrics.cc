@@ -77,6 +77,20 @@ DecoderMetrics::DecoderMetrics(prometheus::Registry& registry, const std::string
   finished_stop_ = &finished.Add({{"finish_reason", "stop"}});
   finished_cancelled_ = &finished.Add({{"finish_reason", "cancelled"}});
   finished_error_ = &finished.Add({{"finish_reason", "error"}});
+  auto& lookups = prometheus::BuildCounter()
+                      .Name(prefix + "prefix_cache_lookups_total")
+                      .Help("Requests whose context prefix KV was reused (hit) or prefilled and "
+                            "kept (miss)")
+                      .Register(registry);
+  prefix_hits_ = &lookups.Add({{"result", "hit"}});
+  prefix_misses_ = &lookups.Add({{"result", "miss"}});
+  prefix_reused_ = Counter(registry, prefix + "prefix_cache_reused_positions_total",
+                           "Context positions whose KV was reused instead of prefilled");
+  prefix_evictions_ = Counter(registry, prefix + "prefix_cache_evictions_total",
+                              "Kept context prefixes dropped (byte limit or KV pressure)");
+  prefix_bytes_ = Gauge(registry, prefix + "prefix_cache_bytes",
+                        "Bytes of kept context-prefix KV (--prefix_cache_bytes)");
+  prefix_entries_ = Gauge(registry, prefix + "prefix_cache_entries", "Context prefixes kept");
 }
 
 void DecoderMetrics::OnAdmitted(double queue_seconds, int prompt_tokens, int slot_tokens,
@@ -106,6 +120,22 @@ void DecoderMetrics::OnState(int running, int waiting, int64_t kv_tokens_used) {
   running_->Set(running);
   waiting_->Set(waiting);
   kv_used_->Set(static_cast<double>(kv_tokens_used));
+}
+
+}  // namespace icae::decoder
+
+namespace icae::decoder {
+
+void DecoderMetrics::OnPrefixLookup(bool hit, int64_t reused_positions) {
+  (hit ? prefix_hits_ : prefix_misses_)->Increment();
+  prefix_reused_->Increment(static_cast<double>(reused_positions));
+}
+
+void DecoderMetrics::OnPrefixCache(int64_t bytes, int entries, int64_t evictions) {
+  prefix_bytes_->Set(static_cast<double>(bytes));
+  prefix_entries_->Set(entries);
+  const int64_t before = evictions_seen_.exchange(evictions);
+  if (evictions > before) prefix_evictions_->Increment(static_cast<double>(evictions - before));
 }
 
 }  // namespace icae::decoder

@@ -5,6 +5,9 @@
 //   icae_decoder_prompt_tokens_total, _slot_tokens_total,
 //   _uncompressed_context_tokens_total, _generation_tokens_total              counters
 //   icae_decoder_requests_finished_total{finish_reason}                       counter
+//   icae_decoder_prefix_cache_lookups_total{result="hit"|"miss"},
+//   _prefix_cache_reused_positions_total, _prefix_cache_evictions_total       counters
+//   icae_decoder_prefix_cache_bytes / _entries                                gauges
 // Every series is created in the constructor; the hooks only touch cached objects. Thread-safe.
 #ifndef ICAE_DECODER_SERVICE_SERVER_DECODER_METRICS_H_
 #define ICAE_DECODER_SERVICE_SERVER_DECODER_METRICS_H_
@@ -14,6 +17,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -36,6 +40,8 @@ class DecoderMetrics final : public EngineObserver {
   void OnDecodeStep(int batch) override;
   void OnFinished(absl::string_view reason, double e2e_seconds) override;
   void OnState(int running, int waiting, int64_t kv_tokens_used) override;
+  void OnPrefixLookup(bool hit, int64_t reused_positions) override;
+  void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) override;
 
  private:
   prometheus::Histogram* ttft_;
@@ -56,6 +62,13 @@ class DecoderMetrics final : public EngineObserver {
   prometheus::Counter* finished_stop_;
   prometheus::Counter* finished_cancelled_;
   prometheus::Counter* finished_error_;
+  prometheus::Counter* prefix_hits_;
+  prometheus::Counter* prefix_misses_;
+  prometheus::Counter* prefix_reused_;
+  prometheus::Counter* prefix_evictions_;
+  prometheus::Gauge* prefix_bytes_;
+  prometheus::Gauge* prefix_entries_;
+  std::atomic<int64_t> evictions_seen_{0};  // The engine reports a running total.
 };
 
 }  // namespace icae::decoder

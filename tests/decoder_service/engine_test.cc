@@ -135,6 +135,10 @@ TEST_F(EngineTest, ChunkedPrefillGivesTheSameIds) {
   bad.prefill_chunk_tokens = -1;
   EXPECT_THAT(bad.Validate(512), StatusIs(absl::StatusCode::kInvalidArgument,
                                           HasSubstr("--prefill_chunk_tokens")));
+  bad = EngineOptions();
+  bad.prefix_cache_bytes = -1;
+  EXPECT_THAT(bad.Validate(512), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("--prefix_cache_bytes")));
 }
 
 // The reservation arithmetic below is that of requests without slot-prefix reuse (which

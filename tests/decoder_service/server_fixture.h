@@ -212,7 +212,9 @@ class DecoderServerTest : public ::testing::Test {
   static Server* Slow() {
     if (slow_ == nullptr) {
       slow_ = StartDecoder(SlowModel().model_dir, SlowModel().adapter,
-                           {"--max_running", "2", "--max_waiting", "1", "--max_new_tokens", "2000"},
+                           // No slot-prefix reuse: the KV gauges read 0 when nothing runs.
+                           {"--max_running", "2", "--max_waiting", "1", "--max_new_tokens", "2000",
+                            "--prefix_cache_bytes", "0"},
                            scratch_->Join("slow.log"))
                   .release();
     }

@@ -166,6 +166,45 @@ TEST_F(DecoderServerTest, MixedSlotsAndTextMatchTheOfflineLibrary) {
   }
 }
 
+// Slot-prefix reuse through gRPC: a second question over the same slots reuses their KV
+// (usage.cached_positions, the prefix-cache metrics) and gets the ids of a request that opts out.
+TEST_F(DecoderServerTest, SecondQuestionOverTheSameSlotsReusesTheirKv) {
+  const at::Tensor slots = IcaeFixture("slots40") * 0.75;  // Slots no other test sends.
+  auto question = [&](int id) {
+    v1::GenerateRequest request;
+    *request.add_context() = SlotsPart(slots, Tiny()->info.accepted_encoder_id());
+    request.set_template_name("icae-v1");
+    request.mutable_prompt_ids()->add_ids(id);
+    request.set_max_new_tokens(8);
+    request.set_ignore_eos(true);
+    return request;
+  };
+  const std::map<std::string, std::string> hit = {{"result", "hit"}}, miss = {{"result", "miss"}};
+  const double hits = Tiny()->Metric("icae_decoder_prefix_cache_lookups_total", hit);
+  const double misses = Tiny()->Metric("icae_decoder_prefix_cache_lookups_total", miss);
+  const double reused = Tiny()->Metric("icae_decoder_prefix_cache_reused_positions_total");
+  absl::StatusOr<v1::GenerateResponse> first = Tiny()->client->Generate(question(5));
+  ASSERT_OK(first);
+  EXPECT_EQ(first->usage().cached_positions(), 0);
+  absl::StatusOr<v1::GenerateResponse> second = Tiny()->client->Generate(question(9));
+  ASSERT_OK(second);
+  const int prefix = static_cast<int>(slots.size(0)) + 1;  // "[slots][FT]"
+  EXPECT_EQ(second->usage().cached_positions(), prefix);
+  v1::GenerateRequest opted_out = question(9);
+  opted_out.set_skip_prefix_cache(true);
+  absl::StatusOr<v1::GenerateResponse> third = Tiny()->client->Generate(opted_out);
+  ASSERT_OK(third);
+  EXPECT_EQ(third->usage().cached_positions(), 0);
+  EXPECT_EQ(Ids(third->token_ids()), Ids(second->token_ids()));
+  EXPECT_GT(third->usage().kv_cache_bytes(), second->usage().kv_cache_bytes());
+  EXPECT_EQ(Tiny()->Metric("icae_decoder_prefix_cache_lookups_total", hit), hits + 1);
+  EXPECT_EQ(Tiny()->Metric("icae_decoder_prefix_cache_lookups_total", miss), misses + 1);
+  EXPECT_EQ(Tiny()->Metric("icae_decoder_prefix_cache_reused_positions_total"), reused + prefix);
+  EXPECT_GT(Tiny()->Metric("icae_decoder_prefix_cache_bytes"), 0);
+  EXPECT_GE(Tiny()->Metric("icae_decoder_prefix_cache_entries"), 1);
+  EXPECT_GE(Tiny()->Metric("icae_decoder_prefix_cache_evictions_total"), 0);
+}
+
 TEST_F(DecoderServerTest, ConcurrentGreedyRequestsGiveTheSameIdsAsAlone) {
   auto request_for = [](int i) {
     v1::GenerateRequest request = AeRequest(i % 2 == 0 ? "slots" : "slots40", 120);
