@@ -276,12 +276,13 @@ def encoder_dashboard():
 def decoder_dashboard():
     d = Dashboard("icae-decoder", "ICAE decoder", "decoder",
                   "Generation service: tokens/s, time to first token, inter-token latency, "
-                  "scheduler and KV cache.")
+                  "scheduler, KV cache and prefix cache.")
     traffic_rows(d, "decoder")
 
     d.row("Tokens")
-    d.timeseries("Tokens/s", "Generated tokens, prefilled prompt tokens (text context + "
-                 "template + prompt) and prefilled slot positions.", "short",
+    d.timeseries("Tokens/s", "Generated tokens, prompt tokens (text context + template + "
+                 "prompt) and slot positions of admitted requests (those whose KV the prefix "
+                 "cache reused included).", "short",
                  [(rate("icae_decoder_generation_tokens_total"), "generated/s"),
                   (rate("icae_decoder_prompt_tokens_total"), "prompt/s"),
                   (rate("icae_decoder_slot_tokens_total"), "slots/s")], w=8)
@@ -316,7 +317,9 @@ def decoder_dashboard():
                    "running {{instance}}"),
                   (f"sum by (instance) (icae_decoder_num_requests_waiting{{{SEL}}})",
                    "waiting {{instance}}")], w=8)
-    d.timeseries("KV cache usage", "KV positions in use / --max_kv_tokens, per replica.",
+    d.timeseries("KV cache usage", "KV positions in use / --max_kv_tokens, per replica. In use: "
+                 "running sequences' reservations and the positions of every kept (or still "
+                 "read) context prefix; idle kept prefixes give way when admission needs room.",
                  "percentunit",
                  [(f"sum by (instance) (icae_decoder_kv_cache_tokens_used{{{SEL}}}) / "
                    f"sum by (instance) (icae_decoder_kv_cache_tokens_capacity{{{SEL}}})",
@@ -330,6 +333,36 @@ def decoder_dashboard():
                  [(f"sum by (instance) (icae_decoder_streams_open{{{SEL}}})", "open {{instance}}"),
                   (f"sum by (instance) (rate(icae_decoder_streams_idle_cancelled_total{{{SEL}}}"
                    f"[$__rate_interval])) * 60", "idle-cancelled/min {{instance}}")], w=24)
+
+    # Slot-prefix reuse (--prefix_cache_bytes; docs/operations.md, "Decoder").
+    d.row("Prefix cache (slot-prefix reuse)")
+    prefix_lookups = "icae_decoder_prefix_cache_lookups_total"
+    prefix_hits = rate(prefix_lookups, 'result="hit"')
+    d.timeseries("Prefix cache hit ratio",
+                 "hit / (hit + miss): of the requests with a shareable context prefix (template "
+                 "tokens, slots and text up to the prompt), the share that reused its KV instead "
+                 "of prefilling it. Requests with skip_prefix_cache are not counted.",
+                 "percentunit", [(f"{prefix_hits} / {rate(prefix_lookups)}", "hit ratio")], w=8)
+    d.timeseries("Prefix cache lookups and evictions/s",
+                 "Requests that reused a kept prefix (hit) or prefilled and kept theirs (miss), "
+                 "and kept prefixes dropped (--prefix_cache_bytes reached, or KV room needed by "
+                 "running requests).", "short",
+                 [(rate(prefix_lookups, by="result"), "{{result}}/s"),
+                  (rate("icae_decoder_prefix_cache_evictions_total"), "evictions/s")], w=8)
+    d.timeseries("Context positions reused/s",
+                 "Context positions whose KV was reused instead of prefilled, next to all the "
+                 "context positions of admitted requests (prompt and slot tokens, reused ones "
+                 "included).", "short",
+                 [(rate("icae_decoder_prefix_cache_reused_positions_total"), "reused/s"),
+                  (f'{rate("icae_decoder_prompt_tokens_total")} + '
+                   f'{rate("icae_decoder_slot_tokens_total")}', "context/s")], w=8)
+    d.timeseries("Prefix cache bytes", "Bytes of kept context-prefix KV per replica (at most "
+                 "--prefix_cache_bytes).", "bytes",
+                 [(f"sum by (instance) (icae_decoder_prefix_cache_bytes{{{SEL}}})",
+                   "{{instance}}")], w=12)
+    d.timeseries("Prefix cache entries", "Context prefixes kept per replica.", "short",
+                 [(f"sum by (instance) (icae_decoder_prefix_cache_entries{{{SEL}}})",
+                   "{{instance}}")], w=12)
 
     # Series exist only with --slot_store (docs/operations.md, "Shared slot store (Redis)").
     d.row("Slot handles (shared slot store)")
