@@ -203,6 +203,22 @@ class ServicesTest(unittest.TestCase):
             cancelled, finish_reason="cancelled") > before, timeout=10),
             "the decoder never counted the closed stream as cancelled")
 
+    def test_second_question_reuses_the_slots_kv(self) -> None:
+        # Slot-prefix reuse (the decoder's --prefix_cache_bytes, on by default): a span no other
+        # test compresses, so the first question misses and the second reuses "[slots][FT]".
+        span = [int(i) for i in self.golden["context40_ids"].reshape(-1)][5:21]
+        slots = self.encoder.compress([span], bypass_cache=True)[0]
+        kwargs = dict(context=[slots], template="icae-v1", max_new_tokens=6, ignore_eos=True)
+        first = self.decoder.generate(prompt=[7], **kwargs)
+        self.assertEqual(first.usage.cached_positions, 0)
+        second = self.decoder.generate(prompt=[9], **kwargs)
+        self.assertEqual(second.usage.cached_positions, slots.num_slots + 1)
+        opted_out = self.decoder.generate(prompt=[9], skip_prefix_cache=True, **kwargs)
+        self.assertEqual(opted_out.usage.cached_positions, 0)
+        self.assertEqual(opted_out.token_ids, second.token_ids)
+        streamed = list(self.decoder.stream(prompt=[11], **kwargs))
+        self.assertEqual(streamed[-1].usage.cached_positions, slots.num_slots + 1)
+
     def test_token_id_context_and_prompt_ids(self) -> None:
         # Base-model greedy decoding through a token-id context part: the "raw" template places
         # the context and the prompt ids as they are.

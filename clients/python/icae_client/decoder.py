@@ -22,7 +22,12 @@ ContextPart = Union[Slots, Handle, slots_pb2.MemorySlots, slots_pb2.SlotHandle, 
 
 @dataclass(frozen=True)
 class Usage:
-    """What a generation read, produced and took (``icae.v1.GenerateUsage``)."""
+    """What a generation read, produced and took (``icae.v1.GenerateUsage``).
+
+    ``cached_positions``: leading context positions whose KV the decoder reused from an earlier
+    request over the same context prefix (same slots and template tokens) instead of prefilling
+    them again; 0 on a miss, with ``skip_prefix_cache`` or with the server's prefix cache off.
+    """
 
     slot_tokens: int
     prompt_tokens: int
@@ -32,12 +37,14 @@ class Usage:
     time_to_first_token_seconds: float
     total_seconds: float
     kv_cache_bytes: int
+    cached_positions: int = 0
 
     @classmethod
     def from_proto(cls, usage: decoder_pb2.GenerateUsage) -> "Usage":
         return cls(usage.slot_tokens, usage.prompt_tokens, usage.generated_tokens,
                    usage.uncompressed_context_tokens, usage.queue_seconds,
-                   usage.time_to_first_token_seconds, usage.total_seconds, usage.kv_cache_bytes)
+                   usage.time_to_first_token_seconds, usage.total_seconds, usage.kv_cache_bytes,
+                   usage.cached_positions)
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,8 @@ def build_request(context: Union[ContextPart, Sequence[ContextPart]] = (),
                   prompt: Union[str, Sequence[int]] = "", *, template: Optional[str] = None,
                   max_new_tokens: int = 0, temperature: float = 0.0, top_k: int = 0,
                   top_p: float = 0.0, seed: Optional[int] = None, stop: Sequence[str] = (),
-                  request_id: str = "", ignore_eos: bool = False
-                  ) -> decoder_pb2.GenerateRequest:
+                  request_id: str = "", ignore_eos: bool = False,
+                  skip_prefix_cache: bool = False) -> decoder_pb2.GenerateRequest:
     """The GenerateRequest for ``DecoderClient.generate`` / ``stream`` (same arguments)."""
     parts: List[Any] = ([context] if isinstance(context, (Slots, Handle, slots_pb2.MemorySlots,
                                                           slots_pb2.SlotHandle, str))
@@ -112,7 +119,7 @@ def build_request(context: Union[ContextPart, Sequence[ContextPart]] = (),
     request = decoder_pb2.GenerateRequest(
         context=[make_context_part(p) for p in parts], template_name=template or "",
         max_new_tokens=max_new_tokens, stop=list(stop), request_id=request_id,
-        ignore_eos=ignore_eos)
+        ignore_eos=ignore_eos, skip_prefix_cache=skip_prefix_cache)
     if isinstance(prompt, str):
         request.prompt = prompt
     else:
@@ -151,7 +158,8 @@ class DecoderClient(BaseClient):
                  max_new_tokens: int = 0, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 0.0, seed: Optional[int] = None, stop: Sequence[str] = (),
                  request_id: str = "", ignore_eos: bool = False,
-                 timeout: Optional[float] = None, recompress: Any = None) -> Result:
+                 skip_prefix_cache: bool = False, timeout: Optional[float] = None,
+                 recompress: Any = None) -> Result:
         """Generates a whole answer.
 
         Args:
@@ -166,6 +174,9 @@ class DecoderClient(BaseClient):
             stop: strings that end the generation (not returned).
             request_id: echoed in the result.
             ignore_eos: keep generating past EOS until ``max_new_tokens``.
+            skip_prefix_cache: neither reuse nor keep the KV of this request's context prefix
+                on the decoder (e.g. a one-off document that should not displace shared ones);
+                ``usage.cached_positions`` is then 0.
             timeout: deadline of this call in seconds (default: the connection's).
             recompress: an ``EncoderClient``. When the decoder answers NOT_FOUND (a ``Handle``
                 in the context expired from the slot store), its handles are compressed again
@@ -174,7 +185,8 @@ class DecoderClient(BaseClient):
         request = build_request(context, prompt, template=template,
                                 max_new_tokens=max_new_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, stop=stop,
-                                request_id=request_id, ignore_eos=ignore_eos)
+                                request_id=request_id, ignore_eos=ignore_eos,
+                                skip_prefix_cache=skip_prefix_cache)
         try:
             return self.generate_request(request, timeout=timeout)
         except IcaeError as e:
@@ -204,6 +216,7 @@ class DecoderClient(BaseClient):
                max_new_tokens: int = 0, temperature: float = 0.0, top_k: int = 0,
                top_p: float = 0.0, seed: Optional[int] = None, stop: Sequence[str] = (),
                request_id: str = "", ignore_eos: bool = False,
+               skip_prefix_cache: bool = False,
                timeout: Optional[float] = None) -> Iterator[Chunk]:
         """Like ``generate``, streamed: yields a Chunk per decoded step; the last one has
         ``finish_reason`` and ``usage``. Closing the iterator early (``break``, ``close()``)
@@ -211,7 +224,8 @@ class DecoderClient(BaseClient):
         request = build_request(context, prompt, template=template,
                                 max_new_tokens=max_new_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, stop=stop,
-                                request_id=request_id, ignore_eos=ignore_eos)
+                                request_id=request_id, ignore_eos=ignore_eos,
+                                skip_prefix_cache=skip_prefix_cache)
         return self.stream_request(request, timeout=timeout)
 
     def stream_request(self, request: decoder_pb2.GenerateRequest, *,
