@@ -1,0 +1,167 @@
+// Prefill of admitted requests (chunked) and slot-prefix reuse: a request's context prefix is
+// attached from the prefix cache, built by this request and then shared, or awaited while another
+// request builds it. Scheduler thread only.
+#include "common/base/logging.h"
+#include "common/model/torch_status.h"
+#include "decoder_service/engine/engine_impl.h"
+
+namespace icae::decoder {
+
+void Engine::Impl::StartPrefill(Request& request) {
+  request.admitted = absl::Now();
+  const PreparedRequest& p = request.prepared;
+  if (observer_ != nullptr) {
+    observer_->OnAdmitted(Seconds(request.admitted - request.arrival), p.prompt_tokens,
+                          p.slot_tokens, p.uncompressed_context_tokens);
+  }
+  const Transformer& transformer = model_.transformer();
+  const ModelConfig& config = model_.config();
+  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    // Until a prefix is attached the cache holds the prefix being built (or nothing yet).
+    const bool shared = p.prefix_positions > 0;
+    const int64_t first_capacity = shared ? p.prefix_positions : p.reserved_positions();
+    KVCache cache = transformer.NewCache(request.prefix != nullptr ? 1 : first_capacity);
+    request.kv_cache_bytes = cache.bytes();
+    request.sequence =
+        std::make_unique<Sequence>(std::move(cache), p.params, model_.tokenizer(),
+                                   p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
+    if (request.prefix != nullptr) {
+      AttachPrefix(request, request.prefix);
+    } else if (shared && building_.contains(p.prefix_hash)) {
+      request.awaiting_prefix = true;  // Another admitted request is prefilling this prefix.
+    } else if (shared) {
+      ++building_[p.prefix_hash];
+      request.building_prefix = true;
+      if (observer_ != nullptr) observer_->OnPrefixLookup(false, 0);
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    request.prepared.embeds = at::Tensor();
+    Fail(request, status);
+  }
+}
+
+void Engine::Impl::Fail(Request& request, const absl::Status& status) {
+  ICAE_LOG(ERROR) << "request " << request.id << ": " << status;
+  StopBuilding(request);
+  request.sequence.reset();
+  absl::MutexLock lock(&mu_);
+  request.cancel_status = status;
+  request.cancel_requested.store(true);
+}
+
+void Engine::Impl::StopBuilding(Request& request) {
+  if (!request.building_prefix) return;
+  request.building_prefix = false;
+  auto it = building_.find(request.prepared.prefix_hash);
+  if (it != building_.end() && --it->second == 0) building_.erase(it);
+}
+
+void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache> prefix) {
+  const PreparedRequest& p = request.prepared;
+  const int64_t positions = p.prefix_positions;
+  KVCache& cache = request.sequence->cache();
+  cache = model_.transformer().NewCache(p.reserved_positions() - positions, std::move(prefix));
+  request.kv_cache_bytes = cache.bytes();
+  request.prefix.reset();  // The cache holds it now.
+  request.awaiting_prefix = false;
+  request.prefilled = positions;
+  if (!request.building_prefix) {
+    request.cached_positions = static_cast<int>(positions);
+    if (observer_ != nullptr) observer_->OnPrefixLookup(true, positions);
+  }
+  StopBuilding(request);
+  absl::MutexLock lock(&mu_);
+  // A reuser reserved only its own positions at admission; the others hand the prefix's back.
+  const int64_t handed_back =
+      std::max<int64_t>(0, request.kv_reserved - (p.reserved_positions() - positions));
+  request.kv_reserved -= handed_back;
+  kv_used_ -= handed_back;
+  PublishStateLocked();
+}
+
+bool Engine::Impl::ResolvePrefix(Request& request) {
+  const PreparedRequest& p = request.prepared;
+  if (std::shared_ptr<const KVCache> kept = prefix_cache_.Find(p.prefix_hash, p.prefix_key)) {
+    AttachPrefix(request, std::move(kept));
+    return true;
+  }
+  if (building_.contains(p.prefix_hash)) return false;
+  // Its builder left (cancelled, failed) or could not keep it: build it here.
+  request.awaiting_prefix = false;
+  ++building_[p.prefix_hash];
+  request.building_prefix = true;
+  if (observer_ != nullptr) observer_->OnPrefixLookup(false, 0);
+  return true;
+}
+
+void Engine::Impl::PublishPrefix(Request& request) {
+  PreparedRequest& p = request.prepared;
+  const int64_t positions = p.prefix_positions;
+  std::atomic<int64_t>* alive = &prefix_positions_alive_;
+  alive->fetch_add(positions);
+  // Counted while it exists: the deleter runs when the cache and the last reader let go.
+  std::shared_ptr<const KVCache> frozen(
+      new KVCache(std::move(request.sequence->cache())), [alive, positions](const KVCache* kv) {
+        alive->fetch_sub(positions);
+        delete kv;
+      });
+  prefix_cache_.Insert(p.prefix_hash, p.prefix_key.clone(), frozen);
+  PublishPrefixCache();
+  AttachPrefix(request, std::move(frozen));
+}
+
+void Engine::Impl::PublishPrefixCache() {
+  if (observer_ != nullptr) {
+    observer_->OnPrefixCache(prefix_cache_.bytes(), prefix_cache_.entries(),
+                             prefix_cache_.evictions());
+  }
+}
+
+int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done) {
+  *done = false;
+  if (request.sequence == nullptr) {  // StartPrefill failed: the sweep finishes it
+    *done = true;
+    return 0;
+  }
+  int64_t used = 0;
+  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    if (request.awaiting_prefix && !ResolvePrefix(request)) return absl::OkStatus();
+    const Transformer& transformer = model_.transformer();
+    const PreparedRequest& p = request.prepared;
+    const int64_t total = p.embeds.size(0);
+    while (used < budget) {
+      // A prefix being built ends a piece: it is frozen and shared before the rest goes on.
+      const int64_t end = request.building_prefix ? p.prefix_positions : total;
+      const int64_t n = std::min(budget - used, end - request.prefilled);
+      // Positions continue from the cache's length, so the chunks together equal one prefill.
+      at::Tensor hidden =
+          transformer.Prefill(p.embeds.narrow(0, request.prefilled, n), request.sequence->cache());
+      request.prefilled += n;
+      used += n;
+      if (request.building_prefix && request.prefilled == p.prefix_positions) {
+        PublishPrefix(request);
+        continue;
+      }
+      if (request.prefilled < total) continue;
+      at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
+      const int id = request.sequence->Accept(logits);
+      *done = true;
+      Emit(request, id, absl::Now());
+      break;
+    }
+    return absl::OkStatus();
+  });
+  if (*done || !status.ok()) {  // No longer needed.
+    request.prepared.embeds = at::Tensor();
+    request.prepared.prefix_key = at::Tensor();
+  }
+  if (!status.ok()) {
+    Fail(request, status);
+    *done = true;
+  }
+  return used;
+}
+
+}  // namespace icae::decoder
