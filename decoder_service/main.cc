@@ -48,7 +48,8 @@ int Run(int argc, char** argv) {
   RegisterServerFlags(flags, "0.0.0.0:50052", "0.0.0.0:9092", &server_flags);
   flags.Int("max_running", &engine_options.max_running, "sequences decoding together");
   flags.Int64("max_kv_tokens", &engine_options.max_kv_tokens,
-              "KV-cache positions reserved by running sequences (context + max_new_tokens each)");
+              "KV-cache positions: running sequences reserve context + max_new_tokens each (less "
+              "a reused prefix), kept context prefixes count while they exist");
   flags.Int("max_waiting", &engine_options.max_waiting,
             "requests waiting beyond the free running slots; more are RESOURCE_EXHAUSTED");
   flags.Int("max_context_tokens", &engine_options.max_context_tokens,

@@ -139,10 +139,18 @@ absl::StatusOr<std::vector<int>> SlotDecoder::Tokenize(absl::string_view text) c
   return tokenizer_->Encode(text, /*add_bos=*/false);
 }
 
-absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
-                                                    absl::Span<const ContextPart> context,
-                                                    absl::Span<const int> prompt_ids,
-                                                    PromptUsage* usage) const {
+size_t ContextPrefixPieces(absl::Span<const PromptPiece> layout) {
+  size_t end = 0;  // Pieces [0, end) form the prefix.
+  for (size_t i = 0; i < layout.size(); ++i) {
+    if (layout[i].kind == PromptPiece::kContext) end = i + 1;
+  }
+  while (end > 0 && end < layout.size() && layout[end].kind == PromptPiece::kSpecial) ++end;
+  return end == layout.size() ? end - 1 : end;
+}
+
+absl::StatusOr<PromptUsage> SlotDecoder::PlanPrompt(PromptTemplate tmpl,
+                                                   absl::Span<const ContextPart> context,
+                                                   absl::Span<const int> prompt_ids) const {
   const ModelConfig& config = this->config();
   if (tmpl != PromptTemplate::kRaw && !has_adapter()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -167,46 +175,58 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
     }
   }
   RETURN_IF_ERROR(ValidateTokenIds(prompt_ids, config.vocab_size, "prompt"));
+  PromptUsage usage;
+  for (const PromptPiece& piece :
+       LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens_)) {
+    switch (piece.kind) {
+      case PromptPiece::kTokens:
+        usage.text_tokens += static_cast<int>(piece.ids.size());
+        break;
+      case PromptPiece::kSpecial:
+        usage.text_tokens += 1;
+        break;
+      case PromptPiece::kContext: {
+        const ContextPart& part = context[piece.context_index];
+        if (part.slots.defined()) {
+          usage.slot_tokens += static_cast<int>(part.slots.size(0));
+        } else {
+          usage.text_tokens += static_cast<int>(part.token_ids.size());
+        }
+        break;
+      }
+    }
+  }
+  if (usage.positions() == 0) return absl::InvalidArgumentError("the prompt is empty");
+  return usage;
+}
+
+absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
+                                                    absl::Span<const ContextPart> context,
+                                                    absl::Span<const int> prompt_ids,
+                                                    PromptUsage* usage) const {
+  ASSIGN_OR_RETURN(PromptUsage counted, PlanPrompt(tmpl, context, prompt_ids));
   return CatchTorch("building the prompt", [&]() -> absl::StatusOr<at::Tensor> {
     c10::InferenceMode guard;
     const Transformer& model = *transformer_;
     std::vector<at::Tensor> pieces;
-    PromptUsage counted;
     auto add_ids = [&](absl::Span<const int> ids) {
       if (ids.empty()) return;
       std::vector<int64_t> wide(ids.begin(), ids.end());
       pieces.push_back(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
-      counted.text_tokens += static_cast<int>(ids.size());
     };
-    const std::vector<PromptPiece> layout =
-        LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens());
-    // The context prefix ends after the last context piece and the special tokens following it.
-    size_t prefix_end = 0;  // Pieces [0, prefix_end) form it.
-    for (size_t i = 0; i < layout.size(); ++i) {
-      if (layout[i].kind == PromptPiece::kContext) prefix_end = i + 1;
-    }
-    while (prefix_end > 0 && prefix_end < layout.size() &&
-           layout[prefix_end].kind == PromptPiece::kSpecial) {
-      ++prefix_end;
-    }
-    for (size_t index = 0; index < layout.size(); ++index) {
-      const PromptPiece& piece = layout[index];
-      if (index == prefix_end) {
-        counted.context_prefix_positions = counted.slot_tokens + counted.text_tokens;
-      }
+    for (const PromptPiece& piece :
+         LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens())) {
       switch (piece.kind) {
         case PromptPiece::kTokens:
           add_ids(piece.ids);
           break;
         case PromptPiece::kSpecial:
           pieces.push_back(special_[static_cast<int>(piece.special)].unsqueeze(0));
-          counted.text_tokens += 1;
           break;
         case PromptPiece::kContext: {
           const ContextPart& part = context[piece.context_index];
           if (part.slots.defined()) {
             pieces.push_back(part.slots.to(model.device(), model.dtype()));
-            counted.slot_tokens += static_cast<int>(part.slots.size(0));
           } else {
             add_ids(part.token_ids);
           }
@@ -214,10 +234,6 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
         }
       }
     }
-    if (prefix_end == layout.size()) {
-      counted.context_prefix_positions = counted.slot_tokens + counted.text_tokens;
-    }
-    if (pieces.empty()) return absl::InvalidArgumentError("the prompt is empty");
     if (usage != nullptr) *usage = counted;
     return at::cat(pieces, 0);
   });

@@ -66,13 +66,17 @@ std::vector<PromptPiece> LayoutPrompt(PromptTemplate tmpl, size_t num_context_pa
                                       absl::Span<const int> prompt_ids,
                                       const TemplateTokens& tokens);
 
+// The leading pieces of `layout` that do not depend on the prompt: everything up to the last
+// context piece and the special tokens right after it (e.g. "<s> [INST] [context] [FT]"), but
+// never the whole layout (the last position's logits give the first token, so it is always
+// prefilled). Requests with the same context share these positions' KV (slot-prefix reuse).
+// Returns the number of pieces; 0 without a context piece.
+size_t ContextPrefixPieces(absl::Span<const PromptPiece> layout);
+
 struct PromptUsage {
   int slot_tokens = 0;  // Positions taken by slots.
   int text_tokens = 0;  // Positions taken by text context, template tokens and the prompt.
-  // Leading positions that do not depend on the prompt: everything up to the last context part
-  // and the special tokens right after it (e.g. "<s> [INST] [context] [FT]"). Requests with the
-  // same context share these positions' KV (slot-prefix reuse); 0 without a context part.
-  int context_prefix_positions = 0;
+  int64_t positions() const { return static_cast<int64_t>(slot_tokens) + text_tokens; }
 };
 
 class SlotDecoder {
@@ -98,6 +102,10 @@ class SlotDecoder {
   absl::StatusOr<at::Tensor> BuildPrompt(PromptTemplate tmpl, absl::Span<const ContextPart> context,
                                          absl::Span<const int> prompt_ids,
                                          PromptUsage* usage = nullptr) const;
+  // What BuildPrompt would build, checked (the same errors) and counted, without embedding
+  // anything: cheap enough for a request's admission check.
+  absl::StatusOr<PromptUsage> PlanPrompt(PromptTemplate tmpl, absl::Span<const ContextPart> context,
+                                         absl::Span<const int> prompt_ids) const;
 
   // BOS and [INST] / [/INST] as this decoder spells them (for LayoutPrompt).
   const TemplateTokens& template_tokens() const { return template_tokens_; }

@@ -110,7 +110,7 @@ void Engine::Impl::Schedule(std::vector<RequestPtr>& admitted, std::vector<Reque
     const PreparedRequest& p = request.prepared;
     // A kept prefix is looked up now: a request that reuses one needs only its own positions.
     if (p.prefix_positions > 0 && request.prefix == nullptr) {
-      request.prefix = prefix_cache_.Find(p.prefix_hash, p.prefix_key);
+      request.prefix = prefix_cache_.Find(p.prefix_key);
     }
     const int64_t need =
         p.reserved_positions() - (request.prefix != nullptr ? p.prefix_positions : 0);

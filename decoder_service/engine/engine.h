@@ -12,6 +12,12 @@
 // a decode step depends only on its own sequence, so output does not depend on what else runs
 // (greedy: identical ids alone or in a full batch; seeded sampling: identical text).
 //
+// Slot-prefix reuse (prefix_cache.h, --prefix_cache_bytes): the KV of a request's context prefix
+// (template tokens, slots and text up to the prompt) is kept after its prefill, and a later
+// request with the same prefix continues from it without a copy, prefilling only its question;
+// requests admitted together build a shared prefix once. A waiting request holds its token ids
+// and slot tensors; its embeddings are built at admission, on the scheduler thread.
+//
 // Thread-safety: every public method may be called from any thread. Sinks run on the scheduler
 // thread without the engine's lock held.
 #ifndef ICAE_DECODER_SERVICE_ENGINE_ENGINE_H_

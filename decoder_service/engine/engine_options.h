@@ -12,8 +12,9 @@ namespace icae::decoder {
 struct EngineOptions {
   // Sequences decoding together (the running batch).
   int max_running = 16;
-  // KV-cache positions reserved by running sequences, summed: each reserves its prompt positions
-  // plus its max_new_tokens at admission, so the budget can never be overrun.
+  // KV-cache positions in use, summed: each running sequence reserves its prompt positions plus
+  // its max_new_tokens at admission (less a reused context prefix), and every shared context
+  // prefix counts once while it exists, so the budget can never be overrun.
   int64_t max_kv_tokens = 65536;
   // Requests accepted beyond the free running slots; more are RESOURCE_EXHAUSTED.
   int max_waiting = 256;

@@ -17,6 +17,8 @@ void Engine::Impl::StartPrefill(Request& request) {
   const Transformer& transformer = model_.transformer();
   const ModelConfig& config = model_.config();
   absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    // Embeddings exist only from admission on (a waiting request holds ids and slot tensors).
+    RETURN_IF_ERROR(BuildEmbeds(model_, request.prepared));
     // Until a prefix is attached the cache holds the prefix being built (or nothing yet).
     const bool shared = p.prefix_positions > 0;
     const int64_t first_capacity = shared ? p.prefix_positions : p.reserved_positions();
@@ -27,10 +29,10 @@ void Engine::Impl::StartPrefill(Request& request) {
                                    p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
     if (request.prefix != nullptr) {
       AttachPrefix(request, request.prefix);
-    } else if (shared && building_.contains(p.prefix_hash)) {
+    } else if (shared && building_.contains(p.prefix_key.hash)) {
       request.awaiting_prefix = true;  // Another admitted request is prefilling this prefix.
     } else if (shared) {
-      ++building_[p.prefix_hash];
+      ++building_[p.prefix_key.hash];
       request.building_prefix = true;
       if (observer_ != nullptr) observer_->OnPrefixLookup(false, 0);
     }
@@ -54,7 +56,7 @@ void Engine::Impl::Fail(Request& request, const absl::Status& status) {
 void Engine::Impl::StopBuilding(Request& request) {
   if (!request.building_prefix) return;
   request.building_prefix = false;
-  auto it = building_.find(request.prepared.prefix_hash);
+  auto it = building_.find(request.prepared.prefix_key.hash);
   if (it != building_.end() && --it->second == 0) building_.erase(it);
 }
 
@@ -83,14 +85,14 @@ void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache>
 
 bool Engine::Impl::ResolvePrefix(Request& request) {
   const PreparedRequest& p = request.prepared;
-  if (std::shared_ptr<const KVCache> kept = prefix_cache_.Find(p.prefix_hash, p.prefix_key)) {
+  if (std::shared_ptr<const KVCache> kept = prefix_cache_.Find(p.prefix_key)) {
     AttachPrefix(request, std::move(kept));
     return true;
   }
-  if (building_.contains(p.prefix_hash)) return false;
+  if (building_.contains(p.prefix_key.hash)) return false;
   // Its builder left (cancelled, failed) or could not keep it: build it here.
   request.awaiting_prefix = false;
-  ++building_[p.prefix_hash];
+  ++building_[p.prefix_key.hash];
   request.building_prefix = true;
   if (observer_ != nullptr) observer_->OnPrefixLookup(false, 0);
   return true;
@@ -107,7 +109,7 @@ void Engine::Impl::PublishPrefix(Request& request) {
         alive->fetch_sub(positions);
         delete kv;
       });
-  prefix_cache_.Insert(p.prefix_hash, p.prefix_key.clone(), frozen);
+  prefix_cache_.Insert(p.prefix_key, frozen);
   PublishPrefixCache();
   AttachPrefix(request, std::move(frozen));
 }
@@ -153,13 +155,13 @@ int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done)
     }
     return absl::OkStatus();
   });
-  if (*done || !status.ok()) {  // No longer needed.
-    request.prepared.embeds = at::Tensor();
-    request.prepared.prefix_key = at::Tensor();
-  }
   if (!status.ok()) {
     Fail(request, status);
     *done = true;
+  }
+  if (*done) {  // No longer needed.
+    request.prepared.embeds = at::Tensor();
+    request.prepared.prefix_key.slots.clear();
   }
   return used;
 }

@@ -1,8 +1,8 @@
 // Slot-prefix reuse: the KV of context prefixes (template tokens, memory slots and text up to the
 // prompt), kept for later requests over the same documents so that a second question prefills
-// only itself. Keyed by the prefix's content: a hash of its input embeddings [positions, hidden]
-// (slots as the decoder reads them, template and text tokens embedded), checked byte for byte on
-// a hit, so two prefixes share KV only when the model would compute the same KV for both.
+// only itself. Keyed by the prefix's content (PrefixKey: its token ids and slot tensors as sent),
+// hashed and checked element for element on a hit, so two prefixes share KV only when the model
+// would compute the same KV for both.
 //
 // Entries are frozen KVCaches held by shared_ptr: a request that reuses one holds it, so evicting
 // an entry (least recently used first, when the cache passes its byte limit or the engine needs
@@ -16,28 +16,44 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/model/kv_cache.h"
 
 namespace icae::decoder {
 
-// The hash PrefixCache keys by: over the bytes of `embeds` (contiguous), its dtype and shape.
-uint64_t PrefixHash(const at::Tensor& embeds);
+// The content of a context prefix, piece by piece in layout order: `ids` holds template and
+// text token ids, a special token as -1 - its index and each slot part as kSlotsMarker; `slots`
+// holds the slot parts' tensors as the request sent them (CPU, contiguous; any float dtype).
+struct PrefixKey {
+  static constexpr int kSlotsMarker = -100;
+  std::vector<int> ids;
+  std::vector<at::Tensor> slots;
+  int64_t positions = 0;  // Decoder positions the prefix takes.
+  uint64_t hash = 0;      // Set by Seal().
+
+  // Computes `hash` over everything above.
+  void Seal();
+  // Same pieces, same slot dtypes, shapes and bytes.
+  bool SameContent(const PrefixKey& other) const;
+  // Bytes the key holds (ids and slot tensors).
+  int64_t bytes() const;
+};
 
 class PrefixCache {
  public:
   // Keeps at most `max_bytes` of KV and key embeddings.
   explicit PrefixCache(int64_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // The kept KV of exactly `embeds` (hash from PrefixHash), or null. A hit becomes the most
+  // The kept KV of a prefix with exactly `key`'s content, or null. A hit becomes the most
   // recently used entry.
-  std::shared_ptr<const KVCache> Find(uint64_t hash, const at::Tensor& embeds);
+  std::shared_ptr<const KVCache> Find(const PrefixKey& key);
 
-  // Keeps `kv`, the complete KV of `embeds` (which the entry keeps as its key: pass a tensor
-  // that owns just these rows). Replaces an entry with the same content; drops least recently
-  // used entries past max_bytes. An entry larger than max_bytes alone is not kept.
-  void Insert(uint64_t hash, at::Tensor embeds, std::shared_ptr<const KVCache> kv);
+  // Keeps `kv`, the complete KV of `key`'s prefix (the entry keeps the key, its slot tensors
+  // included). Replaces an entry with the same content; drops least recently used entries past
+  // max_bytes. An entry larger than max_bytes alone is not kept.
+  void Insert(PrefixKey key, std::shared_ptr<const KVCache> kv);
 
   // Drops the least recently used entry that no request holds. False when there is none.
   bool EvictIdle();
@@ -50,14 +66,13 @@ class PrefixCache {
 
  private:
   struct Entry {
-    uint64_t hash = 0;
-    at::Tensor embeds;
+    PrefixKey key;
     std::shared_ptr<const KVCache> kv;
     int64_t bytes = 0;
   };
   using List = std::list<Entry>;  // Most recently used first.
 
-  List::iterator Lookup(uint64_t hash, const at::Tensor& embeds);
+  List::iterator Lookup(const PrefixKey& key);
   void Erase(List::iterator it);
 
   const int64_t max_bytes_;

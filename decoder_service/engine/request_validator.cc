@@ -10,7 +10,6 @@
 #include "common/base/status_macros.h"
 #include "common/io/utf8.h"
 #include "common/model/torch_status.h"
-#include "decoder_service/engine/prefix_cache.h"
 
 namespace icae::decoder {
 namespace {
@@ -90,26 +89,46 @@ absl::Status CheckTextFits(const SlotDecoder& model, absl::string_view text, int
 
 // The context prefix a request may share (PreparedRequest::prefix_*): none when the cache is off,
 // the request opts out, or the prefix's KV alone would not fit the cache.
-absl::Status SetPrefix(const SlotDecoder& model, const EngineOptions& options, bool skip,
-                       int context_prefix_positions, PreparedRequest* prepared) {
-  const int64_t positions =
-      std::min<int64_t>(context_prefix_positions, prepared->positions() - 1);
-  if (skip || options.prefix_cache_bytes <= 0 || positions <= 0) return absl::OkStatus();
-  const ModelConfig& config = model.config();
-  const at::Tensor& embeds = prepared->embeds;
-  const int64_t kv_bytes = 2 * static_cast<int64_t>(config.num_layers) * config.kv_dim() *
-                           embeds.element_size() * positions;
-  if (kv_bytes + positions * embeds.size(1) * embeds.element_size() > options.prefix_cache_bytes) {
-    return absl::OkStatus();
+void SetPrefix(const SlotDecoder& model, const EngineOptions& options, bool skip,
+               PreparedRequest* prepared) {
+  if (skip || options.prefix_cache_bytes <= 0) return;
+  const std::vector<PromptPiece> layout = LayoutPrompt(
+      prepared->tmpl, prepared->parts.size(), prepared->prompt_ids, model.template_tokens());
+  const size_t pieces = ContextPrefixPieces(layout);
+  PrefixKey key;
+  for (size_t i = 0; i < pieces; ++i) {
+    const PromptPiece& piece = layout[i];
+    switch (piece.kind) {
+      case PromptPiece::kTokens:
+        key.ids.insert(key.ids.end(), piece.ids.begin(), piece.ids.end());
+        key.positions += static_cast<int64_t>(piece.ids.size());
+        break;
+      case PromptPiece::kSpecial:
+        key.ids.push_back(-1 - static_cast<int>(piece.special));
+        key.positions += 1;
+        break;
+      case PromptPiece::kContext: {
+        const ContextPart& part = prepared->parts[piece.context_index];
+        if (part.slots.defined()) {
+          key.ids.push_back(PrefixKey::kSlotsMarker);
+          key.slots.push_back(part.slots.to(at::kCPU).contiguous());
+          key.positions += part.slots.size(0);
+        } else {
+          key.ids.insert(key.ids.end(), part.token_ids.begin(), part.token_ids.end());
+          key.positions += static_cast<int64_t>(part.token_ids.size());
+        }
+        break;
+      }
+    }
   }
-  return CatchTorch("hashing the context prefix", [&]() -> absl::Status {
-    at::Tensor key = embeds.narrow(0, 0, positions);
-    if (!key.is_cpu()) key = key.to(at::kCPU);
-    prepared->prefix_key = key.contiguous();
-    prepared->prefix_hash = PrefixHash(prepared->prefix_key);
-    prepared->prefix_positions = positions;
-    return absl::OkStatus();
-  });
+  if (key.positions == 0) return;
+  const ModelConfig& config = model.config();
+  const int64_t element = c10::elementSize(model.transformer().dtype());
+  const int64_t kv_bytes = 2 * static_cast<int64_t>(config.num_layers) * config.kv_dim() * element;
+  if (kv_bytes * key.positions + key.bytes() > options.prefix_cache_bytes) return;
+  key.Seal();
+  prepared->prefix_positions = key.positions;
+  prepared->prefix_key = std::move(key);
 }
 
 }  // namespace
@@ -208,11 +227,10 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   }
   if (tmpl == PromptTemplate::kAe) prompt_ids.clear();
 
-  PromptUsage usage;
-  ASSIGN_OR_RETURN(prepared.embeds, model.BuildPrompt(tmpl, parts, prompt_ids, &usage));
+  ASSIGN_OR_RETURN(PromptUsage usage, model.PlanPrompt(tmpl, parts, prompt_ids));
   prepared.slot_tokens = usage.slot_tokens;
   prepared.prompt_tokens = usage.text_tokens;
-  prepared.context_positions = prepared.embeds.size(0);
+  prepared.context_positions = usage.positions();
   const int64_t positions = prepared.positions();
   if (positions >= context_limit) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -232,9 +250,26 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   }
   prepared.ignore_eos = input.ignore_eos;
   prepared.deadline = input.deadline;
-  RETURN_IF_ERROR(SetPrefix(model, options, input.skip_prefix_cache,
-                            usage.context_prefix_positions, &prepared));
+  prepared.tmpl = tmpl;
+  prepared.parts = std::move(parts);
+  prepared.prompt_ids = std::move(prompt_ids);
+  RETURN_IF_ERROR(CatchTorch("keying the context prefix", [&]() -> absl::Status {
+    SetPrefix(model, options, input.skip_prefix_cache, &prepared);
+    return absl::OkStatus();
+  }));
   return prepared;
+}
+
+absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared) {
+  ASSIGN_OR_RETURN(prepared.embeds,
+                   model.BuildPrompt(prepared.tmpl, prepared.parts, prepared.prompt_ids));
+  prepared.parts.clear();
+  prepared.prompt_ids.clear();
+  if (prepared.embeds.size(0) != prepared.context_positions) {
+    return absl::InternalError(absl::StrCat("the prompt has ", prepared.embeds.size(0),
+                                            " positions, planned ", prepared.context_positions));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace icae::decoder

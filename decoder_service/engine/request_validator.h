@@ -1,5 +1,5 @@
-// Checks a GenerateInput against the loaded model and the engine's limits and turns it into the
-// prefill embeddings. Errors (each names the field and the limit):
+// Checks a GenerateInput against the loaded model and the engine's limits (tokenizing its text)
+// and turns it into what the prefill will embed. Errors (each names the field and the limit):
 //   FAILED_PRECONDITION  slots whose encoder_id is not this decoder's (both ids named); text
 //                        or stop strings without a tokenizer; a template the model cannot spell
 //   INVALID_ARGUMENT     no context part and no prompt; slot tensor not [n > 0, hidden] of a
@@ -14,12 +14,14 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/model/generation_params.h"
 #include "common/model/slot_decoder.h"
 #include "decoder_service/engine/engine_options.h"
 #include "decoder_service/engine/generate_input.h"
+#include "decoder_service/engine/prefix_cache.h"
 
 namespace icae::decoder {
 
@@ -28,7 +30,14 @@ inline constexpr int kMaxStopStrings = 8;
 inline constexpr int kMaxStopBytes = 128;
 
 struct PreparedRequest {
-  at::Tensor embeds;  // [positions, hidden], compute dtype and device.
+  // What the prefill reads, validated, laid out by `tmpl`: a waiting request holds these (slot
+  // tensors as sent, token ids), never embeddings.
+  PromptTemplate tmpl = PromptTemplate::kRaw;
+  std::vector<ContextPart> parts;
+  std::vector<int> prompt_ids;
+  // [positions, hidden], compute dtype and device: built at admission on the scheduler thread
+  // (BuildEmbeds, which then drops parts and prompt_ids) and released once prefilled.
+  at::Tensor embeds;
   // max_new_tokens resolved: the request's (or the default), cut to what the context limit
   // leaves (the sequence then ends with LENGTH there).
   GenerationParams params;
@@ -38,15 +47,13 @@ struct PreparedRequest {
   int prompt_tokens = 0;
   int uncompressed_context_tokens = 0;
 
-  int64_t context_positions = 0;  // embeds.size(0), kept after the embeds are released.
+  int64_t context_positions = 0;  // Positions of the laid-out prompt (embeds.size(0)).
 
   // Slot-prefix reuse: the leading positions whose KV may be shared with other requests over the
-  // same context (0: none, the request opted out, or the cache is off), their embeddings as the
-  // cache's key (a view of `embeds`, on the CPU) and its PrefixHash. Always leaves at least the
-  // last position to prefill, whose logits give the first token.
+  // same context (ContextPrefixPieces; 0: none, the request opted out, or the cache is off) and
+  // their content, the prefix cache's key.
   int64_t prefix_positions = 0;
-  at::Tensor prefix_key;
-  uint64_t prefix_hash = 0;
+  PrefixKey prefix_key;
 
   int64_t positions() const { return context_positions; }
   // KV-cache positions the request may ever use.
@@ -55,6 +62,9 @@ struct PreparedRequest {
 
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
                                                const EngineOptions& options, GenerateInput input);
+
+// Embeds the request's prompt (sets `embeds`, drops `parts` and `prompt_ids`).
+absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared);
 
 }  // namespace icae::decoder
 

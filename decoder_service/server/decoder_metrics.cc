@@ -58,7 +58,8 @@ DecoderMetrics::DecoderMetrics(prometheus::Registry& registry, const std::string
   running_ = Gauge(registry, prefix + "num_requests_running", "Sequences in the running batch");
   waiting_ = Gauge(registry, prefix + "num_requests_waiting", "Requests waiting for admission");
   kv_used_ = Gauge(registry, prefix + "kv_cache_tokens_used",
-                   "KV-cache positions reserved by running sequences");
+                   "KV-cache positions in use: running sequences' reservations and shared "
+                   "context prefixes (kept or read)");
   kv_capacity_ =
       Gauge(registry, prefix + "kv_cache_tokens_capacity", "KV-cache positions (--max_kv_tokens)");
   kv_capacity_->Set(static_cast<double>(kv_tokens_capacity));

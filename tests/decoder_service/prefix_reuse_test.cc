@@ -71,8 +71,9 @@ TEST_F(PrefixReuseTest, SecondQuestionReusesThePrefixWithTheIdsOfAFreshPrefill) 
     EXPECT_EQ(observer.prefix_hits, 2);
     EXPECT_EQ(observer.reused_positions, 2 * kPrefix);
     EXPECT_EQ(observer.prefix_entries, 1);
-    // KV (2 layers x K,V x kv_dim 32) and key embeddings (hidden 64), float32, per position.
-    EXPECT_EQ(observer.prefix_bytes, kPrefix * (2 * 2 * 32 + 64) * 4);
+    // KV (2 layers x K,V x kv_dim 32, float32) per position, and the key: the slots as sent
+    // (hidden 64, float32) and 6 ids (2 slot markers, 3 text ids, [FT]).
+    EXPECT_EQ(observer.prefix_bytes, kPrefix * 2 * 2 * 32 * 4 + (kSlots + kSlots40) * 64 * 4 + 6 * 4);
   }
   // A fresh engine prefills the same questions' prefixes anew (misses): the same ids, greedy and
   // sampled, bit for bit.
