@@ -50,6 +50,8 @@ int Run(int argc, char** argv) {
   flags.Int64("max_kv_tokens", &engine_options.max_kv_tokens,
               "KV-cache positions: running sequences reserve context + max_new_tokens each (less "
               "a reused prefix), kept context prefixes count while they exist");
+  flags.Int("kv_block_tokens", &engine_options.kv_block_tokens,
+            "KV positions reserved at a time: a request's context at admission, then as it grows");
   flags.Int("max_waiting", &engine_options.max_waiting,
             "requests waiting beyond the free running slots; more are RESOURCE_EXHAUSTED");
   flags.Int("max_context_tokens", &engine_options.max_context_tokens,

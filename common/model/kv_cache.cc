@@ -27,15 +27,21 @@ int64_t KVCache::bytes() const {
 void KVCache::Reserve(int64_t extra) {
   const int64_t needed = length_ + extra;
   if (needed <= capacity_) return;
-  const int64_t grown = std::max(needed, capacity_ * 2);
+  SetCapacity(std::max(needed, capacity_ * 2));
+}
+
+void KVCache::SetCapacity(int64_t capacity) {
+  TORCH_CHECK(capacity >= length_ && capacity >= 1, "KVCache::SetCapacity: ", capacity,
+              " positions cannot hold the ", length_, " written");
+  if (capacity == capacity_) return;
   for (auto* tensors : {&keys_, &values_}) {
     for (at::Tensor& t : *tensors) {
-      at::Tensor bigger = at::empty({t.size(0), grown, t.size(2)}, t.options());
-      bigger.narrow(1, 0, length_).copy_(t.narrow(1, 0, length_));
-      t = bigger;
+      at::Tensor resized = at::empty({t.size(0), capacity, t.size(2)}, t.options());
+      resized.narrow(1, 0, length_).copy_(t.narrow(1, 0, length_));
+      t = resized;
     }
   }
-  capacity_ = grown;
+  capacity_ = capacity;
 }
 
 void KVCache::Write(int layer, const at::Tensor& k, const at::Tensor& v) {

@@ -36,8 +36,11 @@ class KVCache {
   // Bytes held by this cache's own key and value tensors (not the shared prefix's).
   int64_t bytes() const;
 
-  // Makes room for `extra` more positions.
+  // Makes room for `extra` more positions (at least doubling the capacity when it grows).
   void Reserve(int64_t extra);
+  // Sets the own capacity to exactly `capacity` (>= the own positions held; copies when it
+  // changes), for callers that account KV memory position by position.
+  void SetCapacity(int64_t capacity);
   // Writes k, v [kv_heads, n, head_dim] of `layer` at positions [length, length + n).
   // Call for every layer, then Advance(n).
   void Write(int layer, const at::Tensor& k, const at::Tensor& v);

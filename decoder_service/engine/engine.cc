@@ -81,6 +81,8 @@ void Engine::Impl::Loop() {
     }
     running = std::move(still);
     if (running.empty()) continue;
+    MakeRoom(running, prefilling);
+    if (running.empty()) continue;
     DecodeStep(running);
   }
 }
@@ -109,17 +111,20 @@ void Engine::Impl::Schedule(std::vector<RequestPtr>& admitted, std::vector<Reque
     Request& request = *waiting_.front();
     const PreparedRequest& p = request.prepared;
     // A kept prefix is looked up now: a request that reuses one needs only its own positions.
-    if (p.prefix_positions > 0 && request.prefix == nullptr) {
-      request.prefix = prefix_cache_.Find(p.prefix_key);
-    }
-    const int64_t need =
-        p.reserved_positions() - (request.prefix != nullptr ? p.prefix_positions : 0);
+    // Held only once admitted, so that a waiting request pins nothing.
+    std::shared_ptr<const KVCache> prefix =
+        p.prefix_positions > 0 ? prefix_cache_.Find(p.prefix_key) : nullptr;
+    const int64_t need = AdmissionNeed(request, prefix != nullptr);
     // Kept prefixes nobody reads give way to a request that needs the room.
     while (KvTokensUsedLocked() + need > options_.max_kv_tokens && prefix_cache_.EvictIdle()) {
       evicted = true;
     }
     if (KvTokensUsedLocked() + need > options_.max_kv_tokens) break;
+    request.reserved_prefix = prefix == nullptr && p.prefix_positions > 0;
+    request.prefix = std::move(prefix);
     request.kv_reserved = need;
+    request.in_batch = true;
+    if (request.admit_order == 0) request.admit_order = ++admissions_;
     kv_used_ += need;
     ++running_;
     admitted.push_back(std::move(waiting_.front()));
@@ -226,9 +231,10 @@ void Engine::Impl::Finish(RequestPtr request, absl::Status status) {
   {
     absl::MutexLock lock(&mu_);
     requests_.erase(request->id);
-    if (was_admitted) {
+    if (request->in_batch) {
       --running_;
       kv_used_ -= request->kv_reserved;
+      request->in_batch = false;
     }
   }
   StopBuilding(*request);

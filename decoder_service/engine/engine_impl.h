@@ -44,7 +44,16 @@ struct Request {
   std::unique_ptr<Sequence> sequence;  // Set at admission; holds the KV cache.
   int64_t kv_cache_bytes = 0;
   int64_t prefilled = 0;    // Context positions in the KV cache so far (chunked prefill).
-  int64_t kv_reserved = 0;  // Positions this request holds in the engine's KV budget.
+  // The KV budget (kv_budget.cc). Admission reserves what the request needs now (its context, one
+  // block to grow into), the decode loop grows it block by block, and when the budget is spent the
+  // youngest admitted request is preempted: its KV freed, it waits again at the queue's front and
+  // resumes by prefilling its context and what it had generated (recompute).
+  int64_t kv_reserved = 0;       // Positions this request holds in the budget (own storage).
+  bool in_batch = false;         // Admitted and not preempted: counted in running_ and kv_used_.
+  bool reserved_prefix = false;  // kv_reserved includes its (not yet shared) prefix positions.
+  uint64_t admit_order = 0;      // Order of first admission; the youngest is preempted first.
+  bool resuming = false;         // Preempted after its first token: the next prefill picks none.
+  int64_t resume_ids = 0;        // Generated ids the resuming prefill appends to the context.
   // Slot-prefix reuse (prepared.prefix_positions > 0), one of: the shared prefix was found
   // (`prefix` set, before or at admission); this request prefills it into its own cache and then
   // shares it (`building_prefix`); another request is building it (`awaiting_prefix`).
@@ -134,7 +143,15 @@ class Engine::Impl {
   void Loop();
   // Takes cancelled or expired waiting requests out of the queue and admits what fits.
   void Schedule(std::vector<RequestPtr>& admitted, std::vector<RequestPtr>& dropped, bool* stop);
-  // Creates the request's sequence and KV cache (at admission).
+  // Positions `request` must reserve to be admitted now (with or without a reused prefix).
+  int64_t AdmissionNeed(const Request& request, bool prefix_hit) const;
+  // Before a decode step: every running sequence gets room for its next position, growing its
+  // reservation; when the budget cannot, idle kept prefixes go, then the youngest admitted
+  // requests are preempted (moved back to the waiting queue's front).
+  void MakeRoom(std::vector<RequestPtr>& running, std::deque<RequestPtr>& prefilling);
+  // Frees `request`'s KV and reservation and marks it for resumption.
+  void Preempt(Request& request);
+  // Creates the request's sequence (kept across preemptions) and KV cache, and its embeddings.
   void StartPrefill(Request& request);
   // Prefills up to `budget` more context positions and returns how many (0 while it waits for
   // another request's prefix). *done once the whole context is in and the first token was picked
@@ -178,6 +195,7 @@ class Engine::Impl {
   absl::flat_hash_map<uint64_t, Request*> requests_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t kv_used_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t admissions_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

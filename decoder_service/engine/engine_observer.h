@@ -35,6 +35,8 @@ class EngineObserver {
   // Slot-prefix reuse: a request's context prefix was found (`hit`, `reused_positions` not
   // prefilled again) or not (it prefills the prefix and keeps it for later requests).
   virtual void OnPrefixLookup(bool hit, int64_t reused_positions) {}
+  // A running request was preempted (KV budget spent): its KV freed, it will resume.
+  virtual void OnPreempted() {}
   // The prefix cache after a change: bytes and entries kept, entries dropped so far.
   virtual void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) {}
 };

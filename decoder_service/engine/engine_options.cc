@@ -30,6 +30,10 @@ absl::Status EngineOptions::Validate(int model_max_positions) const {
     return absl::InvalidArgumentError(
         absl::StrCat("--prefill_chunk_tokens ", prefill_chunk_tokens, " must be >= 0"));
   }
+  if (kv_block_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_block_tokens ", kv_block_tokens, " must be >= 1"));
+  }
   if (prefix_cache_bytes < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--prefix_cache_bytes ", prefix_cache_bytes, " must be >= 0 (0 = off)"));

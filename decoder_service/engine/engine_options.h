@@ -12,10 +12,14 @@ namespace icae::decoder {
 struct EngineOptions {
   // Sequences decoding together (the running batch).
   int max_running = 16;
-  // KV-cache positions in use, summed: each running sequence reserves its prompt positions plus
-  // its max_new_tokens at admission (less a reused context prefix), and every shared context
-  // prefix counts once while it exists, so the budget can never be overrun.
+  // KV-cache positions in use, summed over the running sequences' own caches (reserved by
+  // blocks as they grow) and every shared context prefix while it exists; when a sequence cannot
+  // grow, the youngest admitted request is preempted (recomputed later), so the budget is never
+  // overrun and no request fails for lack of KV.
   int64_t max_kv_tokens = 65536;
+  // Granularity of KV reservations, positions: admission reserves a request's context rounded up
+  // to blocks, each running sequence grows by blocks (at least a quarter of what it holds).
+  int kv_block_tokens = 16;
   // Requests accepted beyond the free running slots; more are RESOURCE_EXHAUSTED.
   int max_waiting = 256;
   // Longest total context (slots + text + prompt + generated) of one request, positions. 0 = the

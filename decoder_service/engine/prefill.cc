@@ -8,9 +8,10 @@
 namespace icae::decoder {
 
 void Engine::Impl::StartPrefill(Request& request) {
-  request.admitted = absl::Now();
+  const bool first_admission = request.admitted == absl::Time();
+  if (first_admission) request.admitted = absl::Now();
   const PreparedRequest& p = request.prepared;
-  if (observer_ != nullptr) {
+  if (observer_ != nullptr && first_admission) {
     observer_->OnAdmitted(Seconds(request.admitted - request.arrival), p.prompt_tokens,
                           p.slot_tokens, p.uncompressed_context_tokens);
   }
@@ -19,14 +20,26 @@ void Engine::Impl::StartPrefill(Request& request) {
   absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
     // Embeddings exist only from admission on (a waiting request holds ids and slot tensors).
     RETURN_IF_ERROR(BuildEmbeds(model_, request.prepared));
+    if (request.resuming && request.resume_ids > 0) {
+      // After a preemption: the context, then every generated id but the last (still to feed).
+      const std::vector<int>& ids = request.sequence->ids();
+      std::vector<int64_t> replay(ids.begin(), ids.begin() + request.resume_ids);
+      request.prepared.embeds = at::cat(
+          {request.prepared.embeds,
+           transformer.Embed(at::tensor(replay, at::TensorOptions().dtype(at::kLong)))});
+    }
     // Until a prefix is attached the cache holds the prefix being built (or nothing yet).
     const bool shared = p.prefix_positions > 0;
-    const int64_t first_capacity = shared ? p.prefix_positions : p.reserved_positions();
+    const int64_t first_capacity = shared ? p.prefix_positions : request.kv_reserved;
     KVCache cache = transformer.NewCache(request.prefix != nullptr ? 1 : first_capacity);
     request.kv_cache_bytes = cache.bytes();
-    request.sequence =
-        std::make_unique<Sequence>(std::move(cache), p.params, model_.tokenizer(),
-                                   p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
+    if (request.sequence == nullptr) {
+      request.sequence =
+          std::make_unique<Sequence>(std::move(cache), p.params, model_.tokenizer(),
+                                     p.ignore_eos ? -1 : config.eos_token_id, config.vocab_size);
+    } else {
+      request.sequence->cache() = std::move(cache);  // Resuming: ids and sampler are kept.
+    }
     if (request.prefix != nullptr) {
       AttachPrefix(request, request.prefix);
     } else if (shared && building_.contains(p.prefix_key.hash)) {
@@ -63,8 +76,17 @@ void Engine::Impl::StopBuilding(Request& request) {
 void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache> prefix) {
   const PreparedRequest& p = request.prepared;
   const int64_t positions = p.prefix_positions;
+  if (request.reserved_prefix) {
+    // Admitted without a kept prefix, it reserved the prefix's positions: they now count as the
+    // shared prefix's own (prefix_positions_alive_).
+    absl::MutexLock lock(&mu_);
+    request.reserved_prefix = false;
+    request.kv_reserved -= positions;
+    kv_used_ -= positions;
+    PublishStateLocked();
+  }
   KVCache& cache = request.sequence->cache();
-  cache = model_.transformer().NewCache(p.reserved_positions() - positions, std::move(prefix));
+  cache = model_.transformer().NewCache(request.kv_reserved, std::move(prefix));
   request.kv_cache_bytes = cache.bytes();
   request.prefix.reset();  // The cache holds it now.
   request.awaiting_prefix = false;
@@ -74,13 +96,6 @@ void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache>
     if (observer_ != nullptr) observer_->OnPrefixLookup(true, positions);
   }
   StopBuilding(request);
-  absl::MutexLock lock(&mu_);
-  // A reuser reserved only its own positions at admission; the others hand the prefix's back.
-  const int64_t handed_back =
-      std::max<int64_t>(0, request.kv_reserved - (p.reserved_positions() - positions));
-  request.kv_reserved -= handed_back;
-  kv_used_ -= handed_back;
-  PublishStateLocked();
 }
 
 bool Engine::Impl::ResolvePrefix(Request& request) {
@@ -147,6 +162,12 @@ int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done)
         continue;
       }
       if (request.prefilled < total) continue;
+      if (request.resuming) {  // Its last id is still to be fed: the next decode step does it.
+        request.resuming = false;
+        request.resume_ids = 0;
+        *done = true;
+        break;
+      }
       at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
       const int id = request.sequence->Accept(logits);
       *done = true;

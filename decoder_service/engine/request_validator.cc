@@ -263,8 +263,6 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared) {
   ASSIGN_OR_RETURN(prepared.embeds,
                    model.BuildPrompt(prepared.tmpl, prepared.parts, prepared.prompt_ids));
-  prepared.parts.clear();
-  prepared.prompt_ids.clear();
   if (prepared.embeds.size(0) != prepared.context_positions) {
     return absl::InternalError(absl::StrCat("the prompt has ", prepared.embeds.size(0),
                                             " positions, planned ", prepared.context_positions));

@@ -31,12 +31,13 @@ inline constexpr int kMaxStopBytes = 128;
 
 struct PreparedRequest {
   // What the prefill reads, validated, laid out by `tmpl`: a waiting request holds these (slot
-  // tensors as sent, token ids), never embeddings.
+  // tensors as sent, token ids), never embeddings; kept until the request ends (a preempted
+  // request embeds them again).
   PromptTemplate tmpl = PromptTemplate::kRaw;
   std::vector<ContextPart> parts;
   std::vector<int> prompt_ids;
   // [positions, hidden], compute dtype and device: built at admission on the scheduler thread
-  // (BuildEmbeds, which then drops parts and prompt_ids) and released once prefilled.
+  // (BuildEmbeds) and released once prefilled.
   at::Tensor embeds;
   // max_new_tokens resolved: the request's (or the default), cut to what the context limit
   // leaves (the sequence then ends with LENGTH there).
@@ -63,7 +64,7 @@ struct PreparedRequest {
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
                                                const EngineOptions& options, GenerateInput input);
 
-// Embeds the request's prompt (sets `embeds`, drops `parts` and `prompt_ids`).
+// Embeds the request's prompt (sets `embeds`).
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared);
 
 }  // namespace icae::decoder

@@ -78,6 +78,9 @@ DecoderMetrics::DecoderMetrics(prometheus::Registry& registry, const std::string
   finished_stop_ = &finished.Add({{"finish_reason", "stop"}});
   finished_cancelled_ = &finished.Add({{"finish_reason", "cancelled"}});
   finished_error_ = &finished.Add({{"finish_reason", "error"}});
+  preemptions_ = Counter(registry, prefix + "num_preemptions_total",
+                         "Running requests preempted when the KV budget was spent (resumed by "
+                         "recompute)");
   auto& lookups = prometheus::BuildCounter()
                       .Name(prefix + "prefix_cache_lookups_total")
                       .Help("Requests whose context prefix KV was reused (hit) or prefilled and "
@@ -126,6 +129,8 @@ void DecoderMetrics::OnState(int running, int waiting, int64_t kv_tokens_used) {
 }  // namespace icae::decoder
 
 namespace icae::decoder {
+
+void DecoderMetrics::OnPreempted() { preemptions_->Increment(); }
 
 void DecoderMetrics::OnPrefixLookup(bool hit, int64_t reused_positions) {
   (hit ? prefix_hits_ : prefix_misses_)->Increment();

@@ -318,12 +318,19 @@ def decoder_dashboard():
                   (f"sum by (instance) (icae_decoder_num_requests_waiting{{{SEL}}})",
                    "waiting {{instance}}")], w=8)
     d.timeseries("KV cache usage", "KV positions in use / --max_kv_tokens, per replica. In use: "
-                 "running sequences' reservations and the positions of every kept (or still "
-                 "read) context prefix; idle kept prefixes give way when admission needs room.",
+                 "running sequences' reservations (what each needs now, grown by "
+                 "--kv_block_tokens) and the positions of every kept (or still read) context "
+                 "prefix; idle kept prefixes give way when room is needed, then the youngest "
+                 "running requests are preempted (next panel).",
                  "percentunit",
                  [(f"sum by (instance) (icae_decoder_kv_cache_tokens_used{{{SEL}}}) / "
                    f"sum by (instance) (icae_decoder_kv_cache_tokens_capacity{{{SEL}}})",
                    "{{instance}}")], w=8)
+    d.timeseries("Preemptions/s", "Running requests preempted because the KV budget "
+                 "(--max_kv_tokens) was spent: their KV is freed and they resume later by "
+                 "prefilling their context and output again. Sustained preemptions mean the "
+                 "budget is too small for the running batch.", "short",
+                 [(rate("icae_decoder_num_preemptions_total"), "preemptions/s")], w=8)
     d.timeseries("Sequences per decode step", "Batch size of the decode steps.", "short",
                  [(mean("icae_decoder_batch_size"), "mean")] +
                  quantiles("icae_decoder_batch_size", (0.5, 0.99)), w=8)

@@ -91,6 +91,7 @@ class RecordingObserver : public EngineObserver {
     absl::MutexLock lock(&mu_);
     finished.push_back(std::string(reason));
   }
+  void OnPreempted() override { ++preemptions; }
   void OnPrefixLookup(bool hit, int64_t reused) override {
     absl::MutexLock lock(&mu_);
     (hit ? prefix_hits : prefix_misses) += 1;
@@ -107,6 +108,7 @@ class RecordingObserver : public EngineObserver {
   int max_running = 0;
   int64_t max_kv = 0;
   std::atomic<int> tokens{0};
+  std::atomic<int> preemptions{0};
   std::vector<std::string> finished;
   int prefix_hits = 0, prefix_misses = 0;
   int64_t reused_positions = 0;

@@ -34,7 +34,6 @@ TEST_F(RequestValidatorTest, AWaitingRequestHoldsIdsAndSlotsNotEmbeddings) {
   EXPECT_EQ(prepared->positions(), slots.size(0) + 3 + 1 + 2 + 1);
   ASSERT_OK(BuildEmbeds(*model_, *prepared));
   EXPECT_EQ(prepared->embeds.size(0), prepared->positions());
-  EXPECT_TRUE(prepared->parts.empty());
   auto direct = model_->BuildPrompt(PromptTemplate::kIcaeV1,
                                     {ContextPart{slots, {}}, ContextPart{{}, {17, 29, 41}}},
                                     std::vector<int>{5, 6});

@@ -50,7 +50,10 @@ TEST_F(DecoderServerTest, CancelledStreamLeavesTheRunningBatch) {
   v1::GenerateChunk chunk;
   ASSERT_TRUE(reader->Read(&chunk)) << FromGrpcStatus(reader->Finish());
   EXPECT_EQ(Slow()->Metric("icae_decoder_num_requests_running"), 1);
-  EXPECT_EQ(Slow()->Metric("icae_decoder_kv_cache_tokens_used"), 8 + 1500);
+  // What it needs now (8 context positions and room to grow, by blocks), not its 1500 tokens.
+  const double used = Slow()->Metric("icae_decoder_kv_cache_tokens_used");
+  EXPECT_GE(used, 9);
+  EXPECT_LT(used, 8 + 1500);
   context.TryCancel();
   while (reader->Read(&chunk)) {
   }

@@ -46,7 +46,7 @@ TEST_F(DecoderServerTest, InfoHealthAndMetricsDescribeTheModel) {
         "icae_decoder_num_requests_waiting", "icae_decoder_kv_cache_tokens_used",
         "icae_decoder_prompt_tokens_total", "icae_decoder_slot_tokens_total",
         "icae_decoder_uncompressed_context_tokens_total", "icae_decoder_generation_tokens_total",
-        "icae_decoder_batch_size_count"}) {
+        "icae_decoder_batch_size_count", "icae_decoder_num_preemptions_total"}) {
     EXPECT_GE(MetricValue(*metrics, name), 0) << name;
   }
   EXPECT_GE(

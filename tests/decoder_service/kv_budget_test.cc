@@ -1,0 +1,67 @@
+// The decoder engine's KV budget under a flood (no gRPC): many requests of every kind (distinct
+// contexts, questions sharing a context prefix, greedy and seeded sampling) against a pool that
+// holds only a few at once. Every request completes with exactly the ids it gets alone, through
+// preemptions and resumptions, and the budget is never passed.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "tests/decoder_service/engine_test_util.h"
+
+namespace icae::decoder {
+namespace {
+
+using KvBudgetTest = EngineTest;
+
+GenerateInput Mixed(int i) {
+  GenerateInput input = EngineTest::Varied(i % 5, 24 + (i % 7) * 4);
+  if (i % 3 == 0) input.prompt_ids = {30 + i, 7};  // Same context as others, another question.
+  if (i % 4 == 1) {
+    input.params.sampling.temperature = 0.8f;
+    input.params.sampling.seed = 100 + i;
+  }
+  return input;
+}
+
+TEST_F(KvBudgetTest, AFloodOfRequestsAllCompleteWithinTheBudget) {
+  constexpr int kRequests = 24;
+  auto plain = MakeEngine();
+  std::vector<std::vector<int>> alone;
+  for (int i = 0; i < kRequests; ++i) alone.push_back(RunAlone(*plain, Mixed(i)).second);
+
+  RecordingObserver observer;
+  EngineOptions options;
+  options.max_kv_tokens = 150;
+  options.max_running = 8;
+  options.prefill_chunk_tokens = 8;
+  options.kv_block_tokens = 8;
+  auto engine = MakeEngine(options, &observer);
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (int i = 0; i < kRequests; ++i) {
+    collectors.push_back(std::make_unique<Collector>());
+    ASSERT_OK(engine->Enqueue(Mixed(i), collectors.back()->Sink()));
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    EXPECT_OK(collectors[i]->Wait().status) << "request " << i;
+    EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
+  }
+  EXPECT_GT(observer.preemptions.load(), 0);
+  EXPECT_LE(observer.max_kv, options.max_kv_tokens);
+  EngineState state = engine->state();
+  EXPECT_EQ(state.running, 0);
+  EXPECT_EQ(state.waiting, 0);
+  // What stays: kept context prefixes only, within the budget.
+  EXPECT_LE(state.kv_tokens_used, options.max_kv_tokens);
+  absl::MutexLock lock(&observer.mu_);
+  EXPECT_EQ(observer.finished.size(), static_cast<size_t>(kRequests));
+}
+
+TEST_F(KvBudgetTest, BlockSizeIsValidated) {
+  EngineOptions bad;
+  bad.kv_block_tokens = 0;
+  EXPECT_FALSE(bad.Validate(512).ok());
+}
+
+}  // namespace
+}  // namespace icae::decoder
