@@ -7,6 +7,21 @@
 
 namespace icae {
 
+at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences) {
+  std::vector<int64_t> tokens;
+  std::vector<KVCache*> caches;
+  tokens.reserve(sequences.size());
+  caches.reserve(sequences.size());
+  for (Sequence* seq : sequences) {
+    tokens.push_back(seq->last_token());
+    caches.push_back(&seq->cache());
+  }
+  at::Tensor embeds = transformer.Embed(at::tensor(tokens, at::TensorOptions().dtype(at::kLong)));
+  return transformer.Logits(transformer.DecodeStep(embeds, caches))
+      .to(at::kCPU, at::kFloat)
+      .contiguous();  // [batch, vocab]
+}
+
 absl::StatusOr<std::vector<GenerationOutput>> GenerateBatch(
     const SlotDecoder& model, const std::vector<GenerationInput>& inputs,
     const GenerateOptions& options) {
@@ -47,16 +62,9 @@ absl::StatusOr<std::vector<GenerationOutput>> GenerateBatch(
         if (!sequences[i]->finished()) active.push_back(i);
       }
       if (active.empty()) break;
-      std::vector<int64_t> tokens;
-      std::vector<KVCache*> caches;
-      for (size_t i : active) {
-        tokens.push_back(sequences[i]->last_token());
-        caches.push_back(&sequences[i]->cache());
-      }
-      at::Tensor embeds =
-          transformer.Embed(at::tensor(tokens, at::TensorOptions().dtype(at::kLong)));
-      at::Tensor logits =
-          transformer.Logits(transformer.DecodeStep(embeds, caches));  // [batch, vocab]
+      std::vector<Sequence*> batch;
+      for (size_t i : active) batch.push_back(sequences[i].get());
+      at::Tensor logits = DecodeLogits(transformer, batch);  // [batch, vocab]
       for (size_t row = 0; row < active.size(); ++row) record(active[row], logits[row]);
     }
     for (size_t i = 0; i < sequences.size(); ++i) {

@@ -1,7 +1,8 @@
 // Batched generation for offline use (the icae CLI, tests, benchmarks): every request is
 // prefilled, then all decode together, one token per sequence per step, each with its own KV
 // cache; a finished sequence leaves the batch without disturbing the others. The decoder service
-// runs its own scheduler over the same Sequence and Transformer calls.
+// runs its own scheduler (continuous batching, chunked prefill, prefix reuse) over the same
+// Sequence and the same decode step (DecodeLogits).
 #ifndef ICAE_COMMON_MODEL_GENERATE_H_
 #define ICAE_COMMON_MODEL_GENERATE_H_
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/model/sequence.h"
 #include "common/model/slot_decoder.h"
 
@@ -37,6 +39,12 @@ struct GenerateOptions {
   TokenCallback on_token;
   bool keep_step_logits = false;
 };
+
+// One decode step over `sequences` (each has accepted an id and is not finished; each reads only
+// its own cache): feeds each its last id and returns float32 CPU logits [batch, vocab]. The one
+// step that both the offline loop (GenerateBatch) and the decoder service's scheduler run. Throws
+// c10::Error like the Transformer it drives.
+at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences);
 
 absl::StatusOr<std::vector<GenerationOutput>> GenerateBatch(
     const SlotDecoder& model, const std::vector<GenerationInput>& inputs,

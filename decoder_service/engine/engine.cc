@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "common/base/logging.h"
+#include "common/model/generate.h"
 #include "common/model/torch_status.h"
 #include "decoder_service/engine/engine_impl.h"
 
@@ -146,21 +147,12 @@ absl::Status Engine::Impl::CutStatus(Request& request, absl::Time now) {
 }
 
 void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {
-  const Transformer& transformer = model_.transformer();
-  std::vector<int64_t> tokens;
-  std::vector<KVCache*> caches;
-  for (RequestPtr& request : running) {
-    tokens.push_back(request->sequence->last_token());
-    caches.push_back(&request->sequence->cache());
-  }
+  std::vector<Sequence*> sequences;
+  for (RequestPtr& request : running) sequences.push_back(request->sequence.get());
   if (observer_ != nullptr) observer_->OnDecodeStep(static_cast<int>(running.size()));
   absl::StatusOr<at::Tensor> logits =
       CatchTorch("decode step", [&]() -> absl::StatusOr<at::Tensor> {
-        at::Tensor embeds =
-            transformer.Embed(at::tensor(tokens, at::TensorOptions().dtype(at::kLong)));
-        return transformer.Logits(transformer.DecodeStep(embeds, caches))
-            .to(at::kCPU, at::kFloat)
-            .contiguous();  // [batch, vocab]
+        return DecodeLogits(model_.transformer(), sequences);  // [batch, vocab]
       });
   if (!logits.ok()) {
     ICAE_LOG(ERROR) << "decode step over " << running.size() << " sequences: " << logits.status();
