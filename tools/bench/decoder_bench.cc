@@ -10,13 +10,15 @@
 //       a 16-token prompt each);
 //   (c) KV-cache bytes per request, slots vs full text (from the servers' usage reports);
 //   (d) time to first token of one question alone over new slots vs over slots the decoder has
-//       already seen (a 2048-token document, 512 slots).
+//       already seen (a 2048-token document, 512 slots);
+//   (e) inter-token latency of 8 running streams while a 2048-token text context arrives, with
+//       each context in one piece (--prefill_chunk_tokens 0, the baseline) and with chunks.
 // Output lengths are fixed with ignore_eos. The model has no tokenizer, so contexts and prompts
 // are random token ids (what a tokenizer would produce costs the same).
 //
 //   icae-bench-decoder [--contexts 8] [--gen_tokens 128] [--threads 2] [--lengths 512,2048]
 //                      [--concurrency 1,4,16] [--throughput_requests 2] [--throughput_tokens 64]
-//                      [--json OUT]
+//                      [--itl_chunks 0,512,64] [--sections abcde] [--json OUT]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -40,6 +43,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/base/flags.h"
+#include "common/base/status_macros.h"
 #include "common/client/decoder_client.h"
 #include "common/client/encoder_client.h"
 #include "common/client/health_client.h"
@@ -173,9 +177,117 @@ absl::StatusOr<v1::CompressResponse> Compress(const EncoderClient& encoder,
   return encoder.Compress(request, absl::Minutes(30));
 }
 
+struct ItlResult {
+  double p50 = 0, p99 = 0, max = 0;  // Running streams' gaps while the long context prefills.
+  double steady_p50 = 0;             // Their gaps before it arrived.
+  double ttft = 0;                   // The long request's arrival to its first token.
+  size_t gaps = 0;
+};
+
+double Percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5))];
+}
+
+// (e) A decoder with --prefill_chunk_tokens `chunk`: 8 streams generate; once each has 24 tokens a
+// request with a 2048-token text context arrives (generating one token); the streams' token gaps
+// that overlap its arrival-to-first-token window are the figures.
+absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIcaePaths& paths,
+                                     const std::string& threads, int chunk,
+                                     const std::string& work_dir, std::mt19937& rng) {
+  Child process;
+  RETURN_IF_ERROR(process.Start(
+      bin_dir + "/icae-decoder",
+      {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
+       "--metrics_listen", "", "--threads", threads, "--max_running", "16",
+       "--prefill_chunk_tokens", absl::StrCat(chunk), "--max_new_tokens", "2000"},
+      absl::StrCat(work_dir, "/decoder-itl-", chunk, ".log")));
+  ClientOptions options;
+  options.max_attempts = 1;
+  options.timeout = absl::Minutes(10);
+  options.addresses = {process.address()};
+  ASSIGN_OR_RETURN(std::shared_ptr<const Connection> connection, Connection::Create(options));
+  RETURN_IF_ERROR(WaitForServing(*connection, "icae.v1.Decoder", absl::Minutes(2)));
+  DecoderClient decoder(connection);
+  auto text_request = [&](int context, int gen) {
+    v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), gen, /*reuse_prefix=*/false);
+    const std::vector<int> ids = RandomIds(rng, context);
+    request.add_context()->mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+    return request;
+  };
+  RETURN_IF_ERROR(decoder.Generate(text_request(64, 4)).status());  // Warm-up.
+  constexpr int kStreams = 8;
+  std::vector<std::vector<double>> arrivals(kStreams);
+  std::atomic<bool> stop{false};
+  std::atomic<int> stream_errors{0};
+  std::vector<std::atomic<int>> counts(kStreams);  // Chunks each stream has received.
+  const absl::Time origin = absl::Now();
+  auto since = [&] { return absl::ToDoubleSeconds(absl::Now() - origin); };
+  std::vector<v1::GenerateRequest> stream_requests;
+  for (int i = 0; i < kStreams; ++i) stream_requests.push_back(text_request(64, 2000));
+  std::vector<std::thread> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    streams.emplace_back([&, i] {
+      absl::Status status =
+          decoder.GenerateStream(stream_requests[i], [&](const v1::GenerateChunk&) {
+            arrivals[i].push_back(since());
+            ++counts[i];
+            return !stop.load();
+          });
+      // Cancelled at the end (CANCELLED); anything else means the figures are wrong.
+      if (!status.ok() && !absl::IsCancelled(status)) {
+        std::fprintf(stderr, "stream %d: %s\n", i, status.ToString().c_str());
+        ++stream_errors;
+      }
+    });
+  }
+  // Every stream decoding steadily (its own prefill long past) before the long context arrives.
+  constexpr int kSteadyTokens = 24;
+  const absl::Time give_up = absl::Now() + absl::Minutes(3);
+  auto steady_now = [&] {
+    for (const std::atomic<int>& c : counts) {
+      if (c.load() < kSteadyTokens) return false;
+    }
+    return true;
+  };
+  while (!steady_now() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+  const double arrival = since();
+  absl::Status long_status = decoder.Generate(text_request(2048, 1)).status();
+  const double first_token = since();
+  absl::SleepFor(absl::Milliseconds(200));
+  stop = true;
+  for (std::thread& t : streams) t.join();
+  RETURN_IF_ERROR(long_status);
+  ItlResult result;
+  result.ttft = first_token - arrival;
+  std::vector<double> gaps, steady;
+  for (const std::vector<double>& times : arrivals) {
+    for (size_t k = 1; k < times.size(); ++k) {
+      const double gap = times[k] - times[k - 1];
+      // Every gap that overlaps the long request's prefill (arrival to its first token).
+      if (times[k] >= arrival && times[k - 1] <= first_token) gaps.push_back(gap);
+      if (times[k] < arrival && k > kSteadyTokens / 2) steady.push_back(gap);
+    }
+  }
+  if (gaps.empty() || steady.empty()) {
+    size_t tokens = 0;
+    for (const std::vector<double>& times : arrivals) tokens += times.size();
+    return absl::InternalError(absl::StrCat("no stream gaps measured (", tokens,
+                                            " stream tokens, arrival at ", arrival, " s, ",
+                                            stream_errors.load(), " streams failed)"));
+  }
+  result.p50 = Percentile(gaps, 0.5);
+  result.p99 = Percentile(gaps, 0.99);
+  result.max = Percentile(gaps, 1.0);
+  result.steady_p50 = Percentile(steady, 0.5);
+  result.gaps = gaps.size();
+  return result;
+}
+
 int Main(int argc, char** argv) {
   int contexts = 8, gen_tokens = 128, threads = 2, throughput_requests = 2, throughput_tokens = 64;
   std::string lengths_flag = "512,2048", concurrency_flag = "1,4,16", bin_dir, work_dir;
+  std::string itl_chunks_flag = "0,512,64", sections = "abcde";
   FlagSet flags("icae-bench-decoder [options]");
   flags.Int("contexts", &contexts, "(a) concurrent requests, one context each");
   flags.Int("gen_tokens", &gen_tokens, "(a) tokens generated per request");
@@ -184,14 +296,18 @@ int Main(int argc, char** argv) {
   flags.Int("throughput_requests", &throughput_requests, "(b) requests per client");
   flags.Int("throughput_tokens", &throughput_tokens, "(b) tokens generated per request");
   flags.Int("threads", &threads, "--threads of each server");
+  flags.String("itl_chunks", &itl_chunks_flag, "(e) --prefill_chunk_tokens values, 0 first");
+  flags.String("sections", &sections, "which of (a)..(e) to run ((c) needs (a))");
   flags.String("bin_dir", &bin_dir, "where icae-encoder and icae-decoder are (default: mine)");
   flags.String("work_dir", &work_dir, "scratch directory for the model (default: a temp dir)");
   std::string json_out;
   flags.String("json", &json_out, "also write every figure as JSON to this file");
   ParseFlagsOrExit(flags, argc, argv);
   std::vector<int> lengths, levels;
+  std::vector<int> itl_chunks;
   if (!ParseIntList(lengths_flag, "--lengths", &lengths).ok() ||
-      !ParseIntList(concurrency_flag, "--concurrency", &levels).ok()) {
+      !ParseIntList(concurrency_flag, "--concurrency", &levels).ok() ||
+      !ParseIntList(itl_chunks_flag, "--itl_chunks", &itl_chunks).ok()) {
     std::fprintf(stderr, "bad --lengths or --concurrency\n");
     return 2;
   }
@@ -263,167 +379,203 @@ int Main(int argc, char** argv) {
     if (!decoder.Generate(request).ok()) return 1;
   }
 
-  std::printf(
-      "(a) answer latency: %d concurrent requests, each one context + a 16-token prompt, "
-      "%d generated tokens each\n",
-      contexts, gen_tokens);
-  std::printf("%-8s %11s %11s %11s %11s %10s %10s %10s %10s %10s %10s\n", "context", "full text s",
-              "compress s", "slots gen s", "2nd q s", "e2e ratio", "cached", "2nd q", "ttft full",
-              "ttft slots", "ttft 2nd q");
   struct KvRow {
     int length;
     int64_t full_bytes, slot_bytes, full_positions, slot_positions;
   };
   std::vector<KvRow> kv_rows;
-  nlohmann::json report = {{"threads", threads},     {"contexts", contexts},
-                           {"gen_tokens", gen_tokens}, {"latency", nlohmann::json::array()},
+  nlohmann::json report = {{"threads", threads},
+                           {"contexts", contexts},
+                           {"gen_tokens", gen_tokens},
+                           {"latency", nlohmann::json::array()},
                            {"throughput", nlohmann::json::array()},
-                           {"ttft", nlohmann::json::array()}};
-  for (int length : lengths) {
-    std::vector<std::vector<int>> docs;
-    for (int i = 0; i < contexts; ++i) docs.push_back(RandomIds(rng, length));
-    std::vector<v1::GenerateRequest> full;
-    for (const auto& doc : docs) {
-      // The baseline prefills its text every time (no reuse of text prefixes either).
-      v1::GenerateRequest request = BaseRequest(prompt, gen_tokens, /*reuse_prefix=*/false);
-      request.add_context()->mutable_token_ids()->mutable_ids()->Add(doc.begin(), doc.end());
-      full.push_back(std::move(request));
+                           {"ttft", nlohmann::json::array()},
+                           {"itl", nlohmann::json::array()}};
+  auto section = [&](char c) { return sections.find(c) != std::string::npos; };
+  if (section('a')) {
+    std::printf(
+        "(a) answer latency: %d concurrent requests, each one context + a 16-token prompt, "
+        "%d generated tokens each\n",
+        contexts, gen_tokens);
+    std::printf("%-8s %11s %11s %11s %11s %10s %10s %10s %10s %10s %10s\n", "context",
+                "full text s", "compress s", "slots gen s", "2nd q s", "e2e ratio", "cached",
+                "2nd q", "ttft full", "ttft slots", "ttft 2nd q");
+    for (int length : lengths) {
+      std::vector<std::vector<int>> docs;
+      for (int i = 0; i < contexts; ++i) docs.push_back(RandomIds(rng, length));
+      std::vector<v1::GenerateRequest> full;
+      for (const auto& doc : docs) {
+        // The baseline prefills its text every time (no reuse of text prefixes either).
+        v1::GenerateRequest request = BaseRequest(prompt, gen_tokens, /*reuse_prefix=*/false);
+        request.add_context()->mutable_token_ids()->mutable_ids()->Add(doc.begin(), doc.end());
+        full.push_back(std::move(request));
+      }
+      auto full_batch = RunConcurrent(decoder, full, contexts);
+      if (!full_batch.ok())
+        return std::fprintf(stderr, "%s\n", full_batch.status().ToString().c_str()), 1;
+      // End to end: compress the N documents (one call), then generate from their slots.
+      const absl::Time e2e_start = absl::Now();
+      auto compressed = Compress(encoder, docs);
+      if (!compressed.ok())
+        return std::fprintf(stderr, "%s\n", compressed.status().ToString().c_str()), 1;
+      const double compress_seconds = absl::ToDoubleSeconds(absl::Now() - e2e_start);
+      std::vector<v1::GenerateRequest> with_slots;
+      for (const v1::CompressedSpan& span : compressed->spans()) {
+        v1::GenerateRequest request = BaseRequest(prompt, gen_tokens);
+        *request.add_context()->mutable_slots() = span.slots();
+        with_slots.push_back(std::move(request));
+      }
+      auto slots_batch = RunConcurrent(decoder, with_slots, contexts);
+      if (!slots_batch.ok())
+        return std::fprintf(stderr, "%s\n", slots_batch.status().ToString().c_str()), 1;
+      const double e2e_seconds = absl::ToDoubleSeconds(absl::Now() - e2e_start);
+      // Slots cached: the same generation again, compression already done; the decoder prefills
+      // the slots (as a decoder that has not seen them would).
+      for (v1::GenerateRequest& request : with_slots) request.set_skip_prefix_cache(true);
+      auto cached_batch = RunConcurrent(decoder, with_slots, contexts);
+      if (!cached_batch.ok()) return 1;
+      // A second question over the same slots: their KV is reused, only the question is prefilled.
+      const std::vector<int> second_prompt = RandomIds(rng, 16);
+      std::vector<v1::GenerateRequest> second;
+      for (const v1::CompressedSpan& span : compressed->spans()) {
+        v1::GenerateRequest request = BaseRequest(second_prompt, gen_tokens);
+        *request.add_context()->mutable_slots() = span.slots();
+        second.push_back(std::move(request));
+      }
+      auto second_batch = RunConcurrent(decoder, second, contexts);
+      if (!second_batch.ok()) return 1;
+      if (second_batch->cached_positions == 0) {
+        std::fprintf(stderr, "the second question reused no KV: is --prefix_cache_bytes 0?\n");
+        return 1;
+      }
+      std::printf("%dx%-6d %11.2f %11.2f %11.2f %11.2f %9.2fx %9.2fx %9.2fx %10.2f %10.2f %10.3f\n",
+                  contexts, length, full_batch->seconds, compress_seconds, cached_batch->seconds,
+                  second_batch->seconds, full_batch->seconds / e2e_seconds,
+                  full_batch->seconds / cached_batch->seconds,
+                  full_batch->seconds / second_batch->seconds, full_batch->mean_ttft,
+                  cached_batch->mean_ttft, second_batch->mean_ttft);
+      std::fflush(stdout);
+      report["latency"].push_back({{"context", length},
+                                   {"full_text_s", full_batch->seconds},
+                                   {"compress_s", compress_seconds},
+                                   {"compress_and_generate_s", e2e_seconds},
+                                   {"cached_slots_s", cached_batch->seconds},
+                                   {"second_question_s", second_batch->seconds},
+                                   {"ttft_full_s", full_batch->mean_ttft},
+                                   {"ttft_slots_s", cached_batch->mean_ttft},
+                                   {"ttft_second_question_s", second_batch->mean_ttft}});
+      kv_rows.push_back({length, full_batch->kv_bytes, cached_batch->kv_bytes,
+                         full_batch->context_positions, cached_batch->context_positions});
     }
-    auto full_batch = RunConcurrent(decoder, full, contexts);
-    if (!full_batch.ok())
-      return std::fprintf(stderr, "%s\n", full_batch.status().ToString().c_str()), 1;
-    // End to end: compress the N documents (one call), then generate from their slots.
-    const absl::Time e2e_start = absl::Now();
-    auto compressed = Compress(encoder, docs);
-    if (!compressed.ok())
-      return std::fprintf(stderr, "%s\n", compressed.status().ToString().c_str()), 1;
-    const double compress_seconds = absl::ToDoubleSeconds(absl::Now() - e2e_start);
-    std::vector<v1::GenerateRequest> with_slots;
-    for (const v1::CompressedSpan& span : compressed->spans()) {
-      v1::GenerateRequest request = BaseRequest(prompt, gen_tokens);
-      *request.add_context()->mutable_slots() = span.slots();
-      with_slots.push_back(std::move(request));
-    }
-    auto slots_batch = RunConcurrent(decoder, with_slots, contexts);
-    if (!slots_batch.ok())
-      return std::fprintf(stderr, "%s\n", slots_batch.status().ToString().c_str()), 1;
-    const double e2e_seconds = absl::ToDoubleSeconds(absl::Now() - e2e_start);
-    // Slots cached: the same generation again, compression already done; the decoder prefills
-    // the slots (as a decoder that has not seen them would).
-    for (v1::GenerateRequest& request : with_slots) request.set_skip_prefix_cache(true);
-    auto cached_batch = RunConcurrent(decoder, with_slots, contexts);
-    if (!cached_batch.ok()) return 1;
-    // A second question over the same slots: their KV is reused, only the question is prefilled.
-    const std::vector<int> second_prompt = RandomIds(rng, 16);
-    std::vector<v1::GenerateRequest> second;
-    for (const v1::CompressedSpan& span : compressed->spans()) {
-      v1::GenerateRequest request = BaseRequest(second_prompt, gen_tokens);
-      *request.add_context()->mutable_slots() = span.slots();
-      second.push_back(std::move(request));
-    }
-    auto second_batch = RunConcurrent(decoder, second, contexts);
-    if (!second_batch.ok()) return 1;
-    if (second_batch->cached_positions == 0) {
-      std::fprintf(stderr, "the second question reused no KV: is --prefix_cache_bytes 0?\n");
-      return 1;
-    }
-    std::printf("%dx%-6d %11.2f %11.2f %11.2f %11.2f %9.2fx %9.2fx %9.2fx %10.2f %10.2f %10.3f\n",
-                contexts, length, full_batch->seconds, compress_seconds, cached_batch->seconds,
-                second_batch->seconds, full_batch->seconds / e2e_seconds,
-                full_batch->seconds / cached_batch->seconds,
-                full_batch->seconds / second_batch->seconds, full_batch->mean_ttft,
-                cached_batch->mean_ttft, second_batch->mean_ttft);
-    std::fflush(stdout);
-    report["latency"].push_back({{"context", length},
-                                 {"full_text_s", full_batch->seconds},
-                                 {"compress_s", compress_seconds},
-                                 {"compress_and_generate_s", e2e_seconds},
-                                 {"cached_slots_s", cached_batch->seconds},
-                                 {"second_question_s", second_batch->seconds},
-                                 {"ttft_full_s", full_batch->mean_ttft},
-                                 {"ttft_slots_s", cached_batch->mean_ttft},
-                                 {"ttft_second_question_s", second_batch->mean_ttft}});
-    kv_rows.push_back({length, full_batch->kv_bytes, cached_batch->kv_bytes,
-                       full_batch->context_positions, cached_batch->context_positions});
+    std::printf(
+        "  (e2e = compress + generate from slots, %s; paper, Llama-7b on GPU: 8x512 2.2x, "
+        "8x2048 3.3x; cached 2.5-6.2x; target for the 2nd question at 8x2048: >= 6x, TTFT <= 1/10 "
+        "of the slots' first)\n\n",
+        "one Compress call of all contexts, cache bypassed");
   }
-  std::printf(
-      "  (e2e = compress + generate from slots, %s; paper, Llama-7b on GPU: 8x512 2.2x, "
-      "8x2048 3.3x; cached 2.5-6.2x; target for the 2nd question at 8x2048: >= 6x, TTFT <= 1/10 "
-      "of the slots' first)\n\n",
-      "one Compress call of all contexts, cache bypassed");
 
-  std::printf(
-      "(b) generation throughput: slots of one 512-token document + 16-token prompt, %d "
-      "tokens per request, %d requests per client (the document's KV is reused after the first "
-      "request)\n",
-      throughput_tokens, throughput_requests);
-  std::vector<int> doc = RandomIds(rng, 512);
-  auto one = Compress(encoder, {doc});
-  if (!one.ok()) return 1;
-  double base_rate = 0;
-  std::printf("%-12s %10s %12s %12s %10s\n", "concurrency", "requests", "tokens", "tokens/s",
-              "vs c=1");
-  for (int level : levels) {
-    std::vector<v1::GenerateRequest> requests;
-    for (int i = 0; i < level * throughput_requests; ++i) {
-      v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), throughput_tokens);
-      *request.add_context()->mutable_slots() = one->spans(0).slots();
-      requests.push_back(std::move(request));
+  if (section('b')) {
+    std::printf(
+        "(b) generation throughput: slots of one 512-token document + 16-token prompt, %d "
+        "tokens per request, %d requests per client (the document's KV is reused after the first "
+        "request)\n",
+        throughput_tokens, throughput_requests);
+    std::vector<int> doc = RandomIds(rng, 512);
+    auto one = Compress(encoder, {doc});
+    if (!one.ok()) return 1;
+    double base_rate = 0;
+    std::printf("%-12s %10s %12s %12s %10s\n", "concurrency", "requests", "tokens", "tokens/s",
+                "vs c=1");
+    for (int level : levels) {
+      std::vector<v1::GenerateRequest> requests;
+      for (int i = 0; i < level * throughput_requests; ++i) {
+        v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), throughput_tokens);
+        *request.add_context()->mutable_slots() = one->spans(0).slots();
+        requests.push_back(std::move(request));
+      }
+      auto batch = RunConcurrent(decoder, requests, level);
+      if (!batch.ok()) return std::fprintf(stderr, "%s\n", batch.status().ToString().c_str()), 1;
+      const double rate = batch->generated / batch->seconds;
+      if (base_rate == 0) base_rate = rate;
+      report["throughput"].push_back(
+          {{"concurrency", level}, {"tokens", batch->generated}, {"tokens_per_s", rate}});
+      std::printf("%-12d %10zu %12lld %12.1f %9.2fx\n", level, requests.size(),
+                  static_cast<long long>(batch->generated), rate, rate / base_rate);
+      std::fflush(stdout);
     }
-    auto batch = RunConcurrent(decoder, requests, level);
-    if (!batch.ok()) return std::fprintf(stderr, "%s\n", batch.status().ToString().c_str()), 1;
-    const double rate = batch->generated / batch->seconds;
-    if (base_rate == 0) base_rate = rate;
-    report["throughput"].push_back(
-        {{"concurrency", level}, {"tokens", batch->generated}, {"tokens_per_s", rate}});
-    std::printf("%-12d %10zu %12lld %12.1f %9.2fx\n", level, requests.size(),
-                static_cast<long long>(batch->generated), rate, rate / base_rate);
-    std::fflush(stdout);
+    std::printf("  (target: >= 4x at 16 vs 1)\n\n");
   }
-  std::printf("  (target: >= 4x at 16 vs 1)\n\n");
 
-  std::printf("(c) KV cache per request (context + prompt + %d generated positions reserved)\n",
-              gen_tokens);
-  std::printf("%-8s %16s %16s %8s %22s\n", "context", "full text bytes", "slots bytes", "ratio",
-              "context positions");
-  for (const KvRow& row : kv_rows) {
-    std::printf("%-8d %16lld %16lld %7.3f %10lld vs %-10lld\n", row.length,
-                static_cast<long long>(row.full_bytes), static_cast<long long>(row.slot_bytes),
-                static_cast<double>(row.slot_bytes) / row.full_bytes,
-                static_cast<long long>(row.slot_positions),
-                static_cast<long long>(row.full_positions));
+  if (section('c') && section('a')) {
+    std::printf("(c) KV cache per request (context + prompt + %d generated positions reserved)\n",
+                gen_tokens);
+    std::printf("%-8s %16s %16s %8s %22s\n", "context", "full text bytes", "slots bytes", "ratio",
+                "context positions");
+    for (const KvRow& row : kv_rows) {
+      std::printf("%-8d %16lld %16lld %7.3f %10lld vs %-10lld\n", row.length,
+                  static_cast<long long>(row.full_bytes), static_cast<long long>(row.slot_bytes),
+                  static_cast<double>(row.slot_bytes) / row.full_bytes,
+                  static_cast<long long>(row.slot_positions),
+                  static_cast<long long>(row.full_positions));
+    }
+    std::printf("  (expect 1/4 for the context part: slot positions / text positions)\n\n");
   }
-  std::printf("  (expect 1/4 for the context part: slot positions / text positions)\n\n");
 
   // (d) One question at a time: TTFT over new slots, then a second question over the same ones.
-  constexpr int kTtftDocs = 4;
-  std::printf("(d) time to first token, one request alone: %d documents of 2048 tokens (512 slots), "
-              "a 16-token question each, then a second question over the same slots\n",
-              kTtftDocs);
-  std::printf("%-10s %14s %16s %10s\n", "document", "new slots s", "seen slots s", "ratio");
-  std::vector<double> first_ttfts, second_ttfts;
-  for (int i = 0; i < kTtftDocs; ++i) {
-    auto compressed = Compress(encoder, {RandomIds(rng, 2048)});
-    if (!compressed.ok()) return 1;
-    double ttft[2];
-    for (int q = 0; q < 2; ++q) {
-      v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), 4);
-      *request.add_context()->mutable_slots() = compressed->spans(0).slots();
-      auto response = decoder.Generate(request, absl::Minutes(30));
-      if (!response.ok()) return 1;
-      ttft[q] = response->usage().time_to_first_token_seconds();
+  if (section('d')) {
+    constexpr int kTtftDocs = 4;
+    std::printf(
+        "(d) time to first token, one request alone: %d documents of 2048 tokens (512 slots), "
+        "a 16-token question each, then a second question over the same slots\n",
+        kTtftDocs);
+    std::printf("%-10s %14s %16s %10s\n", "document", "new slots s", "seen slots s", "ratio");
+    std::vector<double> first_ttfts, second_ttfts;
+    for (int i = 0; i < kTtftDocs; ++i) {
+      auto compressed = Compress(encoder, {RandomIds(rng, 2048)});
+      if (!compressed.ok()) return 1;
+      double ttft[2];
+      for (int q = 0; q < 2; ++q) {
+        v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), 4);
+        *request.add_context()->mutable_slots() = compressed->spans(0).slots();
+        auto response = decoder.Generate(request, absl::Minutes(30));
+        if (!response.ok()) return 1;
+        ttft[q] = response->usage().time_to_first_token_seconds();
+      }
+      first_ttfts.push_back(ttft[0]);
+      second_ttfts.push_back(ttft[1]);
+      std::printf("%-10d %14.4f %16.4f %9.1fx\n", i, ttft[0], ttft[1], ttft[0] / ttft[1]);
+      report["ttft"].push_back({{"new_slots_s", ttft[0]}, {"seen_slots_s", ttft[1]}});
     }
-    first_ttfts.push_back(ttft[0]);
-    second_ttfts.push_back(ttft[1]);
-    std::printf("%-10d %14.4f %16.4f %9.1fx\n", i, ttft[0], ttft[1], ttft[0] / ttft[1]);
-    report["ttft"].push_back({{"new_slots_s", ttft[0]}, {"seen_slots_s", ttft[1]}});
+    std::sort(first_ttfts.begin(), first_ttfts.end());
+    std::sort(second_ttfts.begin(), second_ttfts.end());
+    const double first_median = (first_ttfts[1] + first_ttfts[2]) / 2;
+    const double second_median = (second_ttfts[1] + second_ttfts[2]) / 2;
+    std::printf("%-10s %14.4f %16.4f %9.1fx   (target: seen <= 1/10 of new)\n\n", "median",
+                first_median, second_median, first_median / second_median);
   }
-  std::sort(first_ttfts.begin(), first_ttfts.end());
-  std::sort(second_ttfts.begin(), second_ttfts.end());
-  const double first_median = (first_ttfts[1] + first_ttfts[2]) / 2;
-  const double second_median = (second_ttfts[1] + second_ttfts[2]) / 2;
-  std::printf("%-10s %14.4f %16.4f %9.1fx   (target: seen <= 1/10 of new)\n", "median",
-              first_median, second_median, first_median / second_median);
+
+  if (section('e')) {
+    std::printf(
+        "(e) inter-token latency of 8 running streams (64-token contexts) while a 2048-token "
+        "text context arrives, by --prefill_chunk_tokens (0 = each context in one piece)\n");
+    std::printf("%-8s %8s %12s %12s %12s %14s %16s\n", "chunk", "gaps", "p50 ms", "p99 ms",
+                "max ms", "steady p50 ms", "long TTFT s");
+    for (int chunk : itl_chunks) {
+      auto itl = MeasureItl(bin_dir, paths, thread_flag, chunk, work_dir, rng);
+      if (!itl.ok()) return std::fprintf(stderr, "%s\n", itl.status().ToString().c_str()), 1;
+      std::printf("%-8d %8zu %12.1f %12.1f %12.1f %14.1f %16.2f   (p99 / steady p50 %.1fx)\n",
+                  chunk, itl->gaps, itl->p50 * 1e3, itl->p99 * 1e3, itl->max * 1e3,
+                  itl->steady_p50 * 1e3, itl->ttft, itl->p99 / itl->steady_p50);
+      std::fflush(stdout);
+      report["itl"].push_back({{"chunk", chunk},
+                               {"p50_s", itl->p50},
+                               {"p99_s", itl->p99},
+                               {"max_s", itl->max},
+                               {"steady_p50_s", itl->steady_p50},
+                               {"long_ttft_s", itl->ttft}});
+    }
+    std::printf("  (target: p99 during the arrival <= 2x the streams' steady median)\n");
+  }
   if (!json_out.empty()) {
     if (absl::Status st = WriteStringToFile(json_out, report.dump(2) + "\n"); !st.ok()) {
       std::fprintf(stderr, "%s\n", st.ToString().c_str());
