@@ -84,9 +84,9 @@ int Run(int argc, char** argv) {
   }
   stream_limits.idle_timeout = absl::Seconds(stream_idle_seconds);
   if (absl::Status s = stream_limits.Validate(); !s.ok()) return UsageError(s);
-  engine_options.threads = server_flags.threads;
+  engine_options.threads = server_flags.runtime.threads;
   if (absl::Status s = engine_options.Validate(INT_MAX); !s.ok()) return UsageError(s);
-  RuntimeOptions runtime_options{server_flags.device, server_flags.dtype, server_flags.threads};
+  const RuntimeOptions& runtime_options = server_flags.runtime;
   absl::StatusOr<Runtime> runtime = ResolveRuntime(runtime_options);
   if (!runtime.ok()) return UsageError(runtime.status());
 
@@ -109,7 +109,7 @@ int Run(int argc, char** argv) {
   }
 
   const absl::Time load_start = absl::Now();
-  ConfigureThreads(server_flags.threads);
+  ConfigureThreads(server_flags.runtime.threads);
   absl::StatusOr<std::unique_ptr<SlotDecoder>> model =
       SlotDecoder::Load(server_flags.model, server_flags.adapter, *runtime);
   if (!model.ok()) {
@@ -132,9 +132,9 @@ int Run(int argc, char** argv) {
     return 1;
   }
   const int context_limit = engine_options.ContextLimit(config.max_position_embeddings);
-  ServerDescription description{server_flags.model, server_flags.device, server_flags.dtype,
-                                ICAE_VERSION, server_flags.max_message_bytes,
-                                store_options->has_value()};
+  ServerDescription description{
+      server_flags.model, server_flags.runtime.device,    server_flags.runtime.CanonicalDtype(),
+      ICAE_VERSION,       server_flags.max_message_bytes, store_options->has_value()};
   v1::DecoderInfo info = MakeDecoderInfo(**model, engine_options, description);
   // Slot handles: fetched from the shared store (not reached here; a Redis that is down only
   // makes handle requests UNAVAILABLE).
@@ -153,13 +153,14 @@ int Run(int argc, char** argv) {
   live_engine.store(engine->get());
   if ((*runner)->drain_requested()) (*engine)->Drain();
   (*runner)->metrics().SetInfo({info.base_model(), info.adapter(), info.accepted_encoder_id(),
-                                ICAE_VERSION, server_flags.device, server_flags.dtype});
+                                ICAE_VERSION, server_flags.runtime.device,
+                                server_flags.runtime.CanonicalDtype()});
   ICAE_LOG(INFO) << kProgram << " " << ICAE_VERSION << ": " << info.base_model() << " ("
                  << config.architecture << ", hidden " << config.hidden_size << ", "
                  << config.num_layers << " layers, vocab " << config.vocab_size << "), adapter "
                  << info.adapter() << " (mem_size " << (*model)->mem_size() << "), encoder_id "
-                 << info.accepted_encoder_id() << ", " << server_flags.dtype << " on "
-                 << server_flags.device << ", tokenizer "
+                 << info.accepted_encoder_id() << ", " << server_flags.runtime.CanonicalDtype()
+                 << " on " << server_flags.runtime.device << ", tokenizer "
                  << ((*model)->tokenizer() != nullptr ? "yes" : "no") << "; loaded in "
                  << absl::ToDoubleSeconds(absl::Now() - load_start) << " s";
   (*runner)->SetServing();

@@ -17,10 +17,10 @@
 #include "common/base/flags.h"
 #include "common/base/logging.h"
 #include "common/base/process_setup.h"
-#include "common/store/store_metrics.h"
-#include "common/store/store_options.h"
 #include "common/serving/server_flags.h"
 #include "common/serving/server_runner.h"
+#include "common/store/store_metrics.h"
+#include "common/store/store_options.h"
 #include "encoder_service/engine/engine.h"
 #include "encoder_service/engine/model_loader.h"
 #include "encoder_service/server/encoder_metrics.h"
@@ -58,8 +58,7 @@ int Run(int argc, char** argv) {
   engine_options.max_response_bytes = server_flags.max_message_bytes;
   if (absl::Status s = ValidateServerFlags(server_flags); !s.ok()) return UsageError(s);
   if (absl::Status s = engine_options.Validate(); !s.ok()) return UsageError(s);
-  const EncoderRuntimeOptions runtime{server_flags.device, server_flags.dtype,
-                                      server_flags.threads};
+  const RuntimeOptions& runtime = server_flags.runtime;
   if (absl::Status s = CheckRuntimeOptions(runtime); !s.ok()) {  // e.g. cuda on a CPU build
     if (s.code() == absl::StatusCode::kInvalidArgument) return UsageError(s);
     ICAE_LOG(ERROR) << s;
@@ -108,7 +107,7 @@ int Run(int argc, char** argv) {
                    << absl::FormatDuration((*store_options)->ttl);
   }
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(
-      engine_options, *std::move(model), &metrics, server_flags.threads, store.get());
+      engine_options, *std::move(model), &metrics, server_flags.runtime.threads, store.get());
   if (!engine.ok()) {
     ICAE_LOG(ERROR) << engine.status();
     (*runner)->Stop();

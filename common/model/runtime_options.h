@@ -1,4 +1,4 @@
-// Runtime options of a deployment (flags, never the checkpoint): device, compute dtype, threads.
+// RuntimeOptions (common/base/runtime_options.h) resolved to LibTorch's device and dtype.
 #ifndef ICAE_COMMON_MODEL_RUNTIME_OPTIONS_H_
 #define ICAE_COMMON_MODEL_RUNTIME_OPTIONS_H_
 
@@ -7,22 +7,17 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/base/runtime_options.h"
 
 namespace icae {
-
-struct RuntimeOptions {
-  std::string device = "cpu";     // "cpu", "cuda" or "cuda:N".
-  std::string dtype = "float32";  // Compute dtype: "float32" or "bfloat16".
-  int threads = 0;                // LibTorch intra-op threads; 0 = every core.
-};
 
 struct Runtime {
   at::Device device = at::kCPU;
   at::ScalarType dtype = at::kFloat;
 };
 
-// Validates the options. "cuda" on a build or machine without CUDA is FailedPrecondition with a
-// message saying so; an unknown device or dtype is InvalidArgument.
+// Validates the options (RuntimeOptions::Validate: InvalidArgument) and resolves them; "cuda" on a
+// build or machine without CUDA is FailedPrecondition with a message saying so.
 absl::StatusOr<Runtime> ResolveRuntime(const RuntimeOptions& options);
 
 // Sets LibTorch's intra-op thread count (it starts with 1 here). 0 means every core.

@@ -32,16 +32,6 @@ absl::Status CheckReadableFile(absl::string_view flag, const std::string& path) 
   return absl::OkStatus();
 }
 
-absl::Status CheckDevice(const std::string& device) {
-  if (device == "cpu" || device == "cuda") return absl::OkStatus();
-  absl::string_view rest = device;
-  int index = 0;
-  if (absl::ConsumePrefix(&rest, "cuda:") && !rest.empty() && absl::SimpleAtoi(rest, &index) &&
-      index >= 0 && absl::ascii_isdigit(rest[0])) {
-    return absl::OkStatus();
-  }
-  return FlagError("device", absl::StrCat("'", device, "' is not cpu, cuda or cuda:N"));
-}
 
 }  // namespace
 
@@ -54,9 +44,9 @@ void RegisterServerFlags(FlagSet& flags, absl::string_view default_listen,
   flags.String("listen", &out->listen, "gRPC HOST:PORT (port 0 picks a free port)");
   flags.String("metrics_listen", &out->metrics_listen,
                "Prometheus HTTP HOST:PORT, path /metrics; empty disables");
-  flags.String("device", &out->device, "cpu | cuda | cuda:N");
-  flags.String("dtype", &out->dtype, "compute dtype: float32 | bfloat16");
-  flags.Int("threads", &out->threads, "LibTorch intra-op threads (0 = all cores)");
+  flags.String("device", &out->runtime.device, "cpu | cuda | cuda:N");
+  flags.String("dtype", &out->runtime.dtype, "compute dtype: float32 | bfloat16");
+  flags.Int("threads", &out->runtime.threads, "LibTorch intra-op threads (0 = all cores)");
   flags.Int64("max_message_bytes", &out->max_message_bytes,
               "gRPC max receive and send message size, bytes");
   flags.Double("drain_seconds", &out->drain_seconds,
@@ -158,11 +148,7 @@ absl::Status ValidateServerFlags(const ServerFlags& flags) {
   if (::stat(flags.adapter.c_str(), &st) != 0) {
     return FlagError("adapter", absl::StrCat("'", flags.adapter, "' not found"));
   }
-  RETURN_IF_ERROR(CheckDevice(flags.device));
-  if (flags.dtype != "float32" && flags.dtype != "bfloat16") {
-    return FlagError("dtype", absl::StrCat("'", flags.dtype, "' is not float32 or bfloat16"));
-  }
-  if (flags.threads < 0) return FlagError("threads", absl::StrCat(flags.threads, " is < 0"));
+  RETURN_IF_ERROR(flags.runtime.Validate());
   return ValidateTransportFlags(flags);
 }
 

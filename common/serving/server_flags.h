@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/base/flags.h"
+#include "common/base/runtime_options.h"
 
 namespace icae {
 
@@ -29,9 +30,7 @@ struct ServerFlags {
   std::string adapter;         // ICAE adapter file or directory (required by ValidateServerFlags)
   std::string listen;          // gRPC HOST:PORT; port 0 picks a free port
   std::string metrics_listen;  // Prometheus HOST:PORT; empty disables the HTTP endpoint
-  std::string device = "cpu";  // cpu | cuda | cuda:N
-  std::string dtype = "float32";                        // float32 | bfloat16
-  int threads = 0;                                      // LibTorch intra-op threads; 0 = all cores
+  RuntimeOptions runtime;       // --device, --dtype, --threads
   int64_t max_message_bytes = kDefaultMaxMessageBytes;  // gRPC max receive and send size
   double drain_seconds = 30;    // on SIGTERM/SIGINT: time for in-flight work before shutdown
   std::string tls_cert;         // PEM certificate chain; with tls_key: serve TLS

@@ -12,14 +12,6 @@
 namespace icae::encoder {
 namespace {
 
-RuntimeOptions ToRuntimeOptions(const EncoderRuntimeOptions& options) {
-  RuntimeOptions out;
-  out.device = options.device;
-  out.dtype = options.dtype;
-  out.threads = options.threads;
-  return out;
-}
-
 std::string BaseName(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const size_t slash = path.find_last_of('/');
@@ -33,16 +25,16 @@ bool RegularFileExists(const std::string& path) {
 
 }  // namespace
 
-absl::Status CheckRuntimeOptions(const EncoderRuntimeOptions& options) {
-  return ResolveRuntime(ToRuntimeOptions(options)).status();
+absl::Status CheckRuntimeOptions(const RuntimeOptions& options) {
+  return ResolveRuntime(options).status();
 }
 
 void ConfigureModelThreads(int threads) { ConfigureThreads(threads); }
 
 absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
                                               const std::string& adapter_path,
-                                              const EncoderRuntimeOptions& options) {
-  ASSIGN_OR_RETURN(Runtime runtime, ResolveRuntime(ToRuntimeOptions(options)));
+                                              const RuntimeOptions& options) {
+  ASSIGN_OR_RETURN(Runtime runtime, ResolveRuntime(options));
   EncoderModel model;
   ASSIGN_OR_RETURN(std::unique_ptr<Compressor> compressor,
                    Compressor::Load(model_dir, adapter_path, runtime));

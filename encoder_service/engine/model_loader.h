@@ -11,19 +11,13 @@
 #include "absl/status/statusor.h"
 #include "common/io/tokenizer.h"
 #include "encoder_service/engine/engine_types.h"
+#include "common/base/runtime_options.h"
 
 namespace icae {
 class Compressor;
 }  // namespace icae
 
 namespace icae::encoder {
-
-// Device, compute dtype and intra-op threads, as the --device/--dtype/--threads flags spell them.
-struct EncoderRuntimeOptions {
-  std::string device = "cpu";
-  std::string dtype = "float32";
-  int threads = 0;  // 0 = every core
-};
 
 struct EncoderModel {
   std::shared_ptr<const Compressor> compressor;
@@ -32,19 +26,20 @@ struct EncoderModel {
   EngineModelInfo info;
 };
 
-// InvalidArgument for an unknown device or dtype; FailedPrecondition for CUDA on a build or
-// machine without it. Cheap: call it before starting the server.
-absl::Status CheckRuntimeOptions(const EncoderRuntimeOptions& options);
+// ResolveRuntime's answer without LibTorch in the caller: InvalidArgument for a malformed
+// option, FailedPrecondition for CUDA on a build or machine without it. Call before serving.
+absl::Status CheckRuntimeOptions(const RuntimeOptions& options);
 
-// Sets the calling thread's LibTorch intra-op thread count (0 = every core). LibTorch's OpenMP
-// setting is per thread, so every thread that runs the model calls this first.
+// ConfigureThreads (common/model) for callers without LibTorch: the calling thread's intra-op
+// thread count (0 = every core). LibTorch's OpenMP setting is per thread, so every thread that
+// runs the model calls this first.
 void ConfigureModelThreads(int threads);
 
 // Loads everything; errors name the file. A tokenizer whose vocabulary does not fit the model's
 // is InvalidArgument.
 absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
                                               const std::string& adapter_path,
-                                              const EncoderRuntimeOptions& options);
+                                              const RuntimeOptions& options);
 
 }  // namespace icae::encoder
 

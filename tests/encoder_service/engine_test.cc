@@ -88,7 +88,7 @@ class EngineTest : public ::testing::Test {
   }
 
   std::unique_ptr<Engine> MakeEngine(EngineOptions options) {
-    auto model = LoadEncoderModel(kModel, kAdapter, EncoderRuntimeOptions{"cpu", "float32", 1});
+    auto model = LoadEncoderModel(kModel, kAdapter, RuntimeOptions{"cpu", "float32", 1});
     EXPECT_OK(model);
     if (!model.ok()) return nullptr;
     auto engine = Engine::Create(options, *std::move(model), &metrics_, 1);
@@ -311,7 +311,7 @@ TEST_F(EngineTest, FullQueueIsResourceExhaustedAndOversizedRequestInvalid) {
 TEST_F(EngineTest, OptionsAreValidatedAgainstTheModel) {
   EngineOptions options;
   options.max_batch_tokens = 19;  // a full tiny segment needs 16 + 4
-  auto model = LoadEncoderModel(kModel, kAdapter, EncoderRuntimeOptions());
+  auto model = LoadEncoderModel(kModel, kAdapter, RuntimeOptions());
   ASSERT_OK(model);
   EXPECT_THAT(Engine::Create(options, *std::move(model), nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--max_batch_tokens")));

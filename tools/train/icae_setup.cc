@@ -91,7 +91,7 @@ std::vector<double> IcaeLearningRateScales(const IcaeTrainables& icae, double re
 absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train,
                                         bool train_base) {
   IcaeSetup s;
-  const Runtime runtime{at::kCPU, train.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat};
+  const Runtime runtime{at::kCPU, train.bfloat16() ? at::kBFloat16 : at::kFloat};
   ASSIGN_OR_RETURN(s.base, Transformer::Load(o.model, runtime));
   ASSIGN_OR_RETURN(s.tokenizer, Tokenizer::LoadFromModelDir(o.model));
   const ModelConfig& config = s.base->config();

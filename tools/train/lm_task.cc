@@ -69,7 +69,7 @@ class LmTask : public TrainTask {
         train_stream_(std::move(train_stream)),
         valid_stream_(std::move(valid_stream)),
         sampler_(&train_stream_, options_.seq_len + 1, static_cast<uint64_t>(train_.seed)) {
-    dtype_ = train_.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+    dtype_ = train_.bfloat16() ? at::kBFloat16 : at::kFloat;
     master_ = init ? std::move(*init)
                    : RandomWeights(config_, static_cast<uint64_t>(train_.seed), options_.init_std);
     params_ = master_.Parameters(config_.tie_word_embeddings);

@@ -57,8 +57,10 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
   if (o.beta1 < 0 || o.beta1 >= 1) return bad("beta1", "must be in [0, 1)");
   if (o.beta2 < 0 || o.beta2 >= 1) return bad("beta2", "must be in [0, 1)");
   if (o.clip < 0) return bad("clip", "must be >= 0");
-  if (o.dtype != "float32" && o.dtype != "bfloat16")
+  // The project's one parser of --dtype (RuntimeOptions): "bf16" and "fp32" too.
+  if (!RuntimeOptions{"cpu", o.dtype, 0}.Validate().ok()) {
     return bad("dtype", "must be float32 or bfloat16");
+  }
   if (o.threads <= 0) return bad("threads", "must be positive");
   if (o.checkpoint_every < 0) return bad("checkpoint-every", "must be >= 0");
   if (o.eval_every < 0) return bad("eval-every", "must be >= 0");

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "common/base/flags.h"
+#include "common/base/runtime_options.h"
 
 namespace icae::train {
 
@@ -26,6 +27,8 @@ struct TrainOptions {
   double eps = 1e-8;
   double clip = 2.0;              // Global gradient-norm clip (0 = off).
   std::string dtype = "float32";  // Compute dtype; master weights and optimizer stay float32.
+  // Whether `dtype` names bfloat16 (RuntimeOptions spelling: "bfloat16" or "bf16").
+  bool bfloat16() const { return RuntimeOptions{"cpu", dtype, 0}.CanonicalDtype() == "bfloat16"; }
   int threads = 2;
   int64_t seed = 1234;
   int checkpoint_every = 200;   // Steps between checkpoints (0 = only at the end).

@@ -88,7 +88,7 @@ absl::StatusOr<TrainResult> RunTraining(TrainTask& task, const TrainOptions& opt
   const double flops_per_step = task.FlopsPerMicroBatch() * options.accum;
   if (options.gemm_baseline) {
     result.gemm_gflops = MeasureGemmGflops(
-        512, 512, 2048, options.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat, 0.5);
+        512, 512, 2048, options.bfloat16() ? at::kBFloat16 : at::kFloat, 0.5);
     progress.Event(
         absl::StrFormat("model: %.3f GFLOP per optimizer step (forward+backward); same-run %s GEMM "
                         "[512x512]x[512x2048]: %.1f GFLOP/s",

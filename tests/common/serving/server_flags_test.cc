@@ -39,9 +39,9 @@ TEST_F(ServerFlagsTest, DefaultsAreTheDocumentedOnes) {
   ASSERT_OK(Parse({}));
   EXPECT_EQ(flags_.listen, "0.0.0.0:50051");
   EXPECT_EQ(flags_.metrics_listen, "0.0.0.0:9091");
-  EXPECT_EQ(flags_.device, "cpu");
-  EXPECT_EQ(flags_.dtype, "float32");
-  EXPECT_EQ(flags_.threads, 0);
+  EXPECT_EQ(flags_.runtime.device, "cpu");
+  EXPECT_EQ(flags_.runtime.dtype, "float32");
+  EXPECT_EQ(flags_.runtime.threads, 0);
   EXPECT_EQ(flags_.max_message_bytes, 67108864);
   EXPECT_EQ(flags_.drain_seconds, 30);
   EXPECT_TRUE(flags_.tls_cert.empty() && flags_.auth_token_file.empty());
@@ -93,10 +93,10 @@ TEST_F(ServerFlagsTest, RejectsBadValuesNamingTheFlag) {
       {[](ServerFlags& f) { f.model = ""; }, "--model"},
       {[&](ServerFlags& f) { f.model = dir_.Join("adapter.safetensors"); }, "--model"},
       {[&](ServerFlags& f) { f.adapter = dir_.Join("nope"); }, "--adapter"},
-      {[](ServerFlags& f) { f.device = "gpu"; }, "--device"},
-      {[](ServerFlags& f) { f.device = "cuda:-1"; }, "--device"},
-      {[](ServerFlags& f) { f.dtype = "float16"; }, "--dtype"},
-      {[](ServerFlags& f) { f.threads = -1; }, "--threads"},
+      {[](ServerFlags& f) { f.runtime.device = "gpu"; }, "--device"},
+      {[](ServerFlags& f) { f.runtime.device = "cuda:-1"; }, "--device"},
+      {[](ServerFlags& f) { f.runtime.dtype = "float16"; }, "--dtype"},
+      {[](ServerFlags& f) { f.runtime.threads = -1; }, "--threads"},
       {[](ServerFlags& f) { f.listen = "50051"; }, "--listen"},
       {[](ServerFlags& f) { f.listen = "0.0.0.0:65536"; }, "--listen"},
       {[](ServerFlags& f) { f.listen = ":::1"; }, "--listen"},
@@ -149,6 +149,40 @@ TEST(HostPortTest, ParsesAndPrints) {
   EXPECT_EQ(v4->ToString(), "127.0.0.1:0");
   EXPECT_FALSE(ParseHostPort("[::1:9091", "listen").ok());
   EXPECT_FALSE(ParseHostPort(":80", "listen").ok());
+}
+
+}  // namespace
+}  // namespace icae
+
+namespace icae {
+namespace {
+
+// The one parser of --device / --dtype / --threads (RuntimeOptions::Validate): the servers' flag
+// check and the model loaders' ResolveRuntime agree on every spelling.
+TEST(RuntimeOptionsTest, OneParserForEveryCaller) {
+  RuntimeOptions options;
+  EXPECT_OK(options.Validate());
+  EXPECT_EQ(options.CanonicalDtype(), "float32");
+  EXPECT_EQ(options.CudaIndex(), -1);
+  for (const char* bf16 : {"bfloat16", "bf16"}) {
+    options.dtype = bf16;
+    EXPECT_OK(options.Validate());
+    EXPECT_EQ(options.CanonicalDtype(), "bfloat16");
+  }
+  options.dtype = "fp32";
+  EXPECT_OK(options.Validate());
+  EXPECT_EQ(options.CanonicalDtype(), "float32");
+  options.device = "cuda";
+  EXPECT_EQ(options.CudaIndex(), 0);
+  options.device = "cuda:3";
+  EXPECT_OK(options.Validate());
+  EXPECT_EQ(options.CudaIndex(), 3);
+  for (const char* bad : {"cuda:", "cuda:-1", "cuda:+1", "gpu", "CPU"}) {
+    options.device = bad;
+    EXPECT_THAT(options.Validate(), testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                                      ::testing::HasSubstr("--device")))
+        << bad;
+  }
 }
 
 }  // namespace
