@@ -24,8 +24,7 @@ REVIEWED = {
     "common/model/ops.cc": 6,
     # Includes the shared prefix's storage pointers, read only on the CPU-kernel path.
     "common/model/transformer.cc": 8,
-    # Device resolution itself, and the default Runtime.
-    "common/model/runtime_options.cc": 1,
+    # The default Runtime (the CPU unless --device resolves to CUDA).
     "common/model/runtime_options.h": 1,
     # Writing tensors to files goes through the host.
     "common/model/tensor_io.cc": 2,
