@@ -19,11 +19,6 @@
 //   icae-bench-decoder [--contexts 8] [--gen_tokens 128] [--threads 2] [--lengths 512,2048]
 //                      [--concurrency 1,4,16] [--throughput_requests 2] [--throughput_tokens 64]
 //                      [--itl_chunks 0,512,64] [--sections abcde] [--json OUT]
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,65 +44,12 @@
 #include "common/client/health_client.h"
 #include "common/io/mapped_file.h"
 #include "nlohmann/json.hpp"
+#include "tools/bench/bench_util.h"
+#include "tools/bench/decoder_bench_itl.h"
 #include "tools/bench/random_icae_model.h"
 
 namespace icae::bench {
 namespace {
-
-// A server binary as a child process; SIGTERM and reaped on destruction.
-class Child {
- public:
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  absl::Status Start(const std::string& binary, std::vector<std::string> args,
-                     const std::string& log) {
-    int fds[2];
-    if (::pipe(fds) != 0) return absl::InternalError("pipe");
-    args.insert(args.begin(), binary);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // Never outlive the test or benchmark.
-      ::dup2(fds[1], 1);
-      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (err >= 0) ::dup2(err, 2);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(binary.c_str(), argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    std::string buffer;
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (address_.empty()) {
-      if (absl::Now() > deadline) return absl::DeadlineExceededError(binary + " did not start");
-      pollfd pfd{fds[0], POLLIN, 0};
-      if (::poll(&pfd, 1, 1000) <= 0) continue;
-      char chunk[256];
-      const ssize_t n = ::read(fds[0], chunk, sizeof(chunk));
-      if (n <= 0) return absl::InternalError(absl::StrCat(binary, " exited; see ", log));
-      buffer.append(chunk, n);
-      size_t newline;
-      while ((newline = buffer.find('\n')) != std::string::npos) {
-        const std::string line = buffer.substr(0, newline);
-        buffer.erase(0, newline + 1);
-        if (absl::StartsWith(line, "listening on ")) {
-          address_ = "127.0.0.1:" + line.substr(line.rfind(':') + 1);
-        }
-      }
-    }
-    return absl::OkStatus();
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string address_;
-};
 
 std::vector<int> RandomIds(std::mt19937& rng, int n) {
   std::uniform_int_distribution<int> dist(3, 31999);
@@ -177,113 +119,6 @@ absl::StatusOr<v1::CompressResponse> Compress(const EncoderClient& encoder,
   return encoder.Compress(request, absl::Minutes(30));
 }
 
-struct ItlResult {
-  double p50 = 0, p99 = 0, max = 0;  // Running streams' gaps while the long context prefills.
-  double steady_p50 = 0;             // Their gaps before it arrived.
-  double ttft = 0;                   // The long request's arrival to its first token.
-  size_t gaps = 0;
-};
-
-double Percentile(std::vector<double> values, double q) {
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1, static_cast<size_t>(q * (values.size() - 1) + 0.5))];
-}
-
-// (e) A decoder with --prefill_chunk_tokens `chunk`: 8 streams generate; once each has 24 tokens a
-// request with a 2048-token text context arrives (generating one token); the streams' token gaps
-// that overlap its arrival-to-first-token window are the figures.
-absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIcaePaths& paths,
-                                     const std::string& threads, int chunk,
-                                     const std::string& work_dir, std::mt19937& rng) {
-  Child process;
-  RETURN_IF_ERROR(process.Start(
-      bin_dir + "/icae-decoder",
-      {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
-       "--metrics_listen", "", "--threads", threads, "--max_running", "16",
-       "--prefill_chunk_tokens", absl::StrCat(chunk), "--max_new_tokens", "2000"},
-      absl::StrCat(work_dir, "/decoder-itl-", chunk, ".log")));
-  ClientOptions options;
-  options.max_attempts = 1;
-  options.timeout = absl::Minutes(10);
-  options.addresses = {process.address()};
-  ASSIGN_OR_RETURN(std::shared_ptr<const Connection> connection, Connection::Create(options));
-  RETURN_IF_ERROR(WaitForServing(*connection, "icae.v1.Decoder", absl::Minutes(2)));
-  DecoderClient decoder(connection);
-  auto text_request = [&](int context, int gen) {
-    v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), gen, /*reuse_prefix=*/false);
-    const std::vector<int> ids = RandomIds(rng, context);
-    request.add_context()->mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
-    return request;
-  };
-  RETURN_IF_ERROR(decoder.Generate(text_request(64, 4)).status());  // Warm-up.
-  constexpr int kStreams = 8;
-  std::vector<std::vector<double>> arrivals(kStreams);
-  std::atomic<bool> stop{false};
-  std::atomic<int> stream_errors{0};
-  std::vector<std::atomic<int>> counts(kStreams);  // Chunks each stream has received.
-  const absl::Time origin = absl::Now();
-  auto since = [&] { return absl::ToDoubleSeconds(absl::Now() - origin); };
-  std::vector<v1::GenerateRequest> stream_requests;
-  for (int i = 0; i < kStreams; ++i) stream_requests.push_back(text_request(64, 2000));
-  std::vector<std::thread> streams;
-  for (int i = 0; i < kStreams; ++i) {
-    streams.emplace_back([&, i] {
-      absl::Status status =
-          decoder.GenerateStream(stream_requests[i], [&](const v1::GenerateChunk&) {
-            arrivals[i].push_back(since());
-            ++counts[i];
-            return !stop.load();
-          });
-      // Cancelled at the end (CANCELLED); anything else means the figures are wrong.
-      if (!status.ok() && !absl::IsCancelled(status)) {
-        std::fprintf(stderr, "stream %d: %s\n", i, status.ToString().c_str());
-        ++stream_errors;
-      }
-    });
-  }
-  // Every stream decoding steadily (its own prefill long past) before the long context arrives.
-  constexpr int kSteadyTokens = 24;
-  const absl::Time give_up = absl::Now() + absl::Minutes(3);
-  auto steady_now = [&] {
-    for (const std::atomic<int>& c : counts) {
-      if (c.load() < kSteadyTokens) return false;
-    }
-    return true;
-  };
-  while (!steady_now() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
-  const double arrival = since();
-  absl::Status long_status = decoder.Generate(text_request(2048, 1)).status();
-  const double first_token = since();
-  absl::SleepFor(absl::Milliseconds(200));
-  stop = true;
-  for (std::thread& t : streams) t.join();
-  RETURN_IF_ERROR(long_status);
-  ItlResult result;
-  result.ttft = first_token - arrival;
-  std::vector<double> gaps, steady;
-  for (const std::vector<double>& times : arrivals) {
-    for (size_t k = 1; k < times.size(); ++k) {
-      const double gap = times[k] - times[k - 1];
-      // Every gap that overlaps the long request's prefill (arrival to its first token).
-      if (times[k] >= arrival && times[k - 1] <= first_token) gaps.push_back(gap);
-      if (times[k] < arrival && k > kSteadyTokens / 2) steady.push_back(gap);
-    }
-  }
-  if (gaps.empty() || steady.empty()) {
-    size_t tokens = 0;
-    for (const std::vector<double>& times : arrivals) tokens += times.size();
-    return absl::InternalError(absl::StrCat("no stream gaps measured (", tokens,
-                                            " stream tokens, arrival at ", arrival, " s, ",
-                                            stream_errors.load(), " streams failed)"));
-  }
-  result.p50 = Percentile(gaps, 0.5);
-  result.p99 = Percentile(gaps, 0.99);
-  result.max = Percentile(gaps, 1.0);
-  result.steady_p50 = Percentile(steady, 0.5);
-  result.gaps = gaps.size();
-  return result;
-}
-
 int Main(int argc, char** argv) {
   int contexts = 8, gen_tokens = 128, threads = 2, throughput_requests = 2, throughput_tokens = 64;
   std::string lengths_flag = "512,2048", concurrency_flag = "1,4,16", bin_dir, work_dir;
@@ -332,31 +167,30 @@ int Main(int argc, char** argv) {
       "32000 (%.1fM parameters), fp32; adapter mem_size 128, rate 4; written in %.1f s\n",
       config.ParameterCount() / 1e6, absl::ToDoubleSeconds(absl::Now() - t0));
   const std::string thread_flag = absl::StrCat(threads);
-  Child decoder_process, encoder_process;
-  if (absl::Status s = decoder_process.Start(
-          bin_dir + "/icae-decoder",
-          {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
-           "--metrics_listen", "", "--threads", thread_flag, "--max_running", "16"},
-          work_dir + "/decoder.log");
-      !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  auto decoder_process = ChildServer::Start(
+      bin_dir + "/icae-decoder",
+      {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
+       "--metrics_listen", "127.0.0.1:0", "--threads", thread_flag, "--max_running", "16"},
+      work_dir + "/decoder.log");
+  if (!decoder_process.ok()) {
+    std::fprintf(stderr, "%s\n", decoder_process.status().ToString().c_str());
     return 1;
   }
-  if (absl::Status s =
-          encoder_process.Start(bin_dir + "/icae-encoder",
-                                {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen",
-                                 "127.0.0.1:0", "--metrics_listen", "", "--threads", thread_flag},
-                                work_dir + "/encoder.log");
-      !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  auto encoder_process = ChildServer::Start(
+      bin_dir + "/icae-encoder",
+      {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
+       "--metrics_listen", "127.0.0.1:0", "--threads", thread_flag},
+      work_dir + "/encoder.log");
+  if (!encoder_process.ok()) {
+    std::fprintf(stderr, "%s\n", encoder_process.status().ToString().c_str());
     return 1;
   }
   ClientOptions options;
   options.max_attempts = 1;
   options.timeout = absl::Minutes(30);
-  options.addresses = {decoder_process.address()};
+  options.addresses = {(*decoder_process)->address()};
   auto decoder_conn = Connection::Create(options);
-  options.addresses = {encoder_process.address()};
+  options.addresses = {(*encoder_process)->address()};
   auto encoder_conn = Connection::Create(options);
   if (!decoder_conn.ok() || !encoder_conn.ok() ||
       !WaitForServing(**decoder_conn, "icae.v1.Decoder", absl::Minutes(2)).ok() ||
@@ -560,8 +394,14 @@ int Main(int argc, char** argv) {
         "text context arrives, by --prefill_chunk_tokens (0 = each context in one piece)\n");
     std::printf("%-8s %8s %12s %12s %12s %14s %16s\n", "chunk", "gaps", "p50 ms", "p99 ms",
                 "max ms", "steady p50 ms", "long TTFT s");
+    auto text_request = [&](int context, int gen) {
+      v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), gen, /*reuse_prefix=*/false);
+      const std::vector<int> ids = RandomIds(rng, context);
+      request.add_context()->mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+      return request;
+    };
     for (int chunk : itl_chunks) {
-      auto itl = MeasureItl(bin_dir, paths, thread_flag, chunk, work_dir, rng);
+      auto itl = MeasureItl(bin_dir, paths, thread_flag, chunk, work_dir, text_request);
       if (!itl.ok()) return std::fprintf(stderr, "%s\n", itl.status().ToString().c_str()), 1;
       std::printf("%-8d %8zu %12.1f %12.1f %12.1f %14.1f %16.2f   (p99 / steady p50 %.1fx)\n",
                   chunk, itl->gaps, itl->p50 * 1e3, itl->p99 * 1e3, itl->max * 1e3,

@@ -39,7 +39,7 @@
 #include "common/model/compressor.h"
 #include "common/model/runtime_options.h"
 #include "common/base/process_setup.h"
-#include "tools/bench/encoder_bench_util.h"
+#include "tools/bench/bench_util.h"
 #include "tools/bench/random_icae_model.h"
 
 namespace icae::bench {

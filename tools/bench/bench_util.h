@@ -1,7 +1,7 @@
-// Helpers of the encoder benchmark: a random ~100M Llama + ICAE adapter on disk, the server binary
-// as a child process, a Prometheus scrape, and latency percentiles.
-#ifndef ICAE_TOOLS_BENCH_ENCODER_BENCH_UTIL_H_
-#define ICAE_TOOLS_BENCH_ENCODER_BENCH_UTIL_H_
+// Helpers of the service benchmarks (encoder and decoder): a server binary as a child process, a
+// Prometheus scrape, and latency quantiles.
+#ifndef ICAE_TOOLS_BENCH_BENCH_UTIL_H_
+#define ICAE_TOOLS_BENCH_BENCH_UTIL_H_
 
 #include <sys/types.h>
 
@@ -44,4 +44,4 @@ double Quantile(std::vector<double> values, double q);
 
 }  // namespace icae::bench
 
-#endif  // ICAE_TOOLS_BENCH_ENCODER_BENCH_UTIL_H_
+#endif  // ICAE_TOOLS_BENCH_BENCH_UTIL_H_

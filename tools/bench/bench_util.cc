@@ -1,4 +1,4 @@
-#include "tools/bench/encoder_bench_util.h"
+#include "tools/bench/bench_util.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
