@@ -17,6 +17,11 @@ KVCache::KVCache(const ModelConfig& config, int64_t capacity, at::TensorOptions 
   }
 }
 
+int64_t KVCache::BytesPerPosition(const ModelConfig& config, at::ScalarType dtype) {
+  return 2 * static_cast<int64_t>(config.num_layers) * config.num_kv_heads * config.head_dim *
+         static_cast<int64_t>(c10::elementSize(dtype));
+}
+
 int64_t KVCache::bytes() const {
   int64_t total = 0;
   for (const at::Tensor& t : keys_) total += t.numel() * t.element_size();

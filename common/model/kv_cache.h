@@ -26,6 +26,9 @@ class KVCache {
   KVCache(const ModelConfig& config, int64_t capacity, at::TensorOptions options,
           std::shared_ptr<const KVCache> prefix = nullptr);
 
+  // Bytes one position takes in every layer's keys and values.
+  static int64_t BytesPerPosition(const ModelConfig& config, at::ScalarType dtype);
+
   // Positions held, the prefix's included.
   int64_t length() const { return prefix_length_ + length_; }
   // Positions read from the shared prefix (0 without one).

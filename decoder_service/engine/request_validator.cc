@@ -122,10 +122,9 @@ void SetPrefix(const SlotDecoder& model, const EngineOptions& options, bool skip
     }
   }
   if (key.positions == 0) return;
-  const ModelConfig& config = model.config();
-  const int64_t element = c10::elementSize(model.transformer().dtype());
-  const int64_t kv_bytes = 2 * static_cast<int64_t>(config.num_layers) * config.kv_dim() * element;
-  if (kv_bytes * key.positions + key.bytes() > options.prefix_cache_bytes) return;
+  const int64_t kv_bytes =
+      KVCache::BytesPerPosition(model.config(), model.transformer().dtype()) * key.positions;
+  if (kv_bytes + key.bytes() > options.prefix_cache_bytes) return;
   key.Seal();
   prepared->prefix_positions = key.positions;
   prepared->prefix_key = std::move(key);

@@ -137,6 +137,7 @@ TEST(TransformerTest, SharedPrefixEqualsOneCache) {
       }
       EXPECT_EQ(sa.length(), n + 5);
       EXPECT_EQ(sa.prefix_length(), p);
+      EXPECT_EQ(sa.bytes(), KVCache::BytesPerPosition(m.config(), m.dtype()) * sa.capacity());
       EXPECT_TRUE(at::equal(prefix->KeyStorage(0), keys_before));
       EXPECT_EQ(prefix->length(), p);
     }
