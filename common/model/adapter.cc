@@ -88,6 +88,15 @@ absl::Status ParseAdapterConfig(const std::string& text, const std::string& sour
     }
     config->memory_positions = *layout;
   }
+  if (auto it = j.find("slot_kind"); it != j.end() && !it->is_null()) {
+    absl::StatusOr<SlotKind> kind = it->is_string() ? ParseSlotKind(it->get<std::string>())
+                                                    : absl::InvalidArgumentError("not a string");
+    if (!kind.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": \"slot_kind\" must be \"embedding\" or \"kv\""));
+    }
+    config->slot_kind = *kind;
+  }
   if (auto it = j.find("use_dora"); it != j.end() && it->is_boolean() && it->get<bool>()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": DoRA adapters are not supported"));
   }
@@ -287,7 +296,10 @@ absl::StatusOr<Adapter> LoadAdapter(const std::string& path, const ModelConfig& 
                                   config.memory_positions == MemoryPositions::kAppend
                                       ? std::string()
                                       : absl::StrCat(";memory_positions=",
-                                                     MemoryPositionsName(config.memory_positions))));
+                                                     MemoryPositionsName(config.memory_positions)),
+                                  config.slot_kind == SlotKind::kEmbedding
+                                      ? std::string()
+                                      : absl::StrCat(";slot_kind=", SlotKindName(config.slot_kind))));
   adapter.fingerprint = hasher.HexDigest();
   return adapter;
 }

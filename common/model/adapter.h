@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/base/slot_kind.h"
 #include "common/model/model_config.h"
 
 namespace icae {
@@ -44,6 +45,7 @@ struct AdapterConfig {
   int mem_size = 0;                         // Memory slots per segment.
   int compression_rate = 4;                 // Tokens per slot (segment = mem_size * rate tokens).
   MemoryPositions memory_positions = MemoryPositions::kAppend;
+  SlotKind slot_kind = SlotKind::kEmbedding;  // "slot_kind" (common/base/slot_kind.h).
   double scaling() const { return r > 0 ? lora_alpha / r : 0.0; }
 };
 

@@ -60,6 +60,7 @@ absl::Status SaveIcaeAdapter(const std::string& dir, const Adapter& adapter,
   if (c.memory_positions != MemoryPositions::kAppend) {
     config["memory_position_layout"] = std::string(MemoryPositionsName(c.memory_positions));
   }
+  if (c.slot_kind != SlotKind::kEmbedding) config["slot_kind"] = std::string(SlotKindName(c.slot_kind));
   return WriteStringToFile(JoinPath(dir, "adapter_config.json"), config.dump(2) + "\n");
 }
 

@@ -49,7 +49,7 @@ absl::StatusOr<at::Tensor> Compressor::CompressSegments(
   return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
     c10::InferenceMode guard;
     return EncodeSegmentBatch(*transformer_, memory_rows_, segments,
-                              adapter_config_.memory_positions);
+                              adapter_config_.memory_positions, nullptr, slot_kind());
   });
 }
 
@@ -63,7 +63,7 @@ std::vector<int64_t> MemoryPositionIds(int64_t len, int64_t mem, MemoryPositions
 
 at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory_rows,
                               absl::Span<const std::vector<int>> segments, MemoryPositions layout,
-                              const LoraWeights* lora) {
+                              const LoraWeights* lora, SlotKind kind) {
   const int64_t batch = segments.size(), mem = memory_rows.size(0);
   int64_t longest = 0;
   bool equal = true;
@@ -108,6 +108,23 @@ at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory
   }
   at::Tensor position_tensor =
       at::tensor(positions, at::TensorOptions().dtype(at::kLong)).view({batch, width}).to(device);
+  if (kind == SlotKind::kKv) {
+    LayerKv kv;
+    model.Forward(embeds, position_tensor, {}, lora, nullptr, &kv);
+    // Per layer [batch, kv_heads, width, d] -> [batch, layers, 2, kv_heads, width, d], then the
+    // memory positions of each row.
+    std::vector<at::Tensor> layers;
+    for (size_t l = 0; l < kv.keys.size(); ++l) {
+      layers.push_back(at::stack({kv.keys[l], kv.values[l]}, 1));
+    }
+    at::Tensor all = at::stack(layers, 1);
+    if (equal) return all.narrow(4, longest, mem);
+    std::vector<at::Tensor> slots;
+    for (int64_t b = 0; b < batch; ++b) {
+      slots.push_back(all[b].narrow(3, static_cast<int64_t>(segments[b].size()), mem));
+    }
+    return at::stack(slots, 0);
+  }
   at::Tensor hidden = model.Forward(embeds, position_tensor, {}, lora);  // [batch, width, hidden]
   if (equal) return hidden.narrow(1, longest, mem);
   std::vector<at::Tensor> slots;
@@ -115,6 +132,15 @@ at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory
     slots.push_back(hidden[b].narrow(0, static_cast<int64_t>(segments[b].size()), mem));
   }
   return at::stack(slots, 0);
+}
+
+at::Tensor JoinSegmentSlots(const at::Tensor& slots, SlotKind kind) {
+  if (kind == SlotKind::kKv) {
+    // [segments, layers, 2, kv_heads, mem, d] -> [layers, 2, kv_heads, segments * mem, d].
+    at::Tensor t = slots.permute({1, 2, 3, 0, 4, 5});
+    return t.reshape({t.size(0), t.size(1), t.size(2), -1, t.size(5)});
+  }
+  return slots.reshape({-1, slots.size(2)});
 }
 
 absl::StatusOr<at::Tensor> Compressor::CompressSpan(const std::vector<int>& ids) const {
@@ -126,7 +152,7 @@ absl::StatusOr<at::Tensor> Compressor::CompressSpan(const std::vector<int>& ids)
   }
   ASSIGN_OR_RETURN(at::Tensor slots, CompressSegments(segments));
   return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
-    return slots.reshape({-1, slots.size(2)});
+    return JoinSegmentSlots(slots, slot_kind());
   });
 }
 

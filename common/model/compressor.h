@@ -27,6 +27,7 @@ class Compressor {
   const AdapterConfig& adapter_config() const { return adapter_config_; }
   const Transformer& transformer() const { return *transformer_; }
   int mem_size() const { return adapter_config_.mem_size; }
+  SlotKind slot_kind() const { return adapter_config_.slot_kind; }
   int compression_rate() const { return adapter_config_.compression_rate; }
   // Longest segment the multi-span rule produces: mem_size * rate tokens.
   int max_segment_tokens() const { return mem_size() * compression_rate(); }
@@ -34,11 +35,13 @@ class Compressor {
   const std::string& adapter_path() const { return adapter_path_; }
 
   // Compresses independent segments (each 1..any tokens, ids in [0, vocab)) as one right-padded
-  // batch. Returns [segments, mem_size, hidden] in the compute dtype on the model's device.
+  // batch. Returns [segments, mem_size, hidden] (embedding slots) or [segments, layers, 2,
+  // kv_heads, mem_size, head_dim] (KV slots) in the compute dtype on the model's device.
   // Equal to compressing each alone (within float rounding).
   absl::StatusOr<at::Tensor> CompressSegments(absl::Span<const std::vector<int>> segments) const;
 
-  // A whole span by the multi-span rule: [num_segments * mem_size, hidden].
+  // A whole span by the multi-span rule: [num_segments * mem_size, hidden], or for KV slots
+  // [layers, 2, kv_heads, num_segments * mem_size, head_dim].
   absl::StatusOr<at::Tensor> CompressSpan(const std::vector<int>& ids) const;
 
  private:
@@ -53,14 +56,20 @@ class Compressor {
 // The ICAE encoder pass, shared by serving (Compressor) and training (tools/train): every row of
 // the right-padded batch is [segment tokens][memory rows][padding], token positions restart at 0
 // in each row, memory positions follow `layout` (see MemoryPositions), and the slots are the
-// final-normed hidden states at the memory rows. Returns
-// [segments, mem, hidden] in the model's dtype. `memory_rows` is [mem, hidden]; `lora` adds
+// final-normed hidden states at the memory rows ([segments, mem, hidden]) or, for KV slots, every
+// layer's keys and values there ([segments, layers, 2, kv_heads, mem, head_dim]), in the model's
+// dtype. `memory_rows` is [mem, hidden]; `lora` adds
 // unmerged LoRA (training; serving merges it into the weights). Differentiable when autograd is
 // on. Segments must be non-empty with ids already validated.
 at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory_rows,
                               absl::Span<const std::vector<int>> segments,
                               MemoryPositions layout = MemoryPositions::kAppend,
-                              const LoraWeights* lora = nullptr);
+                              const LoraWeights* lora = nullptr,
+                              SlotKind kind = SlotKind::kEmbedding);
+
+// The slots of a span's segments (EncodeSegmentBatch's output) joined in order along the slot
+// axis: [segments * mem, hidden] or [layers, 2, kv_heads, segments * mem, head_dim].
+at::Tensor JoinSegmentSlots(const at::Tensor& slots, SlotKind kind);
 
 // RoPE positions of the memory rows after a segment of `len` tokens: [mem] int64.
 std::vector<int64_t> MemoryPositionIds(int64_t len, int64_t mem, MemoryPositions layout);

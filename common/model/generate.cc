@@ -47,13 +47,13 @@ absl::StatusOr<std::vector<GenerationOutput>> GenerateBatch(
       }
     };
     for (size_t i = 0; i < inputs.size(); ++i) {
-      const at::Tensor& embeds = inputs[i].prompt_embeds;
-      KVCache cache = transformer.NewCache(embeds.size(0) + inputs[i].params.max_new_tokens);
+      const PromptInput& prompt = inputs[i].prompt;
+      KVCache cache = transformer.NewCache(prompt.positions() + inputs[i].params.max_new_tokens);
       sequences.push_back(std::make_unique<Sequence>(std::move(cache), inputs[i].params,
                                                      model.tokenizer(), config.eos_token_id,
                                                      config.vocab_size));
-      at::Tensor hidden =
-          transformer.Prefill(embeds, sequences[i]->cache());  // [positions, hidden]
+      at::Tensor hidden = PrefillPrompt(transformer, prompt, 0, prompt.positions(),
+                                        sequences[i]->cache());  // [positions, hidden]
       record(i, transformer.Logits(hidden[-1]));
     }
     while (true) {

@@ -20,7 +20,7 @@
 namespace icae {
 
 struct GenerationInput {
-  at::Tensor prompt_embeds;  // [positions, hidden], from SlotDecoder::BuildPrompt.
+  PromptInput prompt;  // From SlotDecoder::BuildPrompt.
   GenerationParams params;
 };
 

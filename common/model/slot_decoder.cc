@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string
     ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
     decoder->encoder_id_ = EncoderId(base_fingerprint, adapter.fingerprint);
     decoder->mem_size_ = adapter.config.mem_size;
+    decoder->slot_kind_ = adapter.config.slot_kind;
     decoder->adapter_path_ = adapter.path;
     RETURN_IF_ERROR(CatchTorch("loading special tokens", [&]() -> absl::Status {
       decoder->special_ = adapter.memory_embed.narrow(0, adapter.config.mem_size, 3)
@@ -163,12 +164,7 @@ absl::StatusOr<PromptUsage> SlotDecoder::PlanPrompt(PromptTemplate tmpl,
   for (size_t i = 0; i < context.size(); ++i) {
     const ContextPart& part = context[i];
     if (part.slots.defined()) {
-      if (part.slots.dim() != 2 || part.slots.size(0) == 0 ||
-          part.slots.size(1) != config.hidden_size ||
-          !at::isFloatingType(part.slots.scalar_type())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "context[", i, "].slots must be a float tensor [n > 0, ", config.hidden_size, "]"));
-      }
+      RETURN_IF_ERROR(CheckSlotShape(config, part, absl::StrCat("context[", i, "].slots")));
     } else {
       RETURN_IF_ERROR(ValidateTokenIds(part.token_ids, config.vocab_size,
                                        absl::StrCat("context[", i, "].token_ids")));
@@ -176,8 +172,9 @@ absl::StatusOr<PromptUsage> SlotDecoder::PlanPrompt(PromptTemplate tmpl,
   }
   RETURN_IF_ERROR(ValidateTokenIds(prompt_ids, config.vocab_size, "prompt"));
   PromptUsage usage;
-  for (const PromptPiece& piece :
-       LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens_)) {
+  const std::vector<PromptPiece> layout =
+      LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens_);
+  for (const PromptPiece& piece : layout) {
     switch (piece.kind) {
       case PromptPiece::kTokens:
         usage.text_tokens += static_cast<int>(piece.ids.size());
@@ -188,7 +185,7 @@ absl::StatusOr<PromptUsage> SlotDecoder::PlanPrompt(PromptTemplate tmpl,
       case PromptPiece::kContext: {
         const ContextPart& part = context[piece.context_index];
         if (part.slots.defined()) {
-          usage.slot_tokens += static_cast<int>(part.slots.size(0));
+          usage.slot_tokens += static_cast<int>(part.positions());
         } else {
           usage.text_tokens += static_cast<int>(part.token_ids.size());
         }
@@ -196,23 +193,42 @@ absl::StatusOr<PromptUsage> SlotDecoder::PlanPrompt(PromptTemplate tmpl,
       }
     }
   }
+  // The last position's output gives the first token; a KV slot computes none.
+  for (auto piece = layout.rbegin(); piece != layout.rend(); ++piece) {
+    if (piece->kind == PromptPiece::kTokens && piece->ids.empty()) continue;
+    const ContextPart* part =
+        piece->kind == PromptPiece::kContext ? &context[piece->context_index] : nullptr;
+    if (part != nullptr && part->positions() == 0) continue;
+    if (part != nullptr && part->slots.defined() && part->kind == SlotKind::kKv) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "context[", piece->context_index, "]: KV slots cannot end the prompt (template '",
+          PromptTemplateName(tmpl), "'); add a prompt after them"));
+    }
+    break;
+  }
   if (usage.positions() == 0) return absl::InvalidArgumentError("the prompt is empty");
   return usage;
 }
 
-absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
-                                                    absl::Span<const ContextPart> context,
-                                                    absl::Span<const int> prompt_ids,
-                                                    PromptUsage* usage) const {
+absl::StatusOr<PromptInput> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
+                                                     absl::Span<const ContextPart> context,
+                                                     absl::Span<const int> prompt_ids,
+                                                     PromptUsage* usage) const {
   ASSIGN_OR_RETURN(PromptUsage counted, PlanPrompt(tmpl, context, prompt_ids));
-  return CatchTorch("building the prompt", [&]() -> absl::StatusOr<at::Tensor> {
+  return CatchTorch("building the prompt", [&]() -> absl::StatusOr<PromptInput> {
     c10::InferenceMode guard;
     const Transformer& model = *transformer_;
+    PromptInput input;
     std::vector<at::Tensor> pieces;
+    int64_t positions = 0;
+    auto add = [&](at::Tensor rows) {
+      positions += rows.size(0);
+      pieces.push_back(std::move(rows));
+    };
     auto add_ids = [&](absl::Span<const int> ids) {
       if (ids.empty()) return;
       std::vector<int64_t> wide(ids.begin(), ids.end());
-      pieces.push_back(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
+      add(model.Embed(at::tensor(wide, at::TensorOptions().dtype(at::kLong))));
     };
     for (const PromptPiece& piece :
          LayoutPrompt(tmpl, context.size(), prompt_ids, template_tokens())) {
@@ -221,22 +237,78 @@ absl::StatusOr<at::Tensor> SlotDecoder::BuildPrompt(PromptTemplate tmpl,
           add_ids(piece.ids);
           break;
         case PromptPiece::kSpecial:
-          pieces.push_back(special_[static_cast<int>(piece.special)].unsqueeze(0));
+          add(special_[static_cast<int>(piece.special)].unsqueeze(0));
           break;
         case PromptPiece::kContext: {
           const ContextPart& part = context[piece.context_index];
-          if (part.slots.defined()) {
-            pieces.push_back(part.slots.to(model.device(), model.dtype()));
-          } else {
+          if (!part.slots.defined()) {
             add_ids(part.token_ids);
+          } else if (part.kind == SlotKind::kKv) {
+            input.kv.push_back({positions, part.slots.to(model.device(), model.dtype())});
+            add(at::zeros({part.positions(), config().hidden_size}, model.options()));
+          } else {
+            add(part.slots.to(model.device(), model.dtype()));
           }
           break;
         }
       }
     }
     if (usage != nullptr) *usage = counted;
-    return at::cat(pieces, 0);
+    input.embeds = at::cat(pieces, 0);
+    return input;
   });
+}
+
+int64_t ContextPart::positions() const {
+  if (!slots.defined()) return static_cast<int64_t>(token_ids.size());
+  const int axis = kind == SlotKind::kKv ? 3 : 0;
+  return slots.dim() > axis ? slots.size(axis) : 0;
+}
+
+absl::Status CheckSlotShape(const ModelConfig& config, const ContextPart& part,
+                            absl::string_view field) {
+  const at::Tensor& slots = part.slots;
+  std::vector<int64_t> want;
+  if (part.kind == SlotKind::kKv) {
+    want = {config.num_layers, 2, config.num_kv_heads, -1, config.head_dim};
+  } else {
+    want = {-1, config.hidden_size};
+  }
+  bool ok = slots.defined() && at::isFloatingType(slots.scalar_type()) &&
+            slots.dim() == static_cast<int64_t>(want.size());
+  for (size_t i = 0; ok && i < want.size(); ++i) {
+    ok = want[i] < 0 ? slots.size(i) > 0 : slots.size(i) == want[i];
+  }
+  if (ok) return absl::OkStatus();
+  std::vector<std::string> dims;
+  for (int64_t d : want) dims.push_back(d < 0 ? "n > 0" : absl::StrCat(d));
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": ", part.kind == SlotKind::kKv ? "KV slots [layers, 2, kv_heads, n, head_dim]" : "slots",
+      " must be a float tensor [", absl::StrJoin(dims, ", "), "] for this model, got ",
+      slots.defined() ? absl::StrCat(std::string(c10::toString(slots.scalar_type())), " [",
+                                     absl::StrJoin(slots.sizes(), ", "), "]")
+                      : "nothing"));
+}
+
+at::Tensor PrefillPrompt(const Transformer& model, const PromptInput& prompt, int64_t begin,
+                         int64_t end, KVCache& cache) {
+  std::vector<at::Tensor> hidden;
+  int64_t at = begin;
+  for (const PromptInput::KvRange& range : prompt.kv) {
+    if (range.end() <= at) continue;
+    if (range.begin >= end) break;
+    if (range.begin > at) {  // Computed positions before this KV range.
+      hidden.push_back(model.Prefill(prompt.embeds.narrow(0, at, range.begin - at), cache));
+      at = range.begin;
+    }
+    const int64_t n = std::min(end, range.end()) - at;
+    model.AppendKv(range.kv.narrow(3, at - range.begin, n), cache);
+    hidden.push_back(at::zeros({n, prompt.embeds.size(1)}, prompt.embeds.options()));
+    at += n;
+  }
+  if (at < end) hidden.push_back(model.Prefill(prompt.embeds.narrow(0, at, end - at), cache));
+  if (hidden.empty()) return prompt.embeds.narrow(0, begin, 0);
+  return hidden.size() == 1 ? hidden[0] : at::cat(hidden, 0);
 }
 
 }  // namespace icae

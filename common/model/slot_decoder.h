@@ -34,9 +34,41 @@ std::vector<std::string> PromptTemplateNames();
 
 // One ordered piece of context: memory slots or plain token ids.
 struct ContextPart {
-  at::Tensor slots;            // [num_slots, hidden], any float dtype; defined => slots part.
+  // Defined => a slots part, any float dtype: [num_slots, hidden] (embedding slots) or
+  // [layers, 2, kv_heads, num_slots, head_dim] (KV slots).
+  at::Tensor slots;
   std::vector<int> token_ids;  // Used when `slots` is undefined.
+  SlotKind kind = SlotKind::kEmbedding;  // Of `slots`.
+
+  // Decoder positions the part takes (its slots, or its tokens).
+  int64_t positions() const;
 };
+
+// InvalidArgument naming `field` unless `part.slots` has its kind's shape for `config`:
+// [n > 0, hidden] or [layers, 2, kv_heads, n > 0, head_dim], a float dtype.
+absl::Status CheckSlotShape(const ModelConfig& config, const ContextPart& part,
+                            absl::string_view field);
+
+// A laid-out prompt as the model reads it: an embedding for every position, and the ranges whose
+// keys and values are given by KV slots (their embedding rows are zeros, never read).
+struct PromptInput {
+  struct KvRange {
+    int64_t begin = 0;  // First position.
+    at::Tensor kv;      // [layers, 2, kv_heads, n, head_dim], compute dtype and device.
+    int64_t end() const { return begin + kv.size(3); }
+  };
+  at::Tensor embeds;  // [positions, hidden], compute dtype and device.
+  std::vector<KvRange> kv;  // In order, disjoint.
+
+  int64_t positions() const { return embeds.size(0); }
+};
+
+// Appends positions [begin, end) of `prompt` to `cache`, which holds [0, begin): computed
+// positions by Transformer::Prefill, KV-slot positions by Transformer::AppendKv. Chunks taken in
+// order equal one whole prefill. Returns the final-normed hidden states [end - begin, hidden]
+// (zero rows at KV-slot positions, which compute none).
+at::Tensor PrefillPrompt(const Transformer& model, const PromptInput& prompt, int64_t begin,
+                         int64_t end, KVCache& cache);
 
 // One piece of a decoder input, in order: template or prompt token ids, the context part with
 // index `context_index` (slots or text, as the caller holds it), or a special embedding.
@@ -92,14 +124,17 @@ class SlotDecoder {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   bool has_adapter() const { return special_.defined(); }
   int mem_size() const { return mem_size_; }
+  // The kind of slots its adapter's encoder makes (and this decoder reads).
+  SlotKind slot_kind() const { return slot_kind_; }
   // The encoder_id of slots this decoder accepts (empty without an adapter).
   const std::string& accepted_encoder_id() const { return encoder_id_; }
   const std::string& adapter_path() const { return adapter_path_; }
 
-  // Input embeddings [positions, hidden] (compute dtype) for `context` and `prompt_ids` laid out
-  // by `tmpl`. Slots are cast to the compute dtype; every slot tensor must be [n, hidden] with
-  // n > 0 and every id inside the vocabulary (InvalidArgument otherwise).
-  absl::StatusOr<at::Tensor> BuildPrompt(PromptTemplate tmpl, absl::Span<const ContextPart> context,
+  // The model's input (compute dtype) for `context` and `prompt_ids` laid out by `tmpl`. Slots
+  // are cast to the compute dtype; every slot tensor must have its kind's shape for this model
+  // with n > 0 slots, and every id must lie inside the vocabulary (InvalidArgument otherwise). KV
+  // slots may not be the prompt's last position (it gives the first token's logits).
+  absl::StatusOr<PromptInput> BuildPrompt(PromptTemplate tmpl, absl::Span<const ContextPart> context,
                                          absl::Span<const int> prompt_ids,
                                          PromptUsage* usage = nullptr) const;
   // What BuildPrompt would build, checked (the same errors) and counted, without embedding
@@ -121,6 +156,7 @@ class SlotDecoder {
   std::unique_ptr<Tokenizer> tokenizer_;
   at::Tensor special_;  // [3, hidden] compute dtype: AE, LM, FT rows.
   int mem_size_ = 0;
+  SlotKind slot_kind_ = SlotKind::kEmbedding;
   std::string encoder_id_;
   std::string adapter_path_;
   TemplateTokens template_tokens_;

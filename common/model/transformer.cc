@@ -46,7 +46,8 @@ std::pair<at::Tensor, at::Tensor> Transformer::Rope(const at::Tensor& positions)
 }
 
 at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& positions,
-                                const at::Tensor& key_valid, const LoraWeights* lora) const {
+                                const at::Tensor& key_valid, const LoraWeights* lora,
+                                const KvOverride* kv_in, LayerKv* kv_out) const {
   const int64_t batch = embeds.size(0), seq = embeds.size(1);
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
@@ -87,6 +88,15 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
     v = v.reshape({batch, seq, kv_heads, d}).transpose(1, 2);
     q = ApplyRope(q, cos, sin);
     k = ApplyRope(k, cos, sin);
+    if (kv_in != nullptr) {
+      at::Tensor given = kv_in->mask.to(device()).view({batch, 1, seq, 1});
+      k = at::where(given, kv_in->kv.keys[l].to(k.dtype()), k);
+      v = at::where(given, kv_in->kv.values[l].to(v.dtype()), v);
+    }
+    if (kv_out != nullptr) {
+      kv_out->keys.push_back(k);
+      kv_out->values.push_back(v);
+    }
     at::Tensor attn = Attend(q, k, v, allowed);  // [batch, heads, seq, d]
     attn = attn.transpose(1, 2).reshape({batch, seq, q_dim});
     x = x + plus(Linear(attn, w.wo), delta("o_proj", attn));
@@ -111,6 +121,14 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
 at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
   // Decode's few rows stream the head through the small-batch kernel; many rows are a GEMM.
   return SmallBatchLinear(hidden, weights_.lm_head).to(at::kFloat);
+}
+
+void Transformer::AppendKv(const at::Tensor& kv, KVCache& cache) const {
+  const int64_t n = kv.size(3);
+  cache.Reserve(n);
+  at::Tensor cast = kv.to(device(), dtype());
+  for (int l = 0; l < config_.num_layers; ++l) cache.Write(l, cast[l][0], cast[l][1]);
+  cache.Advance(n);
 }
 
 at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const {

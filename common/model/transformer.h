@@ -34,6 +34,21 @@ struct LoraWeights {
   std::vector<std::map<std::string, LoraPair>> layers;
 };
 
+// Keys (after RoPE) and values of every layer, each [batch, kv_heads, seq, head_dim].
+struct LayerKv {
+  std::vector<at::Tensor> keys;
+  std::vector<at::Tensor> values;
+};
+
+// Positions of a Forward whose keys and values are given instead of computed from their
+// embeddings (KV slots, SlotKind::kKv, read by the decoder): in every layer, where `mask`
+// [batch, seq] (bool) is true, kv.keys[l] / kv.values[l] [batch, kv_heads, seq, head_dim] replace
+// what the layer computed. The hidden states at those positions are meaningless.
+struct KvOverride {
+  at::Tensor mask;
+  LayerKv kv;
+};
+
 class Transformer {
  public:
   Transformer(ModelConfig config, TransformerWeights weights, Runtime runtime);
@@ -57,9 +72,12 @@ class Transformer {
   //   embeds:    [batch, seq, hidden]
   //   positions: [batch, seq] int64 (RoPE positions)
   //   key_valid: [batch, seq] bool, false marks padding keys; undefined = no padding.
+  //   kv_in:     positions whose keys and values are given (KV slots), or null.
+  //   kv_out:    when set, receives every layer's keys and values (the KV-slot encoder).
   // Returns the final-normed hidden states [batch, seq, hidden].
   at::Tensor Forward(const at::Tensor& embeds, const at::Tensor& positions,
-                     const at::Tensor& key_valid = {}, const LoraWeights* lora = nullptr) const;
+                     const at::Tensor& key_valid = {}, const LoraWeights* lora = nullptr,
+                     const KvOverride* kv_in = nullptr, LayerKv* kv_out = nullptr) const;
 
   // float32 logits: hidden [..., hidden] -> [..., vocab].
   at::Tensor Logits(const at::Tensor& hidden) const;
@@ -67,6 +85,10 @@ class Transformer {
   // Appends one sequence's embeds [seq, hidden] to `cache` (positions continue from
   // cache.length()); returns the final-normed hidden states [seq, hidden].
   at::Tensor Prefill(const at::Tensor& embeds, KVCache& cache) const;
+
+  // Appends KV slots `kv` [layers, 2, kv_heads, n, head_dim] to `cache` as they are: the n
+  // positions take these keys and values instead of computing any (500xCompressor's decoder).
+  void AppendKv(const at::Tensor& kv, KVCache& cache) const;
 
   // One new position for each sequence: embeds [batch, hidden], caches[i] for row i. Returns the
   // final-normed hidden states [batch, hidden]. Each sequence attends only to its own cache, so a

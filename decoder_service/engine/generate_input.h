@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/model/adapter.h"
 #include "common/model/generation_params.h"
 
 namespace icae::decoder {
@@ -17,7 +18,10 @@ namespace icae::decoder {
 struct ContextInput {
   enum class Kind { kSlots, kText, kTokenIds };
   Kind kind = Kind::kText;
-  at::Tensor slots;        // kSlots: [num_slots, hidden], any dtype as sent.
+  // kSlots: [num_slots, hidden] (EMBEDDING) or [layers, 2, kv_heads, num_slots, head_dim] (KV),
+  // any dtype as sent.
+  at::Tensor slots;
+  SlotKind slot_kind = SlotKind::kEmbedding;  // kSlots.
   std::string encoder_id;  // kSlots: who made them.
   int source_tokens = 0;   // kSlots: the span's length before compression (>= 0).
   // kSlots, optional (0 = not given): the encoder's segment count and slots per segment; when

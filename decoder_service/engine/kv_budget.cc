@@ -28,7 +28,7 @@ void Engine::Impl::Preempt(Request& request) {
   request.awaiting_prefix = false;
   request.prefix.reset();
   request.prefilled = 0;
-  request.prepared.embeds = at::Tensor();
+  request.prepared.input = PromptInput();
   if (request.sequence != nullptr) {
     const std::vector<int>& ids = request.sequence->ids();
     request.resuming = !ids.empty();

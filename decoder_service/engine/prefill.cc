@@ -24,9 +24,9 @@ void Engine::Impl::StartPrefill(Request& request) {
       // After a preemption: the context, then every generated id but the last (still to feed).
       const std::vector<int>& ids = request.sequence->ids();
       std::vector<int64_t> replay(ids.begin(), ids.begin() + request.resume_ids);
-      request.prepared.embeds = at::cat(
-          {request.prepared.embeds,
-           transformer.Embed(at::tensor(replay, at::TensorOptions().dtype(at::kLong)))});
+      at::Tensor& embeds = request.prepared.input.embeds;
+      embeds = at::cat(
+          {embeds, transformer.Embed(at::tensor(replay, at::TensorOptions().dtype(at::kLong)))});
     }
     // Until a prefix is attached the cache holds the prefix being built (or nothing yet).
     const bool shared = p.prefix_positions > 0;
@@ -52,7 +52,7 @@ void Engine::Impl::StartPrefill(Request& request) {
     return absl::OkStatus();
   });
   if (!status.ok()) {
-    request.prepared.embeds = at::Tensor();
+    request.prepared.input = PromptInput();
     Fail(request, status);
   }
 }
@@ -147,14 +147,14 @@ int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done)
     if (request.awaiting_prefix && !ResolvePrefix(request)) return absl::OkStatus();
     const Transformer& transformer = model_.transformer();
     const PreparedRequest& p = request.prepared;
-    const int64_t total = p.embeds.size(0);
+    const int64_t total = p.input.positions();
     while (used < budget) {
       // A prefix being built ends a piece: it is frozen and shared before the rest goes on.
       const int64_t end = request.building_prefix ? p.prefix_positions : total;
       const int64_t n = std::min(budget - used, end - request.prefilled);
       // Positions continue from the cache's length, so the chunks together equal one prefill.
-      at::Tensor hidden =
-          transformer.Prefill(p.embeds.narrow(0, request.prefilled, n), request.sequence->cache());
+      at::Tensor hidden = PrefillPrompt(transformer, p.input, request.prefilled,
+                                        request.prefilled + n, request.sequence->cache());
       request.prefilled += n;
       used += n;
       if (request.building_prefix && request.prefilled == p.prefix_positions) {
@@ -181,7 +181,7 @@ int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done)
     *done = true;
   }
   if (*done) {  // No longer needed.
-    request.prepared.embeds = at::Tensor();
+    request.prepared.input = PromptInput();
     request.prepared.prefix_key.slots.clear();
   }
   return used;

@@ -16,23 +16,23 @@ namespace {
 
 absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size_t index) {
   const std::string field = absl::StrCat("context[", index, "].slots");
+  if (part.slot_kind != model.slot_kind()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ": ", SlotKindName(part.slot_kind), " slots, but this decoder's adapter reads ",
+        SlotKindName(model.slot_kind()), " slots"));
+  }
   if (part.encoder_id != model.accepted_encoder_id()) {
     return absl::FailedPreconditionError(
         absl::StrCat(field, ": made by encoder_id '", ClipForMessage(part.encoder_id),
                      "' but this decoder accepts '", model.accepted_encoder_id(),
                      "' (its base model and adapter)"));
   }
+  ContextPart shaped;
+  shaped.slots = part.slots;
+  shaped.kind = part.slot_kind;
+  RETURN_IF_ERROR(CheckSlotShape(model.config(), shaped, field));
   const at::Tensor& slots = part.slots;
-  const int hidden = model.config().hidden_size;
-  if (!slots.defined() || slots.dim() != 2 || slots.size(0) <= 0 || slots.size(1) != hidden ||
-      !at::isFloatingType(slots.scalar_type())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": must be a float tensor [n > 0, ", hidden, "], got ",
-                     slots.defined() ? absl::StrCat(slots.sizes().vec().size(), "-D ",
-                                                    std::string(c10::toString(slots.scalar_type())),
-                                                    " tensor of ", slots.numel(), " elements")
-                                     : "nothing"));
-  }
+  const int64_t num_slots = shaped.positions();
   ASSIGN_OR_RETURN(bool finite, CatchTorch("checking slots", [&]() -> absl::StatusOr<bool> {
                      return at::isfinite(slots).all().item<bool>();
                    }));
@@ -50,10 +50,10 @@ absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size
   }
   if (part.num_segments < 0 ||
       (part.num_segments != 0 &&
-       static_cast<int64_t>(part.num_segments) * model.mem_size() != slots.size(0))) {
+       static_cast<int64_t>(part.num_segments) * model.mem_size() != num_slots)) {
     return absl::InvalidArgumentError(absl::StrCat(meta, "num_segments: ", part.num_segments,
                                                    " x mem_size ", model.mem_size(), " is not the ",
-                                                   slots.size(0), " slots sent"));
+                                                   num_slots, " slots sent"));
   }
   return absl::OkStatus();
 }
@@ -112,7 +112,7 @@ void SetPrefix(const SlotDecoder& model, const EngineOptions& options, bool skip
         if (part.slots.defined()) {
           key.ids.push_back(PrefixKey::kSlotsMarker);
           key.slots.push_back(part.slots.to(at::kCPU).contiguous());
-          key.positions += part.slots.size(0);
+          key.positions += part.positions();
         } else {
           key.ids.insert(key.ids.end(), part.token_ids.begin(), part.token_ids.end());
           key.positions += static_cast<int64_t>(part.token_ids.size());
@@ -174,7 +174,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
       case ContextInput::Kind::kSlots:
         RETURN_IF_ERROR(CheckSlots(model, in, i));
         part.slots = std::move(in.slots);
-        context_positions += part.slots.size(0);
+        part.kind = in.slot_kind;
+        context_positions += part.positions();
         uncompressed += in.source_tokens;  // >= 0 (CheckSlots).
         break;
       case ContextInput::Kind::kText: {
@@ -260,10 +261,10 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
 }
 
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared) {
-  ASSIGN_OR_RETURN(prepared.embeds,
+  ASSIGN_OR_RETURN(prepared.input,
                    model.BuildPrompt(prepared.tmpl, prepared.parts, prepared.prompt_ids));
-  if (prepared.embeds.size(0) != prepared.context_positions) {
-    return absl::InternalError(absl::StrCat("the prompt has ", prepared.embeds.size(0),
+  if (prepared.input.positions() != prepared.context_positions) {
+    return absl::InternalError(absl::StrCat("the prompt has ", prepared.input.positions(),
                                             " positions, planned ", prepared.context_positions));
   }
   return absl::OkStatus();

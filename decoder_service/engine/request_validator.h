@@ -1,9 +1,11 @@
 // Checks a GenerateInput against the loaded model and the engine's limits (tokenizing its text)
 // and turns it into what the prefill will embed. Errors (each names the field and the limit):
-//   FAILED_PRECONDITION  slots whose encoder_id is not this decoder's (both ids named); text
+//   FAILED_PRECONDITION  slots whose encoder_id is not this decoder's (both ids named), or of
+//                        another kind (KV vs embedding) than its adapter makes; text
 //                        or stop strings without a tokenizer; a template the model cannot spell
-//   INVALID_ARGUMENT     no context part and no prompt; slot tensor not [n > 0, hidden] of a
-//                        float dtype; NaN or Inf in slots;
+//   INVALID_ARGUMENT     no context part and no prompt; slot tensor not [n > 0, hidden] (KV:
+//                        [layers, 2, kv_heads, n > 0, head_dim]) of a float dtype; NaN or Inf
+//                        in slots; KV slots at the prompt's end;
 //                        token ids outside the vocabulary; unknown template; context at or past
 //                        --max_context_tokens; max_new_tokens above --max_new_tokens; a request
 //                        that could never fit --max_kv_tokens; bad sampling or stop strings
@@ -36,9 +38,9 @@ struct PreparedRequest {
   PromptTemplate tmpl = PromptTemplate::kRaw;
   std::vector<ContextPart> parts;
   std::vector<int> prompt_ids;
-  // [positions, hidden], compute dtype and device: built at admission on the scheduler thread
-  // (BuildEmbeds) and released once prefilled.
-  at::Tensor embeds;
+  // The model's input (embeddings, and the KV of KV slots), compute dtype and device: built at
+  // admission on the scheduler thread (BuildEmbeds) and released once prefilled.
+  PromptInput input;
   // max_new_tokens resolved: the request's (or the default), cut to what the context limit
   // leaves (the sequence then ends with LENGTH there).
   GenerationParams params;
@@ -48,7 +50,7 @@ struct PreparedRequest {
   int prompt_tokens = 0;
   int uncompressed_context_tokens = 0;
 
-  int64_t context_positions = 0;  // Positions of the laid-out prompt (embeds.size(0)).
+  int64_t context_positions = 0;  // Positions of the laid-out prompt (input.positions()).
 
   // Slot-prefix reuse: the leading positions whose KV may be shared with other requests over the
   // same context (ContextPrefixPieces; 0: none, the request opted out, or the cache is off) and
@@ -64,7 +66,7 @@ struct PreparedRequest {
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
                                                const EngineOptions& options, GenerateInput input);
 
-// Embeds the request's prompt (sets `embeds`).
+// Embeds the request's prompt (sets `input`).
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared);
 
 }  // namespace icae::decoder

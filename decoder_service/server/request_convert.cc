@@ -22,9 +22,10 @@ std::string BaseName(const std::string& path) {
 // Inline slots, or the slots a handle fetched (`where` names the part in errors).
 absl::StatusOr<ContextInput> DecodeSlots(const v1::MemorySlots& slots, const std::string& where,
                                          int64_t max_slot_elements) {
-  if (slots.kind() != v1::EMBEDDING && slots.kind() != v1::SLOT_KIND_UNSPECIFIED) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ".kind ", v1::SlotKind_Name(slots.kind()),
-                                                   " is not supported by this decoder (EMBEDDING only)"));
+  if (slots.kind() != v1::EMBEDDING && slots.kind() != v1::KV &&
+      slots.kind() != v1::SLOT_KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".kind ", static_cast<int>(slots.kind()), " is not a slot kind"));
   }
   absl::StatusOr<at::Tensor> tensor = DecodeTensor(slots.slots(), max_slot_elements);
   if (!tensor.ok()) {
@@ -33,6 +34,7 @@ absl::StatusOr<ContextInput> DecodeSlots(const v1::MemorySlots& slots, const std
   ContextInput in;
   in.kind = ContextInput::Kind::kSlots;
   in.slots = *std::move(tensor);
+  in.slot_kind = slots.kind() == v1::KV ? SlotKind::kKv : SlotKind::kEmbedding;
   in.encoder_id = slots.encoder_id();
   in.source_tokens = slots.source_tokens();
   in.num_segments = slots.num_segments();
@@ -44,7 +46,9 @@ absl::StatusOr<ContextInput> DecodeSlots(const v1::MemorySlots& slots, const std
 // handle edited by the client, is refused before use).
 absl::Status CheckHandle(const v1::SlotHandle& handle, const v1::MemorySlots& slots,
                          const std::string& where) {
-  const int64_t rows = slots.slots().shape_size() > 0 ? slots.slots().shape(0) : -1;
+  // Slots sit on axis 0 of an EMBEDDING tensor, axis 3 of a KV one.
+  const int axis = slots.kind() == v1::KV ? 3 : 0;
+  const int64_t rows = slots.slots().shape_size() > axis ? slots.slots().shape(axis) : -1;
   if (handle.encoder_id() != slots.encoder_id() || handle.num_slots() != rows ||
       handle.kind() != slots.kind()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -177,6 +181,7 @@ v1::DecoderInfo MakeDecoderInfo(const SlotDecoder& model, const EngineOptions& o
   info.set_hidden_size(config.hidden_size);
   info.set_vocab_size(config.vocab_size);
   info.set_mem_size(model.mem_size());
+  info.set_slot_kind(model.slot_kind() == SlotKind::kKv ? v1::KV : v1::EMBEDDING);
   info.set_max_context_tokens(options.ContextLimit(config.max_position_embeddings));
   info.set_max_new_tokens(options.max_new_tokens);
   for (const std::string& name : PromptTemplateNames()) info.add_templates(name);

@@ -28,8 +28,8 @@ struct SpanState {
   bool cache_hit = false;
   bool store_hit = false;
   SlotBlock slots;                      // set on a hit, or when complete
-  std::shared_ptr<std::string> buffer;  // [segments * mem_size, hidden] in `wire`
-  std::shared_ptr<std::string> scales;  // kInt8: [segments * mem_size] float32
+  std::shared_ptr<std::string> buffer;  // The wire layout (SlotGeometry) in `wire`
+  std::shared_ptr<std::string> scales;  // kInt8: its row scales, float32
 };
 
 struct RequestState {
@@ -93,11 +93,13 @@ struct Engine::Impl {
   void FetchFromStore(RequestState& state, bool use_cache);
   // Bytes of one segment's slot elements, and of its scales (kInt8 only).
   int64_t SlotBytes(DType wire) const {
-    return static_cast<int64_t>(model.info.mem_size) * model.info.hidden_size *
+    return static_cast<int64_t>(model.info.mem_size) * model.info.slots.elements_per_slot() *
            static_cast<int64_t>(ItemSize(wire));
   }
   int64_t ScaleBytes(DType wire) const {
-    return wire == DType::kInt8 ? static_cast<int64_t>(model.info.mem_size) * 4 : 0;
+    return wire == DType::kInt8 ? static_cast<int64_t>(model.info.mem_size) *
+                                      model.info.slots.blocks() * 4
+                                : 0;
   }
 
   const EngineOptions options;
@@ -270,7 +272,6 @@ EncodeResult Engine::Impl::BuildResult(RequestState& request, Completion* comple
     if (computed) {
       span.slots.dtype = request.wire;
       span.slots.num_slots = static_cast<int64_t>(span.ranges.size()) * model.info.mem_size;
-      span.slots.hidden = model.info.hidden_size;
       span.slots.data = std::move(span.buffer);
       span.slots.scales = std::move(span.scales);
       if (!span.cache_key.empty()) completion->cache_inserts.emplace_back(span.cache_key, span.slots);
@@ -422,14 +423,15 @@ void Engine::Impl::ExecutorLoop() {
       RequestState& owner = *owners[i];
       SpanState& span = owner.spans[segment.span];
       const auto [begin, end] = span.ranges[segment.segment];
-      float* scales = span.scales == nullptr
-                          ? nullptr
-                          : reinterpret_cast<float*>(span.scales->data()) +
-                                static_cast<int64_t>(model.info.mem_size) * segment.segment;
-      jobs.push_back(SegmentJob{absl::MakeConstSpan(span.ids).subspan(begin, end - begin),
-                                owner.wire,
-                                span.buffer->data() + SlotBytes(owner.wire) * segment.segment,
-                                scales});
+      const int64_t mem = model.info.mem_size;
+      SegmentJob job;
+      job.ids = absl::MakeConstSpan(span.ids).subspan(begin, end - begin);
+      job.wire = owner.wire;
+      job.out = span.buffer->data();
+      job.scales = span.scales == nullptr ? nullptr : reinterpret_cast<float*>(span.scales->data());
+      job.span_slots = mem * static_cast<int64_t>(span.ranges.size());
+      job.first_slot = mem * segment.segment;
+      jobs.push_back(job);
     }
     const absl::Status status = RunSegmentBatch(*model.compressor, jobs);
     const absl::Time end = absl::Now();

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/base/dtype.h"
+#include "common/base/slot_kind.h"
 
 namespace icae::encoder {
 
@@ -38,13 +39,40 @@ struct EncodeRequest {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
-// Slots of one span: [num_slots, hidden] row-major little-endian elements of `dtype`; for kInt8
-// also one float32 scale per slot in `scales` (see common/codec/tensor_codec.h). The bytes are
-// immutable and may be shared with the slot cache.
+// How a span's slots lie on the wire: `blocks` runs of [num_slots, row] elements, one after
+// another. Embedding slots: one block, row = hidden (shape [num_slots, hidden]). KV slots:
+// layers * 2 * kv_heads blocks, row = head_dim (shape [layers, 2, kv_heads, num_slots, head_dim]).
+// INT8 scales: one per row, shaped like the tensor without its last dimension.
+struct SlotGeometry {
+  SlotKind kind = SlotKind::kEmbedding;
+  std::vector<int64_t> lead;  // Dimensions before num_slots: {} or {layers, 2, kv_heads}.
+  int64_t row = 0;            // Last dimension: hidden or head_dim.
+
+  int64_t blocks() const {
+    int64_t n = 1;
+    for (int64_t d : lead) n *= d;
+    return n;
+  }
+  int64_t elements_per_slot() const { return blocks() * row; }
+  // Wire shape of `num_slots` slots, and of their INT8 scales.
+  std::vector<int64_t> ScaleShape(int64_t num_slots) const {
+    std::vector<int64_t> shape = lead;
+    shape.push_back(num_slots);
+    return shape;
+  }
+  std::vector<int64_t> Shape(int64_t num_slots) const {
+    std::vector<int64_t> shape = ScaleShape(num_slots);
+    shape.push_back(row);
+    return shape;
+  }
+};
+
+// Slots of one span in their wire layout (SlotGeometry) as little-endian elements of `dtype`;
+// for kInt8 also the float32 row scales in `scales` (see common/codec/tensor_codec.h). The bytes
+// are immutable and may be shared with the slot cache.
 struct SlotBlock {
   DType dtype = DType::kFloat32;
   int64_t num_slots = 0;
-  int64_t hidden = 0;
   std::shared_ptr<const std::string> data;
   std::shared_ptr<const std::string> scales;  // kInt8 only
   int64_t bytes() const {
@@ -87,6 +115,7 @@ struct EngineModelInfo {
   std::string encoder_id;
   int hidden_size = 0;
   int vocab_size = 0;
+  SlotGeometry slots;
   int mem_size = 0;
   int compression_rate = 0;
   int max_position_embeddings = 0;

@@ -45,6 +45,13 @@ absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
   info.adapter = BaseName(compressor->adapter_path());
   info.encoder_id = compressor->encoder_id();
   info.hidden_size = config.hidden_size;
+  info.slots.kind = compressor->slot_kind();
+  if (info.slots.kind == SlotKind::kKv) {
+    info.slots.lead = {config.num_layers, 2, config.num_kv_heads};
+    info.slots.row = config.head_dim;
+  } else {
+    info.slots.row = config.hidden_size;
+  }
   info.vocab_size = config.vocab_size;
   info.mem_size = compressor->mem_size();
   info.compression_rate = compressor->compression_rate();

@@ -20,10 +20,15 @@ namespace icae::encoder {
 struct SegmentJob {
   absl::Span<const int> ids;  // the segment's tokens, 1..max_segment_tokens ids
   DType wire = DType::kFloat32;
-  // Receives [mem_size, hidden] row-major elements of `wire` ...
+  // The span's slots in their wire layout (SlotGeometry: blocks of [span_slots, row] elements of
+  // `wire`), of which this segment writes slots [first_slot, first_slot + mem_size) in every
+  // block ...
   char* out = nullptr;
-  // ... and for kInt8 the [mem_size] float32 row scales (see common/codec/tensor_codec.h).
+  // ... and for kInt8 their float32 row scales ([blocks, span_slots], see
+  // common/codec/tensor_codec.h).
   float* scales = nullptr;
+  int64_t span_slots = 0;
+  int64_t first_slot = 0;
 };
 
 // One model call for every job (right-padded batch). On error nothing useful was written;

@@ -5,6 +5,10 @@
 
 namespace icae::encoder {
 
+v1::SlotKind ToProtoSlotKind(SlotKind kind) {
+  return kind == SlotKind::kKv ? v1::KV : v1::EMBEDDING;
+}
+
 absl::StatusOr<EncodeRequest> FromProto(const v1::CompressRequest& request, absl::Time deadline) {
   EncodeRequest out;
   switch (request.slot_dtype()) {
@@ -59,16 +63,15 @@ void FillMemorySlots(const SlotBlock& slots, const EngineModelInfo& info, int to
                      v1::MemorySlots* out, bool with_data) {
   v1::Tensor* tensor = out->mutable_slots();
   tensor->set_dtype(ToProtoDataType(slots.dtype));
-  tensor->add_shape(slots.num_slots);
-  tensor->add_shape(slots.hidden);
+  for (int64_t d : info.slots.Shape(slots.num_slots)) tensor->add_shape(d);
   if (slots.data != nullptr && with_data) tensor->set_data(*slots.data);
   if (slots.dtype == DType::kInt8) {
     v1::Tensor* scale = tensor->mutable_scale();
     scale->set_dtype(v1::FLOAT32);
-    scale->add_shape(slots.num_slots);
+    for (int64_t d : info.slots.ScaleShape(slots.num_slots)) scale->add_shape(d);
     if (slots.scales != nullptr) scale->set_data(*slots.scales);
   }
-  out->set_kind(v1::EMBEDDING);
+  out->set_kind(ToProtoSlotKind(info.slots.kind));
   out->set_encoder_id(info.encoder_id);
   out->set_source_tokens(tokens);
   out->set_num_segments(segments);
@@ -86,7 +89,7 @@ void ToProto(const EncodeResult& result, const EngineModelInfo& info, bool handl
       v1::SlotHandle* handle = out->mutable_handle();
       handle->set_key(span.store_key);
       handle->set_encoder_id(info.encoder_id);
-      handle->set_kind(v1::EMBEDDING);
+      handle->set_kind(ToProtoSlotKind(info.slots.kind));
       handle->set_num_slots(static_cast<int32_t>(span.slots.num_slots));
       handle->set_source_tokens(span.tokens);
       handle->set_dtype(ToProtoDataType(span.slots.dtype));
@@ -122,6 +125,7 @@ void FillEncoderInfo(const EngineModelInfo& model, const EngineOptions& options,
   info->set_adapter(model.adapter);
   info->set_encoder_id(model.encoder_id);
   info->set_hidden_size(model.hidden_size);
+  info->set_slot_kind(ToProtoSlotKind(model.slots.kind));
   info->set_vocab_size(model.vocab_size);
   info->set_mem_size(model.mem_size);
   info->set_compression_rate(model.compression_rate);

@@ -29,6 +29,9 @@ void ToProto(const EncodeResult& result, const EngineModelInfo& info, bool handl
 
 // A span's slots as the wire (and the slot store) carry them: the tensor (with INT8 scales) and
 // its metadata. Copies the bytes once.
+// The wire name of a slot kind.
+v1::SlotKind ToProtoSlotKind(SlotKind kind);
+
 void FillMemorySlots(const SlotBlock& slots, const EngineModelInfo& info, int tokens, int segments,
                      v1::MemorySlots* out, bool with_data = true);
 

@@ -1,5 +1,7 @@
 #include "encoder_service/server/redis_slot_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/logging.h"
@@ -18,30 +20,31 @@ absl::StatusOr<StoredSpan> ParseStored(std::string value, const EngineModelInfo&
   v1::MemorySlots slots;
   if (!slots.ParseFromString(value)) return absl::DataLossError("not a MemorySlots message");
   v1::Tensor* tensor = slots.mutable_slots();
-  if (slots.kind() != v1::EMBEDDING || slots.encoder_id() != info.encoder_id ||
-      slots.mem_size() != info.mem_size) {
+  if (slots.kind() != ToProtoSlotKind(info.slots.kind) || slots.encoder_id() != info.encoder_id ||
+      slots.mem_size() != info.mem_size || slots.num_segments() < 0) {
     return absl::DataLossError("made by another encoder or slot kind");
   }
-  if (tensor->dtype() != ToProtoDataType(wire) || tensor->shape_size() != 2 ||
-      tensor->shape(1) != info.hidden_size || tensor->shape(0) < 0 ||
-      tensor->shape(0) != static_cast<int64_t>(slots.num_segments()) * info.mem_size) {
+  const int64_t rows = static_cast<int64_t>(slots.num_segments()) * info.mem_size;
+  const std::vector<int64_t> shape = info.slots.Shape(rows);
+  if (tensor->dtype() != ToProtoDataType(wire) ||
+      !std::equal(shape.begin(), shape.end(), tensor->shape().begin(), tensor->shape().end())) {
     return absl::DataLossError("dtype or shape does not match");
   }
-  const int64_t rows = tensor->shape(0);
-  if (tensor->data().size() != static_cast<uint64_t>(rows * info.hidden_size) * ItemSize(wire)) {
+  if (tensor->data().size() !=
+      static_cast<uint64_t>(rows * info.slots.elements_per_slot()) * ItemSize(wire)) {
     return absl::DataLossError("data length does not match its shape");
   }
   StoredSpan out;
   if (wire == DType::kInt8) {
     const v1::Tensor& scale = tensor->scale();
-    if (scale.dtype() != v1::FLOAT32 || scale.data().size() != static_cast<uint64_t>(rows) * 4) {
+    if (scale.dtype() != v1::FLOAT32 ||
+        scale.data().size() != static_cast<uint64_t>(rows * info.slots.blocks()) * 4) {
       return absl::DataLossError("int8 scales do not match");
     }
     out.slots.scales = std::make_shared<const std::string>(std::move(*tensor->mutable_scale()->mutable_data()));
   }
   out.slots.dtype = wire;
   out.slots.num_slots = rows;
-  out.slots.hidden = info.hidden_size;
   out.slots.data = std::make_shared<const std::string>(std::move(*tensor->mutable_data()));
   out.tokens = slots.source_tokens();
   out.segments = slots.num_segments();

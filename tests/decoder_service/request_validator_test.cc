@@ -37,19 +37,19 @@ TEST_F(RequestValidatorTest, AWaitingRequestHoldsIdsAndSlotsNotEmbeddings) {
   const at::Tensor slots = IcaeFixture("slots40");
   auto prepared = PrepareRequest(*model_, EngineOptions(), Input({5, 6}, slots));
   ASSERT_OK(prepared);
-  EXPECT_FALSE(prepared->embeds.defined());
+  EXPECT_FALSE(prepared->input.embeds.defined());
   ASSERT_EQ(prepared->parts.size(), 2u);
   EXPECT_TRUE(prepared->parts[0].slots.is_same(slots));  // The tensor as sent, not a copy.
   EXPECT_EQ(prepared->parts[1].token_ids, (std::vector<int>{17, 29, 41}));
   // "[slots][ids][FT] 5 6 [FT]"
   EXPECT_EQ(prepared->positions(), slots.size(0) + 3 + 1 + 2 + 1);
   ASSERT_OK(BuildEmbeds(*model_, *prepared));
-  EXPECT_EQ(prepared->embeds.size(0), prepared->positions());
+  EXPECT_EQ(prepared->input.positions(), prepared->positions());
   auto direct = model_->BuildPrompt(PromptTemplate::kIcaeV1,
                                     {ContextPart{slots, {}}, ContextPart{{}, {17, 29, 41}}},
                                     std::vector<int>{5, 6});
   ASSERT_OK(direct);
-  EXPECT_TRUE(at::equal(prepared->embeds, *direct));
+  EXPECT_TRUE(at::equal(prepared->input.embeds, direct->embeds));
 }
 
 TEST_F(RequestValidatorTest, PrefixKeysFollowTheContent) {

@@ -17,7 +17,6 @@ SlotBlock Block(DType dtype, int64_t slots, int64_t hidden, char fill) {
   SlotBlock block;
   block.dtype = dtype;
   block.num_slots = slots;
-  block.hidden = hidden;
   block.data = std::make_shared<const std::string>(
       static_cast<size_t>(slots * hidden) * ItemSize(dtype), fill);
   if (dtype == DType::kInt8) {
@@ -42,6 +41,7 @@ TEST(ResponseWriterTest, ParsesAsToProtoWithThePayloadsByReference) {
   info.encoder_id = std::string(64, 'e');
   info.mem_size = 4;
   info.hidden_size = 64;
+  info.slots.row = 64;
   EncodeResult result;
   result.queue_seconds = 0.25;
   result.compute_seconds = 1.5;

@@ -24,7 +24,6 @@ SlotBlock Block(size_t bytes, char fill) {
   SlotBlock block;
   block.dtype = DType::kFloat32;
   block.num_slots = 1;
-  block.hidden = static_cast<int64_t>(bytes / 4);
   block.data = std::make_shared<const std::string>(bytes, fill);
   return block;
 }

@@ -77,10 +77,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Require(prepared->reserved_positions() <= limit, "reservation past the context limit");
   fuzz::Require(prepared->params.max_new_tokens <= demo.options.max_new_tokens,
                 "max_new_tokens over the limit");
-  fuzz::Require(!prepared->embeds.defined(), "embeddings built before admission");
+  fuzz::Require(!prepared->input.embeds.defined(), "embeddings built before admission");
   // What admission does next: an accepted request always embeds, to exactly its planned length.
   fuzz::Require(decoder::BuildEmbeds(*demo.model, *prepared).ok(), "BuildEmbeds failed");
-  fuzz::Require(prepared->embeds.size(0) == prepared->positions(), "embedded length");
-  fuzz::Require(at::isfinite(prepared->embeds).all().item<bool>(), "non-finite embeddings");
+  fuzz::Require(prepared->input.positions() == prepared->positions(), "embedded length");
+  fuzz::Require(at::isfinite(prepared->input.embeds).all().item<bool>(), "non-finite embeddings");
   return 0;
 }

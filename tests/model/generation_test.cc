@@ -121,15 +121,15 @@ TEST(PromptTest, TemplatesLayOutContextAndSpecialTokens) {
   PromptUsage usage;
   auto v1 = decoder->BuildPrompt(PromptTemplate::kIcaeV1, {slots, text}, {7, 8, 9}, &usage);
   ASSERT_OK(v1);
-  ASSERT_EQ(v1->size(0), 4 + 2 + 1 + 3 + 1);
+  ASSERT_EQ(v1->embeds.size(0), 4 + 2 + 1 + 3 + 1);
   EXPECT_EQ(usage.slot_tokens, 4);
   EXPECT_EQ(usage.text_tokens, 7);
-  EXPECT_TRUE(v1->narrow(0, 0, 4).equal(slots.slots));
-  EXPECT_TRUE((*v1)[6].equal((*v1)[10]));         // FT before and after the prompt.
-  EXPECT_FALSE((*v1)[6].equal(adapter_rows[4]));  // ... and it is not the AE row.
+  EXPECT_TRUE(v1->embeds.narrow(0, 0, 4).equal(slots.slots));
+  EXPECT_TRUE(v1->embeds[6].equal(v1->embeds[10]));         // FT before and after the prompt.
+  EXPECT_FALSE(v1->embeds[6].equal(adapter_rows[4]));  // ... and it is not the AE row.
   auto raw = decoder->BuildPrompt(PromptTemplate::kRaw, {text}, {7});
   ASSERT_OK(raw);
-  EXPECT_EQ(raw->size(0), 3);
+  EXPECT_EQ(raw->embeds.size(0), 3);
   EXPECT_FALSE(ParsePromptTemplate("chatml").ok());
   // Without a tokenizer and with a 384-token vocabulary, [INST] cannot be spelled.
   EXPECT_THAT(

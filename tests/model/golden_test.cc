@@ -87,7 +87,7 @@ TEST(IcaeGolden, AutoencodingDecodeMatchesTheIcaeModule) {
     auto embeds = (*decoder)->BuildPrompt(PromptTemplate::kAe, {part}, {});
     ASSERT_OK(embeds);
     if (std::string(prefix) == "ae") {
-      EXPECT_LT(MaxAbsDiff(*embeds, Expected("tiny-icae", "ae_input_embeds")[0]), kTol);
+      EXPECT_LT(MaxAbsDiff(embeds->embeds, Expected("tiny-icae", "ae_input_embeds")[0]), kTol);
     }
     GenerationInput input{*embeds, {}};
     input.params.max_new_tokens = 12;

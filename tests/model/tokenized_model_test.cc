@@ -104,7 +104,7 @@ TEST_F(TokenizedModelTest, InstructTemplateSpellsInstWithTheTokenizer) {
   ASSERT_OK(close);
   EXPECT_EQ(usage.text_tokens,
             1 + static_cast<int>(open->size() + 1 + prompt->size() + close->size()));
-  EXPECT_TRUE(embeds->narrow(0, 1 + open->size(), 4).equal(slots.slots));
+  EXPECT_TRUE(embeds->embeds.narrow(0, 1 + open->size(), 4).equal(slots.slots));
 }
 
 }  // namespace

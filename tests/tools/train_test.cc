@@ -246,16 +246,16 @@ TEST_F(TrainTest, TrainingLayoutsEqualServingPrompts) {
   ASSERT_OK(served_ae);
   DecoderExample ae = AutoencodingExample(8, {40, 41}, 2);
   at::Tensor trained_ae = AssembleEmbeds(base, special, ae, slots);
-  ASSERT_EQ(trained_ae.size(0), served_ae->size(0) + 2);
-  EXPECT_TRUE(at::allclose(trained_ae.narrow(0, 0, 9), *served_ae));
+  ASSERT_EQ(trained_ae.size(0), served_ae->embeds.size(0) + 2);
+  EXPECT_TRUE(at::allclose(trained_ae.narrow(0, 0, 9), served_ae->embeds));
 
   // Continuation trains on the raw template: [slots] then the text.
   auto served_raw = (*decoder)->BuildPrompt(PromptTemplate::kRaw, {part}, *prompt);
   ASSERT_OK(served_raw);
   DecoderExample raw = ContinuationExample(8, *prompt);
   at::Tensor trained_raw = AssembleEmbeds(base, special, raw, slots);
-  ASSERT_EQ(trained_raw.size(0), served_raw->size(0));
-  EXPECT_TRUE(at::allclose(trained_raw, *served_raw));
+  ASSERT_EQ(trained_raw.size(0), served_raw->embeds.size(0));
+  EXPECT_TRUE(at::allclose(trained_raw, served_raw->embeds));
 
   for (PromptTemplate t : {PromptTemplate::kIcaeV2Instruct, PromptTemplate::kIcaeV1}) {
     SCOPED_TRACE(std::string(PromptTemplateName(t)));
@@ -264,9 +264,9 @@ TEST_F(TrainTest, TrainingLayoutsEqualServingPrompts) {
     auto example = FinetuneExample(t, 8, *prompt, answer, (*decoder)->template_tokens(), 2);
     ASSERT_OK(example);
     at::Tensor trained = AssembleEmbeds(base, special, *example, slots);
-    const int64_t prompt_len = served->size(0);
+    const int64_t prompt_len = served->embeds.size(0);
     ASSERT_EQ(trained.size(0), prompt_len + 3);
-    EXPECT_TRUE(at::allclose(trained.narrow(0, 0, prompt_len), *served));
+    EXPECT_TRUE(at::allclose(trained.narrow(0, 0, prompt_len), served->embeds));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "absl/strings/str_format.h"
+#include "common/base/slot_kind.h"
 #include "common/io/mapped_file.h"
 #include "common/io/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -83,6 +84,24 @@ int RunEval(const Args& args) {
       "%-34s %d x %d tokens (%d slots each)\n", "spans", r.spans, r.span_tokens,
       (*compressor)->mem_size() * ((r.span_tokens + (*compressor)->max_segment_tokens() - 1) /
                                    (*compressor)->max_segment_tokens()));
+  // Bytes a Compress response carries per 128 source tokens, in the wire dtype asked for (the
+  // compute dtype by default; INT8 adds a float32 scale per row of the last dimension).
+  const DType wire_dtype = wire.value_or(
+      (*compressor)->transformer().dtype() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat32);
+  const double row = (*compressor)->slot_kind() == SlotKind::kKv
+                         ? (*compressor)->config().head_dim
+                         : (*compressor)->config().hidden_size;
+  const double slot_bytes =
+      static_cast<double>(r.slot_elements) *
+      (ItemSize(wire_dtype) + (wire_dtype == DType::kInt8 ? 4.0 / row : 0.0)) * 128.0 /
+      r.span_tokens;
+  std::printf("%-34s %s, %.0f bytes per 128 tokens (%s)\n", "slots",
+              std::string(SlotKindName((*compressor)->slot_kind())).c_str(), slot_bytes,
+              std::string(DTypeName(wire_dtype)).c_str());
+  if (r.first_scored > 1) {
+    std::printf("%-34s from continuation token %d (KV slots predict no first token)\n",
+                "continuation ppl scored", r.first_scored);
+  }
   std::printf("%-34s %.4f\n", "autoencoding BLEU-4", r.bleu4);
   std::printf("%-34s %.4f (%d/%d)\n", "autoencoding exact match", r.exact_match,
               static_cast<int>(r.exact_match * r.spans + 0.5), r.spans);
@@ -108,6 +127,9 @@ int RunEval(const Args& args) {
                         {"bleu4", r.bleu4},       {"exact_match", r.exact_match},
                         {"ppl_text", r.ppl_text}, {"ppl_slots", r.ppl_slots},
                         {"ppl_none", r.ppl_none},
+                        {"slot_kind", std::string(SlotKindName((*compressor)->slot_kind()))},
+                        {"slot_bytes_per_128_tokens", slot_bytes},
+                        {"first_scored_token", r.first_scored},
                         {"slot_dtype", wire ? std::string(DTypeName(*wire)) : "compute"},
                         {"ppl_by_position", bands}};
     absl::Status s = WriteStringToFile(json_out, j.dump(2) + "\n");

@@ -12,13 +12,13 @@
 namespace icae::cli {
 namespace {
 
-// Negative log-likelihood of each of `targets` when `embeds` [positions, hidden] is read and
-// positions first .. first + targets - 1 predict them.
-std::vector<double> Nll(const Transformer& model, const at::Tensor& embeds, int64_t first,
+// Negative log-likelihood of each of `targets` when `prompt` is read and positions
+// first .. first + targets - 1 predict them.
+std::vector<double> Nll(const Transformer& model, const PromptInput& prompt, int64_t first,
                         const std::vector<int>& targets) {
-  const int64_t len = embeds.size(0);
-  at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0);
-  at::Tensor hidden = model.Forward(embeds.unsqueeze(0), positions)[0];  // [len, hidden]
+  const int64_t len = prompt.positions();
+  KVCache cache = model.NewCache(len);
+  at::Tensor hidden = PrefillPrompt(model, prompt, 0, len, cache);  // [len, hidden]
   at::Tensor logits =
       model.Logits(hidden.narrow(0, first, static_cast<int64_t>(targets.size())));  // [n, vocab]
   logits = logits.narrow(-1, 0, model.config().vocab_size);
@@ -28,18 +28,22 @@ std::vector<double> Nll(const Transformer& model, const at::Tensor& embeds, int6
   return std::vector<double>(nll.data_ptr<double>(), nll.data_ptr<double>() + nll.numel());
 }
 
-// Adds per-position NLLs into `sums` (sized to the continuation length).
-double Accumulate(const std::vector<double>& nll, std::vector<double>* sums) {
+// Adds per-position NLLs of continuation positions skip, skip + 1, ... into `sums` (sized to the
+// continuation length).
+double Accumulate(const std::vector<double>& nll, size_t skip, std::vector<double>* sums) {
   double total = 0;
   for (size_t i = 0; i < nll.size(); ++i) {
-    (*sums)[i] += nll[i];
+    (*sums)[skip + i] += nll[i];
     total += nll[i];
   }
   return total;
 }
 
-at::Tensor EmbedIds(const Transformer& model, const std::vector<int>& ids) {
-  return model.Embed(at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong));
+PromptInput EmbedIds(const Transformer& model, const std::vector<int>& ids) {
+  PromptInput input;
+  input.embeds =
+      model.Embed(at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong));
+  return input;
 }
 
 }  // namespace
@@ -69,6 +73,10 @@ absl::StatusOr<EvalResult> EvaluateSpans(
   double nll_text = 0, nll_slots = 0, nll_none = 0, count = 0;
   const size_t cont_len = spans[0].second.size();
   std::vector<double> pos_text(cont_len, 0.0), pos_slots(cont_len, 0.0), pos_none(cont_len, 0.0);
+  // KV slots compute no output of their own, so nothing predicts the continuation's first token
+  // from them: every condition is then scored from the second token on.
+  const size_t skip = compressor.slot_kind() == SlotKind::kKv ? 1 : 0;
+  result.first_scored = static_cast<int>(skip) + 1;
   int exact = 0;
   for (size_t begin = 0; begin < spans.size(); begin += batch) {
     const size_t end = std::min(spans.size(), begin + batch);
@@ -81,15 +89,16 @@ absl::StatusOr<EvalResult> EvaluateSpans(
         ASSIGN_OR_RETURN(at::Tensor decoded, DecodeTensor(proto, s.numel()));
         s = decoded.to(s.scalar_type());
       }
+      if (result.slot_elements == 0) result.slot_elements = s.numel();
       slots.push_back(s);
     }
     std::vector<GenerationInput> inputs;
     for (size_t i = begin; i < end; ++i) {
       ContextPart part;
       part.slots = slots[i - begin];
-      ASSIGN_OR_RETURN(at::Tensor prompt, decoder.BuildPrompt(PromptTemplate::kAe, {part}, {}));
+      part.kind = compressor.slot_kind();
       GenerationInput input;
-      input.prompt_embeds = prompt;
+      ASSIGN_OR_RETURN(input.prompt, decoder.BuildPrompt(PromptTemplate::kAe, {part}, {}));
       input.params.max_new_tokens = result.span_tokens + 16;
       inputs.push_back(std::move(input));
     }
@@ -104,23 +113,28 @@ absl::StatusOr<EvalResult> EvaluateSpans(
       for (size_t i = begin; i < end; ++i) {
         const std::vector<int>& span = spans[i].first;
         const std::vector<int>& cont = spans[i].second;
-        const int64_t n = static_cast<int64_t>(span.size());
-        // (a) span + continuation: position n - 1 predicts cont[0].
+        const int64_t n = static_cast<int64_t>(span.size()), k = static_cast<int64_t>(skip);
+        const std::vector<int> targets(cont.begin() + k, cont.end());
+        // (a) span + continuation: position n - 1 + k predicts cont[k].
         std::vector<int> both = span;
         both.insert(both.end(), cont.begin(), cont.end() - 1);
-        nll_text += Accumulate(Nll(model, EmbedIds(model, both), n - 1, cont), &pos_text);
-        // (b) slots + continuation: the last slot predicts cont[0].
+        nll_text += Accumulate(Nll(model, EmbedIds(model, both), n - 1 + k, targets), skip,
+                               &pos_text);
+        // (b) slots + continuation: the last slot (embedding slots) or cont[0] (KV) predicts
+        // the first target.
         ContextPart part;
         part.slots = slots[i - begin];
+        part.kind = compressor.slot_kind();
         std::vector<int> prompt(cont.begin(), cont.end() - 1);
-        ASSIGN_OR_RETURN(at::Tensor embeds,
+        ASSIGN_OR_RETURN(PromptInput embeds,
                          decoder.BuildPrompt(PromptTemplate::kRaw, {part}, prompt));
-        nll_slots += Accumulate(Nll(model, embeds, part.slots.size(0) - 1, cont), &pos_slots);
+        nll_slots += Accumulate(Nll(model, embeds, part.positions() - 1 + k, targets), skip,
+                                &pos_slots);
         // (c) BOS + continuation.
         std::vector<int> none = {model.config().bos_token_id};
         none.insert(none.end(), cont.begin(), cont.end() - 1);
-        nll_none += Accumulate(Nll(model, EmbedIds(model, none), 0, cont), &pos_none);
-        count += cont.size();
+        nll_none += Accumulate(Nll(model, EmbedIds(model, none), k, targets), skip, &pos_none);
+        count += targets.size();
       }
       return absl::OkStatus();
     }));
@@ -132,7 +146,7 @@ absl::StatusOr<EvalResult> EvaluateSpans(
   result.ppl_slots = std::exp(nll_slots / count);
   result.ppl_none = std::exp(nll_none / count);
   // Perplexity per band of continuation positions [1, 2), [2, 5), [5, 17), ... (1-based).
-  for (size_t lo = 0, width = 1; lo < cont_len; lo += width, width *= 4) {
+  for (size_t lo = skip, width = 1; lo < cont_len; lo += width, width *= 4) {
     const size_t hi = std::min(cont_len, lo + width);
     PositionBand band;
     band.first = static_cast<int>(lo) + 1;

@@ -34,6 +34,10 @@ struct EvalResult {
   double ppl_text = 0;
   double ppl_slots = 0;
   double ppl_none = 0;
+  // 1-based continuation position of the first scored token: 2 for KV slots, which predict no
+  // first token (every condition then skips it), else 1.
+  int first_scored = 1;
+  int64_t slot_elements = 0;  // Elements of one span's slots (the first span's).
   std::vector<PositionBand> bands;  // Widths 1, 4, 16, 64, ... from the first position.
   std::vector<std::vector<int>> references;  // The spans.
   std::vector<std::vector<int>> decoded;     // Their greedy reconstructions.

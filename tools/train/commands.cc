@@ -66,6 +66,7 @@ int RunPretrain(const std::vector<std::string>& args) {
   if (int code = Parse(flags, "pretrain", args); code >= 0) return code;
   pretrain.rate_given = flags.IsSet("rate");
   pretrain.mem_size_given = flags.IsSet("mem-size");
+  pretrain.slot_kind_given = flags.IsSet("slot-kind");
   ConfigureThreads(train.threads);
   return Train("pretrain", CreatePretrainTask(pretrain, train), train);
 }
@@ -80,6 +81,7 @@ int RunFinetune(const std::vector<std::string>& args) {
   if (int code = Parse(flags, "finetune", args); code >= 0) return code;
   finetune.rate_given = flags.IsSet("rate");
   finetune.mem_size_given = flags.IsSet("mem-size");
+  finetune.slot_kind_given = flags.IsSet("slot-kind");
   ConfigureThreads(train.threads);
   return Train("finetune", CreateFinetuneTask(finetune, train), train);
 }

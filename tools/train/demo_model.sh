@@ -5,6 +5,9 @@
 #   tools/train/demo_model.sh copy       # stage 3: copy training    -> .cache/demo/base-copy
 #   tools/train/demo_model.sh icae       # stage 4: ICAE at 4x       -> models/demo/base + icae
 #   tools/train/demo_model.sh icae16     # stage 5: ICAE at 16x      -> models/demo/icae-16x
+#   tools/train/demo_model.sh kv16       # KV slots (500xCompressor) at 16x -> models/demo/kv-16x
+#   tools/train/demo_model.sh curve      # kv16, then KV at 4x and 64x and embedding at 64x (the
+#                                        # quality-vs-ratio curve; .cache/demo/curve/)
 #   tools/train/demo_model.sh probe      # the decoder's capacity (icae-train probe) at 4x and 16x
 #   tools/train/demo_model.sh eval       # the held-out evaluation table (docs/training.md)
 #   tools/train/demo_model.sh all        # stages 1-5 (each skipped when its output exists)
@@ -124,6 +127,39 @@ stage_icae16() {
   sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$demo/icae-16x/adapter_config.json"
 }
 
+# The quality-vs-ratio curve (docs/training.md): an adapter of slot kind $1 (embedding | kv) with
+# $2 memory rows per 128-token segment, trained on the committed (frozen) base by a rate
+# curriculum (1x, then 4x steps, each at mem * rate tokens) up to 128 / $2 tokens per slot. KV
+# slots (500xCompressor) hand the decoder every layer's keys and values instead of one input
+# embedding, so far fewer of them carry a span. Output: .cache/demo/curve/<kind>-<ratio>x (and,
+# for $3 = commit, models/demo/<kind>-<ratio>x).
+stage_curve() {
+  local kind=$1 mem=$2 commit=${3:-}
+  [[ -s "$demo/base/model.safetensors" ]] || stage_icae
+  local final=$((128 / mem)) dir=.cache/demo/curve/$kind-$((128 / mem))x
+  local rate=1 prev="" seed=70
+  local flags=(--slot-kind "$kind" --mem-size "$mem")
+  while :; do
+    local out="$dir/r$rate" steps=400 extra=(--lm-ratio 0)
+    ((rate > 1)) && steps=600
+    if ((rate == final)); then
+      steps=${CURVE_STEPS:-1000}
+      extra=(--lm-ratio 0.2)
+    fi
+    pretrain_stage "$out" "$demo/base" "$steps" $((seed + rate)) "${flags[@]}" --rate "$rate" \
+      --span-tokens $((mem * rate)) "${extra[@]}" ${prev:+--init-adapter "$prev"}
+    ((rate == final)) && break
+    prev=$out
+    flags=()  # The kind and mem_size come with --init-adapter from now on.
+    rate=$((rate * 4 > final ? final : rate * 4))
+  done
+  [[ $commit == commit ]] || return 0
+  local name="$demo/$kind-${final}x"
+  rm -rf "$name" && mkdir -p "$name"
+  cp "$dir/r$final/adapter.safetensors" "$dir/r$final/adapter_config.json" "$name/"
+  sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$name/adapter_config.json"
+}
+
 stage_probe() {
   for ratio in 4x 16x; do
     local adapter="$demo/icae"
@@ -148,11 +184,18 @@ case "${1:-all}" in
   icae16) stage_icae16 ;;
   probe) stage_probe ;;
   eval) stage_eval ;;
+  kv16) stage_curve kv 8 commit ;;
+  curve)
+    stage_curve kv 8 commit
+    stage_curve kv 32
+    stage_curve kv 2
+    stage_curve embedding 2
+    ;;
   all)
     [[ -s "$corpus/tokenizer.model" ]] || stage_corpus
     [[ -s "$copy_base/model.safetensors" ]] || stage_copy
     [[ -s "$demo/icae/adapter.safetensors" ]] || stage_icae
     [[ -s "$demo/icae-16x/adapter.safetensors" ]] || stage_icae16
     ;;
-  *) echo "usage: $0 [corpus|base|copy|icae|icae16|probe|eval|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|curve|probe|eval|all]" >&2; exit 2 ;;
 esac

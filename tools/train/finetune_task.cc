@@ -111,7 +111,7 @@ class FinetuneTask : public TrainTask {
     int64_t enc = 0;
     const ModelConfig& c = s_.base->config();
     for (size_t i = 0; i < batch.size(); ++i) {
-      const int n = static_cast<int>(slots[i].size(0));
+      const int n = SlotCount(slots[i]);
       enc += batch[i]->context.size() + n;
       ASSIGN_OR_RETURN(
           DecoderExample e,

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -118,7 +119,8 @@ at::Tensor EncodeSegments(const Transformer& base, const IcaeTrainables& icae,
     lora.layers.push_back(std::move(cast));
   }
   at::Tensor memory = icae.memory_embed.narrow(0, 0, icae.config.mem_size);  // [mem, hidden]
-  return EncodeSegmentBatch(base, memory, segments, icae.config.memory_positions, &lora);
+  return EncodeSegmentBatch(base, memory, segments, icae.config.memory_positions, &lora,
+                            icae.config.slot_kind);
 }
 
 DecoderExample TargetExample(std::vector<PromptPiece> prompt, int num_slots,
@@ -175,7 +177,12 @@ at::Tensor AssembleEmbeds(const Transformer& base, const at::Tensor& special,
             base.Embed(at::tensor(std::vector<int64_t>(p.ids.begin(), p.ids.end()), at::kLong)));
         break;
       case PromptPiece::kContext:  // The sample's one context part: all its slots.
-        parts.push_back(slots.to(base.dtype()));
+        if (SlotKindOf(slots) == SlotKind::kKv) {  // Given as KV (KvOverride): rows unused.
+          parts.push_back(at::zeros({slots.size(3), base.config().hidden_size},
+                                    at::TensorOptions().dtype(base.dtype())));
+        } else {
+          parts.push_back(slots.to(base.dtype()));
+        }
         break;
       case PromptPiece::kSpecial:
         parts.push_back(special.narrow(0, static_cast<int>(p.special), 1).to(base.dtype()));
@@ -186,10 +193,12 @@ at::Tensor AssembleEmbeds(const Transformer& base, const at::Tensor& special,
 }
 
 DecoderLossResult DecoderLoss(const Transformer& base, const at::Tensor& embeds,
-                              const at::Tensor& labels, const TeacherLogProbs& teacher) {
+                              const at::Tensor& labels, const TeacherLogProbs& teacher,
+                              const KvOverride* kv) {
   const int64_t batch = embeds.size(0), len = embeds.size(1);
   at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0).expand({batch, len});
-  at::Tensor logits = base.Logits(base.Forward(embeds, positions));  // [batch, len, vocab]
+  at::Tensor logits =
+      base.Logits(base.Forward(embeds, positions, {}, nullptr, kv));  // [batch, len, vocab]
   logits = logits.reshape({-1, logits.size(-1)});
   at::Tensor flat_labels = labels.reshape({-1});
   at::Tensor labelled = flat_labels.ne(kIgnore);
@@ -233,11 +242,11 @@ std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTraina
     for (const auto& [begin, end] : plan.ranges)
       segments.emplace_back(c.begin() + begin, c.begin() + end);
   }
-  at::Tensor slots = EncodeSegments(base, icae, segments);  // [segments, mem, hidden]
+  at::Tensor slots = EncodeSegments(base, icae, segments);  // [segments, ...]
   std::vector<at::Tensor> out;
   int64_t first = 0;
   for (int n : num_segments) {
-    out.push_back(slots.narrow(0, first, n).reshape({-1, slots.size(2)}));
+    out.push_back(JoinSegmentSlots(slots.narrow(0, first, n), icae.config.slot_kind));
     first += n;
   }
   return out;
@@ -245,13 +254,25 @@ std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTraina
 
 namespace {
 
-// Right-padded decoder inputs of a batch: embeddings [batch, longest, hidden] and labels
-// [batch, longest] (kIgnore on padding).
-std::pair<at::Tensor, at::Tensor> PadExamples(const Transformer& base, const at::Tensor& special,
-                                              const std::vector<DecoderExample>& examples,
-                                              const std::vector<at::Tensor>& slots) {
+// Right-padded decoder inputs of a batch: embeddings [batch, longest, hidden], labels
+// [batch, longest] (kIgnore on padding and on KV-slot positions, which compute no output) and,
+// when an example reads KV slots, the keys and values given at their positions.
+struct PaddedBatch {
+  at::Tensor embeds;
+  at::Tensor labels;
+  std::optional<KvOverride> kv;
+  const KvOverride* kv_in() const { return kv ? &*kv : nullptr; }
+};
+
+PaddedBatch PadExamples(const Transformer& base, const at::Tensor& special,
+                        const std::vector<DecoderExample>& examples,
+                        const std::vector<at::Tensor>& slots) {
   int64_t longest = 0;
-  for (const DecoderExample& e : examples) longest = std::max<int64_t>(longest, e.length());
+  bool any_kv = false;
+  for (size_t b = 0; b < examples.size(); ++b) {
+    longest = std::max<int64_t>(longest, examples[b].length());
+    any_kv = any_kv || SlotKindOf(slots[b]) == SlotKind::kKv;
+  }
   const int64_t batch = examples.size();
   std::vector<at::Tensor> rows;
   std::vector<int64_t> labels(batch * longest, kIgnore);
@@ -262,8 +283,57 @@ std::pair<at::Tensor, at::Tensor> PadExamples(const Transformer& base, const at:
     rows.push_back(e);
     std::copy(examples[b].labels.begin(), examples[b].labels.end(), labels.begin() + b * longest);
   }
+  PaddedBatch out;
+  if (any_kv) {
+    const ModelConfig& c = base.config();
+    KvOverride kv;
+    std::vector<uint8_t> mask(batch * longest, 0);
+    std::vector<std::vector<at::Tensor>> keys(c.num_layers), values(c.num_layers);
+    auto zeros = [&](int64_t n) {
+      return at::zeros({c.num_kv_heads, n, c.head_dim}, at::TensorOptions().dtype(base.dtype()));
+    };
+    for (int64_t b = 0; b < batch; ++b) {
+      // Where the example's one context part (its slots) sits.
+      int64_t begin = 0, n = 0;
+      for (const PromptPiece& p : examples[b].pieces) {
+        if (p.kind == PromptPiece::kContext) {
+          n = examples[b].num_slots;
+          break;
+        }
+        begin += p.kind == PromptPiece::kTokens ? static_cast<int64_t>(p.ids.size()) : 1;
+      }
+      const bool is_kv = SlotKindOf(slots[b]) == SlotKind::kKv && n > 0;
+      for (int l = 0; l < c.num_layers; ++l) {
+        for (int kv_index = 0; kv_index < 2; ++kv_index) {
+          std::vector<at::Tensor> parts;
+          if (is_kv) {
+            parts = {zeros(begin), slots[b][l][kv_index].to(base.dtype()),
+                     zeros(longest - begin - n)};
+          } else {
+            parts = {zeros(longest)};
+          }
+          (kv_index == 0 ? keys : values)[l].push_back(at::cat(parts, 1));
+        }
+      }
+      if (!is_kv) continue;
+      for (int64_t p = begin; p < begin + n; ++p) {
+        mask[b * longest + p] = 1;
+        labels[b * longest + p] = kIgnore;
+      }
+    }
+    kv.mask = at::tensor(std::vector<int64_t>(mask.begin(), mask.end()), at::kLong)
+                  .view({batch, longest})
+                  .to(at::kBool);
+    for (int l = 0; l < c.num_layers; ++l) {
+      kv.kv.keys.push_back(at::stack(keys[l], 0));  // [batch, kv_heads, longest, d]
+      kv.kv.values.push_back(at::stack(values[l], 0));
+    }
+    out.kv = std::move(kv);
+  }
   // Right padding needs no mask: causal attention keeps real positions from seeing it.
-  return {at::stack(rows, 0), at::tensor(labels, at::kLong).view({batch, longest})};
+  out.embeds = at::stack(rows, 0);
+  out.labels = at::tensor(labels, at::kLong).view({batch, longest});
+  return out;
 }
 
 }  // namespace
@@ -272,8 +342,9 @@ BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
                        const std::vector<DecoderExample>& examples,
                        const std::vector<at::Tensor>& slots, const TeacherLogProbs& teacher,
                        double kd_weight) {
-  auto [embeds, labels] = PadExamples(base, special, examples, slots);
-  DecoderLossResult r = DecoderLoss(base, embeds, labels, teacher);
+  PaddedBatch padded = PadExamples(base, special, examples, slots);
+  const at::Tensor& labels = padded.labels;
+  DecoderLossResult r = DecoderLoss(base, padded.embeds, labels, teacher, padded.kv_in());
   BatchLoss out;
   out.labelled = r.count;
   out.correct = r.correct;
@@ -289,10 +360,12 @@ TeacherLogProbs LabelledLogProbs(const Transformer& base, const at::Tensor& spec
                                  const std::vector<DecoderExample>& examples,
                                  const std::vector<at::Tensor>& slots) {
   at::NoGradGuard no_grad;
-  auto [embeds, labels] = PadExamples(base, special, examples, slots);
-  const int64_t batch = embeds.size(0), len = embeds.size(1);
+  PaddedBatch padded = PadExamples(base, special, examples, slots);
+  const at::Tensor& labels = padded.labels;
+  const int64_t batch = padded.embeds.size(0), len = padded.embeds.size(1);
   at::Tensor positions = at::arange(len, at::kLong).unsqueeze(0).expand({batch, len});
-  at::Tensor logits = base.Logits(base.Forward(embeds, positions));  // [batch, len, vocab]
+  at::Tensor logits = base.Logits(
+      base.Forward(padded.embeds, positions, {}, nullptr, padded.kv_in()));  // [batch, len, vocab]
   TeacherLogProbs out;
   for (int64_t b = 0; b < batch; ++b) {
     at::Tensor rows = labels[b].ne(kIgnore).nonzero().view({-1});

@@ -22,6 +22,16 @@ namespace icae::train {
 
 inline constexpr int kIgnore = -100;  // Label of a position without loss.
 
+// The kind of a slot tensor in the trainer: [n, hidden] embedding slots, or
+// [layers, 2, kv_heads, n, head_dim] KV slots.
+inline SlotKind SlotKindOf(const at::Tensor& slots) {
+  return slots.dim() == 5 ? SlotKind::kKv : SlotKind::kEmbedding;
+}
+// Decoder positions the slots take.
+inline int SlotCount(const at::Tensor& slots) {
+  return static_cast<int>(slots.size(SlotKindOf(slots) == SlotKind::kKv ? 3 : 0));
+}
+
 // float32 leaves with requires_grad.
 struct IcaeTrainables {
   AdapterConfig config;     // r, lora_alpha, target_modules, mem_size, rate.
@@ -48,7 +58,8 @@ absl::Status SaveIcaeAdapter(const std::string& dir, const ModelConfig& model,
 
 // Slots of independent segments (each at most mem_size * rate tokens) through the shared
 // encoder pass (EncodeSegmentBatch, as Compressor serves them) with the trainables' unmerged LoRA:
-// [segments, mem_size, hidden] in the base's dtype, differentiable w.r.t. the trainables.
+// [segments, mem_size, hidden] (KV slots: [segments, layers, 2, kv_heads, mem_size, head_dim]) in
+// the base's dtype, differentiable w.r.t. the trainables.
 at::Tensor EncodeSegments(const Transformer& base, const IcaeTrainables& icae,
                           absl::Span<const std::vector<int>> segments);
 
@@ -82,7 +93,8 @@ absl::StatusOr<DecoderExample> FinetuneExample(PromptTemplate tmpl, int num_slot
 at::Tensor SpecialRows(const IcaeTrainables& icae);
 
 // Decoder input embeddings [length, hidden] (base dtype) for `example` with its slots
-// [num_slots, hidden]; `special` [3, hidden] holds the AE, LM and FT embeddings.
+// [num_slots, hidden]; `special` [3, hidden] holds the AE, LM and FT embeddings. KV slots
+// ([layers, 2, kv_heads, n, head_dim]) take zero rows: ExamplesLoss gives their keys and values.
 at::Tensor AssembleEmbeds(const Transformer& base, const at::Tensor& special,
                           const DecoderExample& example, const at::Tensor& slots);
 
@@ -101,7 +113,8 @@ struct DecoderLossResult {
 // undefined tensor for an example without a teacher. The term is KL(teacher || model) per position.
 using TeacherLogProbs = std::vector<at::Tensor>;
 DecoderLossResult DecoderLoss(const Transformer& base, const at::Tensor& embeds,
-                              const at::Tensor& labels, const TeacherLogProbs& teacher = {});
+                              const at::Tensor& labels, const TeacherLogProbs& teacher = {},
+                              const KvOverride* kv = nullptr);
 
 // Slots of every context by the multi-span rule (all segments of all contexts as one batch):
 // contexts[i] -> [num_segments_i * mem_size, hidden].

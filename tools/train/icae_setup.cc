@@ -48,6 +48,10 @@ void RegisterIcaeFlags(FlagSet& flags, IcaeOptions* o) {
   flags.String("memory-positions", &o->memory_positions,
                "RoPE positions of the memory tokens in the encoder: append (ICAE: after the "
                "text) or uniform (each at the end of its chunk of rate tokens)");
+  flags.String("slot-kind", &o->slot_kind,
+               "what the encoder emits per memory token: embedding (ICAE: the final hidden "
+               "state, read as an input embedding) or kv (500xCompressor: every layer's keys and "
+               "values, read as a KV-cache prefix); a new adapter only");
   flags.Int("valid-samples", &o->valid_samples, "validation samples");
   flags.Double("residual-lr-scale", &o->residual_lr_scale,
                "lr multiplier for the memory rows and the o_proj/down_proj LoRA B (use c on a "
@@ -71,6 +75,7 @@ absl::Status ValidateIcaeOptions(const IcaeOptions& o) {
   if (!ParseMemoryPositions(o.memory_positions).ok()) {
     return bad("memory-positions", "must be append or uniform");
   }
+  if (!ParseSlotKind(o.slot_kind).ok()) return bad("slot-kind", "must be embedding or kv");
   return absl::OkStatus();
 }
 
@@ -119,6 +124,11 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
     // The rate is a property of the segment plan, not of the weights: the same memory rows can
     // go on at another rate (1x, then 2x, then 4x trains far faster than 4x from the start).
     if (o.rate_given) s.icae.config.compression_rate = o.rate;
+    if (o.slot_kind_given && *ParseSlotKind(o.slot_kind) != s.icae.config.slot_kind) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--slot-kind ", o.slot_kind, " differs from the ",
+          SlotKindName(s.icae.config.slot_kind), " slots of --init-adapter ", o.init_adapter));
+    }
   } else {
     RETURN_IF_ERROR(CatchTorch("initialising the adapter", [&]() -> absl::Status {
       const double embed_std = s.base->weights().embed.to(at::kFloat).std().item<double>();
@@ -126,6 +136,7 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
                        InitIcae(config, o.lora_r, o.lora_alpha, ParseLoraTargets(o.lora_targets),
                                 o.mem_size, o.rate, static_cast<uint64_t>(train.seed), embed_std,
                                 *ParseMemoryPositions(o.memory_positions)));
+      s.icae.config.slot_kind = *ParseSlotKind(o.slot_kind);
       return absl::OkStatus();
     }));
   }
@@ -143,6 +154,9 @@ std::string IcaeRecipe(const IcaeSetup& s, const std::string& model) {
       c.memory_positions == MemoryPositions::kAppend
           ? std::string()
           : absl::StrCat(" memory_positions=", MemoryPositionsName(c.memory_positions)),
+      c.slot_kind == SlotKind::kEmbedding
+          ? std::string()
+          : absl::StrCat(" slot_kind=", SlotKindName(c.slot_kind)),
       " mem=", c.mem_size, " rate=", c.compression_rate);
 }
 

@@ -243,16 +243,21 @@ class PretrainTask : public TrainTask {
         slots[i] = no_slots;
         continue;
       }
-      const int n = static_cast<int>(slots[i].size(0));
+      const int n = SlotCount(slots[i]);
       const int len = span_of(i);
       enc += len + n;
       if (objectives[i] == Objective::kContinue) {
         std::vector<int> continuation(w.begin() + len, w.begin() + len + span);
         examples.push_back(ContinuationExample(n, continuation));
+        // KV slots compute no output, so the continuation's first token is not predicted from
+        // them (500xCompressor): neither the student nor its teacher scores it.
+        const bool kv = SlotKindOf(slots[i]) == SlotKind::kKv;
+        if (kv) examples.back().labels[n - 1] = kIgnore;
         if (with_teacher) {
           teacher_examples.push_back(
               TargetExample({{PromptPiece::kTokens, std::vector<int>(w.begin(), w.begin() + len)}},
                             0, continuation, kIgnore));
+          if (kv) teacher_examples.back().labels[len - 1] = kIgnore;
           taught.push_back(i);
         }
       } else {

@@ -37,7 +37,9 @@ struct IcaeOptions {
   int rate = 4;                             // Tokens per slot: segments of mem_size * rate tokens.
   bool rate_given = false;                  // --rate was on the command line.
   bool mem_size_given = false;              // --mem-size was on the command line.
+  bool slot_kind_given = false;             // --slot-kind was on the command line.
   std::string memory_positions = "append";  // Encoder layout of memory rows: append | uniform.
+  std::string slot_kind = "embedding";      // What the encoder emits: embedding | kv.
   int valid_samples = 32;
   // Learning-rate multiplier for what writes into the residual stream at its own scale: the
   // memory rows and the B matrices of o_proj / down_proj LoRA (on a base rescaled by c, use c).

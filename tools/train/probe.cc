@@ -50,7 +50,7 @@ class Prober {
   absl::StatusOr<ProbeRow> Score(const std::string& source, const std::vector<at::Tensor>& slots) {
     ProbeRow row;
     row.source = source;
-    row.slots = static_cast<int>(slots[0].size(0));
+    row.slots = SlotCount(slots[0]);
     row.tokens_per_slot = static_cast<double>(spans_[0].size()) / row.slots;
     {
       at::NoGradGuard no_grad;
@@ -63,9 +63,9 @@ class Prober {
     for (const at::Tensor& s : slots) {
       ContextPart part;
       part.slots = s.detach();
-      ASSIGN_OR_RETURN(at::Tensor prompt, decoder_.BuildPrompt(tmpl_, {part}, {}));
+      part.kind = SlotKindOf(s);
       GenerationInput input;
-      input.prompt_embeds = prompt;
+      ASSIGN_OR_RETURN(input.prompt, decoder_.BuildPrompt(tmpl_, {part}, {}));
       input.params.max_new_tokens = static_cast<int>(spans_[0].size()) + 8;
       inputs.push_back(std::move(input));
     }
@@ -242,7 +242,7 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
     }
   }
   if (counts.empty()) {
-    counts.push_back(compressor ? static_cast<int>(adapter_slots[0].size(0)) : 32);
+    counts.push_back(compressor ? SlotCount(adapter_slots[0]) : 32);
   }
   ProbeResult result;
   result.spans = o.spans;
