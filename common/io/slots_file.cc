@@ -10,7 +10,7 @@ namespace icae {
 
 absl::Status WriteSlotsFile(const std::string& path, const SlotsFile& slots) {
   SafetensorsWriter writer;
-  writer.SetMetadata("kind", "embedding");
+  writer.SetMetadata("kind", std::string(SlotKindName(slots.kind)));
   writer.SetMetadata("encoder_id", slots.encoder_id);
   writer.SetMetadata("source_tokens", absl::StrCat(slots.source_tokens));
   writer.SetMetadata("num_segments", absl::StrCat(slots.num_segments));
@@ -23,16 +23,26 @@ absl::StatusOr<SlotsFile> ReadSlotsFile(const std::string& path) {
   ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
   const TensorInfo* info = file->Find("slots");
   if (info == nullptr) return absl::InvalidArgumentError(absl::StrCat(path, ": no 'slots' tensor"));
-  if (info->shape.size() != 2 || !IsFloating(info->dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": 'slots' must be a 2-D float tensor [num_slots, hidden]"));
-  }
+  const auto& meta = file->metadata();
   SlotsFile slots;
+  if (auto it = meta.find("kind"); it != meta.end()) {
+    absl::StatusOr<SlotKind> kind = ParseSlotKind(it->second);
+    if (!kind.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": bad metadata kind=", it->second));
+    }
+    slots.kind = *kind;
+  }
+  const size_t rank = slots.kind == SlotKind::kKv ? 5 : 2;
+  if (info->shape.size() != rank || !IsFloating(info->dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": 'slots' must be a float tensor ",
+        slots.kind == SlotKind::kKv ? "[layers, 2, kv_heads, num_slots, head_dim]"
+                                    : "[num_slots, hidden]"));
+  }
   slots.dtype = info->dtype;
   slots.shape = info->shape;
   absl::Span<const uint8_t> bytes = file->Bytes(*info);
   slots.data.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  const auto& meta = file->metadata();
   auto get_int = [&](const char* key, int* out) -> absl::Status {
     auto it = meta.find(key);
     if (it == meta.end()) return absl::OkStatus();

@@ -200,6 +200,51 @@ TEST_F(KvSlotsServerTest, KvSlotsRoundTripThroughBothServicesToTheOfflineIds) {
   }
 }
 
+// icae compress / generate work unchanged for KV slots: a slots file keeps the kind, offline and
+// through the services, and every path decodes to the same ids.
+TEST_F(KvSlotsServerTest, CliCompressAndGenerateCarryTheKind) {
+  const std::string ids = "5,17,42,99,3,250,8,61,77,300,12,13,14,15,16,40,41,42,43,44";
+  const std::string local = scratch_->Join("kv-local.safetensors");
+  const std::string remote = scratch_->Join("kv-remote.safetensors");
+  const std::string out = scratch_->Join("kv-cli.out"), err = scratch_->Join("kv-cli.err");
+  ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " compress --model ", TinyModelDir(), " --adapter ",
+                                    KvAdapter(), " --token-ids ", ids, " --out ", local),
+                       out, err),
+            0)
+      << ReadFile(err);
+  EXPECT_THAT(ReadFile(err), HasSubstr("into 8 slots (2 segments)"));
+  KvEncoder();  // Started.
+  ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " compress --encoder ",
+                                    kv_encoder_->process.address(), " --token-ids ", ids,
+                                    " --slot_dtype float32 --out ", remote),
+                       out, err),
+            0)
+      << ReadFile(err);
+  for (const std::string& path : {local, remote}) {
+    auto file = ReadSlotsFile(path);
+    ASSERT_OK(file);
+    EXPECT_EQ(file->kind, SlotKind::kKv);
+    EXPECT_EQ(file->shape, (std::vector<int64_t>{2, 2, 2, 8, 16}));
+    EXPECT_EQ(file->num_slots(), 8);
+  }
+  std::string first;
+  for (const std::string& where :
+       {absl::StrCat(" --decoder ", KvDecoder()->process.address()),
+        absl::StrCat(" --model ", TinyModelDir(), " --adapter ", KvAdapter())}) {
+    for (const std::string& path : {local, remote}) {
+      SCOPED_TRACE(where + " " + path);
+      ASSERT_EQ(RunCommand(absl::StrCat(kCliBin, " generate", where, " --slots ", path,
+                                        " --template ae --max-new-tokens 10 --print-ids"),
+                           out, err),
+                0)
+          << ReadFile(err);
+      if (first.empty()) first = ReadFile(out);
+      EXPECT_EQ(ReadFile(out), first);
+    }
+  }
+  EXPECT_EQ(std::count(first.begin(), first.end(), ','), 9) << first;
+}
+
 TEST_F(KvSlotsServerTest, BadKvSlotsAreRefusedNamingTheField) {
   const std::string& id = KvDecoder()->info.accepted_encoder_id();
   const at::Tensor good = at::randn({2, 2, 2, 4, 16});

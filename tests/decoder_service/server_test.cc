@@ -290,8 +290,15 @@ TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
   }
   {
     v1::GenerateRequest request = AeRequest("slots", 8);
+    // An embedding tensor labelled KV: this decoder reads embedding slots (kv_slots_server_test
+    // sends real KV tensors to a KV decoder).
     request.mutable_context(0)->mutable_slots()->set_kind(v1::KV);
-    EXPECT_THAT(both(request), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("KV")));
+    EXPECT_THAT(both(request),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         HasSubstr("kv slots, but this decoder's adapter reads embedding slots")));
+    request.mutable_context(0)->mutable_slots()->set_kind(static_cast<v1::SlotKind>(7));
+    EXPECT_THAT(both(request), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("context[0].slots.kind 7 is not a slot kind")));
   }
   {
     v1::GenerateRequest request = AeRequest("slots", 8);

@@ -36,12 +36,13 @@ TEST(CorpusBleuTest, MatchesAHandComputedScore) {
   EXPECT_NEAR(CorpusBleu({{1, 2, 3, 4}}, {{1, 2, 3, 4, 5, 6}}), std::exp(1.0 - 6.0 / 4), 1e-12);
 }
 
-TEST(EvalBinaryTest, WritesTheTableAndJson) {
-  ScratchDir dir;
+// A few pretraining steps on tiny-llama: an adapter of `kind` in <dir>/adapter.
+void TrainTinyAdapter(const ScratchDir& dir, const std::string& kind) {
   ASSERT_OK(train::testing::MakeTokenizedTinyBase(dir.Join("base")));
   train::testing::WriteCorpus(dir.Join("train.txt"), 20, 1);
   train::testing::WriteCorpus(dir.Join("test.txt"), 6, 5);
   train::PretrainOptions o;
+  o.slot_kind = kind;
   o.model = dir.Join("base");
   o.train = dir.Join("train.txt");
   o.valid = dir.Join("test.txt");
@@ -54,7 +55,11 @@ TEST(EvalBinaryTest, WritesTheTableAndJson) {
   auto task = train::CreatePretrainTask(o, t);
   ASSERT_OK(task);
   ASSERT_OK(train::RunTraining(**task, t, stderr));
+}
 
+TEST(EvalBinaryTest, WritesTheTableAndJson) {
+  ScratchDir dir;
+  TrainTinyAdapter(dir, "embedding");
   const std::string command = absl::StrCat(
       ICAE_BIN_DIR, "/icae eval --model ", dir.Join("base"), " --adapter ", dir.Join("adapter"),
       " --file ", dir.Join("test.txt"), " --max-spans 5 --threads 2 --json ", dir.Join("eval.json"),
@@ -99,6 +104,35 @@ TEST(EvalBinaryTest, WritesTheTableAndJson) {
       absl::StrCat(ICAE_BIN_DIR, "/icae eval --model ", dir.Join("base"), " --adapter ",
                    dir.Join("adapter"), " --file ", dir.Join("short.txt"), " > /dev/null 2>&1");
   EXPECT_EQ(WEXITSTATUS(std::system(short_run.c_str())), 2);
+}
+
+// KV slots predict no first continuation token: every condition is scored from the second one,
+// and the table says so, with the bytes a KV encoder sends per 128 tokens.
+TEST(EvalBinaryTest, KvSlotsAreScoredFromTheSecondContinuationToken) {
+  ScratchDir dir;
+  TrainTinyAdapter(dir, "kv");
+  const std::string command = absl::StrCat(
+      ICAE_BIN_DIR, "/icae eval --model ", dir.Join("base"), " --adapter ", dir.Join("adapter"),
+      " --file ", dir.Join("test.txt"), " --max-spans 3 --threads 2 --json ", dir.Join("eval.json"),
+      " > ", dir.Join("table.txt"), " 2> ", dir.Join("err.txt"));
+  ASSERT_EQ(std::system(command.c_str()), 0) << train::testing::ReadAll(dir.Join("err.txt"));
+  const std::string table = train::testing::ReadAll(dir.Join("table.txt"));
+  // [2 layers, 2, 2 kv heads, 4 slots, 16] float32 per 16 tokens = 2048 bytes: 16384 per 128.
+  EXPECT_THAT(table, ::testing::HasSubstr("kv, 16384 bytes per 128 tokens (float32)"));
+  EXPECT_THAT(table, ::testing::HasSubstr("from continuation token 2"));
+  nlohmann::json j = nlohmann::json::parse(train::testing::ReadAll(dir.Join("eval.json")));
+  EXPECT_EQ(j["slot_kind"], "kv");
+  EXPECT_EQ(j["first_scored_token"], 2);
+  const nlohmann::json& bands = j["ppl_by_position"];
+  ASSERT_FALSE(bands.empty());
+  EXPECT_EQ(bands[0]["first"].get<int>(), 2);
+  double weighted = 0;
+  for (const nlohmann::json& b : bands) {
+    weighted += (b["last"].get<int>() - b["first"].get<int>() + 1) *
+                std::log(b["ppl_slots"].get<double>());
+  }
+  EXPECT_EQ(bands.back()["last"].get<int>(), 16);
+  EXPECT_NEAR(weighted / 15, std::log(j["ppl_slots"].get<double>()), 1e-9);
 }
 
 }  // namespace

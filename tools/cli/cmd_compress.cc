@@ -1,5 +1,6 @@
 // icae compress --model DIR --adapter PATH (--token-ids IDS | --text STR | --file F) --out FILE
-// Writes `slots` [n_slots, hidden] float32 with the MemorySlots fields as metadata.
+// Writes `slots` ([n_slots, hidden], or KV [layers, 2, kv_heads, n_slots, head_dim]) float32 with
+// the MemorySlots fields as metadata.
 #include <iostream>
 
 #include "common/io/slots_file.h"
@@ -26,7 +27,7 @@ int RunCompress(const Args& args) {
   SpanInput input;
   RegisterSpanFlags(flags, &input);
   std::string out;
-  flags.String("out", &out, "output safetensors file with `slots` [n_slots, hidden]");
+  flags.String("out", &out, "output safetensors file with `slots` (its kind's wire shape)");
   int code = kExitOk;
   if (!ParseCommandFlags(flags, cmd, args, &code)) return code;
   if (absl::Status s = ValidateSpanInput(flags, input); !s.ok()) {
@@ -70,12 +71,13 @@ int RunCompress(const Args& args) {
           .num_segments;
   absl::Status status = CatchTorch("saving slots", [&]() -> absl::Status {
     at::Tensor cpu = slots->to(at::kCPU, at::kFloat).contiguous();
-    file.shape = {cpu.size(0), cpu.size(1)};
+    file.kind = (*compressor)->slot_kind();
+    file.shape = cpu.sizes().vec();
     file.data.assign(static_cast<const char*>(cpu.data_ptr()), cpu.numel() * sizeof(float));
     return WriteSlotsFile(out, file);
   });
   if (!status.ok()) return Failure(cmd, status);
-  std::cerr << "compressed " << ids.size() << " tokens into " << file.shape[0] << " slots ("
+  std::cerr << "compressed " << ids.size() << " tokens into " << file.num_slots() << " slots ("
             << file.num_segments << " segments)\n";
   return kExitOk;
 }

@@ -2,8 +2,10 @@
 // The product in one screen (make demo runs it against freshly started services): a held-out
 // document is compressed by the encoder, reconstructed from its slots by the decoder (ae
 // template, scored with BLEU-4), and continued from the slots next to a continuation from the
-// original text; with the sizes on the wire and the time of every stage. No LibTorch: the
-// tokenizer (for the reference ids) is the only model file read locally.
+// original text; with the sizes on the wire and the time of every stage. With --row it prints one
+// line instead: the slot kind, ratio, bytes on the wire and reconstruction BLEU (make demo sets
+// the embedding and the KV encoders side by side with it). No LibTorch: the tokenizer (for the
+// reference ids) is the only model file read locally.
 #include <cstdio>
 #include <iostream>
 
@@ -53,6 +55,7 @@ int RunDemo(const Args& args) {
   ClientOptions encoder_options, decoder_options;
   std::string model, file;
   int span_tokens = 0, continue_tokens = 40;
+  bool row = false;
   double timeout_seconds = 300;
   flags.StringList("encoder", &encoder_options.addresses, "encoder address HOST:PORT");
   flags.StringList("decoder", &decoder_options.addresses, "decoder address HOST:PORT");
@@ -60,6 +63,8 @@ int RunDemo(const Args& args) {
   flags.String("file", &file, "held-out document");
   flags.Int("span_tokens", &span_tokens, "tokens compressed (0 = one segment: mem_size * rate)");
   flags.Int("continue_tokens", &continue_tokens, "tokens generated for the continuations");
+  flags.Bool("row", &row,
+             "print one line: slot kind, ratio, bytes on the wire, reconstruction BLEU-4");
   RegisterClientFlags(flags, &decoder_options, &timeout_seconds);
   int code = kExitOk;
   if (!ParseCommandFlags(flags, cmd, args, &code)) return code;
@@ -95,7 +100,7 @@ int RunDemo(const Args& args) {
   auto span_text = (*tokenizer)->Decode(WithoutBos(span, bos));
   if (!span_text.ok()) return Failure(cmd, span_text.status());
 
-  std::cout << absl::StrFormat(
+  if (!row) std::cout << absl::StrFormat(
       "ICAE demo: encoder %s (%s), decoder %s\n  model %s, hidden %d, %d slots per %d tokens\n"
       "  encoder_id %s\n\n",
       encoder->connection().target(), encoder_info->device(), decoder->connection().target(),
@@ -113,8 +118,8 @@ int RunDemo(const Args& args) {
   if (!compressed.ok()) return Failure(cmd, compressed.status());
   const absl::Duration compress_time = absl::Now() - compress_start;
   const v1::MemorySlots& slots = compressed->spans(0).slots();
-  const int num_slots = static_cast<int>(slots.slots().shape(0));
-  std::cout << absl::StrFormat(
+  const int num_slots = static_cast<int>(compressed->spans(0).usage().slots());
+  if (!row) std::cout << absl::StrFormat(
       "1. compress   %d tokens -> %d slots (%.1fx) in %.0f ms; on the wire %d bytes of %s "
       "slots (%d bytes as a MemorySlots message) vs %d bytes of UTF-8 text\n",
       span.size(), num_slots, static_cast<double>(span.size()) / num_slots,
@@ -133,6 +138,14 @@ int RunDemo(const Args& args) {
   const std::vector<int> reference = WithoutBos(span, bos);
   hypothesis = WithoutBos(hypothesis, bos);
   const double bleu = CorpusBleu({hypothesis}, {reference});
+  const bool kv = slots.kind() == v1::KV;
+  if (row) {
+    std::cout << absl::StrFormat(
+        "  %-9s  %4d tokens -> %3d slots (%4.1fx)  %7d bytes (%s)  BLEU-4 %.3f\n",
+        kv ? "KV" : "embedding", span.size(), num_slots, static_cast<double>(span.size()) / num_slots,
+        slots.slots().data().size(), v1::DataType_Name(slots.slots().dtype()), bleu);
+    return kExitOk;
+  }
   std::cout << absl::StrFormat(
       "2. reconstruct from the %d slots (template ae) in %.0f ms: BLEU-4 %.3f, exact match %s\n",
       num_slots, absl::ToDoubleMilliseconds(rebuilt->time), bleu,
@@ -145,6 +158,10 @@ int RunDemo(const Args& args) {
   *from_slots.add_context()->mutable_slots() = slots;
   from_slots.set_template_name("raw");
   from_slots.set_max_new_tokens(continue_tokens);
+  // KV slots compute no output of their own: the document's next token starts both continuations.
+  if (kv && all_ids->size() > span.size()) {
+    from_slots.mutable_prompt_ids()->add_ids((*all_ids)[span.size()]);
+  }
   v1::GenerateRequest from_text = from_slots;
   from_text.clear_context();
   for (int id : span) from_text.add_context()->mutable_token_ids()->add_ids(id);

@@ -32,6 +32,7 @@ absl::StatusOr<ContextPart> LoadSlots(const std::string& path, const SlotDecoder
   }
   return CatchTorch("reading slots", [&]() -> absl::StatusOr<ContextPart> {
     ContextPart part;
+    part.kind = file->kind;
     part.slots = at::from_blob(file->data.data(), file->shape,
                                at::TensorOptions().dtype(ToScalarType(file->dtype)))
                      .clone();

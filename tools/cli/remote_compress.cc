@@ -1,5 +1,6 @@
 #include "tools/cli/remote_compress.h"
 
+#include <algorithm>
 #include <iostream>
 
 #include "absl/strings/match.h"
@@ -29,13 +30,17 @@ absl::StatusOr<SlotsFile> ToSlotsFile(const v1::CompressedSpan& span) {
     default:
       return absl::DataLossError("the encoder sent slots of a non-float dtype");
   }
-  if (tensor.shape_size() != 2 || tensor.shape(0) < 0 || tensor.shape(1) < 0 ||
-      static_cast<uint64_t>(tensor.shape(0)) * static_cast<uint64_t>(tensor.shape(1)) *
-              ItemSize(file.dtype) !=
-          tensor.data().size()) {
+  file.kind = slots.kind() == v1::KV ? SlotKind::kKv : SlotKind::kEmbedding;
+  uint64_t elements = 1;
+  for (int64_t d : tensor.shape()) {
+    if (d < 0 || d > (int64_t{1} << 40)) elements = 0;  // Refused below.
+    elements *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+  }
+  if (tensor.shape_size() != (file.kind == SlotKind::kKv ? 5 : 2) || elements == 0 ||
+      elements * ItemSize(file.dtype) != tensor.data().size()) {
     return absl::DataLossError("the encoder sent a slots tensor whose shape and bytes disagree");
   }
-  file.shape = {tensor.shape(0), tensor.shape(1)};
+  file.shape.assign(tensor.shape().begin(), tensor.shape().end());
   file.data = tensor.data();
   file.encoder_id = slots.encoder_id();
   file.source_tokens = slots.source_tokens();
@@ -132,7 +137,7 @@ int RunRemoteCompress(const Args& args) {
   absl::StatusOr<SlotsFile> file = ToSlotsFile(response->spans(0));
   if (!file.ok()) return Failure(cmd, file.status());
   if (absl::Status s = WriteSlotsFile(out, *file); !s.ok()) return Failure(cmd, s);
-  std::cerr << "compressed " << file->source_tokens << " tokens into " << file->shape[0]
+  std::cerr << "compressed " << file->source_tokens << " tokens into " << file->num_slots()
             << " slots (" << file->num_segments << " segments"
             << (response->spans(0).usage().cache_hit() ? ", cached" : "") << ") as "
             << DTypeName(file->dtype) << " via " << encoder->connection().target() << "\n";

@@ -46,7 +46,7 @@ absl::StatusOr<v1::ContextPart> SlotsFileContext(const std::string& path) {
   tensor->set_dtype(ToProtoDataType(file->dtype));
   for (int64_t d : file->shape) tensor->add_shape(d);
   tensor->set_data(std::move(file->data));
-  slots->set_kind(v1::EMBEDDING);
+  slots->set_kind(file->kind == SlotKind::kKv ? v1::KV : v1::EMBEDDING);
   slots->set_encoder_id(file->encoder_id);
   slots->set_source_tokens(file->source_tokens);
   slots->set_num_segments(file->num_segments);

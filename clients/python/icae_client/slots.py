@@ -123,12 +123,15 @@ class Slots(_SpanResult):
 
     @property
     def num_slots(self) -> int:
-        """Slot positions (``num_segments * mem_size``)."""
+        """Slot positions (``num_segments * mem_size``): axis 0 of EMBEDDING slots
+        ``[num_slots, hidden]``, axis 3 of KV slots ``[layers, 2, kv_heads, num_slots, head_dim]``."""
         shape = self._proto.slots.shape
-        return int(shape[0]) if shape else 0
+        axis = 3 if self._proto.kind == slots_pb2.KV else 0
+        return int(shape[axis]) if len(shape) > axis else 0
 
     @property
     def hidden_size(self) -> int:
+        """The last dimension: the hidden size (EMBEDDING) or the head dimension (KV)."""
         shape = self._proto.slots.shape
         return int(shape[-1]) if len(shape) >= 2 else 0
 
