@@ -1,6 +1,6 @@
 // icae-decoder: the frozen LLM generating from memory slots plus a prompt, over gRPC.
 //
-//   icae-decoder --model DIR --adapter PATH [--listen 0.0.0.0:50052]
+//   icae-decoder --model DIR --adapter PATH [--also_accept PATH,...] [--listen 0.0.0.0:50052]
 //                [--metrics_listen 0.0.0.0:9092] [--max_running 16] [--max_kv_tokens 65536] ...
 //
 // Start-up: the port opens at once with health NOT_SERVING ("listening on HOST:PORT" and
@@ -46,6 +46,10 @@ int Run(int argc, char** argv) {
   EngineOptions engine_options;
   FlagSet flags("icae-decoder --model DIR --adapter PATH [options]");
   RegisterServerFlags(flags, "0.0.0.0:50052", "0.0.0.0:9092", &server_flags);
+  std::vector<std::string> also_accept;
+  flags.StringList("also_accept", &also_accept,
+                   "more adapters of the same base whose slots are read too (e.g. a KV adapter "
+                   "beside an embedding one; --adapter's special tokens serve the templates)");
   flags.Int("max_running", &engine_options.max_running, "sequences decoding together");
   flags.Int64("max_kv_tokens", &engine_options.max_kv_tokens,
               "KV-cache positions: running sequences reserve context + max_new_tokens each (less "
@@ -111,7 +115,7 @@ int Run(int argc, char** argv) {
   const absl::Time load_start = absl::Now();
   ConfigureThreads(server_flags.runtime.threads);
   absl::StatusOr<std::unique_ptr<SlotDecoder>> model =
-      SlotDecoder::Load(server_flags.model, server_flags.adapter, *runtime);
+      SlotDecoder::Load(server_flags.model, server_flags.adapter, *runtime, also_accept);
   if (!model.ok()) {
     ICAE_LOG(ERROR) << "loading the model: " << model.status();
     (*runner)->Stop();
@@ -147,7 +151,8 @@ int Run(int argc, char** argv) {
   }
   GenerateBackend backend;
   backend.engine = engine->get();
-  backend.max_slot_elements = static_cast<int64_t>(context_limit) * config.hidden_size;
+  backend.max_slot_elements =
+      static_cast<int64_t>(context_limit) * (*model)->MaxSlotElementsPerPosition();
   backend.handles = handles.get();
   service.Attach(backend, info);
   live_engine.store(engine->get());

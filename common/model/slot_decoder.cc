@@ -103,9 +103,9 @@ absl::StatusOr<TemplateTokens> TemplateTokensFor(const ModelConfig& config,
   return t;
 }
 
-absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string& model_dir,
-                                                               const std::string& adapter_path,
-                                                               const Runtime& runtime) {
+absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(
+    const std::string& model_dir, const std::string& adapter_path, const Runtime& runtime,
+    const std::vector<std::string>& also_accept) {
   std::unique_ptr<SlotDecoder> decoder(new SlotDecoder());
   ASSIGN_OR_RETURN(decoder->transformer_, Transformer::Load(model_dir, runtime));
   const ModelConfig& config = decoder->config();
@@ -115,10 +115,26 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string
     ASSIGN_OR_RETURN(decoder->tokenizer_, Tokenizer::Load(tokenizer_path));
   }
   ASSIGN_OR_RETURN(decoder->template_tokens_, TemplateTokensFor(config, decoder->tokenizer_.get()));
+  if (adapter_path.empty() && !also_accept.empty()) {
+    return absl::InvalidArgumentError("more adapters to accept, but no adapter");
+  }
+  std::string base_fingerprint;
   if (!adapter_path.empty()) {
-    ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_path, config, /*with_lora=*/false));
-    ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
-    decoder->encoder_id_ = EncoderId(base_fingerprint, adapter.fingerprint);
+    ASSIGN_OR_RETURN(base_fingerprint, BaseModelFingerprint(model_dir));
+  }
+  std::vector<std::string> paths = {adapter_path};
+  paths.insert(paths.end(), also_accept.begin(), also_accept.end());
+  for (size_t i = 0; i < paths.size() && !adapter_path.empty(); ++i) {
+    ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(paths[i], config, /*with_lora=*/false));
+    AcceptedEncoder accepted{EncoderId(base_fingerprint, adapter.fingerprint),
+                             adapter.config.slot_kind, adapter.config.mem_size, adapter.path};
+    if (decoder->FindEncoder(accepted.encoder_id) != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(paths[i], ": the same encoder as an adapter already accepted"));
+    }
+    decoder->accepted_.push_back(accepted);
+    if (i > 0) continue;
+    decoder->encoder_id_ = accepted.encoder_id;
     decoder->mem_size_ = adapter.config.mem_size;
     decoder->slot_kind_ = adapter.config.slot_kind;
     decoder->adapter_path_ = adapter.path;
@@ -130,6 +146,24 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(const std::string
     }));
   }
   return decoder;
+}
+
+const AcceptedEncoder* SlotDecoder::FindEncoder(absl::string_view encoder_id) const {
+  for (const AcceptedEncoder& e : accepted_) {
+    if (e.encoder_id == encoder_id) return &e;
+  }
+  return nullptr;
+}
+
+int64_t SlotDecoder::MaxSlotElementsPerPosition() const {
+  const ModelConfig& c = config();
+  int64_t most = c.hidden_size;
+  for (const AcceptedEncoder& e : accepted_) {
+    if (e.kind == SlotKind::kKv) {
+      most = std::max<int64_t>(most, int64_t{2} * c.num_layers * c.num_kv_heads * c.head_dim);
+    }
+  }
+  return most;
 }
 
 absl::StatusOr<std::vector<int>> SlotDecoder::Tokenize(absl::string_view text) const {

@@ -111,12 +111,24 @@ struct PromptUsage {
   int64_t positions() const { return static_cast<int64_t>(slot_tokens) + text_tokens; }
 };
 
+// An encoder whose slots a decoder reads: the fingerprint its slots carry, their kind and the
+// slots per segment.
+struct AcceptedEncoder {
+  std::string encoder_id;
+  SlotKind kind = SlotKind::kEmbedding;
+  int mem_size = 0;
+  std::string adapter_path;
+};
+
 class SlotDecoder {
  public:
-  // `adapter_path` may be empty: then only the "raw" template is available.
-  static absl::StatusOr<std::unique_ptr<SlotDecoder>> Load(const std::string& model_dir,
-                                                           const std::string& adapter_path,
-                                                           const Runtime& runtime);
+  // `adapter_path` may be empty: then only the "raw" template is available. Its special tokens
+  // (AE, LM, FT) serve the templates. `also_accept` names more adapters of the same base whose
+  // slots this decoder reads too (e.g. a KV adapter beside an embedding one, so one request may
+  // mix both kinds); only their encoder ids, kinds and mem_size are used.
+  static absl::StatusOr<std::unique_ptr<SlotDecoder>> Load(
+      const std::string& model_dir, const std::string& adapter_path, const Runtime& runtime,
+      const std::vector<std::string>& also_accept = {});
 
   const Transformer& transformer() const { return *transformer_; }
   const ModelConfig& config() const { return transformer_->config(); }
@@ -126,8 +138,15 @@ class SlotDecoder {
   int mem_size() const { return mem_size_; }
   // The kind of slots its adapter's encoder makes (and this decoder reads).
   SlotKind slot_kind() const { return slot_kind_; }
-  // The encoder_id of slots this decoder accepts (empty without an adapter).
+  // The encoder_id of its adapter's slots (empty without an adapter).
   const std::string& accepted_encoder_id() const { return encoder_id_; }
+  // Every encoder whose slots it reads: its adapter's first, then `also_accept`'s.
+  const std::vector<AcceptedEncoder>& accepted_encoders() const { return accepted_; }
+  // The accepted encoder with this id, or null.
+  const AcceptedEncoder* FindEncoder(absl::string_view encoder_id) const;
+  // Most wire elements one slot position of an accepted kind takes (hidden, or KV's
+  // 2 * layers * kv_heads * head_dim).
+  int64_t MaxSlotElementsPerPosition() const;
   const std::string& adapter_path() const { return adapter_path_; }
 
   // The model's input (compute dtype) for `context` and `prompt_ids` laid out by `tmpl`. Slots
@@ -159,6 +178,7 @@ class SlotDecoder {
   SlotKind slot_kind_ = SlotKind::kEmbedding;
   std::string encoder_id_;
   std::string adapter_path_;
+  std::vector<AcceptedEncoder> accepted_;
   TemplateTokens template_tokens_;
 };
 

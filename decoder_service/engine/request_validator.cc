@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/status_macros.h"
 #include "common/io/utf8.h"
 #include "common/model/torch_status.h"
@@ -16,16 +17,19 @@ namespace {
 
 absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size_t index) {
   const std::string field = absl::StrCat("context[", index, "].slots");
-  if (part.slot_kind != model.slot_kind()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        field, ": ", SlotKindName(part.slot_kind), " slots, but this decoder's adapter reads ",
-        SlotKindName(model.slot_kind()), " slots"));
-  }
-  if (part.encoder_id != model.accepted_encoder_id()) {
+  const AcceptedEncoder* encoder = model.FindEncoder(part.encoder_id);
+  if (encoder == nullptr) {
+    std::vector<std::string> ids;
+    for (const AcceptedEncoder& e : model.accepted_encoders()) ids.push_back(e.encoder_id);
     return absl::FailedPreconditionError(
         absl::StrCat(field, ": made by encoder_id '", ClipForMessage(part.encoder_id),
-                     "' but this decoder accepts '", model.accepted_encoder_id(),
-                     "' (its base model and adapter)"));
+                     "' but this decoder accepts '", absl::StrJoin(ids, "', '"),
+                     "' (its base model and adapters)"));
+  }
+  if (part.slot_kind != encoder->kind) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ": ", SlotKindName(part.slot_kind), " slots, but encoder_id '", encoder->encoder_id,
+        "' makes ", SlotKindName(encoder->kind), " slots"));
   }
   ContextPart shaped;
   shaped.slots = part.slots;
@@ -43,16 +47,15 @@ absl::Status CheckSlots(const SlotDecoder& model, const ContextInput& part, size
     return absl::InvalidArgumentError(
         absl::StrCat(meta, "source_tokens: ", part.source_tokens, " is negative"));
   }
-  if (part.mem_size < 0 || (part.mem_size != 0 && part.mem_size != model.mem_size())) {
-    return absl::InvalidArgumentError(absl::StrCat(meta, "mem_size: ", part.mem_size,
-                                                   ", but this decoder's adapter has mem_size ",
-                                                   model.mem_size()));
+  const int mem_size = encoder->mem_size;
+  if (part.mem_size < 0 || (part.mem_size != 0 && part.mem_size != mem_size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        meta, "mem_size: ", part.mem_size, ", but its encoder's adapter has mem_size ", mem_size));
   }
   if (part.num_segments < 0 ||
-      (part.num_segments != 0 &&
-       static_cast<int64_t>(part.num_segments) * model.mem_size() != num_slots)) {
+      (part.num_segments != 0 && static_cast<int64_t>(part.num_segments) * mem_size != num_slots)) {
     return absl::InvalidArgumentError(absl::StrCat(meta, "num_segments: ", part.num_segments,
-                                                   " x mem_size ", model.mem_size(), " is not the ",
+                                                   " x mem_size ", mem_size, " is not the ",
                                                    num_slots, " slots sent"));
   }
   return absl::OkStatus();

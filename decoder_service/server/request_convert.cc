@@ -182,6 +182,13 @@ v1::DecoderInfo MakeDecoderInfo(const SlotDecoder& model, const EngineOptions& o
   info.set_vocab_size(config.vocab_size);
   info.set_mem_size(model.mem_size());
   info.set_slot_kind(model.slot_kind() == SlotKind::kKv ? v1::KV : v1::EMBEDDING);
+  for (const AcceptedEncoder& e : model.accepted_encoders()) {
+    v1::AcceptedEncoder* out = info.add_accepted_encoders();
+    out->set_encoder_id(e.encoder_id);
+    out->set_slot_kind(e.kind == SlotKind::kKv ? v1::KV : v1::EMBEDDING);
+    out->set_mem_size(e.mem_size);
+    out->set_adapter(BaseName(e.adapter_path));
+  }
   info.set_max_context_tokens(options.ContextLimit(config.max_position_embeddings));
   info.set_max_new_tokens(options.max_new_tokens);
   for (const std::string& name : PromptTemplateNames()) info.add_templates(name);

@@ -200,6 +200,56 @@ TEST_F(KvSlotsServerTest, KvSlotsRoundTripThroughBothServicesToTheOfflineIds) {
   }
 }
 
+// A decoder that also accepts the KV adapter reads both kinds in one request, each checked
+// against its own encoder.
+TEST_F(KvSlotsServerTest, OneRequestMixesEmbeddingAndKvSlots) {
+  std::unique_ptr<Server> both =
+      StartDecoder(TinyModelDir(), testing::TinyAdapter(), {"--also_accept", KvAdapter()},
+                   scratch_->Join("both.log"));
+  ASSERT_NE(both, nullptr);
+  ASSERT_EQ(both->info.accepted_encoders_size(), 2);
+  EXPECT_EQ(both->info.accepted_encoders(0).encoder_id(), Tiny()->info.accepted_encoder_id());
+  EXPECT_EQ(both->info.accepted_encoders(0).slot_kind(), v1::EMBEDDING);
+  EXPECT_EQ(both->info.accepted_encoders(1).encoder_id(),
+            KvDecoder()->info.accepted_encoder_id());
+  EXPECT_EQ(both->info.accepted_encoders(1).slot_kind(), v1::KV);
+  EXPECT_EQ(both->info.accepted_encoders(1).mem_size(), 4);
+
+  const std::vector<int> span = Span(20);
+  const v1::MemorySlots kv_slots = Compress(span, v1::FLOAT32);
+  v1::GenerateRequest request;
+  *request.add_context() = SlotsPart(IcaeFixture("slots"), Tiny()->info.accepted_encoder_id());
+  v1::TokenIds* ids = request.add_context()->mutable_token_ids();
+  for (int id : {20, 21, 22}) ids->add_ids(id);
+  *request.add_context()->mutable_slots() = kv_slots;
+  request.mutable_prompt_ids()->add_ids(30);
+  request.set_template_name("icae-v1");
+  request.set_max_new_tokens(10);
+  absl::StatusOr<v1::GenerateResponse> response = both->client->Generate(request);
+  ASSERT_OK(response) << both->process.Log();
+  EXPECT_EQ(response->usage().slot_tokens(), 4 + 8);
+
+  auto model = SlotDecoder::Load(TinyModelDir(), testing::TinyAdapter(), Runtime(), {KvAdapter()});
+  ASSERT_OK(model);
+  std::vector<ContextPart> context(3);
+  context[0].slots = IcaeFixture("slots");
+  context[1].token_ids = {20, 21, 22};
+  context[2].slots = OfflineSlots(span);
+  context[2].kind = SlotKind::kKv;
+  auto input = (*model)->BuildPrompt(PromptTemplate::kIcaeV1, context, {30});
+  ASSERT_OK(input);
+  GenerationParams params;
+  params.max_new_tokens = 10;
+  auto expected = GenerateBatch(**model, {GenerationInput{*input, params}});
+  ASSERT_OK(expected);
+  EXPECT_EQ(Ids(response->token_ids()), (*expected)[0].ids);
+  // Each part is checked against its own encoder: the KV slots claiming the embedding one's id.
+  request.mutable_context(2)->mutable_slots()->set_encoder_id(Tiny()->info.accepted_encoder_id());
+  EXPECT_THAT(both->client->Generate(request).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("context[2].slots: kv slots, but encoder_id")));
+}
+
 // icae compress / generate work unchanged for KV slots: a slots file keeps the kind, offline and
 // through the services, and every path decodes to the same ids.
 TEST_F(KvSlotsServerTest, CliCompressAndGenerateCarryTheKind) {
@@ -274,12 +324,13 @@ TEST_F(KvSlotsServerTest, BadKvSlotsAreRefusedNamingTheField) {
   // One kind where the decoder reads the other, each way.
   EXPECT_THAT(refused(Tiny(), KvPart(good, Tiny()->info.accepted_encoder_id())),
               StatusIs(StatusCode::kFailedPrecondition,
-                       HasSubstr("context[0].slots: kv slots, but this decoder's adapter reads "
-                                 "embedding slots")));
+                       HasSubstr(absl::StrCat("context[0].slots: kv slots, but encoder_id '",
+                                              Tiny()->info.accepted_encoder_id(),
+                                              "' makes embedding slots"))));
   EXPECT_THAT(refused(KvDecoder(), SlotsPart(at::randn({4, 64}), id)),
               StatusIs(StatusCode::kFailedPrecondition,
-                       HasSubstr("context[0].slots: embedding slots, but this decoder's adapter "
-                                 "reads kv slots")));
+                       HasSubstr(absl::StrCat("context[0].slots: embedding slots, but encoder_id '",
+                                              id, "' makes kv slots"))));
   EXPECT_THAT(refused(KvDecoder(), KvPart(good, std::string(64, 'c'))),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("encoder_id")));
   EXPECT_THAT(refused(KvDecoder(), KvPart(good, id), /*with_prompt=*/false),

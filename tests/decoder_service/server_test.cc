@@ -295,7 +295,8 @@ TEST_F(DecoderServerTest, RefusalsCarryTheirCodes) {
     request.mutable_context(0)->mutable_slots()->set_kind(v1::KV);
     EXPECT_THAT(both(request),
                 StatusIs(absl::StatusCode::kFailedPrecondition,
-                         HasSubstr("kv slots, but this decoder's adapter reads embedding slots")));
+                         HasSubstr(absl::StrCat("kv slots, but encoder_id '", id,
+                                                "' makes embedding slots"))));
     request.mutable_context(0)->mutable_slots()->set_kind(static_cast<v1::SlotKind>(7));
     EXPECT_THAT(both(request), StatusIs(absl::StatusCode::kInvalidArgument,
                                         HasSubstr("context[0].slots.kind 7 is not a slot kind")));
