@@ -2,7 +2,6 @@
 // loaded with a "slot_kind": "kv" adapter on tiny-llama. Compress gives KV tensors, Generate reads
 // them (alone, between text parts, over int8 and bfloat16 wires, with slot-prefix reuse) to
 // exactly the ids of the offline library, and every bad KV tensor is refused naming the field.
-#include "common/model/adapter_writer.h"
 #include "common/model/compressor.h"
 #include "tests/decoder_service/server_fixture.h"
 
@@ -19,23 +18,6 @@ class KvSlotsServerTest : public DecoderServerTest {
     DecoderServerTest::TearDownTestSuite();
   }
 
-  // A random KV adapter for the tokenized tiny-llama (mem_size 4, rate 4).
-  static const std::string& KvAdapter() {
-    if (kv_adapter_.empty()) {
-      auto config = LoadModelConfig(TinyModelDir());
-      EXPECT_OK(config);
-      AdapterConfig ac;
-      ac.r = 4;
-      ac.lora_alpha = 8;
-      ac.target_modules = {"q_proj", "v_proj"};
-      ac.mem_size = 4;
-      ac.compression_rate = 4;
-      ac.slot_kind = SlotKind::kKv;
-      EXPECT_OK(SaveIcaeAdapter(scratch_->Join("kv"), RandomAdapter(*config, ac, 21), "tiny"));
-      kv_adapter_ = scratch_->Join("kv/adapter.safetensors");
-    }
-    return kv_adapter_;
-  }
   static Server* KvDecoder() {
     if (kv_decoder_ == nullptr) {
       kv_decoder_ =
@@ -113,7 +95,6 @@ class KvSlotsServerTest : public DecoderServerTest {
     ServerProcess process;
     std::unique_ptr<EncoderClient> client;
   };
-  inline static std::string kv_adapter_;
   inline static Server* kv_decoder_ = nullptr;
   inline static EncoderProcess* kv_encoder_ = nullptr;
 };

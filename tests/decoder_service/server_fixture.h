@@ -33,6 +33,7 @@
 #include "common/client/health_client.h"
 #include "common/codec/tensor_codec.h"
 #include "common/io/slots_file.h"
+#include "common/model/adapter_writer.h"
 #include "common/model/generate.h"
 #include "common/model/slot_decoder.h"
 #include "common/serving/status_grpc.h"
@@ -182,6 +183,7 @@ class DecoderServerTest : public ::testing::Test {
     delete slow_;
     delete scratch_;
     tiny_ = slow_ = nullptr;
+    kv_adapter_.clear();
     slow_paths_ = RandomIcaePaths();
   }
 
@@ -199,6 +201,23 @@ class DecoderServerTest : public ::testing::Test {
   static const std::string& TinyModelDir() {
     Tiny();
     return model_dir_;
+  }
+  // A random KV-slot adapter (500xCompressor) for the tokenized tiny-llama (mem_size 4, rate 4).
+  static const std::string& KvAdapter() {
+    if (kv_adapter_.empty()) {
+      auto config = LoadModelConfig(TinyModelDir());
+      EXPECT_OK(config);
+      AdapterConfig ac;
+      ac.r = 4;
+      ac.lora_alpha = 8;
+      ac.target_modules = {"q_proj", "v_proj"};
+      ac.mem_size = 4;
+      ac.compression_rate = 4;
+      ac.slot_kind = SlotKind::kKv;
+      EXPECT_OK(SaveIcaeAdapter(scratch_->Join("kv"), RandomAdapter(*config, ac, 21), "tiny"));
+      kv_adapter_ = scratch_->Join("kv/adapter.safetensors");
+    }
+    return kv_adapter_;
   }
   // A random model whose decode steps take milliseconds, so running requests can be watched.
   static const RandomIcaePaths& SlowModel() {
@@ -241,6 +260,7 @@ class DecoderServerTest : public ::testing::Test {
 
   inline static ScratchDir* scratch_ = nullptr;
   inline static std::string model_dir_;
+  inline static std::string kv_adapter_;
   inline static Server* tiny_ = nullptr;
   inline static Server* slow_ = nullptr;
   inline static RandomIcaePaths slow_paths_;

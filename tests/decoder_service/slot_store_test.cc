@@ -33,10 +33,11 @@ class SlotStoreTest : public DecoderServerTest {
     redis_ = *std::move(redis);
   }
 
-  std::unique_ptr<Encoder> StartEncoder(const std::vector<std::string>& extra) {
+  std::unique_ptr<Encoder> StartEncoder(const std::vector<std::string>& extra,
+                                        const std::string& adapter = testing::TinyAdapter()) {
     auto encoder = std::make_unique<Encoder>();
     std::vector<std::string> args = {"--model",          TinyModelDir(), "--adapter",
-                                     testing::TinyAdapter(), "--listen", "127.0.0.1:0",
+                                     adapter,            "--listen",     "127.0.0.1:0",
                                      "--metrics_listen", "127.0.0.1:0",  "--threads", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
     EXPECT_OK(encoder->process.Start(kEncoderBin, args,
@@ -138,6 +139,48 @@ TEST_F(SlotStoreTest, AStoreHitOnAnotherReplicaAndHandlesThroughTheDecoder) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the handle says")));
   EXPECT_THAT(Tiny()->client->Generate(AeRequest(by_handle)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--slot_store")));
+}
+
+// KV slots go through the store like embedding ones: a hit on another replica gives the same
+// bytes (int8 with its [layers, 2, kv_heads, slots] scales), and a handle decodes as the inline
+// slots do.
+TEST_F(SlotStoreTest, KvSlotsAreStoredAndReadByHandle) {
+  std::unique_ptr<Encoder> a = StartEncoder({"--slot_store", redis_->url()}, KvAdapter());
+  std::unique_ptr<Encoder> b = StartEncoder({"--slot_store", redis_->url()}, KvAdapter());
+  const std::vector<int> ids = ToIds(IcaeFixture("context40_ids"));
+  absl::StatusOr<v1::CompressResponse> first = a->client->Compress(Request({ids}, v1::INT8));
+  ASSERT_OK(first);
+  for (int i = 0; i < 200 && a->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}) < 1;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  absl::StatusOr<v1::CompressResponse> second = b->client->Compress(Request({ids}, v1::INT8));
+  ASSERT_OK(second);
+  ASSERT_TRUE(second->spans(0).usage().store_hit()) << b->process.Log();
+  const v1::MemorySlots& stored = second->spans(0).slots();
+  EXPECT_EQ(stored.kind(), v1::KV);
+  EXPECT_EQ(stored.slots().data(), first->spans(0).slots().slots().data());
+  EXPECT_EQ(stored.slots().scale().data(), first->spans(0).slots().slots().scale().data());
+  EXPECT_EQ(stored.slots().shape_size(), 5);
+
+  std::unique_ptr<Server> decoder = StartDecoder(
+      TinyModelDir(), KvAdapter(), {"--slot_store", redis_->url()}, scratch_->Join("kv-store.log"));
+  ASSERT_NE(decoder, nullptr);
+  absl::StatusOr<v1::CompressResponse> handled =
+      b->client->Compress(Request({ids}, v1::INT8, /*handles=*/true));
+  ASSERT_OK(handled);
+  ASSERT_TRUE(handled->spans(0).has_handle());
+  EXPECT_EQ(handled->spans(0).handle().kind(), v1::KV);
+  v1::ContextPart by_handle, inline_slots;
+  *by_handle.mutable_handle() = handled->spans(0).handle();
+  *inline_slots.mutable_slots() = stored;
+  absl::StatusOr<v1::GenerateResponse> via_handle = decoder->client->Generate(AeRequest(by_handle));
+  ASSERT_OK(via_handle) << decoder->process.Log();
+  absl::StatusOr<v1::GenerateResponse> via_inline =
+      decoder->client->Generate(AeRequest(inline_slots));
+  ASSERT_OK(via_inline);
+  EXPECT_EQ(Ids(via_handle->token_ids()), Ids(via_inline->token_ids()));
+  EXPECT_EQ(via_handle->token_ids_size(), 12);
 }
 
 // What Redis holds is input too: garbage or another encoder's slots under a key are never used.
