@@ -72,6 +72,19 @@ class PureFunctionsTest(unittest.TestCase):
             icae_client.tensor_to_numpy(tensor)
 
 
+    def test_slot_count_follows_the_kind(self) -> None:
+        # EMBEDDING [num_slots, hidden]; KV [layers, 2, kv_heads, num_slots, head_dim].
+        embedding = icae_client.slots_pb2.MemorySlots(kind=icae_client.slots_pb2.EMBEDDING)
+        embedding.slots.shape.extend([12, 64])
+        kv = icae_client.slots_pb2.MemorySlots(kind=icae_client.slots_pb2.KV)
+        kv.slots.shape.extend([6, 2, 4, 12, 64])
+        for proto in (embedding, kv):
+            slots = icae_client.Slots(proto)
+            self.assertEqual(slots.num_slots, 12, slots.kind)
+            self.assertEqual(slots.hidden_size, 64)
+        self.assertEqual(icae_client.Slots(kv).kind, "KV")
+
+
 class ServicesTest(unittest.TestCase):
     """Everything that needs the running services."""
 
