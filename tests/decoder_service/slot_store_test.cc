@@ -217,6 +217,13 @@ TEST_F(SlotStoreTest, CorruptOrForeignEntriesAreNotUsed) {
   EXPECT_TRUE(computed->spans(0).slots().slots().data() ==
               inline_slots->spans(0).slots().slots().data());
   EXPECT_GE(b->Metric("icae_encoder_store_lookups_total", {{"result", "error"}}), 1);
+  // B's write-back is in the background: it must land before the entry is replaced below, or it
+  // would repair the entry the next checks need broken (seen on a loaded machine).
+  for (int i = 0; i < 400 && b->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}) < 1;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  ASSERT_GE(b->Metric("icae_encoder_store_writes_total", {{"result", "ok"}}), 1);
 
   // Well-formed slots that claim another encoder, and slots whose bytes do not fit their shape.
   v1::MemorySlots foreign = inline_slots->spans(0).slots();
