@@ -10,6 +10,7 @@
 #include "common/model/transformer.h"
 #include "tests/tools/tiny_icae_fixture.h"
 #include "tools/train/icae_layout.h"
+#include "tools/train/probe.h"
 #include "tools/train/trainer.h"
 
 namespace icae::train {
@@ -111,6 +112,35 @@ TEST_F(KvTrainTest, PretrainLossFallsAndTheServedSlotsAreTheTrainedOnes) {
   resume.slot_kind = "embedding";
   resume.slot_kind_given = true;
   EXPECT_FALSE(CreatePretrainTask(resume, testing::TinyTrainOptions(out.Join("b"), 1)).ok());
+}
+
+// The probe optimises slots of the adapter's kind: with a KV adapter, every layer's keys and values.
+TEST_F(KvTrainTest, ProbeOptimisesKvSlotsForAKvAdapter) {
+  ScratchDir out;
+  testing::WriteCorpus(out.Join("text.txt"), 4, 5);
+  auto config = LoadModelConfig(dir_->Join("base"));
+  ASSERT_OK(config);
+  IcaeTrainables icae = *InitIcae(*config, 4, 8, {"q_proj", "v_proj"}, 4, 4, 11, 0.5);
+  icae.config.slot_kind = SlotKind::kKv;
+  ASSERT_OK(SaveIcaeAdapter(out.Join("a"), *config, icae, "tiny"));
+  ProbeOptions o;
+  o.model = dir_->Join("base");
+  o.adapter = out.Join("a");
+  o.file = out.Join("text.txt");
+  o.span_tokens = 16;
+  o.slots = "2";
+  o.spans = 2;
+  o.steps = 60;
+  auto result = RunProbe(o, nullptr);
+  ASSERT_OK(result);
+  ASSERT_EQ(result->rows.size(), 2u);
+  EXPECT_EQ(result->rows[0].source, "adapter");
+  EXPECT_EQ(result->rows[0].slots, 4);
+  EXPECT_EQ(result->rows[1].slots, 2);
+  EXPECT_LT(result->rows[1].loss, result->rows[1].initial_loss - 0.5)
+      << result->rows[1].initial_loss << " -> " << result->rows[1].loss;
+  o.normed = true;  // Final-normed vectors are what an embedding encoder emits, not KV.
+  EXPECT_FALSE(RunProbe(o, nullptr).ok());
 }
 
 }  // namespace

@@ -129,34 +129,32 @@ stage_icae16() {
 
 # The quality-vs-ratio curve (docs/training.md): an adapter of slot kind $1 (embedding | kv) with
 # $2 memory rows per 128-token segment, trained on the committed (frozen) base by a rate
-# curriculum (1x, then 4x steps, each at mem * rate tokens) up to 128 / $2 tokens per slot. KV
-# slots (500xCompressor) hand the decoder every layer's keys and values instead of one input
-# embedding, so far fewer of them carry a span. Output: .cache/demo/curve/<kind>-<ratio>x (and,
-# for $3 = commit, models/demo/<kind>-<ratio>x).
+# curriculum $3 (e.g. "1 4 8 16": each stage at mem * rate tokens, the last at 128) from a fresh
+# adapter. KV slots (500xCompressor) hand the decoder every layer's keys and values instead of one
+# input embedding. Output: .cache/demo/curve/<kind>-<ratio>x/r<rate> (and, for $4 = commit,
+# models/demo/<kind>-<ratio>x).
 stage_curve() {
-  local kind=$1 mem=$2 commit=${3:-}
+  local kind=$1 mem=$2 rates=$3 commit=${4:-}
   [[ -s "$demo/base/model.safetensors" ]] || stage_icae
   local final=$((128 / mem)) dir=.cache/demo/curve/$kind-$((128 / mem))x
-  local rate=1 prev="" seed=70
+  local prev="" seed=70 rate
   local flags=(--slot-kind "$kind" --mem-size "$mem")
-  while :; do
-    local out="$dir/r$rate" steps=400 extra=(--lm-ratio 0)
-    ((rate > 1)) && steps=600
+  for rate in $rates; do
+    local out="$dir/r$rate" steps=600 extra=(--lm-ratio 0)
+    ((rate == 1)) && steps=400
     if ((rate == final)); then
       steps=${CURVE_STEPS:-1000}
       extra=(--lm-ratio 0.2)
     fi
     pretrain_stage "$out" "$demo/base" "$steps" $((seed + rate)) "${flags[@]}" --rate "$rate" \
       --span-tokens $((mem * rate)) "${extra[@]}" ${prev:+--init-adapter "$prev"}
-    ((rate == final)) && break
     prev=$out
     flags=()  # The kind and mem_size come with --init-adapter from now on.
-    rate=$((rate * 4 > final ? final : rate * 4))
   done
   [[ $commit == commit ]] || return 0
   local name="$demo/$kind-${final}x"
   rm -rf "$name" && mkdir -p "$name"
-  cp "$dir/r$final/adapter.safetensors" "$dir/r$final/adapter_config.json" "$name/"
+  cp "$prev/adapter.safetensors" "$prev/adapter_config.json" "$name/"
   sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$name/adapter_config.json"
 }
 
@@ -184,12 +182,12 @@ case "${1:-all}" in
   icae16) stage_icae16 ;;
   probe) stage_probe ;;
   eval) stage_eval ;;
-  kv16) stage_curve kv 8 commit ;;
+  kv16) stage_curve kv 8 "1 4 8 16" commit ;;
   curve)
-    stage_curve kv 8 commit
-    stage_curve kv 32
-    stage_curve kv 2
-    stage_curve embedding 2
+    stage_curve kv 8 "1 4 8 16" commit
+    CURVE_STEPS=${CURVE_STEPS:-600} stage_curve kv 32 "1 4"
+    CURVE_STEPS=${CURVE_STEPS:-600} stage_curve kv 2 "1 4 16 64"
+    CURVE_STEPS=${CURVE_STEPS:-600} stage_curve embedding 2 "1 4 16 64"
     ;;
   all)
     [[ -s "$corpus/tokenizer.model" ]] || stage_corpus

@@ -115,9 +115,13 @@ class Prober {
       const ModelConfig& c = model_.config();
       at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(o_.seed + k));
       const double embed_std = model_.weights().embed.to(at::kFloat).std().item<double>();
+      const int64_t spans = static_cast<int64_t>(spans_.size());
+      // The adapter's kind: KV slots are [layers, 2, kv_heads, K, head_dim] per span.
+      const bool kv = decoder_.slot_kind() == SlotKind::kKv;
       at::Tensor z =
-          (at::randn({static_cast<int64_t>(spans_.size()), k, c.hidden_size}, gen) * embed_std)
-              .requires_grad_(true);
+          kv ? at::randn({spans, c.num_layers, 2, c.num_kv_heads, k, c.head_dim}, gen)
+                   .requires_grad_(true)
+             : (at::randn({spans, k, c.hidden_size}, gen) * embed_std).requires_grad_(true);
       AdamW adam({z}, AdamWConfig{0.9, 0.999, 1e-8, 0.0});
       const std::vector<DecoderExample> examples = Examples(k);
       at::Tensor final_norm = model_.weights().final_norm.to(at::kFloat);
@@ -214,6 +218,9 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
   if (decoder->tokenizer() == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat(o.model, " has no tokenizer.model to cut the text"));
+  }
+  if (decoder->slot_kind() == SlotKind::kKv && (o.normed || o.blend)) {
+    return bad(o.normed ? "normed" : "blend", "applies to embedding slots, not a KV adapter's");
   }
   std::unique_ptr<Compressor> compressor;
   if (!o.adapter.empty()) {

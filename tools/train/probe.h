@@ -1,6 +1,7 @@
 // icae-train probe: how much of a span can the frozen decoder read back from K slots at all?
 //
-// For each held-out span, K slot vectors are optimised directly (Adam through the frozen decoder,
+// For each held-out span, K slots (of the adapter's kind: vectors, or every layer's keys and
+// values for a KV adapter) are optimised directly (Adam through the frozen decoder,
 // teacher forcing on the serving layout: the ae template [slots][AE] span EOS with an adapter, the
 // raw template [slots] span EOS without one) and scored by teacher-forced token accuracy, greedy
 // reconstruction BLEU-4 and exact match. With an adapter, its own encoder's slots for the same
