@@ -7,7 +7,8 @@ eval and probe commands write:
 - quality_vs_ratio.png: autoencoding BLEU-4 and the continuation perplexity gap (slots vs text)
   of the demo model's adapters at each compression ratio, with the probe's optimised slots (the
   decoder's own limit) beside them. From eval.json, eval-16x.json, probe-4x.json, probe-16x.json
-  (`tools/train/demo_model.sh eval` and `probe`).
+  (`tools/train/demo_model.sh eval` and `probe`), plus eval-kv-<ratio>x.json and
+  eval-embedding-<ratio>x.json where measured (the slot-kind curve, `demo_model.sh curve`).
 - continuation_by_position.png: continuation perplexity by position band with the text, the
   slots or nothing as context (eval.json's ppl_by_position): where the slots fall short.
 - latency_vs_context.png: answer latency of 8 concurrent requests by context length: the full
@@ -46,33 +47,60 @@ def load(path: Path) -> dict:
         raise SystemExit(f"make_figures: {path}: {error}")
 
 
+def optional_evals(demo: Path, kind: str) -> list:
+    """(ratio, eval json) of the curve's extra adapters of `kind` that were measured
+    (eval-<kind>-<ratio>x.json, `tools/train/demo_model.sh curve` then `icae eval`)."""
+    found = []
+    for path in sorted(demo.glob(f"eval-{kind}-*x.json")):
+        ratio = path.stem[len(f"eval-{kind}-"):-1]
+        if ratio.isdigit():
+            found.append((int(ratio), load(path)))
+    return sorted(found, key=lambda p: p[0])
+
+
 def quality_vs_ratio(demo: Path, out: Path) -> None:
     points = []  # (ratio, eval json, probe json)
     for ratio, eval_name, probe_name in ((4, "eval.json", "probe-4x.json"),
                                          (16, "eval-16x.json", "probe-16x.json")):
         points.append((ratio, load(demo / eval_name), load(demo / probe_name)))
-    ratios = [p[0] for p in points]
-    bleu = [p[1]["bleu4"] for p in points]
-    gap = [100.0 * (p[1]["ppl_slots"] / p[1]["ppl_text"] - 1.0) for p in points]
+    embedding = sorted([(p[0], p[1]) for p in points] + optional_evals(demo, "embedding"),
+                       key=lambda p: p[0])
+    kv = optional_evals(demo, "kv")
+    ratios = sorted({p[0] for p in embedding + kv})
+    probe_ratios = [p[0] for p in points]
     probe_bleu = [next(r["bleu4"] for r in p[2]["rows"] if r["source"] == "optimised")
                   for p in points]
+
+    def gap(e: dict) -> float:
+        return 100.0 * (e["ppl_slots"] / e["ppl_text"] - 1.0)
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    left.plot(ratios, bleu, "o-", label="ICAE adapter (64 test spans)")
-    left.plot(ratios, probe_bleu, "s--", label="optimised slots (probe, 4 spans)")
+    left.plot([p[0] for p in embedding], [p[1]["bleu4"] for p in embedding], "o-",
+              label="embedding slots (ICAE; 64 test spans)")
+    if kv:
+        left.plot([p[0] for p in kv], [p[1]["bleu4"] for p in kv], "^-", color="C2",
+                  label="KV slots (500xCompressor)")
+    left.plot(probe_ratios, probe_bleu, "s--", label="optimised embedding slots (probe, 4 spans)")
     left.axhline(0.95, color="grey", lw=0.8, ls=":", label="target 0.95")
     left.set(xscale="log", xticks=ratios, xticklabels=[f"{r}x" for r in ratios], ylim=(0, 1.05),
              xlabel="compression ratio (tokens per slot)", ylabel="autoencoding BLEU-4",
              title="Reconstruction")
-    left.legend(fontsize=8, loc="lower left")
-    right.plot(ratios, gap, "o-", color="C3", label="slots vs original text")
+    left.legend(fontsize=7, loc="lower left")
+    gaps = [gap(p[1]) for p in embedding] + [gap(p[1]) for p in kv]
+    right.plot([p[0] for p in embedding], [gap(p[1]) for p in embedding], "o-", color="C3",
+               label="embedding slots vs original text")
+    if kv:
+        right.plot([p[0] for p in kv], [gap(p[1]) for p in kv], "^-", color="C2",
+                   label="KV slots vs text (from token 2)")
     right.axhline(5, color="grey", lw=0.8, ls=":", label="target +5%")
     right.set(xscale="log", xticks=ratios, xticklabels=[f"{r}x" for r in ratios],
-              ylim=(0, max(gap) * 1.25), xlabel="compression ratio (tokens per slot)",
+              ylim=(min(0, min(gaps) * 1.25), max(gaps) * 1.25),
+              xlabel="compression ratio (tokens per slot)",
               ylabel="continuation perplexity gap (%)", title="Continuation")
-    right.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=7, loc="upper left")
     for axis in (left, right):
         axis.xaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle("Demo model (4.8M-parameter Llama, embedding slots): quality vs compression",
+    fig.suptitle("Demo model (4.8M-parameter Llama): quality vs compression, by slot kind",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "quality_vs_ratio.png", dpi=110)

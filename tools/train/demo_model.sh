@@ -8,6 +8,7 @@
 #   tools/train/demo_model.sh kv16       # KV slots (500xCompressor) at 16x -> models/demo/kv-16x
 #   tools/train/demo_model.sh curve      # kv16, then KV at 4x and 64x and embedding at 64x (the
 #                                        # quality-vs-ratio curve; .cache/demo/curve/)
+#   tools/train/demo_model.sh curve-eval # icae eval of the curve's adapters -> models/demo/eval-*
 #   tools/train/demo_model.sh probe      # the decoder's capacity (icae-train probe) at 4x and 16x
 #   tools/train/demo_model.sh eval       # the held-out evaluation table (docs/training.md)
 #   tools/train/demo_model.sh all        # stages 1-5 (each skipped when its output exists)
@@ -130,11 +131,12 @@ stage_icae16() {
 # The quality-vs-ratio curve (docs/training.md): an adapter of slot kind $1 (embedding | kv) with
 # $2 memory rows per 128-token segment, trained on the committed (frozen) base by a rate
 # curriculum $3 (e.g. "1 4 8 16": each stage at mem * rate tokens, the last at 128) from a fresh
-# adapter. KV slots (500xCompressor) hand the decoder every layer's keys and values instead of one
-# input embedding. Output: .cache/demo/curve/<kind>-<ratio>x/r<rate> (and, for $4 = commit,
-# models/demo/<kind>-<ratio>x).
+# adapter; $4 > 0 continues the last stage for that many more steps (a second run from its
+# adapter, so the first stays resumable as it was). KV slots (500xCompressor) hand the decoder
+# every layer's keys and values instead of one input embedding. Output:
+# .cache/demo/curve/<kind>-<ratio>x/r<rate>[-more] (and, for $5 = commit, models/demo/<kind>-<ratio>x).
 stage_curve() {
-  local kind=$1 mem=$2 rates=$3 commit=${4:-}
+  local kind=$1 mem=$2 rates=$3 more=${4:-0} commit=${5:-}
   [[ -s "$demo/base/model.safetensors" ]] || stage_icae
   local final=$((128 / mem)) dir=.cache/demo/curve/$kind-$((128 / mem))x
   local prev="" seed=70 rate
@@ -151,11 +153,37 @@ stage_curve() {
     prev=$out
     flags=()  # The kind and mem_size come with --init-adapter from now on.
   done
+  if ((more > 0)); then
+    pretrain_stage "$dir/r$final-more" "$demo/base" "$more" $((seed + 2 * final)) \
+      --init-adapter "$prev" --rate "$final" --span-tokens 128 --lm-ratio 0.2
+    prev=$dir/r$final-more
+  fi
   [[ $commit == commit ]] || return 0
   local name="$demo/$kind-${final}x"
   rm -rf "$name" && mkdir -p "$name"
   cp "$prev/adapter.safetensors" "$prev/adapter_config.json" "$name/"
   sed -i "s|\"base_model\": \"[^\"]*\"|\"base_model\": \"$demo/base\"|" "$name/adapter_config.json"
+}
+
+# icae eval of every adapter the curve trained (its last stage), next to the committed ones:
+# models/demo/eval-<kind>-<ratio>x.json.
+stage_curve_eval() {
+  local dir last name rate best
+  for dir in .cache/demo/curve/*-*x; do
+    [[ -d $dir ]] || continue
+    best=-1  # The highest rate trained, then its continuation if there is one.
+    for name in "$dir"/r*; do
+      rate=${name##*/r}
+      [[ $rate =~ ^[0-9]+$ && -s $name/adapter.safetensors ]] || continue
+      ((rate > best)) && best=$rate
+    done
+    ((best > 0)) || continue
+    last=$dir/r$best
+    [[ -s $last-more/adapter.safetensors ]] && last=$last-more
+    "$ICAE" eval --model "$demo/base" --adapter "$last" --file "$corpus/test.txt" \
+      --span-tokens 128 --max-spans 64 --threads "$THREADS" \
+      --json "$demo/eval-$(basename "$dir").json"
+  done
 }
 
 stage_probe() {
@@ -182,9 +210,10 @@ case "${1:-all}" in
   icae16) stage_icae16 ;;
   probe) stage_probe ;;
   eval) stage_eval ;;
-  kv16) stage_curve kv 8 "1 4 8 16" commit ;;
+  kv16) stage_curve kv 8 "1 4 8 16" 1500 commit ;;
+  curve-eval) stage_curve_eval ;;
   curve)
-    stage_curve kv 8 "1 4 8 16" commit
+    stage_curve kv 8 "1 4 8 16" 1500 commit
     CURVE_STEPS=${CURVE_STEPS:-600} stage_curve kv 32 "1 4"
     CURVE_STEPS=${CURVE_STEPS:-600} stage_curve kv 2 "1 4 16 64"
     CURVE_STEPS=${CURVE_STEPS:-600} stage_curve embedding 2 "1 4 16 64"
@@ -195,5 +224,5 @@ case "${1:-all}" in
     [[ -s "$demo/icae/adapter.safetensors" ]] || stage_icae
     [[ -s "$demo/icae-16x/adapter.safetensors" ]] || stage_icae16
     ;;
-  *) echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|curve|probe|eval|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|curve|curve-eval|probe|eval|all]" >&2; exit 2 ;;
 esac
