@@ -57,14 +57,20 @@ void TrainTinyAdapter(const ScratchDir& dir, const std::string& kind) {
   ASSERT_OK(train::RunTraining(**task, t, stderr));
 }
 
+// Runs `icae eval` on <dir>/adapter over `max_spans` spans of <dir>/test.txt: the table in
+// <dir>/table.txt, the JSON in <dir>/eval.json, stderr in <dir>/err.txt. Returns the exit status.
+int RunEval(const ScratchDir& dir, int max_spans) {
+  const std::string command = absl::StrCat(
+      ICAE_BIN_DIR, "/icae eval --model ", dir.Join("base"), " --adapter ", dir.Join("adapter"),
+      " --file ", dir.Join("test.txt"), " --max-spans ", max_spans, " --threads 2 --json ",
+      dir.Join("eval.json"), " > ", dir.Join("table.txt"), " 2> ", dir.Join("err.txt"));
+  return std::system(command.c_str());
+}
+
 TEST(EvalBinaryTest, WritesTheTableAndJson) {
   ScratchDir dir;
   TrainTinyAdapter(dir, "embedding");
-  const std::string command = absl::StrCat(
-      ICAE_BIN_DIR, "/icae eval --model ", dir.Join("base"), " --adapter ", dir.Join("adapter"),
-      " --file ", dir.Join("test.txt"), " --max-spans 5 --threads 2 --json ", dir.Join("eval.json"),
-      " > ", dir.Join("table.txt"), " 2> ", dir.Join("err.txt"));
-  ASSERT_EQ(std::system(command.c_str()), 0) << train::testing::ReadAll(dir.Join("err.txt"));
+  ASSERT_EQ(RunEval(dir, 5), 0) << train::testing::ReadAll(dir.Join("err.txt"));
   const std::string table = train::testing::ReadAll(dir.Join("table.txt"));
   EXPECT_THAT(table, ::testing::HasSubstr("autoencoding BLEU-4"));
   EXPECT_THAT(table, ::testing::HasSubstr("5 x 16 tokens (4 slots each)"));
@@ -111,11 +117,7 @@ TEST(EvalBinaryTest, WritesTheTableAndJson) {
 TEST(EvalBinaryTest, KvSlotsAreScoredFromTheSecondContinuationToken) {
   ScratchDir dir;
   TrainTinyAdapter(dir, "kv");
-  const std::string command = absl::StrCat(
-      ICAE_BIN_DIR, "/icae eval --model ", dir.Join("base"), " --adapter ", dir.Join("adapter"),
-      " --file ", dir.Join("test.txt"), " --max-spans 3 --threads 2 --json ", dir.Join("eval.json"),
-      " > ", dir.Join("table.txt"), " 2> ", dir.Join("err.txt"));
-  ASSERT_EQ(std::system(command.c_str()), 0) << train::testing::ReadAll(dir.Join("err.txt"));
+  ASSERT_EQ(RunEval(dir, 3), 0) << train::testing::ReadAll(dir.Join("err.txt"));
   const std::string table = train::testing::ReadAll(dir.Join("table.txt"));
   // [2 layers, 2, 2 kv heads, 4 slots, 16] float32 per 16 tokens = 2048 bytes: 16384 per 128.
   EXPECT_THAT(table, ::testing::HasSubstr("kv, 16384 bytes per 128 tokens (float32)"));

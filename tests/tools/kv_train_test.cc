@@ -91,20 +91,7 @@ TEST_F(KvTrainTest, PretrainLossFallsAndTheServedSlotsAreTheTrainedOnes) {
   auto adapter = LoadAdapter(out.Join("icae"), *config, /*with_lora=*/true);
   ASSERT_OK(adapter);
   EXPECT_EQ(adapter->config.slot_kind, SlotKind::kKv);
-  auto compressor = Compressor::Load(dir_->Join("base"), out.Join("icae"), Runtime{});
-  ASSERT_OK(compressor);
-  auto base = Transformer::Load(dir_->Join("base"), Runtime{});
-  ASSERT_OK(base);
-  auto trainables = IcaeFromAdapter(*adapter, *config);
-  ASSERT_OK(trainables);
-  EXPECT_EQ(trainables->config.slot_kind, SlotKind::kKv);
-  const std::vector<int> segment = {5, 17, 42, 99, 3, 250, 8, 61, 77, 300, 12, 13};
-  at::NoGradGuard no_grad;
-  auto served = (*compressor)->CompressSegments({segment});
-  ASSERT_OK(served);
-  at::Tensor trained = EncodeSegments(**base, *trainables, {segment});
-  ASSERT_EQ(trained.sizes(), served->sizes());
-  EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
+  testing::ExpectServedSlotsEqualTrained(dir_->Join("base"), out.Join("icae"));
 
   // An adapter keeps its kind: continuing it as the other kind is refused.
   PretrainOptions resume = TinyOptions();

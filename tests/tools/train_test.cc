@@ -66,28 +66,6 @@ class TrainTest : public ::testing::Test {
     *options = TinyPretrain();
     options->train = options->valid = out.Join("small.txt");
   }
-  // The serving encoder (Compressor: LoRA merged) on `base_dir` makes the slots the trainer's
-  // unmerged encoder makes for the adapter in `adapter_dir`.
-  static void ExpectServedSlotsEqualTrained(const std::string& base_dir,
-                                            const std::string& adapter_dir) {
-    auto config = LoadModelConfig(base_dir);
-    ASSERT_OK(config);
-    auto adapter = LoadAdapter(adapter_dir, *config, /*with_lora=*/true);
-    ASSERT_OK(adapter);
-    auto compressor = Compressor::Load(base_dir, adapter_dir, Runtime{});
-    ASSERT_OK(compressor);
-    auto base = Transformer::Load(base_dir, Runtime{});
-    ASSERT_OK(base);
-    auto trainables = IcaeFromAdapter(*adapter, *config);
-    ASSERT_OK(trainables);
-    const std::vector<int> segment = {5,  17,  42, 99, 3,  250, 8,  61,
-                                      77, 300, 12, 13, 14, 15,  16, 40};
-    at::NoGradGuard no_grad;
-    auto served = (*compressor)->CompressSegments({segment});
-    ASSERT_OK(served);
-    at::Tensor trained = EncodeSegments(**base, *trainables, {segment});
-    EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
-  }
   static std::unique_ptr<TrainTask> MustCreate(absl::StatusOr<std::unique_ptr<TrainTask>> task) {
     EXPECT_OK(task);
     return task.ok() ? *std::move(task) : nullptr;
@@ -220,7 +198,7 @@ TEST_F(TrainTest, PretrainLossFallsAndAdapterRoundTrips) {
   }
   EXPECT_TRUE(at::equal(adapter->memory_embed, params.back().detach()));
 
-  ExpectServedSlotsEqualTrained(dir_->Join("base"), out.Join("icae"));
+  testing::ExpectServedSlotsEqualTrained(dir_->Join("base"), out.Join("icae"));
 }
 
 // What the trainer feeds the decoder is exactly what SlotDecoder::BuildPrompt serves.
@@ -405,7 +383,7 @@ TEST_F(TrainTest, CoTrainingTrainsTheBaseAndExportsBoth) {
                          (*start_base)->weights().layers[0].w_down));
   EXPECT_EQ(ReadAll(out.Join("icae/base/tokenizer.model")),
             ReadAll(dir_->Join("base/tokenizer.model")));
-  ExpectServedSlotsEqualTrained(out.Join("icae/base"), out.Join("icae"));
+  testing::ExpectServedSlotsEqualTrained(out.Join("icae/base"), out.Join("icae"));
 
   // Text LM samples without a trainable base would train nothing: refused.
   options.train_base = false;

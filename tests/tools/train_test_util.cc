@@ -5,7 +5,14 @@
 #include <fstream>
 #include <sstream>
 
+#include <gtest/gtest.h>
+
 #include "absl/strings/str_cat.h"
+#include "common/model/adapter.h"
+#include "common/model/compressor.h"
+#include "common/model/transformer.h"
+#include "tests/util/test_util.h"
+#include "tools/train/icae_layout.h"
 
 namespace icae::train::testing {
 namespace {
@@ -103,6 +110,28 @@ std::string ReadAll(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+void ExpectServedSlotsEqualTrained(const std::string& base_dir, const std::string& adapter_dir) {
+  auto config = LoadModelConfig(base_dir);
+  ASSERT_OK(config);
+  auto adapter = LoadAdapter(adapter_dir, *config, /*with_lora=*/true);
+  ASSERT_OK(adapter);
+  auto compressor = Compressor::Load(base_dir, adapter_dir, Runtime{});
+  ASSERT_OK(compressor);
+  auto base = Transformer::Load(base_dir, Runtime{});
+  ASSERT_OK(base);
+  auto trainables = IcaeFromAdapter(*adapter, *config);
+  ASSERT_OK(trainables);
+  EXPECT_EQ(trainables->config.slot_kind, adapter->config.slot_kind);
+  const std::vector<int> segment = {5,  17,  42, 99, 3,  250, 8,  61,
+                                    77, 300, 12, 13, 14, 15,  16, 40};
+  at::NoGradGuard no_grad;
+  auto served = (*compressor)->CompressSegments({segment});
+  ASSERT_OK(served);
+  at::Tensor trained = EncodeSegments(**base, *trainables, {segment});
+  ASSERT_EQ(trained.sizes(), served->sizes());
+  EXPECT_LT((trained - *served).abs().max().item<float>(), 1e-4);
 }
 
 }  // namespace icae::train::testing

@@ -29,6 +29,10 @@ PretrainOptions TinyPretrainOptions(const std::string& base_dir, const std::stri
 // Options for a few fast steps: batch 2, lr 1e-2, no warm-up, no GEMM timing, quiet logs.
 TrainOptions TinyTrainOptions(const std::string& out, int steps);
 
+// The serving encoder (Compressor: LoRA merged) on `base_dir` makes the slots (of either kind,
+// same shape) the trainer's unmerged encoder makes for the adapter in `adapter_dir`.
+void ExpectServedSlotsEqualTrained(const std::string& base_dir, const std::string& adapter_dir);
+
 // Every byte of `path` ("" when unreadable).
 std::string ReadAll(const std::string& path);
 
