@@ -114,7 +114,12 @@ int Run(int argc, char** argv) {
     return engine.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   ICAE_LOG(INFO) << "loaded " << info.base_model << " (" << info.architecture << ", hidden "
-                 << info.hidden_size << ") + " << info.adapter << " (mem_size " << info.mem_size
+                 << info.encoder_hidden_size << ") + "
+                 << (info.cross ? absl::StrCat("cross encoder ", info.adapter, " (slots of width ",
+                                               info.hidden_size, " for decoder base ",
+                                               info.decoder_base_fingerprint.substr(0, 12), ", ")
+                                : absl::StrCat(info.adapter, " ("))
+                 << "mem_size " << info.mem_size
                  << ", rate " << info.compression_rate << ") on " << info.device << " as "
                  << DTypeName(info.compute_dtype) << " in "
                  << absl::FormatDuration(absl::Now() - load_start) << "; encoder_id "

@@ -20,15 +20,74 @@ absl::Status ValidateTokenIds(absl::Span<const int> ids, int vocab_size, absl::s
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::StatusOr<std::unique_ptr<Compressor>> LoadCross(const std::string& model_dir,
+                                                      const std::string& package,
+                                                      const Runtime& runtime) {
+  ASSIGN_OR_RETURN(CrossEncoder cross, LoadCrossEncoder(package));
+  std::string dir = model_dir;
+  std::string fingerprint;
+  if (!dir.empty()) {
+    ASSIGN_OR_RETURN(fingerprint, BaseModelFingerprint(dir));
+  }
+  // Given nothing, or the decoder base the package writes for (what a command that loads both
+  // sides holds), the package's own encoder model serves.
+  if (dir.empty() || fingerprint == cross.config.decoder_fingerprint) {
+    dir = cross.encoder_model_dir();
+    ASSIGN_OR_RETURN(fingerprint, BaseModelFingerprint(dir));
+  }
+  if (fingerprint != cross.config.encoder_fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        package, " was trained with the encoder model whose fingerprint is ",
+        cross.config.encoder_fingerprint, ", but ", dir, " has ", fingerprint));
+  }
+  ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  if (config.hidden_size != cross.config.encoder_hidden) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(package, ": encoder_hidden_size ", cross.config.encoder_hidden, " but ",
+                     dir, " has hidden_size ", config.hidden_size));
+  }
+  return Compressor::FromCross(dir, std::move(cross), runtime);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Compressor>> Compressor::FromCross(const std::string& model_dir,
+                                                                  CrossEncoder cross,
+                                                                  const Runtime& runtime) {
+  std::unique_ptr<Compressor> compressor(new Compressor());
+  ASSIGN_OR_RETURN(compressor->transformer_, Transformer::Load(model_dir, runtime));
+  compressor->model_dir_ = model_dir;
+  compressor->encoder_id_ = cross.encoder_id();
+  compressor->adapter_config_ = cross.AsAdapterConfig();
+  compressor->adapter_path_ = cross.path;
+  compressor->slot_width_ = cross.config.decoder_hidden;
+  compressor->decoder_fingerprint_ = cross.config.decoder_fingerprint;
+  compressor->projector_kind_ = cross.config.projector;
+  RETURN_IF_ERROR(CatchTorch("loading the cross encoder", [&]() -> absl::Status {
+    compressor->memory_rows_ = cross.memory_rows.to(runtime.device, runtime.dtype).contiguous();
+    for (const at::Tensor& p : cross.projector) {
+      compressor->projector_.push_back(p.to(runtime.device, runtime.dtype).contiguous());
+    }
+    return absl::OkStatus();
+  }));
+  return compressor;
+}
+
 absl::StatusOr<std::unique_ptr<Compressor>> Compressor::Load(const std::string& model_dir,
                                                              const std::string& adapter_path,
                                                              const Runtime& runtime) {
+  if (IsCrossEncoderPackage(adapter_path)) return LoadCross(model_dir, adapter_path, runtime);
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(adapter_path, config, /*with_lora=*/true));
   std::unique_ptr<Compressor> compressor(new Compressor());
   ASSIGN_OR_RETURN(compressor->transformer_, Transformer::Load(model_dir, runtime, &adapter));
   ASSIGN_OR_RETURN(std::string base_fingerprint, BaseModelFingerprint(model_dir));
+  compressor->model_dir_ = model_dir;
   compressor->encoder_id_ = EncoderId(base_fingerprint, adapter.fingerprint);
+  compressor->slot_width_ = config.hidden_size;
+  compressor->decoder_fingerprint_ = base_fingerprint;
   compressor->adapter_config_ = adapter.config;
   compressor->adapter_path_ = adapter.path;
   compressor->memory_rows_ =
@@ -48,8 +107,9 @@ absl::StatusOr<at::Tensor> Compressor::CompressSegments(
   }
   return CatchTorch("compressing", [&]() -> absl::StatusOr<at::Tensor> {
     c10::InferenceMode guard;
-    return EncodeSegmentBatch(*transformer_, memory_rows_, segments,
-                              adapter_config_.memory_positions, nullptr, slot_kind());
+    at::Tensor slots = EncodeSegmentBatch(*transformer_, memory_rows_, segments,
+                                          adapter_config_.memory_positions, nullptr, slot_kind());
+    return is_cross() ? ProjectSlots(projector_kind_, projector_, slots) : slots;
   });
 }
 

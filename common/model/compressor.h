@@ -1,5 +1,7 @@
 // The ICAE encoder: the base model with the adapter's LoRA merged into its own weights, plus the
-// memory-token embeddings. Immutable after Load; Compress* may run concurrently from any thread.
+// memory-token embeddings; or a cross-model encoder (common/model/cross_encoder.h): a small model
+// plus a projector into the decoder's embedding space. Immutable after Load; Compress* may run
+// concurrently from any thread.
 #ifndef ICAE_COMMON_MODEL_COMPRESSOR_H_
 #define ICAE_COMMON_MODEL_COMPRESSOR_H_
 
@@ -12,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/model/adapter.h"
+#include "common/model/cross_encoder.h"
 #include "common/model/runtime_options.h"
 #include "common/model/transformer.h"
 
@@ -19,10 +22,20 @@ namespace icae {
 
 class Compressor {
  public:
+  // `adapter_path` is an ICAE adapter of the base `model_dir`, or a cross-encoder package; then
+  // `model_dir` is its encoder model (the one it was trained with: FailedPrecondition naming
+  // both fingerprints otherwise), and when empty or the decoder base the package writes for,
+  // the package's own encoder model directory.
   static absl::StatusOr<std::unique_ptr<Compressor>> Load(const std::string& model_dir,
                                                           const std::string& adapter_path,
                                                           const Runtime& runtime);
 
+  // A cross encoder already loaded, over the model in `model_dir` (its fingerprint unchecked).
+  static absl::StatusOr<std::unique_ptr<Compressor>> FromCross(const std::string& model_dir,
+                                                               CrossEncoder cross,
+                                                               const Runtime& runtime);
+
+  // The encoding model's config (for a cross encoder, the small model's, not the decoder's).
   const ModelConfig& config() const { return transformer_->config(); }
   const AdapterConfig& adapter_config() const { return adapter_config_; }
   const Transformer& transformer() const { return *transformer_; }
@@ -33,9 +46,17 @@ class Compressor {
   int max_segment_tokens() const { return mem_size() * compression_rate(); }
   const std::string& encoder_id() const { return encoder_id_; }
   const std::string& adapter_path() const { return adapter_path_; }
+  // The encoding model's directory.
+  const std::string& model_dir() const { return model_dir_; }
+  // A cross-model encoder (a small model + projector) rather than ICAE's LoRA on the decoder's base.
+  bool is_cross() const { return !projector_.empty(); }
+  // Width of an embedding slot: the decoder's hidden size (the model's own for ICAE).
+  int slot_width() const { return slot_width_; }
+  // BaseModelFingerprint of the decoder base the slots are for (for ICAE, its own base).
+  const std::string& decoder_fingerprint() const { return decoder_fingerprint_; }
 
   // Compresses independent segments (each 1..any tokens, ids in [0, vocab)) as one right-padded
-  // batch. Returns [segments, mem_size, hidden] (embedding slots) or [segments, layers, 2,
+  // batch. Returns [segments, mem_size, slot_width] (embedding slots) or [segments, layers, 2,
   // kv_heads, mem_size, head_dim] (KV slots) in the compute dtype on the model's device.
   // Equal to compressing each alone (within float rounding).
   absl::StatusOr<at::Tensor> CompressSegments(absl::Span<const std::vector<int>> segments) const;
@@ -49,8 +70,13 @@ class Compressor {
   std::unique_ptr<Transformer> transformer_;
   AdapterConfig adapter_config_;
   std::string adapter_path_;
+  std::string model_dir_;
   at::Tensor memory_rows_;  // [mem_size, hidden], compute dtype
   std::string encoder_id_;
+  int slot_width_ = 0;
+  std::string decoder_fingerprint_;
+  ProjectorKind projector_kind_ = ProjectorKind::kLinear;
+  std::vector<at::Tensor> projector_;  // Cross encoders only, compute dtype.
 };
 
 // The ICAE encoder pass, shared by serving (Compressor) and training (tools/train): every row of

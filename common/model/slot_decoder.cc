@@ -6,6 +6,7 @@
 #include "common/io/checkpoint.h"
 #include "common/io/utf8.h"
 #include "common/model/compressor.h"
+#include "common/model/cross_encoder.h"
 #include "common/model/fingerprint.h"
 #include "common/model/torch_status.h"
 
@@ -125,9 +126,30 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(
   std::vector<std::string> paths = {adapter_path};
   paths.insert(paths.end(), also_accept.begin(), also_accept.end());
   for (size_t i = 0; i < paths.size() && !adapter_path.empty(); ++i) {
-    ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(paths[i], config, /*with_lora=*/false));
-    AcceptedEncoder accepted{EncoderId(base_fingerprint, adapter.fingerprint),
-                             adapter.config.slot_kind, adapter.config.mem_size, adapter.path};
+    AcceptedEncoder accepted;
+    at::Tensor special;  // [3, hidden] float32
+    if (IsCrossEncoderPackage(paths[i])) {
+      // A cross encoder writes for one decoder base: this one, or it is refused at start-up.
+      ASSIGN_OR_RETURN(CrossEncoder cross, LoadCrossEncoder(paths[i]));
+      if (cross.config.decoder_fingerprint != base_fingerprint) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            paths[i], " is a cross encoder for the decoder base whose fingerprint is ",
+            cross.config.decoder_fingerprint, ", but this decoder's base ", model_dir, " has ",
+            base_fingerprint));
+      }
+      if (cross.config.decoder_hidden != config.hidden_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            paths[i], ": decoder_hidden_size ", cross.config.decoder_hidden,
+            " but the model's hidden_size is ", config.hidden_size));
+      }
+      accepted = {cross.encoder_id(), SlotKind::kEmbedding, cross.config.mem_size, cross.path};
+      special = cross.special;
+    } else {
+      ASSIGN_OR_RETURN(Adapter adapter, LoadAdapter(paths[i], config, /*with_lora=*/false));
+      accepted = {EncoderId(base_fingerprint, adapter.fingerprint), adapter.config.slot_kind,
+                  adapter.config.mem_size, adapter.path};
+      special = adapter.memory_embed.narrow(0, adapter.config.mem_size, 3);
+    }
     if (decoder->FindEncoder(accepted.encoder_id) != nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat(paths[i], ": the same encoder as an adapter already accepted"));
@@ -135,13 +157,11 @@ absl::StatusOr<std::unique_ptr<SlotDecoder>> SlotDecoder::Load(
     decoder->accepted_.push_back(accepted);
     if (i > 0) continue;
     decoder->encoder_id_ = accepted.encoder_id;
-    decoder->mem_size_ = adapter.config.mem_size;
-    decoder->slot_kind_ = adapter.config.slot_kind;
-    decoder->adapter_path_ = adapter.path;
+    decoder->mem_size_ = accepted.mem_size;
+    decoder->slot_kind_ = accepted.kind;
+    decoder->adapter_path_ = accepted.adapter_path;
     RETURN_IF_ERROR(CatchTorch("loading special tokens", [&]() -> absl::Status {
-      decoder->special_ = adapter.memory_embed.narrow(0, adapter.config.mem_size, 3)
-                              .to(runtime.device, runtime.dtype)
-                              .contiguous();
+      decoder->special_ = special.to(runtime.device, runtime.dtype).contiguous();
       return absl::OkStatus();
     }));
   }

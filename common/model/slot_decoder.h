@@ -122,10 +122,12 @@ struct AcceptedEncoder {
 
 class SlotDecoder {
  public:
-  // `adapter_path` may be empty: then only the "raw" template is available. Its special tokens
-  // (AE, LM, FT) serve the templates. `also_accept` names more adapters of the same base whose
-  // slots this decoder reads too (e.g. a KV adapter beside an embedding one, so one request may
-  // mix both kinds); only their encoder ids, kinds and mem_size are used.
+  // `adapter_path` may be empty: then only the "raw" template is available. It is an ICAE
+  // adapter of this base or a cross-encoder package written for this base
+  // (common/model/cross_encoder.h; another base is FailedPrecondition naming both fingerprints).
+  // Its special tokens (AE, LM, FT) serve the templates. `also_accept` names more adapters or
+  // packages whose slots this decoder reads too (e.g. a KV adapter beside an embedding one, so
+  // one request may mix both kinds); only their encoder ids, kinds and mem_size are used.
   static absl::StatusOr<std::unique_ptr<SlotDecoder>> Load(
       const std::string& model_dir, const std::string& adapter_path, const Runtime& runtime,
       const std::vector<std::string>& also_accept = {});

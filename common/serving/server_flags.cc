@@ -40,7 +40,9 @@ void RegisterServerFlags(FlagSet& flags, absl::string_view default_listen,
   out->listen = std::string(default_listen);
   out->metrics_listen = std::string(default_metrics_listen);
   flags.String("model", &out->model, "HF model directory (config.json, safetensors, tokenizer)");
-  flags.String("adapter", &out->adapter, "ICAE adapter file or directory");
+  flags.String("adapter", &out->adapter,
+               "ICAE adapter file or directory, or a cross-encoder package (the encoder then "
+               "runs the package's small model; --model may name it or the decoder's base)");
   flags.String("listen", &out->listen, "gRPC HOST:PORT (port 0 picks a free port)");
   flags.String("metrics_listen", &out->metrics_listen,
                "Prometheus HTTP HOST:PORT, path /metrics; empty disables");

@@ -113,7 +113,10 @@ struct EngineModelInfo {
   std::string architecture;  // from config.json
   std::string adapter;       // adapter file name
   std::string encoder_id;
-  int hidden_size = 0;
+  int hidden_size = 0;  // Width of an embedding slot (the decoder's hidden size).
+  int encoder_hidden_size = 0;  // The encoding model's own.
+  bool cross = false;           // A cross-model encoder (common/model/cross_encoder.h).
+  std::string decoder_base_fingerprint;
   int vocab_size = 0;
   SlotGeometry slots;
   int mem_size = 0;

@@ -39,18 +39,22 @@ absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
   ASSIGN_OR_RETURN(std::unique_ptr<Compressor> compressor,
                    Compressor::Load(model_dir, adapter_path, runtime));
   const ModelConfig& config = compressor->config();
+  const std::string encoder_dir = compressor->model_dir();  // A cross encoder's small model.
   EngineModelInfo& info = model.info;
-  info.base_model = BaseName(model_dir);
+  info.base_model = BaseName(encoder_dir);
   info.architecture = config.architecture;
   info.adapter = BaseName(compressor->adapter_path());
   info.encoder_id = compressor->encoder_id();
-  info.hidden_size = config.hidden_size;
+  info.hidden_size = compressor->slot_width();
+  info.encoder_hidden_size = config.hidden_size;
+  info.cross = compressor->is_cross();
+  info.decoder_base_fingerprint = compressor->decoder_fingerprint();
   info.slots.kind = compressor->slot_kind();
   if (info.slots.kind == SlotKind::kKv) {
     info.slots.lead = {config.num_layers, 2, config.num_kv_heads};
     info.slots.row = config.head_dim;
   } else {
-    info.slots.row = config.hidden_size;
+    info.slots.row = compressor->slot_width();
   }
   info.vocab_size = config.vocab_size;
   info.mem_size = compressor->mem_size();
@@ -60,12 +64,12 @@ absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
   info.device = runtime.device.str();
   if (info.max_segment_tokens() + info.mem_size > config.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat(
-        model_dir, ": a full segment (", info.max_segment_tokens(), " tokens + ", info.mem_size,
+        encoder_dir, ": a full segment (", info.max_segment_tokens(), " tokens + ", info.mem_size,
         " memory slots) exceeds max_position_embeddings ", config.max_position_embeddings));
   }
   model.compressor = std::move(compressor);
 
-  const std::string tokenizer_path = absl::StrCat(model_dir, "/tokenizer.model");
+  const std::string tokenizer_path = absl::StrCat(encoder_dir, "/tokenizer.model");
   if (RegularFileExists(tokenizer_path)) {
     ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(tokenizer_path));
     if (tokenizer->vocab_size() > config.vocab_size) {
@@ -76,7 +80,7 @@ absl::StatusOr<EncoderModel> LoadEncoderModel(const std::string& model_dir,
     model.tokenizer = std::move(tokenizer);
     info.has_tokenizer = true;
   } else {
-    ICAE_LOG(WARNING) << model_dir << " has no tokenizer.model: only token-id spans are accepted";
+    ICAE_LOG(WARNING) << encoder_dir << " has no tokenizer.model: only token-id spans are accepted";
   }
   return model;
 }

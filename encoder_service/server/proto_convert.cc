@@ -126,6 +126,9 @@ void FillEncoderInfo(const EngineModelInfo& model, const EngineOptions& options,
   info->set_encoder_id(model.encoder_id);
   info->set_hidden_size(model.hidden_size);
   info->set_slot_kind(ToProtoSlotKind(model.slots.kind));
+  info->set_encoder_kind(model.cross ? v1::ENCODER_KIND_CROSS : v1::ENCODER_KIND_ICAE);
+  info->set_decoder_base_fingerprint(model.decoder_base_fingerprint);
+  info->set_encoder_hidden_size(model.encoder_hidden_size);
   info->set_vocab_size(model.vocab_size);
   info->set_mem_size(model.mem_size);
   info->set_compression_rate(model.compression_rate);

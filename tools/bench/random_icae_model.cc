@@ -3,9 +3,15 @@
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
+#include "common/io/checkpoint.h"
+#include "common/io/mapped_file.h"
 #include "common/model/adapter_writer.h"
+#include "common/model/cross_encoder.h"
+#include "common/model/fingerprint.h"
 #include "common/model/torch_status.h"
 #include "common/model/weights.h"
 
@@ -49,6 +55,53 @@ absl::Status WriteRandomIcaeModel(const std::string& dir, const ModelConfig& con
     adapter_config.compression_rate = 4;
     return SaveIcaeAdapter(adapter_dir, RandomAdapter(config, adapter_config, seed + 1), "model");
   });
+}
+
+absl::Status WriteRandomCrossEncoder(const std::string& dir, const std::string& decoder_dir,
+                                     const ModelConfig& encoder, int mem_size, int rate,
+                                     const std::string& projector, uint64_t seed) {
+  ASSIGN_OR_RETURN(ModelConfig decoder, LoadModelConfig(decoder_dir));
+  ASSIGN_OR_RETURN(ProjectorKind kind, ParseProjectorKind(projector));
+  ::mkdir(dir.c_str(), 0755);
+  CrossEncoder cross;
+  CrossEncoderConfig& c = cross.config;
+  const std::string encoder_dir = JoinPath(dir, c.encoder_model);
+  RETURN_IF_ERROR(CatchTorch("writing the random encoder", [&]() -> absl::Status {
+    return SaveHfModel(encoder_dir, encoder, RandomWeights(encoder, seed), at::kFloat);
+  }));
+  const std::string tokenizer = JoinPath(decoder_dir, "tokenizer.model");
+  if (FileExists(tokenizer)) {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(tokenizer));
+    RETURN_IF_ERROR(WriteStringToFile(JoinPath(encoder_dir, "tokenizer.model"), bytes));
+  }
+  c.mem_size = mem_size;
+  c.compression_rate = rate;
+  c.projector = kind;
+  c.encoder_hidden = encoder.hidden_size;
+  c.decoder_hidden = decoder.hidden_size;
+  c.projector_hidden = kind == ProjectorKind::kMlp ? decoder.hidden_size : 0;
+  ASSIGN_OR_RETURN(c.encoder_fingerprint, BaseModelFingerprint(encoder_dir));
+  ASSIGN_OR_RETURN(c.decoder_fingerprint, BaseModelFingerprint(decoder_dir));
+  RETURN_IF_ERROR(CatchTorch("writing the random cross encoder", [&]() -> absl::Status {
+    at::Generator gen = at::detail::createCPUGenerator(seed + 1);
+    auto normal = [&](std::vector<int64_t> shape, double std) {
+      return at::normal(0.0, std, shape, gen, at::TensorOptions().dtype(at::kFloat));
+    };
+    auto map = [&](int64_t out, int64_t in) {
+      return std::vector<at::Tensor>{normal({out, in}, 1.0 / std::sqrt(static_cast<double>(in))),
+                                     normal({out}, 0.02)};
+    };
+    cross.memory_rows = normal({mem_size, encoder.hidden_size}, 0.02);
+    cross.special = normal({3, decoder.hidden_size}, 0.02);
+    cross.projector = map(decoder.hidden_size, encoder.hidden_size);
+    if (kind == ProjectorKind::kMlp) {
+      for (at::Tensor& t : map(decoder.hidden_size, decoder.hidden_size)) {
+        cross.projector.push_back(t);
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return SaveCrossEncoder(dir, cross);
 }
 
 }  // namespace icae

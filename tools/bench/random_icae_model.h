@@ -29,6 +29,15 @@ RandomIcaePaths RandomIcaePathsIn(const std::string& dir);
 absl::Status WriteRandomIcaeModel(const std::string& dir, const ModelConfig& config, int mem_size,
                                   int lora_r, uint64_t seed, RandomIcaePaths* paths);
 
+// Writes a random cross-encoder package (common/model/cross_encoder.h) to `dir` for the decoder
+// base `decoder_dir`: its own encoder model `encoder` in <dir>/encoder (random weights, plus
+// decoder_dir's tokenizer.model when it has one), mem_size slots per segment at `rate` tokens
+// per slot, memory rows and special rows ~ N(0, 0.02), a `projector` ("linear" or "mlp", width
+// the decoder's hidden size) with weights ~ N(0, 1 / sqrt(in)). Deterministic per seed.
+absl::Status WriteRandomCrossEncoder(const std::string& dir, const std::string& decoder_dir,
+                                     const ModelConfig& encoder, int mem_size, int rate,
+                                     const std::string& projector, uint64_t seed);
+
 }  // namespace icae
 
 #endif  // ICAE_TOOLS_BENCH_RANDOM_ICAE_MODEL_H_

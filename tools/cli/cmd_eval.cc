@@ -90,7 +90,7 @@ int RunEval(const Args& args) {
       (*compressor)->transformer().dtype() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat32);
   const double row = (*compressor)->slot_kind() == SlotKind::kKv
                          ? (*compressor)->config().head_dim
-                         : (*compressor)->config().hidden_size;
+                         : (*compressor)->slot_width();
   const double slot_bytes =
       static_cast<double>(r.slot_elements) *
       (ItemSize(wire_dtype) + (wire_dtype == DType::kInt8 ? 4.0 / row : 0.0)) * 128.0 /

@@ -71,6 +71,24 @@ int RunPretrain(const std::vector<std::string>& args) {
   return Train("pretrain", CreatePretrainTask(pretrain, train), train);
 }
 
+int RunCross(const std::vector<std::string>& args) {
+  FlagSet flags(
+      "icae-train cross --model DECODER --train FILE --valid FILE --out DIR [--encoder-init DIR] "
+      "[options]");
+  TrainOptions train;
+  PretrainOptions pretrain;
+  pretrain.cross = true;
+  RegisterTrainFlags(flags, &train);
+  RegisterPretrainFlags(flags, &pretrain);
+  RegisterCrossFlags(flags, &pretrain.cross_options);
+  if (int code = Parse(flags, "cross", args); code >= 0) return code;
+  pretrain.rate_given = flags.IsSet("rate");
+  pretrain.mem_size_given = flags.IsSet("mem-size");
+  pretrain.slot_kind_given = flags.IsSet("slot-kind");
+  ConfigureThreads(train.threads);
+  return Train("cross", CreatePretrainTask(pretrain, train), train);
+}
+
 int RunFinetune(const std::vector<std::string>& args) {
   FlagSet flags(
       "icae-train finetune --model DIR --train FILE.jsonl --valid FILE.jsonl --out DIR [options]");

@@ -9,6 +9,7 @@ namespace icae::train {
 
 int RunLm(const std::vector<std::string>& args);
 int RunPretrain(const std::vector<std::string>& args);
+int RunCross(const std::vector<std::string>& args);
 int RunFinetune(const std::vector<std::string>& args);
 int RunProbe(const std::vector<std::string>& args);
 int RunRescale(const std::vector<std::string>& args);

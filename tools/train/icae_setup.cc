@@ -93,9 +93,10 @@ std::vector<double> IcaeLearningRateScales(const IcaeTrainables& icae, double re
   return scales;
 }
 
-absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train,
-                                        bool train_base) {
-  IcaeSetup s;
+namespace {
+
+// The frozen base and its tokenizer.
+absl::Status LoadBase(const IcaeOptions& o, const TrainOptions& train, IcaeSetup& s) {
   const Runtime runtime{at::kCPU, train.bfloat16() ? at::kBFloat16 : at::kFloat};
   ASSIGN_OR_RETURN(s.base, Transformer::Load(o.model, runtime));
   ASSIGN_OR_RETURN(s.tokenizer, Tokenizer::LoadFromModelDir(o.model));
@@ -105,6 +106,61 @@ absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions
         absl::StrCat(o.model, ": tokenizer.model has ", s.tokenizer->vocab_size(),
                      " pieces but the model's vocab_size is ", config.vocab_size));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<IcaeSetup> LoadCrossSetup(const PretrainOptions& o, const TrainOptions& train) {
+  IcaeSetup s;
+  RETURN_IF_ERROR(LoadBase(o, train, s));
+  const ModelConfig& config = s.base->config();
+  if (!o.init_adapter.empty()) {
+    if (!IsCrossEncoderPackage(o.init_adapter)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--init-adapter ", o.init_adapter, " is not a cross-encoder package (no ",
+          kCrossEncoderConfigFile, ")"));
+    }
+    ASSIGN_OR_RETURN(s.cross, CrossFromPackage(o.init_adapter));
+    if (s.cross->config.decoder_hidden != config.hidden_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--init-adapter ", o.init_adapter, " writes slots of width ",
+          s.cross->config.decoder_hidden, " but ", o.model, " has hidden_size ",
+          config.hidden_size));
+    }
+    if (o.mem_size_given && o.mem_size != s.cross->config.mem_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--mem-size ", o.mem_size, " differs from the ", s.cross->config.mem_size,
+                       " memory rows of --init-adapter ", o.init_adapter));
+    }
+    if (o.rate_given) s.cross->config.compression_rate = o.rate;
+  } else {
+    ASSIGN_OR_RETURN(double embed_std, CatchTorch("measuring the embeddings", [&]() {
+                       return absl::StatusOr<double>(
+                           s.base->weights().embed.to(at::kFloat).std().item<double>());
+                     }));
+    ASSIGN_OR_RETURN(s.cross, InitCross(o.cross_options, config, embed_std, o.mem_size, o.rate,
+                                        *ParseMemoryPositions(o.memory_positions),
+                                        static_cast<uint64_t>(train.seed)));
+  }
+  const int longest = s.cross->config.mem_size * (s.cross->config.compression_rate + 1);
+  if (longest > s.cross->encoder_config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a full segment and its memory rows (", longest,
+        " positions) exceed the small encoder's max_position_embeddings ",
+        s.cross->encoder_config.max_position_embeddings));
+  }
+  CrossEncoder plan;
+  plan.config = s.cross->config;
+  s.icae.config = plan.AsAdapterConfig();
+  return s;
+}
+
+absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train,
+                                        bool train_base) {
+  IcaeSetup s;
+  RETURN_IF_ERROR(LoadBase(o, train, s));
+  const ModelConfig& config = s.base->config();
   if (train_base) {
     ASSIGN_OR_RETURN(TransformerWeights w,
                      LoadWeights(o.model, config, nullptr, at::kFloat, at::kCPU));

@@ -14,6 +14,7 @@
 #include "common/base/flags.h"
 #include "common/io/tokenizer.h"
 #include "common/model/transformer.h"
+#include "tools/train/cross_setup.h"
 #include "tools/train/icae_tasks.h"
 #include "tools/train/icae_layout.h"
 
@@ -34,10 +35,16 @@ struct IcaeSetup {
   IcaeTrainables icae;
   // Co-training only: float32 master weights of the base (trainable leaves).
   std::optional<TransformerWeights> master;
+  // icae-train cross: the cross encoder trains instead of `icae`, whose config then holds only
+  // the segment plan (mem_size, rate, memory positions; embedding slots; no LoRA).
+  std::optional<CrossTrainables> cross;
 };
 
 absl::StatusOr<IcaeSetup> LoadIcaeSetup(const IcaeOptions& o, const TrainOptions& train,
                                         bool train_base = false);
+// The frozen base and tokenizer with a cross encoder: new (from o.cross_options) or, when
+// o.init_adapter names a package, that package's.
+absl::StatusOr<IcaeSetup> LoadCrossSetup(const PretrainOptions& o, const TrainOptions& train);
 std::string IcaeRecipe(const IcaeSetup& s, const std::string& model);
 // Forward + backward FLOPs for encoder positions (frozen weights: input gradients only, no
 // lm_head) and decoder positions (logits included).

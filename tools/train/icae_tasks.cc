@@ -13,9 +13,11 @@
 #include "common/io/checkpoint.h"
 #include "common/io/mapped_file.h"
 #include "common/io/tokenizer.h"
+#include "common/model/compressor.h"
 #include "common/model/segmenter.h"
 #include "common/model/torch_status.h"
 #include "tools/train/finetune_data.h"
+#include "tools/train/cross_setup.h"
 #include "tools/train/icae_layout.h"
 #include "tools/train/icae_setup.h"
 #include "tools/train/lm_task.h"
@@ -43,11 +45,12 @@ class PretrainTask : public TrainTask {
   }
 
   std::vector<at::Tensor> Parameters() const override {
-    std::vector<at::Tensor> params = s_.icae.Parameters();
+    std::vector<at::Tensor> params = s_.cross ? s_.cross->Parameters() : s_.icae.Parameters();
     params.insert(params.end(), base_params_.begin(), base_params_.end());
     return params;
   }
   std::vector<double> LearningRateScales() const override {
+    if (s_.cross) return {};  // One lr for the whole cross encoder.
     std::vector<double> scales = IcaeLearningRateScales(s_.icae, options_.residual_lr_scale);
     scales.insert(scales.end(), base_params_.size(), options_.base_lr_scale);
     return scales;
@@ -80,13 +83,15 @@ class PretrainTask : public TrainTask {
     const bool kd = options_.kd_weight > 0;
     BatchLoss loss =
         Loss(Model(TrainedBase()), windows, objectives, kd, options_.kd_weight, lengths);
-    return MicroBatchLoss{loss.mean_loss, positions_};
+    at::Tensor total = loss.mean_loss;
+    if (teacher_) total = total + options_.slot_mse_weight * last_slot_mse_;
+    return MicroBatchLoss{total, positions_};
   }
 
   absl::StatusOr<Metrics> Validate() override {
     std::vector<std::vector<int>> windows =
         FixedWindows(valid_stream_, 2 * options_.span_tokens, options_.valid_samples);
-    double ae = 0, lm = 0, text = 0, kl = 0, teacher = 0;
+    double ae = 0, lm = 0, text = 0, kl = 0, teacher = 0, slot_mse = 0;
     int64_t ae_n = 0, lm_n = 0, ae_correct = 0, text_n = 0;
     const std::optional<Transformer> trained = TrainedBase();
     const Transformer& model = Model(trained);
@@ -94,6 +99,7 @@ class PretrainTask : public TrainTask {
       std::vector<std::vector<int>> chunk(
           windows.begin() + i, windows.begin() + std::min(windows.size(), i + train_.batch));
       BatchLoss a = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kAe));
+      if (teacher_) slot_mse += last_slot_mse_.item<double>() * chunk.size();
       double teacher_nll = 0;
       BatchLoss l = Loss(model, chunk, std::vector<Objective>(chunk.size(), Objective::kContinue),
                          /*with_teacher=*/true, /*kd_weight=*/0, {}, &teacher_nll);
@@ -123,6 +129,7 @@ class PretrainTask : public TrainTask {
     metrics.push_back({"lm_text_ppl", text_ppl});
     metrics.push_back({"lm_gap", std::exp(lm_loss) / text_ppl - 1.0});
     metrics.push_back({"kd_kl", kl / std::max<int64_t>(1, lm_n)});
+    if (teacher_) metrics.push_back({"slot_mse", slot_mse / windows.size()});
     // The base's own perplexity on the whole window: what co-training must not give away.
     if (options_.train_base)
       metrics.push_back({"text_ppl", std::exp(text / std::max<int64_t>(1, text_n))});
@@ -150,6 +157,11 @@ class PretrainTask : public TrainTask {
   }
 
   absl::Status Export(const std::string& dir) const override {
+    if (s_.cross) {
+      return ExportCross(dir, *s_.cross, options_.model,
+                         JoinPath(options_.model, "tokenizer.model"),
+                         s_.base->weights().embed.scalar_type());
+    }
     if (!options_.train_base)
       return SaveIcaeAdapter(dir, s_.base->config(), s_.icae, options_.model);
     const std::string base = JoinPath(dir, "base");
@@ -162,13 +174,17 @@ class PretrainTask : public TrainTask {
   }
   std::string Recipe() const override {
     return absl::StrCat(
-        "pretrain ", IcaeRecipe(s_, options_.model), " span=", options_.span_tokens,
+        "pretrain ", s_.cross ? CrossRecipe() : IcaeRecipe(s_, options_.model),
+        " span=", options_.span_tokens,
         options_.min_span_tokens > 0
             ? absl::StrCat(" min_span=", options_.min_span_tokens,
                            " short_span_ratio=", options_.short_span_ratio)
             : std::string(),
         " lm_ratio=", options_.lm_ratio,
         options_.kd_weight > 0 ? absl::StrCat(" kd_weight=", options_.kd_weight) : std::string(),
+        teacher_ ? absl::StrCat(" slot_teacher=", options_.slot_teacher,
+                                " slot_mse_weight=", options_.slot_mse_weight)
+                 : std::string(),
         options_.residual_lr_scale != 1.0
             ? absl::StrCat(" residual_lr_scale=", options_.residual_lr_scale)
             : std::string(),
@@ -184,6 +200,10 @@ class PretrainTask : public TrainTask {
     const int64_t slots =
         static_cast<int64_t>(s_.icae.config.mem_size) *
         PlanSegments(span, s_.icae.config.mem_size, s_.icae.config.compression_rate).num_segments;
+    if (s_.cross) {
+      return CrossEncoderFlops(*s_.cross, train_.batch, span + slots) +
+             IcaeFlops(s_.base->config(), train_.batch, 0, slots + 1 + span);
+    }
     return IcaeFlops(s_.base->config(), train_.batch, span + slots, slots + 1 + span);
   }
 
@@ -207,6 +227,38 @@ class PretrainTask : public TrainTask {
   const Transformer& Model(const std::optional<Transformer>& trained) const {
     return trained ? *trained : *s_.base;
   }
+  // mean((slots - teacher's)^2) / mean(teacher's^2) over the contexts' slots.
+  at::Tensor SlotMse(const std::vector<std::vector<int>>& contexts,
+                     const std::vector<at::Tensor>& slots) const {
+    std::vector<at::Tensor> student, target;
+    for (size_t i = 0; i < contexts.size(); ++i) {
+      absl::StatusOr<at::Tensor> t = teacher_->CompressSpan(contexts[i]);
+      if (!t.ok()) throw std::runtime_error(std::string(t.status().message()));
+      target.push_back(t->to(at::kFloat));
+      student.push_back(slots[i].to(at::kFloat));
+    }
+    at::Tensor s = at::cat(student), t = at::cat(target);
+    return (s - t).pow(2).mean() / t.pow(2).mean().clamp_min(1e-12);
+  }
+  // The AE, LM and FT rows the decoder reads.
+  at::Tensor Special() const { return s_.cross ? s_.cross->special : SpecialRows(s_.icae); }
+  std::string CrossRecipe() const {
+    const CrossTrainables& x = *s_.cross;
+    const ModelConfig& e = x.encoder_config;
+    return absl::StrCat(
+        "cross base=", options_.model, " encoder=", e.num_layers, "x", e.hidden_size, "/",
+        e.num_heads, "h/", e.intermediate_size,
+        options_.cross_options.encoder_init.empty()
+            ? std::string()
+            : absl::StrCat(" encoder_init=", options_.cross_options.encoder_init),
+        " projector=", ProjectorKindName(x.config.projector),
+        x.config.projector == ProjectorKind::kMlp ? absl::StrCat("(", x.config.projector_hidden, ")")
+                                                  : std::string(),
+        x.config.memory_positions == MemoryPositions::kAppend
+            ? std::string()
+            : absl::StrCat(" memory_positions=", MemoryPositionsName(x.config.memory_positions)),
+        " mem=", x.config.mem_size, " rate=", x.config.compression_rate);
+  }
 
   BatchLoss Loss(const Transformer& model, const std::vector<std::vector<int>>& windows,
                  const std::vector<Objective>& objectives, bool with_teacher = false,
@@ -224,7 +276,11 @@ class PretrainTask : public TrainTask {
       encoded.push_back(i);
     }
     std::vector<at::Tensor> encoded_slots;
-    if (!contexts.empty()) encoded_slots = EncodeContexts(model, s_.icae, contexts);
+    if (!contexts.empty()) {
+      encoded_slots = s_.cross ? EncodeCrossContexts(*s_.cross, model.dtype(), contexts)
+                               : EncodeContexts(model, s_.icae, contexts);
+      if (teacher_) last_slot_mse_ = SlotMse(contexts, encoded_slots);
+    }
     std::vector<at::Tensor> slots(windows.size());
     for (size_t k = 0; k < encoded.size(); ++k) slots[encoded[k]] = encoded_slots[k];
     const at::Tensor no_slots =
@@ -268,7 +324,7 @@ class PretrainTask : public TrainTask {
     TeacherLogProbs teacher(windows.size());
     if (!teacher_examples.empty()) {
       const TeacherLogProbs t =
-          LabelledLogProbs(model, SpecialRows(s_.icae), teacher_examples,
+          LabelledLogProbs(model, Special(), teacher_examples,
                            std::vector<at::Tensor>(teacher_examples.size(), no_slots));
       for (size_t k = 0; k < taught.size(); ++k) {
         teacher[taught[k]] = t[k];
@@ -281,7 +337,7 @@ class PretrainTask : public TrainTask {
       }
     }
     BatchLoss loss =
-        ExamplesLoss(model, SpecialRows(s_.icae), examples, slots, teacher, kd_weight);
+        ExamplesLoss(model, Special(), examples, slots, teacher, kd_weight);
     positions_ = enc + loss.positions;
     return loss;
   }
@@ -296,6 +352,10 @@ class PretrainTask : public TrainTask {
   int64_t micro_batches_ = 0;  // Drawn so far (resumed from the checkpoint).
   int64_t positions_ = 0;
   std::vector<at::Tensor> base_params_;  // Co-training: the master's leaves, in a fixed order.
+ public:
+  std::unique_ptr<Compressor> teacher_;  // --slot-teacher, served as ICAE serves it.
+ private:
+  at::Tensor last_slot_mse_;  // Of the last Loss call's contexts.
 };
 
 }  // namespace
@@ -318,6 +378,11 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   flags.Double("text-lm-ratio", &o->text_lm_ratio,
                "with --train-base: probability of plain language modelling on the window");
   flags.Double("base-lr-scale", &o->base_lr_scale, "with --train-base: lr multiplier of the base");
+  flags.String("slot-teacher", &o->slot_teacher,
+               "cross encoders: an ICAE adapter of this base (same mem_size and rate) whose "
+               "slots the cross encoder's are pulled towards");
+  flags.Double("slot-mse-weight", &o->slot_mse_weight,
+               "weight of the relative squared error to --slot-teacher's slots (0 = off)");
   flags.Double("kd-weight", &o->kd_weight,
                "weight of KL(base reading the text || base reading the slots) on continuation "
                "samples (0 = off)");
@@ -353,7 +418,36 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
   if (!(options.kd_weight >= 0) || !std::isfinite(options.kd_weight)) {
     return absl::InvalidArgumentError("--kd-weight must be a finite number >= 0");
   }
-  ASSIGN_OR_RETURN(IcaeSetup setup, LoadIcaeSetup(options, train, options.train_base));
+  if (options.cross && options.train_base) {
+    return absl::InvalidArgumentError("--train-base does not apply to a cross encoder");
+  }
+  if (options.cross && options.slot_kind_given && options.slot_kind != "embedding") {
+    return absl::InvalidArgumentError("a cross encoder makes embedding slots only");
+  }
+  IcaeSetup setup;
+  if (options.cross) {
+    ASSIGN_OR_RETURN(setup, LoadCrossSetup(options, train));
+  } else {
+    ASSIGN_OR_RETURN(setup, LoadIcaeSetup(options, train, options.train_base));
+  }
+  std::unique_ptr<Compressor> teacher;
+  if (!options.slot_teacher.empty() || options.slot_mse_weight != 0) {
+    if (!options.cross || options.slot_teacher.empty() || !(options.slot_mse_weight > 0)) {
+      return absl::InvalidArgumentError(
+          "--slot-teacher and a positive --slot-mse-weight go together, for a cross encoder");
+    }
+    ASSIGN_OR_RETURN(teacher,
+                     Compressor::Load(options.model, options.slot_teacher,
+                                      Runtime{at::kCPU, setup.base->weights().embed.scalar_type()}));
+    if (teacher->is_cross() || teacher->slot_kind() != SlotKind::kEmbedding ||
+        teacher->mem_size() != setup.icae.config.mem_size ||
+        teacher->compression_rate() != setup.icae.config.compression_rate) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--slot-teacher ", options.slot_teacher, " must be an embedding-slot ICAE adapter with "
+          "mem_size ", setup.icae.config.mem_size, " and rate ",
+          setup.icae.config.compression_rate));
+    }
+  }
   PretrainOptions o = options;
   if (o.span_tokens == 0)
     o.span_tokens = setup.icae.config.mem_size * setup.icae.config.compression_rate;
@@ -365,8 +459,10 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
                    TokenizeCorpus(o.train, *setup.tokenizer, 4 * o.span_tokens, "--train corpus"));
   ASSIGN_OR_RETURN(std::vector<int> valid_stream,
                    TokenizeCorpus(o.valid, *setup.tokenizer, 2 * o.span_tokens, "--valid corpus"));
-  return std::unique_ptr<TrainTask>(new PretrainTask(
-      o, train, std::move(setup), std::move(train_stream), std::move(valid_stream)));
+  auto task = std::make_unique<PretrainTask>(o, train, std::move(setup), std::move(train_stream),
+                                             std::move(valid_stream));
+  task->teacher_ = std::move(teacher);
+  return std::unique_ptr<TrainTask>(std::move(task));
 }
 
 }  // namespace icae::train

@@ -46,7 +46,24 @@ struct IcaeOptions {
   double residual_lr_scale = 1.0;
 };
 
+// icae-train cross: a cross-model encoder (common/model/cross_encoder.h) in place of LoRA.
+struct CrossOptions {
+  // Start the small encoder from this HF model directory (any Llama-architecture model, e.g. the
+  // decoder's base or a small LM from icae-train lm); empty: random weights of the shape below.
+  std::string encoder_init;
+  int encoder_layers = 2;  // Layers kept from --encoder-init (0 = all), or of the random model.
+  int encoder_hidden = 128;
+  int encoder_heads = 2;
+  int encoder_intermediate = 0;  // 0: about 8/3 * hidden, rounded up to a multiple of 32.
+  std::string projector = "mlp";  // linear | mlp
+  int projector_hidden = 0;       // mlp: 0 = the decoder's hidden size
+};
+
 struct PretrainOptions : IcaeOptions {
+  // Train a cross-model encoder (the package is the artefact; --init-adapter may name one to go
+  // on from) instead of an ICAE adapter. The LoRA flags do not apply.
+  bool cross = false;
+  CrossOptions cross_options;
   int span_tokens = 0;    // Tokens compressed per sample (0 = mem_size * rate).
   // When > 0, each sample compresses a length drawn uniformly in [min_span_tokens, span_tokens]
   // (a short span, or a document's last segment, is then seen in training too); validation keeps
@@ -69,6 +86,12 @@ struct PretrainOptions : IcaeOptions {
   // its slots (no gradient). It asks of the slots what the continuation target measures: that
   // the decoder predicts from them as it predicts from the text.
   double kd_weight = 0.0;
+  // Cross encoders: an ICAE adapter of the same base, mem_size and rate whose slots the cross
+  // encoder's slots are pulled towards, with weight slot_mse_weight on
+  // mean((slots - teacher)^2) / mean(teacher^2) per micro-batch. The frozen decoder already reads
+  // the teacher's slots; matching them first gives the small encoder that reading for free.
+  std::string slot_teacher;
+  double slot_mse_weight = 0.0;
 };
 
 struct FinetuneOptions : IcaeOptions {
@@ -77,6 +100,7 @@ struct FinetuneOptions : IcaeOptions {
 };
 
 void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* options);
+void RegisterCrossFlags(FlagSet& flags, CrossOptions* options);
 void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* options);
 
 absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOptions& options,

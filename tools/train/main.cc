@@ -23,6 +23,8 @@ const Command kCommands[] = {
     {"lm", "pretrain a Llama-architecture LM from scratch (writes an HF model directory)",
      icae::train::RunLm},
     {"pretrain", "ICAE pretraining on a frozen base (writes an adapter)", icae::train::RunPretrain},
+    {"cross", "a small cross-model encoder + projector for a frozen decoder (writes a package)",
+     icae::train::RunCross},
     {"finetune", "ICAE instruction fine-tuning from JSONL (writes an adapter)",
      icae::train::RunFinetune},
     {"probe", "optimise slots directly through the frozen decoder: its capacity per slot count",
