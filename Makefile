@@ -42,7 +42,7 @@ test-asan: setup
 	cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L sanitize $(CTEST_FLAGS)
 
 demo: build
-	@tools/demo.sh
+	@tools/demo.sh $(DEMO_FLAGS)
 
 # Reproduces models/demo/ from nothing: corpus + tokenizer, base LM, ICAE adapter (each stage
 # resumable and skipped when its output exists; recipe and seeds in tools/train/demo_model.sh).

@@ -3,7 +3,11 @@
 # be healthy, then `icae demo` compresses a held-out document through the encoder, reconstructs it
 # through the decoder (BLEU), and continues it from its slots; finally prints the metrics URLs and
 # stops both services cleanly.
-#   tools/demo.sh [--keep]     (--keep, or ICAE_DEMO_KEEP=1: leave the services running)
+#   tools/demo.sh [--keep] [--cross]
+#     --keep (or ICAE_DEMO_KEEP=1): leave the services running.
+#     --cross (or ICAE_DEMO_CROSS=PACKAGE): also serve the cross-model encoder (a small model +
+#     projector, models/demo/cross-4x) and its decoder, and add its row to the side-by-side table.
+#   make demo DEMO_FLAGS=--cross
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,7 +18,14 @@ ADAPTER=${ICAE_DEMO_ADAPTER:-models/demo/icae}
 KV_ADAPTER=${ICAE_DEMO_KV_ADAPTER-models/demo/kv-16x}
 DOC=${ICAE_DEMO_DOC:-models/demo/heldout.txt}
 KEEP=${ICAE_DEMO_KEEP:-0}
-[[ "${1:-}" == "--keep" ]] && KEEP=1
+CROSS=${ICAE_DEMO_CROSS:-}
+for arg in "$@"; do
+  case $arg in
+    --keep) KEEP=1 ;;
+    --cross) CROSS=${CROSS:-models/demo/cross-4x} ;;
+    *) echo "demo: unknown argument $arg (expected --keep or --cross)" >&2; exit 2 ;;
+  esac
+done
 
 for f in "$BIN/icae-encoder" "$BIN/icae-decoder" "$BIN/icae" "$MODEL/config.json" "$DOC"; do
   [[ -e "$f" ]] || { echo "demo: missing $f (run make, or make demo-model)" >&2; exit 1; }
@@ -57,19 +68,30 @@ decoder=$address decoder_metrics=$metrics
 
 "$BIN/icae" demo --encoder "$encoder" --decoder "$decoder" --model "$MODEL" --file "$DOC"
 
-if [[ -n "$KV_ADAPTER" ]]; then
-  [[ -e "$KV_ADAPTER/adapter.safetensors" ]] || { echo "demo: missing $KV_ADAPTER" >&2; exit 1; }
-  start encoder "$KV_ADAPTER" kv-encoder
-  kv_encoder=$address
-  start decoder "$KV_ADAPTER" kv-decoder
-  kv_decoder=$address
-  "$BIN/icae" health --address "$kv_encoder" --wait 120 > /dev/null
-  "$BIN/icae" health --address "$kv_decoder" --wait 120 > /dev/null
+# One more encoder/decoder pair for `adapter` (an ICAE adapter or a cross-encoder package);
+# prints its row of the side-by-side table.
+row() {
+  local adapter=$1 tag=$2
+  start encoder "$adapter" "$tag-encoder"
+  local row_encoder=$address
+  start decoder "$adapter" "$tag-decoder"
+  local row_decoder=$address
+  "$BIN/icae" health --address "$row_encoder" --wait 120 > /dev/null
+  "$BIN/icae" health --address "$row_decoder" --wait 120 > /dev/null
+  "$BIN/icae" demo --row --encoder "$row_encoder" --decoder "$row_decoder" --model "$MODEL" \
+    --file "$DOC"
+}
+
+if [[ -n "$KV_ADAPTER" || -n "$CROSS" ]]; then
+  [[ -z "$KV_ADAPTER" || -e "$KV_ADAPTER/adapter.safetensors" ]] ||
+    { echo "demo: missing $KV_ADAPTER" >&2; exit 1; }
+  [[ -z "$CROSS" || -e "$CROSS/cross_encoder.json" ]] ||
+    { echo "demo: missing $CROSS (a cross-encoder package)" >&2; exit 1; }
   echo
   echo "4. slot kinds side by side (the same document, reconstructed from its slots):"
   "$BIN/icae" demo --row --encoder "$encoder" --decoder "$decoder" --model "$MODEL" --file "$DOC"
-  "$BIN/icae" demo --row --encoder "$kv_encoder" --decoder "$kv_decoder" --model "$MODEL" \
-    --file "$DOC"
+  if [[ -n "$KV_ADAPTER" ]]; then row "$KV_ADAPTER" kv; fi
+  if [[ -n "$CROSS" ]]; then row "$CROSS" cross; fi
 fi
 
 echo

@@ -4,6 +4,9 @@
 // for decode.
 //
 //   build/bin/icae-bench-model [--threads 2] [--dtypes float32,bfloat16] [--repeats 3]
+//   build/bin/icae-bench-model --model DIR --adapter A --cross PACKAGE: a cross-model encoder's
+//     compression on the same segments in the same run, with the ratio to the ICAE encoder and
+//     both encoders' weight bytes.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -78,7 +81,7 @@ double DecodeWeightBytes(const ModelConfig& c, int64_t item_size) {
 int Main(int argc, char** argv) {
   int threads = 2, repeats = 3, decode_steps = 32, context = 512;
   std::string dtypes = "float32,bfloat16", workdir = "/tmp/icae-bench-model", device = "cpu";
-  std::string json_out, model_path, adapter_path, paths = "native,aten";
+  std::string json_out, model_path, adapter_path, cross_path, paths = "native,aten";
   std::string phases = "compression,decode";
   FlagSet flags(
       "icae-bench-model [--threads N] [--dtypes float32,bfloat16] [--device cpu|cuda] "
@@ -93,6 +96,8 @@ int Main(int argc, char** argv) {
   flags.String("json", &json_out, "also write every figure as JSON to this file");
   flags.String("model", &model_path, "an HF model directory to measure instead of the random one");
   flags.String("adapter", &adapter_path, "the ICAE adapter for --model (default: a random one)");
+  flags.String("cross", &cross_path,
+               "also a cross-encoder package for --model: its compression on the same segments");
   flags.String("phases", &phases, "what to measure: compression and/or decode");
   flags.String("paths", &paths,
                "decode paths to measure: native (the project's CPU kernels), aten, or both");
@@ -186,6 +191,36 @@ int Main(int argc, char** argv) {
       std::printf("%-34s %12s %10s %10s %8s\n", "compression", "tokens/s", "GFLOP/s",
                   "GEMM GF/s", "ratio");
     }
+    std::unique_ptr<Compressor> cross;
+    if (!cross_path.empty() && measure_compression) {
+      auto loaded = Compressor::Load(model_dir, cross_path, *runtime);
+      if (!loaded.ok()) {
+        std::fprintf(stderr, "%s\n", loaded.status().ToString().c_str());
+        return 1;
+      }
+      cross = *std::move(loaded);
+      if (cross->max_segment_tokens() != (*compressor)->max_segment_tokens() ||
+          cross->mem_size() != (*compressor)->mem_size()) {
+        std::fprintf(stderr, "--cross %s has another segment plan than --adapter\n",
+                     cross_path.c_str());
+        return 2;
+      }
+      auto weight_bytes = [](const Compressor& c) {
+        double bytes = 0;
+        for (const at::Tensor& t :
+             c.transformer().weights().Parameters(c.config().tie_word_embeddings)) {
+          bytes += t.numel() * t.element_size();
+        }
+        return bytes;
+      };
+      const double icae_bytes = weight_bytes(**compressor), cross_bytes = weight_bytes(*cross);
+      std::printf("%-34s %9.1f MiB (ICAE encoder: %.1f MiB, %.1fx)\n", "cross encoder weights",
+                  cross_bytes / (1 << 20), icae_bytes / (1 << 20), icae_bytes / cross_bytes);
+      report["results"].push_back({{"phase", "encoder_weights"},
+                                   {"dtype", std::string(dtype_name)},
+                                   {"icae_bytes", icae_bytes},
+                                   {"cross_bytes", cross_bytes}});
+    }
     for (int batch : {1, 8}) {
       if (!measure_compression) break;
       std::vector<std::vector<int>> segments(batch);
@@ -213,7 +248,21 @@ int Main(int argc, char** argv) {
                                    {"tokens_per_s", batch * seg / s},
                                    {"gflops", gflops},
                                    {"gemm_gflops", gemm_gflops}});
+      if (cross) {
+        const double cross_s =
+            BestOf(repeats, dev, [&] { (void)cross->CompressSegments(segments); });
+        std::printf("%-34s %12.0f %32.1fx the ICAE encoder\n",
+                    ("  cross encoder, " + std::to_string(batch) + " x " + std::to_string(seg))
+                        .c_str(),
+                    batch * seg / cross_s, s / cross_s);
+        report["results"].push_back({{"phase", "cross_compression"},
+                                     {"dtype", std::string(dtype_name)},
+                                     {"batch", batch},
+                                     {"tokens_per_s", batch * seg / cross_s},
+                                     {"icae_tokens_per_s", batch * seg / s}});
+      }
     }
+    cross.reset();
     compressor->reset();
 
     auto decoder = SlotDecoder::Load(model_dir, adapter_dir, *runtime);

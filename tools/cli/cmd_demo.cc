@@ -140,10 +140,12 @@ int RunDemo(const Args& args) {
   const double bleu = CorpusBleu({hypothesis}, {reference});
   const bool kv = slots.kind() == v1::KV;
   if (row) {
+    const bool cross = encoder_info->encoder_kind() == v1::ENCODER_KIND_CROSS;
     std::cout << absl::StrFormat(
         "  %-9s  %4d tokens -> %3d slots (%4.1fx)  %7d bytes (%s)  BLEU-4 %.3f\n",
-        kv ? "KV" : "embedding", span.size(), num_slots, static_cast<double>(span.size()) / num_slots,
-        slots.slots().data().size(), v1::DataType_Name(slots.slots().dtype()), bleu);
+        cross ? "cross" : kv ? "KV" : "embedding", span.size(), num_slots,
+        static_cast<double>(span.size()) / num_slots, slots.slots().data().size(),
+        v1::DataType_Name(slots.slots().dtype()), bleu);
     return kExitOk;
   }
   std::cout << absl::StrFormat(

@@ -8,7 +8,8 @@ eval and probe commands write:
   of the demo model's adapters at each compression ratio, with the probe's optimised slots (the
   decoder's own limit) beside them. From eval.json, eval-16x.json, probe-4x.json, probe-16x.json
   (`tools/train/demo_model.sh eval` and `probe`), plus eval-kv-<ratio>x.json and
-  eval-embedding-<ratio>x.json where measured (the slot-kind curve, `demo_model.sh curve`).
+  eval-embedding-<ratio>x.json where measured (the slot-kind curve, `demo_model.sh curve`), and
+  eval-cross-<ratio>x.json (a cross-model encoder, `demo_model.sh cross`).
 - continuation_by_position.png: continuation perplexity by position band with the text, the
   slots or nothing as context (eval.json's ppl_by_position): where the slots fall short.
 - latency_vs_context.png: answer latency of 8 concurrent requests by context length: the full
@@ -66,7 +67,8 @@ def quality_vs_ratio(demo: Path, out: Path) -> None:
     embedding = sorted([(p[0], p[1]) for p in points] + optional_evals(demo, "embedding"),
                        key=lambda p: p[0])
     kv = optional_evals(demo, "kv")
-    ratios = sorted({p[0] for p in embedding + kv})
+    cross = optional_evals(demo, "cross")  # A cross-model encoder (`demo_model.sh cross`).
+    ratios = sorted({p[0] for p in embedding + kv + cross})
     probe_ratios = [p[0] for p in points]
     probe_bleu = [next(r["bleu4"] for r in p[2]["rows"] if r["source"] == "optimised")
                   for p in points]
@@ -80,18 +82,24 @@ def quality_vs_ratio(demo: Path, out: Path) -> None:
     if kv:
         left.plot([p[0] for p in kv], [p[1]["bleu4"] for p in kv], "^-", color="C2",
                   label="KV slots (500xCompressor)")
+    if cross:
+        left.plot([p[0] for p in cross], [p[1]["bleu4"] for p in cross], "D-", color="C4",
+                  label="cross-model encoder (1 layer + projector)")
     left.plot(probe_ratios, probe_bleu, "s--", label="optimised embedding slots (probe, 4 spans)")
     left.axhline(0.95, color="grey", lw=0.8, ls=":", label="target 0.95")
     left.set(xscale="log", xticks=ratios, xticklabels=[f"{r}x" for r in ratios], ylim=(0, 1.05),
              xlabel="compression ratio (tokens per slot)", ylabel="autoencoding BLEU-4",
              title="Reconstruction")
     left.legend(fontsize=7, loc="lower left")
-    gaps = [gap(p[1]) for p in embedding] + [gap(p[1]) for p in kv]
+    gaps = [gap(p[1]) for p in embedding + kv + cross]
     right.plot([p[0] for p in embedding], [gap(p[1]) for p in embedding], "o-", color="C3",
                label="embedding slots vs original text")
     if kv:
         right.plot([p[0] for p in kv], [gap(p[1]) for p in kv], "^-", color="C2",
                    label="KV slots vs text (from token 2)")
+    if cross:
+        right.plot([p[0] for p in cross], [gap(p[1]) for p in cross], "D-", color="C4",
+                   label="cross-model encoder vs text")
     right.axhline(5, color="grey", lw=0.8, ls=":", label="target +5%")
     right.set(xscale="log", xticks=ratios, xticklabels=[f"{r}x" for r in ratios],
               ylim=(min(0, min(gaps) * 1.25), max(gaps) * 1.25),

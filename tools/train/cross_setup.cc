@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
@@ -21,6 +22,9 @@ void RegisterCrossFlags(FlagSet& flags, CrossOptions* o) {
   flags.String("encoder-init", &o->encoder_init,
                "start the small encoder from this HF model directory (e.g. the decoder's base, "
                "or a small LM from icae-train lm); empty: random weights of --encoder-* shape");
+  flags.String("encoder-init-adapter", &o->encoder_init_adapter,
+               "with --encoder-init: an ICAE adapter of that model, merged into it, whose memory "
+               "and special rows start the cross encoder's");
   flags.Int("encoder-layers", &o->encoder_layers,
             "layers of the small encoder (with --encoder-init: the first N kept, 0 = all)");
   flags.Int("encoder-hidden", &o->encoder_hidden, "hidden size of a random small encoder");
@@ -56,6 +60,9 @@ absl::Status ValidateCrossOptions(const CrossOptions& o) {
     }
     if (o.encoder_intermediate < 0) return bad("encoder-intermediate", "must be >= 0");
   }
+  if (!o.encoder_init_adapter.empty() && o.encoder_init.empty()) {
+    return bad("encoder-init-adapter", "needs --encoder-init (the model it adapts)");
+  }
   if (!ParseProjectorKind(o.projector).ok()) return bad("projector", "must be linear or mlp");
   if (o.projector_hidden < 0) return bad("projector-hidden", "must be >= 0");
   return absl::OkStatus();
@@ -77,9 +84,25 @@ absl::StatusOr<CrossTrainables> InitCross(const CrossOptions& o, const ModelConf
   CrossTrainables t;
   ModelConfig& c = t.encoder_config;
   TransformerWeights weights;
+  std::optional<Adapter> adapter;
   if (!o.encoder_init.empty()) {
     ASSIGN_OR_RETURN(c, LoadModelConfig(o.encoder_init));
-    ASSIGN_OR_RETURN(weights, LoadWeights(o.encoder_init, c, nullptr, at::kFloat, at::kCPU));
+    if (!o.encoder_init_adapter.empty()) {
+      ASSIGN_OR_RETURN(adapter, LoadAdapter(o.encoder_init_adapter, c, /*with_lora=*/true));
+      if (adapter->config.mem_size != mem_size ||
+          adapter->config.slot_kind != SlotKind::kEmbedding) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--encoder-init-adapter ", o.encoder_init_adapter, " has ", adapter->config.mem_size,
+            " ", SlotKindName(adapter->config.slot_kind), " memory rows; the cross encoder ",
+            mem_size, " embedding ones"));
+      }
+      if (c.hidden_size != decoder.hidden_size) {
+        return absl::InvalidArgumentError(
+            "--encoder-init-adapter: its model must have the decoder's hidden size");
+      }
+    }
+    ASSIGN_OR_RETURN(weights, LoadWeights(o.encoder_init, c, adapter ? &*adapter : nullptr,
+                                          at::kFloat, at::kCPU));
     if (o.encoder_layers > c.num_layers) {
       return absl::InvalidArgumentError(absl::StrCat("--encoder-layers ", o.encoder_layers,
                                                      " exceeds the ", c.num_layers, " layers of ",
@@ -141,8 +164,14 @@ absl::StatusOr<CrossTrainables> InitCross(const CrossOptions& o, const ModelConf
       return at::normal(0.0, decoder_embed_std / std::sqrt(static_cast<double>(in)), {out, in},
                         gen, at::kFloat);
     };
+    if (adapter) {  // The ICAE encoder's own rows; a linear projector passes them on.
+      t.memory_rows = adapter->MemoryEmbeddings().clone();
+      t.special = adapter->memory_embed.narrow(0, mem_size, 3).clone();
+    }
     if (x.projector == ProjectorKind::kLinear) {
-      t.projector = {last(x.decoder_hidden, x.encoder_hidden), at::zeros({x.decoder_hidden})};
+      t.projector = {adapter ? at::eye(x.decoder_hidden, at::kFloat)
+                             : last(x.decoder_hidden, x.encoder_hidden),
+                     at::zeros({x.decoder_hidden})};
     } else {
       t.projector = {uniform(x.projector_hidden, x.encoder_hidden),
                      at::zeros({x.projector_hidden}),

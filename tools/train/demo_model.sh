@@ -9,6 +9,8 @@
 #   tools/train/demo_model.sh curve      # kv16, then KV at 4x and 64x and embedding at 64x (the
 #                                        # quality-vs-ratio curve; .cache/demo/curve/)
 #   tools/train/demo_model.sh curve-eval # icae eval of the curve's adapters -> models/demo/eval-*
+#   tools/train/demo_model.sh cross      # a cross-model encoder (1 layer + projector) at 4x and
+#                                        # 16x -> models/demo/cross-4x, cross-16x (+ eval JSON)
 #   tools/train/demo_model.sh probe      # the decoder's capacity (icae-train probe) at 4x and 16x
 #   tools/train/demo_model.sh eval       # the held-out evaluation table (docs/training.md)
 #   tools/train/demo_model.sh all        # stages 1-5 (each skipped when its output exists)
@@ -186,6 +188,36 @@ stage_curve_eval() {
   done
 }
 
+# A cross-model encoder for the frozen demo decoder (docs/training.md, 2026-12-07): the small model
+# is the first layer of the ICAE encoder of the same ratio (models/demo/base with that adapter's
+# LoRA merged, its memory and special rows), a linear projector starts as the identity. Stage 1
+# pulls its slots towards the ICAE adapter's (slot distillation) with 20% continuation samples;
+# stage 2 goes on with half continuation samples and the KL to the base reading the text.
+cross_stage() {
+  local out=$1 steps=$2 seed=$3 teacher=$4
+  shift 4
+  [[ -s "$out/cross_encoder.safetensors" ]] && return 0
+  "$TRAIN" cross --model "$demo/base" --train "$corpus/train.txt" --valid "$corpus/valid.txt" \
+    --out "$out" --checkpoint-dir "$out.ckpt" --memory-positions uniform --span-tokens 128 \
+    --batch 8 --accum 1 --steps "$steps" --lr 1e-3 --warmup 20 --min-lr-ratio 1 --clip 2.0 \
+    --dtype bfloat16 --seed "$seed" --threads "$THREADS" --checkpoint-every 100 \
+    --eval-every 200 --valid-samples 32 --log-every 50 --slot-teacher "$teacher" \
+    --slot-mse-weight 1 "$@"
+}
+
+stage_cross() {
+  local ratio=$1 mem=$2 teacher=$3 more=$4 dir=.cache/demo/cross-$1x
+  cross_stage "$dir/s1" 300 5 "$teacher" --mem-size "$mem" --rate "$ratio" --lm-ratio 0.2 \
+    --encoder-init "$demo/base" --encoder-init-adapter "$teacher" --encoder-layers 1 \
+    --projector linear
+  cross_stage "$dir/s2" "$more" 6 "$teacher" --init-adapter "$dir/s1" --lm-ratio 0.5 \
+    --kd-weight 1
+  rm -rf "$demo/cross-${ratio}x" && mkdir -p "$demo/cross-${ratio}x"
+  cp -r "$dir/s2/." "$demo/cross-${ratio}x/"
+  "$ICAE" eval --model "$demo/base" --adapter "$demo/cross-${ratio}x" --file "$corpus/test.txt" \
+    --span-tokens 128 --max-spans 64 --threads "$THREADS" --json "$demo/eval-cross-${ratio}x.json"
+}
+
 stage_probe() {
   for ratio in 4x 16x; do
     local adapter="$demo/icae"
@@ -212,6 +244,10 @@ case "${1:-all}" in
   eval) stage_eval ;;
   kv16) stage_curve kv 8 "1 4 8 16" 1500 commit ;;
   curve-eval) stage_curve_eval ;;
+  cross)
+    stage_cross 4 32 "$demo/icae" "${CROSS_STEPS:-2400}"
+    stage_cross 16 8 "$demo/icae-16x" "${CROSS16_STEPS:-600}"
+    ;;
   curve)
     stage_curve kv 8 "1 4 8 16" 1500 commit
     CURVE_STEPS=${CURVE_STEPS:-600} stage_curve kv 32 "1 4"
@@ -224,5 +260,8 @@ case "${1:-all}" in
     [[ -s "$demo/icae/adapter.safetensors" ]] || stage_icae
     [[ -s "$demo/icae-16x/adapter.safetensors" ]] || stage_icae16
     ;;
-  *) echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|curve|curve-eval|probe|eval|all]" >&2; exit 2 ;;
+  *)
+    echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|curve|curve-eval|cross|probe|eval|all]" >&2
+    exit 2
+    ;;
 esac

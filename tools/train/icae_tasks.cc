@@ -234,6 +234,11 @@ class PretrainTask : public TrainTask {
     for (size_t i = 0; i < contexts.size(); ++i) {
       absl::StatusOr<at::Tensor> t = teacher_->CompressSpan(contexts[i]);
       if (!t.ok()) throw std::runtime_error(std::string(t.status().message()));
+      if (t->size(0) != slots[i].size(0)) {
+        throw std::runtime_error(absl::StrCat(
+            "--slot-teacher makes ", t->size(0), " slots of a ", contexts[i].size(),
+            "-token context, the cross encoder ", slots[i].size(0), " (another segment plan)"));
+      }
       target.push_back(t->to(at::kFloat));
       student.push_back(slots[i].to(at::kFloat));
     }
@@ -379,7 +384,8 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
                "with --train-base: probability of plain language modelling on the window");
   flags.Double("base-lr-scale", &o->base_lr_scale, "with --train-base: lr multiplier of the base");
   flags.String("slot-teacher", &o->slot_teacher,
-               "cross encoders: an ICAE adapter of this base (same mem_size and rate) whose "
+               "cross encoders: an ICAE adapter of this base (same mem_size; as many slots per "
+               "context) whose "
                "slots the cross encoder's are pulled towards");
   flags.Double("slot-mse-weight", &o->slot_mse_weight,
                "weight of the relative squared error to --slot-teacher's slots (0 = off)");
@@ -439,13 +445,12 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
     ASSIGN_OR_RETURN(teacher,
                      Compressor::Load(options.model, options.slot_teacher,
                                       Runtime{at::kCPU, setup.base->weights().embed.scalar_type()}));
+    // Its rate may differ (a rate curriculum): each context must then give as many slots.
     if (teacher->is_cross() || teacher->slot_kind() != SlotKind::kEmbedding ||
-        teacher->mem_size() != setup.icae.config.mem_size ||
-        teacher->compression_rate() != setup.icae.config.compression_rate) {
+        teacher->mem_size() != setup.icae.config.mem_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--slot-teacher ", options.slot_teacher, " must be an embedding-slot ICAE adapter with "
-          "mem_size ", setup.icae.config.mem_size, " and rate ",
-          setup.icae.config.compression_rate));
+          "mem_size ", setup.icae.config.mem_size));
     }
   }
   PretrainOptions o = options;

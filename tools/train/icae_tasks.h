@@ -51,6 +51,10 @@ struct CrossOptions {
   // Start the small encoder from this HF model directory (any Llama-architecture model, e.g. the
   // decoder's base or a small LM from icae-train lm); empty: random weights of the shape below.
   std::string encoder_init;
+  // With encoder_init: an ICAE adapter of that model whose LoRA is merged into it and whose
+  // memory and special rows start the cross encoder's (a linear projector then starts as the
+  // identity): the small encoder begins as the first layers of that ICAE encoder.
+  std::string encoder_init_adapter;
   int encoder_layers = 2;  // Layers kept from --encoder-init (0 = all), or of the random model.
   int encoder_hidden = 128;
   int encoder_heads = 2;
@@ -86,8 +90,8 @@ struct PretrainOptions : IcaeOptions {
   // its slots (no gradient). It asks of the slots what the continuation target measures: that
   // the decoder predicts from them as it predicts from the text.
   double kd_weight = 0.0;
-  // Cross encoders: an ICAE adapter of the same base, mem_size and rate whose slots the cross
-  // encoder's slots are pulled towards, with weight slot_mse_weight on
+  // Cross encoders: an ICAE adapter of the same base and mem_size (as many slots per context)
+  // whose slots the cross encoder's slots are pulled towards, with weight slot_mse_weight on
   // mean((slots - teacher)^2) / mean(teacher^2) per micro-batch. The frozen decoder already reads
   // the teacher's slots; matching them first gives the small encoder that reading for free.
   std::string slot_teacher;
