@@ -42,6 +42,14 @@ absl::StatusOr<std::unique_ptr<Compressor>> LoadCross(const std::string& model_d
         package, " was trained with the encoder model whose fingerprint is ",
         cross.config.encoder_fingerprint, ", but ", dir, " has ", fingerprint));
   }
+  if (!cross.config.encoder_weights_sha256.empty()) {
+    ASSIGN_OR_RETURN(std::string weights, ModelWeightsSha256(dir));
+    if (weights != cross.config.encoder_weights_sha256) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          package, " was trained with encoder weights whose sha256 is ",
+          cross.config.encoder_weights_sha256, ", but ", dir, "'s are ", weights));
+    }
+  }
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
   if (config.hidden_size != cross.config.encoder_hidden) {
     return absl::InvalidArgumentError(

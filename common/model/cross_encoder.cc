@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -72,6 +73,13 @@ absl::Status ParseConfig(const std::string& text, const std::string& source,
   RETURN_IF_ERROR(string("encoder_model_fingerprint", &c->encoder_fingerprint));
   RETURN_IF_ERROR(string("decoder_base_fingerprint", &c->decoder_fingerprint));
   RETURN_IF_ERROR(string("encoder_model", &c->encoder_model));
+  if (auto it = j.find("encoder_weights_sha256"); it != j.end() && !it->is_null()) {
+    const bool hex = it->is_string() && it->get<std::string>().size() == 64 &&
+                     it->get<std::string>().find_first_not_of("0123456789abcdef") ==
+                         std::string::npos;
+    if (!hex) return bad("encoder_weights_sha256", "must be 64 lowercase hex digits");
+    c->encoder_weights_sha256 = it->get<std::string>();
+  }
   if (c->encoder_model.front() == '/' || c->encoder_model.find("..") != std::string::npos) {
     return bad("encoder_model", "must be a path inside the package");
   }
@@ -90,6 +98,7 @@ std::string ConfigJson(const CrossEncoderConfig& c) {
             {"decoder_base_fingerprint", c.decoder_fingerprint},
             {"encoder_model", c.encoder_model}};
   if (c.projector == ProjectorKind::kMlp) j["projector_hidden_size"] = c.projector_hidden;
+  if (!c.encoder_weights_sha256.empty()) j["encoder_weights_sha256"] = c.encoder_weights_sha256;
   return j.dump(2) + "\n";
 }
 
@@ -126,6 +135,19 @@ absl::StatusOr<ProjectorKind> ParseProjectorKind(absl::string_view name) {
   if (name == "mlp") return ProjectorKind::kMlp;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown projector '", name, "' (expected linear or mlp)"));
+}
+
+absl::StatusOr<std::string> ModelWeightsSha256(const std::string& model_dir) {
+  ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::OpenDirectory(model_dir));
+  std::vector<std::string> paths;
+  for (const auto& file : checkpoint.files()) paths.push_back(file->path());
+  std::sort(paths.begin(), paths.end());
+  Sha256 hasher;
+  for (const std::string& path : paths) {
+    ASSIGN_OR_RETURN(auto mapping, MappedFile::Open(path));
+    hasher.Update(mapping->data(), mapping->size());
+  }
+  return hasher.HexDigest();
 }
 
 std::string CrossEncoder::encoder_id() const {

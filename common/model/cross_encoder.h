@@ -9,7 +9,8 @@
 //                               "memory_position_layout", "projector": "linear" | "mlp",
 //                               "encoder_hidden_size", "projector_hidden_size" (mlp),
 //                               "decoder_hidden_size", "encoder_model_fingerprint",
-//                               "decoder_base_fingerprint", "encoder_model" (a relative path)}
+//                               "decoder_base_fingerprint", "encoder_model" (a relative path),
+//                               "encoder_weights_sha256" (optional)}
 //   cross_encoder.safetensors  memory_embed [mem_size, encoder_hidden]
 //                              special_embed [3, decoder_hidden]  (AE, LM, FT: decoder inputs)
 //                              projector.0.weight [out0, encoder_hidden], projector.0.bias [out0]
@@ -19,7 +20,10 @@
 //   encoder/                   the small model (config.json, model.safetensors, tokenizer.model)
 // The fingerprints tie the package to the encoder model it was trained with and to the decoder
 // base it writes for: the encoder service refuses another encoder model and a decoder refuses
-// the package unless its own base has that fingerprint. Slots carry
+// the package unless its own base has that fingerprint. A base fingerprint hashes config.json and
+// the safetensors headers only (fast for a 7B base); a small encoder's weights are cheap to hash
+// whole, so encoder_weights_sha256 also pins its bytes (a retrained model of the same shape is
+// refused too). Slots carry
 // encoder_id = EncoderId(encoder model fingerprint, package fingerprint).
 #ifndef ICAE_COMMON_MODEL_CROSS_ENCODER_H_
 #define ICAE_COMMON_MODEL_CROSS_ENCODER_H_
@@ -56,7 +60,11 @@ struct CrossEncoderConfig {
   std::string encoder_fingerprint;  // BaseModelFingerprint of the encoder model.
   std::string decoder_fingerprint;  // BaseModelFingerprint of the decoder base.
   std::string encoder_model = "encoder";  // The encoder model's directory, relative to the package.
+  std::string encoder_weights_sha256;     // ModelWeightsSha256 of it; empty: not recorded.
 };
+
+// sha256 over the bytes of every safetensors file of a model directory (shards in name order).
+absl::StatusOr<std::string> ModelWeightsSha256(const std::string& model_dir);
 
 struct CrossEncoder {
   std::string path;         // The package directory.

@@ -191,6 +191,19 @@ TEST_F(CrossEncoderTest, CompressorRunsTheSmallModelAndProjects) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr(cross->config.encoder_fingerprint),
                              HasSubstr(linear->config.encoder_fingerprint))));
+  // A model of the same shape with other weights has the same base fingerprint (config and
+  // headers); the package also pins the small model's bytes, so it is refused all the same.
+  ScratchDir twin;
+  ASSERT_OK(WriteRandomCrossEncoder(twin.path(), DecoderDir(), SmallEncoder(), 4, 4, "mlp", 77));
+  auto twin_cross = LoadCrossEncoder(twin.path());
+  ASSERT_OK(twin_cross);
+  ASSERT_EQ(twin_cross->config.encoder_fingerprint, cross->config.encoder_fingerprint);
+  ASSERT_NE(twin_cross->config.encoder_weights_sha256, cross->config.encoder_weights_sha256);
+  EXPECT_THAT(
+      Compressor::Load(twin_cross->encoder_model_dir(), Package("mlp"), Runtime{}).status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr(cross->config.encoder_weights_sha256),
+                     HasSubstr(twin_cross->config.encoder_weights_sha256))));
 }
 
 TEST_F(CrossEncoderTest, DecoderAcceptsAPackageForItsOwnBaseOnly) {
@@ -239,6 +252,8 @@ TEST_F(CrossEncoderTest, MalformedPackagesAreRefusedNamingTheField) {
       {"\"decoder_hidden_size\": 64", "\"decoder_hidden_size\": 65", "special_embed"},
       {"\"encoder_model\": \"encoder\"", "\"encoder_model\": \"../x\"", "encoder_model"},
       {"\"format\": \"icae-cross-encoder\"", "\"format\": \"other\"", "format"},
+      {"\"encoder_weights_sha256\": \"", "\"encoder_weights_sha256\": \"XYZ",
+       "encoder_weights_sha256"},
       {"\"memory_position_layout\": \"append\"", "\"memory_position_layout\": 3",
        "memory_position_layout"},
   };

@@ -81,6 +81,7 @@ absl::Status WriteRandomCrossEncoder(const std::string& dir, const std::string& 
   c.decoder_hidden = decoder.hidden_size;
   c.projector_hidden = kind == ProjectorKind::kMlp ? decoder.hidden_size : 0;
   ASSIGN_OR_RETURN(c.encoder_fingerprint, BaseModelFingerprint(encoder_dir));
+  ASSIGN_OR_RETURN(c.encoder_weights_sha256, ModelWeightsSha256(encoder_dir));
   ASSIGN_OR_RETURN(c.decoder_fingerprint, BaseModelFingerprint(decoder_dir));
   RETURN_IF_ERROR(CatchTorch("writing the random cross encoder", [&]() -> absl::Status {
     at::Generator gen = at::detail::createCPUGenerator(seed + 1);

@@ -248,6 +248,7 @@ absl::Status ExportCross(const std::string& dir, const CrossTrainables& t,
   ASSIGN_OR_RETURN(std::string tokenizer, ReadFileToString(tokenizer_path));
   RETURN_IF_ERROR(WriteStringToFile(JoinPath(model_dir, "tokenizer.model"), tokenizer));
   ASSIGN_OR_RETURN(cross.config.encoder_fingerprint, BaseModelFingerprint(model_dir));
+  ASSIGN_OR_RETURN(cross.config.encoder_weights_sha256, ModelWeightsSha256(model_dir));
   ASSIGN_OR_RETURN(cross.config.decoder_fingerprint, BaseModelFingerprint(decoder_dir));
   cross.memory_rows = t.memory_rows;
   cross.special = t.special;
