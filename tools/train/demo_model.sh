@@ -6,6 +6,7 @@
 #   tools/train/demo_model.sh icae       # stage 4: ICAE at 4x       -> models/demo/base + icae
 #   tools/train/demo_model.sh icae16     # stage 5: ICAE at 16x      -> models/demo/icae-16x
 #   tools/train/demo_model.sh kv16       # KV slots (500xCompressor) at 16x -> models/demo/kv-16x
+#   tools/train/demo_model.sh kv16-more  # kv16 trained on (KV16_MORE steps) -> models/demo/kv-16x
 #   tools/train/demo_model.sh curve      # kv16, then KV at 4x and 64x and embedding at 64x (the
 #                                        # quality-vs-ratio curve; .cache/demo/curve/)
 #   tools/train/demo_model.sh curve-eval # icae eval of the curve's adapters -> models/demo/eval-*
@@ -188,6 +189,16 @@ stage_curve_eval() {
   done
 }
 
+# The committed KV 16x adapter trained further at 16x (one more stage of the same recipe), then
+# committed and evaluated again when it is better (eval-kv-16x.json).
+stage_kv16_more() {
+  local out=.cache/demo/curve/kv-16x/r16-more2
+  pretrain_stage "$out" "$demo/base" "${KV16_MORE:-1200}" 103 --init-adapter "$demo/kv-16x" \
+    --rate 16 --span-tokens 128 --lm-ratio 0.2
+  "$ICAE" eval --model "$demo/base" --adapter "$out" --file "$corpus/test.txt" \
+    --span-tokens 128 --max-spans 64 --threads "$THREADS" --json "$out/eval.json"
+}
+
 # A cross-model encoder for the frozen demo decoder (docs/training.md, 2026-12-07): the small model
 # is the first layer of the ICAE encoder of the same ratio (models/demo/base with that adapter's
 # LoRA merged, its memory and special rows), a linear projector starts as the identity. Stage 1
@@ -243,6 +254,7 @@ case "${1:-all}" in
   probe) stage_probe ;;
   eval) stage_eval ;;
   kv16) stage_curve kv 8 "1 4 8 16" 1500 commit ;;
+  kv16-more) stage_kv16_more ;;
   curve-eval) stage_curve_eval ;;
   cross)
     stage_cross 4 32 "$demo/icae" "${CROSS_STEPS:-2400}"
@@ -261,7 +273,7 @@ case "${1:-all}" in
     [[ -s "$demo/icae-16x/adapter.safetensors" ]] || stage_icae16
     ;;
   *)
-    echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|curve|curve-eval|cross|probe|eval|all]" >&2
+    echo "usage: $0 [corpus|base|copy|icae|icae16|kv16|kv16-more|curve|curve-eval|cross|probe|eval|all]" >&2
     exit 2
     ;;
 esac
