@@ -190,11 +190,13 @@ stage_curve_eval() {
 }
 
 # The committed KV 16x adapter trained further at 16x (one more stage of the same recipe), then
-# committed and evaluated again when it is better (eval-kv-16x.json).
+# committed and evaluated again when it is better (eval-kv-16x.json). KV16_STAGE numbers the
+# stage (2: 1,200 steps and 3: 2,400 on 2026-12-07).
 stage_kv16_more() {
-  local out=.cache/demo/curve/kv-16x/r16-more2
-  pretrain_stage "$out" "$demo/base" "${KV16_MORE:-1200}" 103 --init-adapter "$demo/kv-16x" \
-    --rate 16 --span-tokens 128 --lm-ratio 0.2
+  local n=${KV16_STAGE:-2}
+  local out=.cache/demo/curve/kv-16x/r16-more$n
+  pretrain_stage "$out" "$demo/base" "${KV16_MORE:-1200}" $((101 + n)) \
+    --init-adapter "$demo/kv-16x" --rate 16 --span-tokens 128 --lm-ratio 0.2
   "$ICAE" eval --model "$demo/base" --adapter "$out" --file "$corpus/test.txt" \
     --span-tokens 128 --max-spans 64 --threads "$THREADS" --json "$out/eval.json"
 }
