@@ -191,7 +191,7 @@ stage_curve_eval() {
 
 # The committed KV 16x adapter trained further at 16x (one more stage of the same recipe), then
 # committed and evaluated again when it is better (eval-kv-16x.json). KV16_STAGE numbers the
-# stage (2: 1,200 steps and 3: 2,400 on 2026-12-07).
+# stage (2: 1,200 steps, 3: 2,400 and 4: 1,200 on 2026-12-07).
 stage_kv16_more() {
   local n=${KV16_STAGE:-2}
   local out=.cache/demo/curve/kv-16x/r16-more$n
