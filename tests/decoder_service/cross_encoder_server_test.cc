@@ -33,26 +33,11 @@ class CrossEncoderServerTest : public DecoderServerTest {
     }
     return package_;
   }
-  struct EncoderProcess {
-    ServerProcess process;
-    std::unique_ptr<EncoderClient> client;
-  };
   static EncoderClient& Encoder() {
     if (encoder_ == nullptr) {
-      encoder_ = new EncoderProcess();
-      EXPECT_OK(encoder_->process.Start(
-          kEncoderBin,
-          {"--model", Package() + "/encoder", "--adapter", Package(), "--listen", "127.0.0.1:0",
-           "--metrics_listen", "", "--threads", "1"},
-          scratch_->Join("cross-encoder.log")));
-      ClientOptions options;
-      options.addresses = {encoder_->process.address()};
-      options.max_attempts = 1;
-      auto connection = Connection::Create(options);
-      EXPECT_OK(connection);
-      EXPECT_OK(WaitForServing(**connection, "icae.v1.Encoder", absl::Seconds(60)))
-          << encoder_->process.Log();
-      encoder_->client = std::make_unique<EncoderClient>(*connection);
+      encoder_ =
+          StartEncoder(Package() + "/encoder", Package(), scratch_->Join("cross-encoder.log"))
+              .release();
     }
     return *encoder_->client;
   }

@@ -27,20 +27,8 @@ class KvSlotsServerTest : public DecoderServerTest {
   }
   static EncoderClient& KvEncoder() {
     if (kv_encoder_ == nullptr) {
-      kv_encoder_ = new EncoderProcess();
-      EXPECT_OK(kv_encoder_->process.Start(
-          kEncoderBin,
-          {"--model", TinyModelDir(), "--adapter", KvAdapter(), "--listen", "127.0.0.1:0",
-           "--metrics_listen", "", "--threads", "1"},
-          scratch_->Join("kv-encoder.log")));
-      ClientOptions options;
-      options.addresses = {kv_encoder_->process.address()};
-      options.max_attempts = 1;
-      auto connection = Connection::Create(options);
-      EXPECT_OK(connection);
-      EXPECT_OK(WaitForServing(**connection, "icae.v1.Encoder", absl::Seconds(60)))
-          << kv_encoder_->process.Log();
-      kv_encoder_->client = std::make_unique<EncoderClient>(*connection);
+      kv_encoder_ =
+          StartEncoder(TinyModelDir(), KvAdapter(), scratch_->Join("kv-encoder.log")).release();
     }
     return *kv_encoder_->client;
   }
@@ -91,10 +79,6 @@ class KvSlotsServerTest : public DecoderServerTest {
     return part;
   }
 
-  struct EncoderProcess {
-    ServerProcess process;
-    std::unique_ptr<EncoderClient> client;
-  };
   inline static Server* kv_decoder_ = nullptr;
   inline static EncoderProcess* kv_encoder_ = nullptr;
 };

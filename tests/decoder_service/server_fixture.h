@@ -121,6 +121,31 @@ struct Server {
 };
 
 // `client` gives the TLS and token settings of the test's connection (addresses are filled in).
+// A real icae-encoder on loopback (one thread, no metrics) and a client to it.
+struct EncoderProcess {
+  ServerProcess process;
+  std::unique_ptr<EncoderClient> client;
+};
+inline std::unique_ptr<EncoderProcess> StartEncoder(const std::string& model_dir,
+                                                    const std::string& adapter,
+                                                    const std::string& log) {
+  auto encoder = std::make_unique<EncoderProcess>();
+  EXPECT_OK(encoder->process.Start(kEncoderBin,
+                                   {"--model", model_dir, "--adapter", adapter, "--listen",
+                                    "127.0.0.1:0", "--metrics_listen", "", "--threads", "1"},
+                                   log));
+  ClientOptions options;
+  options.addresses = {encoder->process.address()};
+  options.max_attempts = 1;
+  auto connection = Connection::Create(options);
+  EXPECT_OK(connection);
+  if (!connection.ok()) return encoder;
+  EXPECT_OK(WaitForServing(**connection, "icae.v1.Encoder", absl::Seconds(60)))
+      << encoder->process.Log();
+  encoder->client = std::make_unique<EncoderClient>(*connection);
+  return encoder;
+}
+
 inline std::unique_ptr<Server> StartDecoder(const std::string& model_dir,
                                             const std::string& adapter,
                                             const std::vector<std::string>& extra,

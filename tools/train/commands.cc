@@ -57,36 +57,39 @@ int RunLm(const std::vector<std::string>& args) {
   return Train("lm", CreateLmTask(lm, train), train);
 }
 
-int RunPretrain(const std::vector<std::string>& args) {
-  FlagSet flags("icae-train pretrain --model DIR --train FILE --valid FILE --out DIR [options]");
+namespace {
+
+// pretrain and cross: the same task and flags; cross swaps LoRA for a cross-model encoder.
+int RunPretrainTask(const std::string& cmd, const std::string& usage, bool cross,
+                    const std::vector<std::string>& args) {
+  FlagSet flags(usage);
   TrainOptions train;
   PretrainOptions pretrain;
+  pretrain.cross = cross;
   RegisterTrainFlags(flags, &train);
   RegisterPretrainFlags(flags, &pretrain);
-  if (int code = Parse(flags, "pretrain", args); code >= 0) return code;
+  if (cross) RegisterCrossFlags(flags, &pretrain.cross_options);
+  if (int code = Parse(flags, cmd, args); code >= 0) return code;
   pretrain.rate_given = flags.IsSet("rate");
   pretrain.mem_size_given = flags.IsSet("mem-size");
   pretrain.slot_kind_given = flags.IsSet("slot-kind");
   ConfigureThreads(train.threads);
-  return Train("pretrain", CreatePretrainTask(pretrain, train), train);
+  return Train(cmd, CreatePretrainTask(pretrain, train), train);
+}
+
+}  // namespace
+
+int RunPretrain(const std::vector<std::string>& args) {
+  return RunPretrainTask(
+      "pretrain", "icae-train pretrain --model DIR --train FILE --valid FILE --out DIR [options]",
+      /*cross=*/false, args);
 }
 
 int RunCross(const std::vector<std::string>& args) {
-  FlagSet flags(
-      "icae-train cross --model DECODER --train FILE --valid FILE --out DIR [--encoder-init DIR] "
-      "[options]");
-  TrainOptions train;
-  PretrainOptions pretrain;
-  pretrain.cross = true;
-  RegisterTrainFlags(flags, &train);
-  RegisterPretrainFlags(flags, &pretrain);
-  RegisterCrossFlags(flags, &pretrain.cross_options);
-  if (int code = Parse(flags, "cross", args); code >= 0) return code;
-  pretrain.rate_given = flags.IsSet("rate");
-  pretrain.mem_size_given = flags.IsSet("mem-size");
-  pretrain.slot_kind_given = flags.IsSet("slot-kind");
-  ConfigureThreads(train.threads);
-  return Train("cross", CreatePretrainTask(pretrain, train), train);
+  return RunPretrainTask("cross",
+                         "icae-train cross --model DECODER --train FILE --valid FILE --out DIR "
+                         "[--encoder-init DIR] [options]",
+                         /*cross=*/true, args);
 }
 
 int RunFinetune(const std::vector<std::string>& args) {
