@@ -1,5 +1,6 @@
 #include "tools/train/icae_tasks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <random>
@@ -78,6 +79,13 @@ class PretrainTask : public TrainTask {
         const bool short_span = options_.short_span_ratio >= 1.0 ||
                                 coin(rng_) < options_.short_span_ratio;
         lengths.push_back(short_span ? length(rng_) : options_.span_tokens);
+      }
+      // Likewise without --copy-continuation-prob.
+      if (options_.copy_continuation_prob > 0 && objectives.back() == Objective::kContinue &&
+          coin(rng_) < options_.copy_continuation_prob) {
+        CopySpanIntoContinuation(windows.back(),
+                                 lengths.empty() ? options_.span_tokens : lengths.back(),
+                                 options_.span_tokens, rng_);
       }
     }
     const bool kd = options_.kd_weight > 0;
@@ -182,6 +190,9 @@ class PretrainTask : public TrainTask {
             : std::string(),
         " lm_ratio=", options_.lm_ratio,
         options_.kd_weight > 0 ? absl::StrCat(" kd_weight=", options_.kd_weight) : std::string(),
+        options_.copy_continuation_prob > 0
+            ? absl::StrCat(" copy_continuation=", options_.copy_continuation_prob)
+            : std::string(),
         teacher_ ? absl::StrCat(" slot_teacher=", options_.slot_teacher,
                                 " slot_mse_weight=", options_.slot_mse_weight)
                  : std::string(),
@@ -365,6 +376,15 @@ class PretrainTask : public TrainTask {
 
 }  // namespace
 
+void CopySpanIntoContinuation(std::vector<int>& window, int len, int span, std::mt19937_64& rng) {
+  const int longest = std::min(32, len / 2);
+  if (longest < 8 || span < longest || static_cast<int64_t>(window.size()) < len + span) return;
+  const int n = std::uniform_int_distribution<int>(8, longest)(rng);
+  const int src = std::uniform_int_distribution<int>(0, len - n)(rng);
+  const int dst = len + std::uniform_int_distribution<int>(0, span - n)(rng);
+  std::copy(window.begin() + src, window.begin() + src + n, window.begin() + dst);
+}
+
 void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
   RegisterIcaeFlags(flags, o);
   flags.Int("span-tokens", &o->span_tokens, "tokens compressed per sample (0 = mem_size * rate)");
@@ -389,6 +409,9 @@ void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* o) {
                "slots the cross encoder's are pulled towards");
   flags.Double("slot-mse-weight", &o->slot_mse_weight,
                "weight of the relative squared error to --slot-teacher's slots (0 = off)");
+  flags.Double("copy-continuation-prob", &o->copy_continuation_prob,
+               "probability that a continuation sample gets 8-32 tokens of its span copied into "
+               "its continuation (0 = off)");
   flags.Double("kd-weight", &o->kd_weight,
                "weight of KL(base reading the text || base reading the slots) on continuation "
                "samples (0 = off)");
@@ -420,6 +443,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
   }
   if (!(options.base_lr_scale > 0)) {
     return absl::InvalidArgumentError("--base-lr-scale must be positive");
+  }
+  if (!(options.copy_continuation_prob >= 0 && options.copy_continuation_prob <= 1)) {
+    return absl::InvalidArgumentError("--copy-continuation-prob must be in [0, 1]");
   }
   if (!(options.kd_weight >= 0) || !std::isfinite(options.kd_weight)) {
     return absl::InvalidArgumentError("--kd-weight must be a finite number >= 0");

@@ -12,7 +12,9 @@
 #define ICAE_TOOLS_TRAIN_ICAE_TASKS_H_
 
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/base/flags.h"
@@ -90,6 +92,11 @@ struct PretrainOptions : IcaeOptions {
   // its slots (no gradient). It asks of the slots what the continuation target measures: that
   // the decoder predicts from them as it predicts from the text.
   double kd_weight = 0.0;
+  // Probability that a continuation sample's continuation gets a piece of its own span copied
+  // over it (CopySpanIntoContinuation): natural text repeats names and phrases of its context,
+  // which the decoder copies from the text; these samples make the gradient of the continuation
+  // loss about looking words up in the slots.
+  double copy_continuation_prob = 0.0;
   // Cross encoders: an ICAE adapter of the same base and mem_size (as many slots per context)
   // whose slots the cross encoder's slots are pulled towards, with weight slot_mse_weight on
   // mean((slots - teacher)^2) / mean(teacher^2) per micro-batch. The frozen decoder already reads
@@ -102,6 +109,10 @@ struct FinetuneOptions : IcaeOptions {
   std::string prompt_template = "icae-v2-instruct";  // or icae-v1
   int max_context_tokens = 5120;
 };
+
+// Copies a piece of the span window[0, len) (8 to 32 tokens, at most len / 2) over the
+// continuation window[len, len + span) at a random place; the span itself is unchanged.
+void CopySpanIntoContinuation(std::vector<int>& window, int len, int span, std::mt19937_64& rng);
 
 void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* options);
 void RegisterCrossFlags(FlagSet& flags, CrossOptions* options);
