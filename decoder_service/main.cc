@@ -66,6 +66,10 @@ int Run(int argc, char** argv) {
   flags.Int("prefill_chunk_tokens", &engine_options.prefill_chunk_tokens,
             "context positions prefilled per scheduler step, between decode steps (0 = a "
             "context in one piece)");
+  flags.Int("mixed_step_rows", &engine_options.mixed_step_rows,
+            "with chunking, while sequences run: rows of one decode step in all, running "
+            "sequences' and a new context's positions riding along (0 = prefill chunks as steps "
+            "of their own)");
   flags.Int64("prefix_cache_bytes", &engine_options.prefix_cache_bytes,
               "bytes of context-prefix KV kept for later requests over the same slots "
               "(slot-prefix reuse; 0 = off)");

@@ -7,7 +7,8 @@
 
 namespace icae {
 
-at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences) {
+at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences,
+                        const Transformer::StepChunk* chunk, at::Tensor* chunk_hidden) {
   std::vector<int64_t> tokens;
   std::vector<KVCache*> caches;
   tokens.reserve(sequences.size());
@@ -17,7 +18,10 @@ at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* con
     caches.push_back(&seq->cache());
   }
   at::Tensor embeds = transformer.Embed(at::tensor(tokens, at::TensorOptions().dtype(at::kLong)));
-  return transformer.Logits(transformer.DecodeStep(embeds, caches))
+  at::Tensor hidden = chunk != nullptr
+                          ? transformer.DecodeStep(embeds, caches, *chunk, chunk_hidden)
+                          : transformer.DecodeStep(embeds, caches);
+  return transformer.Logits(hidden)
       .to(at::kCPU, at::kFloat)
       .contiguous();  // [batch, vocab]
 }

@@ -43,8 +43,12 @@ struct GenerateOptions {
 // One decode step over `sequences` (each has accepted an id and is not finished; each reads only
 // its own cache): feeds each its last id and returns float32 CPU logits [batch, vocab]. The one
 // step that both the offline loop (GenerateBatch) and the decoder service's scheduler run. Throws
-// c10::Error like the Transformer it drives.
-at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences);
+// c10::Error like the Transformer it drives. With `chunk`, another sequence's prompt positions
+// ride along the step (Transformer::DecodeStep with a chunk) and *chunk_hidden receives their
+// final-normed hidden states.
+at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences,
+                        const Transformer::StepChunk* chunk = nullptr,
+                        at::Tensor* chunk_hidden = nullptr);
 
 absl::StatusOr<std::vector<GenerationOutput>> GenerateBatch(
     const SlotDecoder& model, const std::vector<GenerationInput>& inputs,

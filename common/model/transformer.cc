@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "common/base/status_macros.h"
 #include "common/model/kernels/cpu_kernels.h"
@@ -131,47 +132,59 @@ void Transformer::AppendKv(const at::Tensor& kv, KVCache& cache) const {
   cache.Advance(n);
 }
 
-at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const {
-  const int64_t seq = embeds.size(0);
-  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
-  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
-  const int64_t past = cache.length(), total = past + seq;
+Transformer::ChunkPlan Transformer::PlanChunk(int64_t seq, KVCache& cache) const {
+  ChunkPlan plan;
+  const int64_t past = cache.length();
+  plan.total = past + seq;
   cache.Reserve(seq);
   at::Tensor positions =
-      at::arange(past, total, at::TensorOptions().dtype(at::kLong).device(device()));
+      at::arange(past, plan.total, at::TensorOptions().dtype(at::kLong).device(device()));
   auto [cos, sin] = Rope(positions);  // [seq, d]
-  cos = cos.unsqueeze(0);             // [1, seq, d]
-  sin = sin.unsqueeze(0);
+  plan.cos = cos.unsqueeze(0);        // [1, seq, d]
+  plan.sin = sin.unsqueeze(0);
   // Only the key range a query can see is read (all of it without a sliding window).
-  const int64_t first_key =
+  plan.first_key =
       config_.sliding_window ? std::max<int64_t>(0, past - *config_.sliding_window + 1) : 0;
-  at::Tensor allowed =
-      CausalMask(seq, total - first_key, past - first_key, config_.sliding_window, device())
-          .unsqueeze(0);                           // [1, seq, keys]
-  const int64_t split = std::max(first_key, cache.prefix_length());
+  plan.allowed = CausalMask(seq, plan.total - plan.first_key, past - plan.first_key,
+                            config_.sliding_window, device())
+                     .unsqueeze(0);  // [1, seq, keys]
+  plan.split = std::max(plan.first_key, cache.prefix_length());
+  return plan;
+}
+
+at::Tensor Transformer::AttendChunk(int l, const at::Tensor& qkv, const ChunkPlan& plan,
+                                    KVCache& cache) const {
+  const int64_t seq = qkv.size(0);
+  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
+  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
+  at::Tensor q = qkv.narrow(-1, 0, q_dim).reshape({seq, heads, d}).transpose(0, 1);
+  at::Tensor k = qkv.narrow(-1, q_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
+  at::Tensor v =
+      qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
+  q = ApplyRope(q, plan.cos, plan.sin);  // [heads, seq, d]
+  k = ApplyRope(k, plan.cos, plan.sin);  // [kv_heads, seq, d]
+  cache.Write(l, k, v);
+  // Keys [first_key, total) in up to two parts: a shared prefix's, then the cache's own.
+  std::vector<at::Tensor> keys, values;  // [1, kv_heads, n, d] each
+  if (plan.first_key < plan.split) {
+    keys.push_back(cache.Keys(l, plan.first_key, plan.split).unsqueeze(0));
+    values.push_back(cache.Values(l, plan.first_key, plan.split).unsqueeze(0));
+  }
+  keys.push_back(cache.Keys(l, plan.split, plan.total).unsqueeze(0));
+  values.push_back(cache.Values(l, plan.split, plan.total).unsqueeze(0));
+  at::Tensor attn = AttendParts(q.unsqueeze(0), keys, values, plan.allowed);  // [1, heads, seq, d]
+  return attn[0].transpose(0, 1).reshape({seq, q_dim});
+}
+
+at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const {
+  const int64_t seq = embeds.size(0);
+  const ChunkPlan plan = PlanChunk(seq, cache);
   at::Tensor x = embeds.to(dtype()).unsqueeze(0);  // [1, seq, hidden]
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor qkv = Linear(h, w.wqkv)[0];  // [seq, q_dim + 2 * kv_dim]
-    at::Tensor q = qkv.narrow(-1, 0, q_dim).reshape({seq, heads, d}).transpose(0, 1);
-    at::Tensor k = qkv.narrow(-1, q_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
-    at::Tensor v =
-        qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
-    q = ApplyRope(q, cos, sin);  // [heads, seq, d]
-    k = ApplyRope(k, cos, sin);  // [kv_heads, seq, d]
-    cache.Write(l, k, v);
-    // Keys [first_key, total) in up to two parts: a shared prefix's, then the cache's own.
-    std::vector<at::Tensor> keys, values;  // [1, kv_heads, n, d] each
-    if (first_key < split) {
-      keys.push_back(cache.Keys(l, first_key, split).unsqueeze(0));
-      values.push_back(cache.Values(l, first_key, split).unsqueeze(0));
-    }
-    keys.push_back(cache.Keys(l, split, total).unsqueeze(0));
-    values.push_back(cache.Values(l, split, total).unsqueeze(0));
-    at::Tensor attn = AttendParts(q.unsqueeze(0), keys, values, allowed);  // [1, heads, seq, d]
-    attn = attn.transpose(1, 2).reshape({1, seq, q_dim});
-    x = x + Linear(attn, w.wo);
+    at::Tensor attn = AttendChunk(l, Linear(h, w.wqkv)[0], plan, cache);  // [seq, q_dim]
+    x = x + Linear(attn.unsqueeze(0), w.wo);
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
     x = x + Mlp(h, w.w_gate_up, w.w_down);
   }
@@ -181,7 +194,23 @@ at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const 
 
 at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
                                    absl::Span<KVCache* const> caches) const {
+  return Step(embeds, caches, nullptr, nullptr);
+}
+
+at::Tensor Transformer::DecodeStep(const at::Tensor& embeds, absl::Span<KVCache* const> caches,
+                                   const StepChunk& chunk, at::Tensor* chunk_hidden) const {
+  TORCH_CHECK(chunk.cache != nullptr && chunk_hidden != nullptr,
+              "DecodeStep: a chunk needs its cache and an output");
+  for (KVCache* cache : caches) {
+    TORCH_CHECK(cache != chunk.cache, "DecodeStep: the chunk's cache is in the decode batch");
+  }
+  return Step(embeds, caches, &chunk, chunk_hidden);
+}
+
+at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const> caches,
+                             const StepChunk* chunk, at::Tensor* chunk_hidden) const {
   const int64_t batch = embeds.size(0);
+  const int64_t n = chunk != nullptr ? chunk->embeds.size(0) : 0;  // Chunk rows after the batch.
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
   std::vector<int64_t> lengths(batch);
@@ -194,8 +223,11 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   cos = cos.unsqueeze(1);             // [batch, 1, d]
   sin = sin.unsqueeze(1);
   const double sqrt_d = std::sqrt(static_cast<double>(d));
-  at::Tensor x = embeds.to(dtype());  // [batch, hidden]
-  at::Tensor attn = at::empty({batch, q_dim}, options());
+  std::optional<ChunkPlan> plan;
+  if (n > 0) plan = PlanChunk(n, *chunk->cache);
+  at::Tensor x = n > 0 ? at::cat({embeds.to(dtype()), chunk->embeds.to(dtype())})
+                       : embeds.to(dtype());  // [batch + n, hidden]
+  at::Tensor attn = at::empty({batch + n, q_dim}, options());
   // Each sequence attends to [attend_begin, attend_end): all of its cache, or its sliding window.
   std::vector<int64_t> attend_begin(batch), attend_end(batch), capacity(batch);
   std::vector<int64_t> prefix_length(batch), prefix_capacity(batch);
@@ -228,7 +260,10 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor qkv = SmallBatchLinear(h, w.wqkv);  // [batch, q_dim + 2 * kv_dim]
+    at::Tensor all_qkv = SmallBatchLinear(h, w.wqkv);  // [batch + n, q_dim + 2 * kv_dim]
+    if (n > 0) attn.narrow(0, batch, n).copy_(AttendChunk(l, all_qkv.narrow(0, batch, n), *plan,
+                                                          *chunk->cache));
+    at::Tensor qkv = n > 0 ? all_qkv.narrow(0, 0, batch) : all_qkv;
     at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({batch, heads, d}), cos, sin);
     at::Tensor k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({batch, kv_heads, d}), cos, sin);
     at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({batch, kv_heads, d});
@@ -281,7 +316,11 @@ at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,
     x = x + Mlp(h, w.w_gate_up, w.w_down, /*small_batch=*/true);
   }
   for (KVCache* cache : caches) cache->Advance(1);
-  return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
+  at::Tensor out = RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
+  if (n == 0) return out;
+  chunk->cache->Advance(n);
+  *chunk_hidden = out.narrow(0, batch, n);
+  return out.narrow(0, 0, batch);
 }
 
 }  // namespace icae

@@ -95,6 +95,22 @@ class Transformer {
   // row's result does not depend on the others in the batch.
   at::Tensor DecodeStep(const at::Tensor& embeds, absl::Span<KVCache* const> caches) const;
 
+  // Positions of one more sequence's prompt that ride along a decode step (chunked prefill
+  // interleaved with decode, as Sarathi-Serve schedules it): `embeds` [n, hidden] are appended to
+  // `cache` (no cache of the decode batch) as Prefill would append them.
+  struct StepChunk {
+    at::Tensor embeds;
+    KVCache* cache = nullptr;
+  };
+  // DecodeStep with `chunk`'s positions in the same pass: the rows of both go through each weight
+  // matrix together, so while batch + n <= kernels::kMaxSmallBatch the weights are read once for
+  // both and the running sequences wait for a little arithmetic, not for a separate prefill. The
+  // decode rows are then DecodeStep's bit for bit (the small-batch product's rows are
+  // independent); the chunk's final-normed hidden states [n, hidden] (in *chunk_hidden) equal
+  // Prefill's up to the products' rounding.
+  at::Tensor DecodeStep(const at::Tensor& embeds, absl::Span<KVCache* const> caches,
+                        const StepChunk& chunk, at::Tensor* chunk_hidden) const;
+
   // A new empty cache for this model, room for `capacity` positions; with `prefix` (a complete
   // cache of this model, shared and never written again) it continues after the prefix's positions.
   KVCache NewCache(int64_t capacity, std::shared_ptr<const KVCache> prefix = nullptr) const;
@@ -102,6 +118,21 @@ class Transformer {
  private:
   // cos, sin: [n, head_dim] in the compute dtype for positions [n].
   std::pair<at::Tensor, at::Tensor> Rope(const at::Tensor& positions) const;
+
+  // The attention of `seq` new positions of one sequence after what `cache` holds (a prefill or a
+  // chunk): their RoPE tables, the keys they may see, and where a shared prefix ends.
+  struct ChunkPlan {
+    at::Tensor cos, sin;  // [1, seq, head_dim]
+    at::Tensor allowed;   // [1, seq, total - first_key] bool
+    int64_t first_key = 0, split = 0, total = 0;
+  };
+  // Reserves room for the `seq` positions in `cache`.
+  ChunkPlan PlanChunk(int64_t seq, KVCache& cache) const;
+  // Layer `l` of such a chunk: qkv [seq, q_dim + 2 * kv_dim] -> RoPE, keys and values written to
+  // `cache`, attention over the cache's keys -> [seq, q_dim].
+  at::Tensor AttendChunk(int l, const at::Tensor& qkv, const ChunkPlan& plan, KVCache& cache) const;
+  at::Tensor Step(const at::Tensor& embeds, absl::Span<KVCache* const> caches,
+                  const StepChunk* chunk, at::Tensor* chunk_hidden) const;
 
   ModelConfig config_;
   TransformerWeights weights_;

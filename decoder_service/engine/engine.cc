@@ -1,5 +1,6 @@
 #include "decoder_service/engine/engine.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "common/base/logging.h"
@@ -42,15 +43,19 @@ void Engine::Impl::Loop() {
       StartPrefill(*request);
       prefilling.push_back(std::move(request));
     }
-    // Prefill: with chunking, at most prefill_chunk_tokens positions per step (oldest first), so
+    // While sequences run and chunking is on, prefill rides along their decode steps (below);
+    // otherwise it runs here: at most prefill_chunk_tokens positions per step (oldest first), so
     // the running sequences' next decode step comes after one chunk, not after whole contexts.
     // A request waiting for another's prefix takes none of the budget and is passed over.
     const int64_t chunk = options_.prefill_chunk_tokens;
-    int64_t budget = chunk > 0 ? chunk : std::numeric_limits<int64_t>::max();
-    for (auto it = prefilling.begin(); it != prefilling.end() && budget > 0;) {
+    const bool carry = chunk > 0 && options_.mixed_step_rows > 0 && !running.empty();
+    int64_t budget = carry ? 0 : chunk > 0 ? chunk : std::numeric_limits<int64_t>::max();
+    for (auto it = prefilling.begin(); it != prefilling.end() && budget > 0; ++it) {
       bool done = false;
       budget -= PrefillChunk(**it, budget, &done);
-      if (done) {
+    }
+    for (auto it = prefilling.begin(); it != prefilling.end();) {
+      if ((*it)->prefill_done) {
         running.push_back(std::move(*it));
         it = prefilling.erase(it);
       } else {
@@ -84,7 +89,15 @@ void Engine::Impl::Loop() {
     if (running.empty()) continue;
     MakeRoom(running, prefilling);
     if (running.empty()) continue;
-    DecodeStep(running);
+    // Up to mixed_step_rows rows in all (at least one position of context), within the chunk.
+    int64_t carried_n = 0;
+    Request* carried =
+        carry ? TakeCarried(prefilling,
+                            std::min<int64_t>(chunk, std::max<int64_t>(1, options_.mixed_step_rows -
+                                                                              running.size())),
+                            &carried_n)
+              : nullptr;
+    DecodeStep(running, carried, carried_n);
   }
 }
 
@@ -146,14 +159,20 @@ absl::Status Engine::Impl::CutStatus(Request& request, absl::Time now) {
   return absl::OkStatus();
 }
 
-void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {
+void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running, Request* carried,
+                              int64_t carried_n) {
   std::vector<Sequence*> sequences;
   for (RequestPtr& request : running) sequences.push_back(request->sequence.get());
   if (observer_ != nullptr) observer_->OnDecodeStep(static_cast<int>(running.size()));
+  at::Tensor carried_hidden;
   absl::StatusOr<at::Tensor> logits =
       CatchTorch("decode step", [&]() -> absl::StatusOr<at::Tensor> {
-        return DecodeLogits(model_.transformer(), sequences);  // [batch, vocab]
-      });
+        if (carried == nullptr) return DecodeLogits(model_.transformer(), sequences);
+        const Transformer::StepChunk chunk{
+            carried->prepared.input.embeds.narrow(0, carried->prefilled, carried_n),
+            &carried->sequence->cache()};
+        return DecodeLogits(model_.transformer(), sequences, &chunk, &carried_hidden);
+      });  // [batch, vocab]
   if (!logits.ok()) {
     ICAE_LOG(ERROR) << "decode step over " << running.size() << " sequences: " << logits.status();
     for (RequestPtr& request : running) {
@@ -161,6 +180,10 @@ void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {
       absl::MutexLock lock(&mu_);
       request->cancel_status = logits.status();
       request->cancel_requested.store(true);
+    }
+    if (carried != nullptr) {
+      Fail(*carried, logits.status());
+      EndPrefill(*carried);
     }
     return;  // The loop's sweep finishes them.
   }
@@ -172,6 +195,15 @@ void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running) {
     const int id = request.sequence->Accept(rows + row * vocab);
     Emit(request, id, now);
   }
+  if (carried == nullptr) return;
+  if (observer_ != nullptr) observer_->OnPrefill(carried_n, /*carried=*/true);
+  bool done = false;
+  absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+    done = Prefilled(*carried, carried_n, carried_hidden);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) Fail(*carried, status);
+  if (done || !status.ok()) EndPrefill(*carried);
 }
 
 void Engine::Impl::Emit(Request& request, int accepted_id, absl::Time now) {

@@ -44,6 +44,7 @@ struct Request {
   std::unique_ptr<Sequence> sequence;  // Set at admission; holds the KV cache.
   int64_t kv_cache_bytes = 0;
   int64_t prefilled = 0;    // Context positions in the KV cache so far (chunked prefill).
+  bool prefill_done = false;  // The whole context is in (or the prefill failed): it may run.
   // The KV budget (kv_budget.cc). Admission reserves what the request needs now (its context, one
   // block to grow into), the decode loop grows it block by block, and when the budget is spent the
   // youngest admitted request is preempted: its KV freed, it waits again at the queue's front and
@@ -157,6 +158,16 @@ class Engine::Impl {
   // another request's prefix). *done once the whole context is in and the first token was picked
   // (or the prefill failed: the request is then marked cancelled).
   int64_t PrefillChunk(Request& request, int64_t budget, bool* done);
+  // `n` more context positions of `request` are in its cache (`hidden`: their final-normed
+  // states): shares a prefix it has just built and, once the whole context is in, picks the first
+  // token. True when the prefill is done.
+  bool Prefilled(Request& request, int64_t n, const at::Tensor& hidden);
+  // A prefill finished (done or failed): sets prefill_done and drops what it no longer needs.
+  void EndPrefill(Request& request);
+  // While sequences run, the oldest prefilling request that can go on gives up to `rows` of its
+  // context positions to ride along the next decode step (KV-slot positions on the way cost no
+  // compute and go in at once). Null when none can (all wait for a prefix, or none left).
+  Request* TakeCarried(std::deque<RequestPtr>& prefilling, int64_t rows, int64_t* n);
   // An awaiting request: attaches the prefix once kept, or builds it itself when no other request
   // does any more. False while it still waits.
   bool ResolvePrefix(Request& request);
@@ -171,7 +182,10 @@ class Engine::Impl {
   // Marks the request failed with `status` (its final event is sent by the loop's sweep).
   void Fail(Request& request, const absl::Status& status);
   void PublishPrefixCache();
-  void DecodeStep(std::vector<RequestPtr>& running);
+  // One decode step of the running batch; with `carried`, `carried_n` of its context positions
+  // ride along (Transformer::DecodeStep with a chunk).
+  void DecodeStep(std::vector<RequestPtr>& running, Request* carried = nullptr,
+                  int64_t carried_n = 0);
   // Hands the new id/text of `request` to its sink (final when its sequence finished).
   void Emit(Request& request, int accepted_id, absl::Time now);
   // The status that cuts `request` now (cancelled, deadline), or OK.

@@ -35,6 +35,9 @@ class EngineObserver {
   // Slot-prefix reuse: a request's context prefix was found (`hit`, `reused_positions` not
   // prefilled again) or not (it prefills the prefix and keeps it for later requests).
   virtual void OnPrefixLookup(bool hit, int64_t reused_positions) {}
+  // `positions` context positions were prefilled: in a step of their own, or `carried` by a
+  // decode step of the running sequences (EngineOptions::mixed_step_rows).
+  virtual void OnPrefill(int64_t positions, bool carried) {}
   // A running request was preempted (KV budget spent): its KV freed, it will resume.
   virtual void OnPreempted() {}
   // The prefix cache after a change: bytes and entries kept, entries dropped so far.

@@ -30,6 +30,10 @@ absl::Status EngineOptions::Validate(int model_max_positions) const {
     return absl::InvalidArgumentError(
         absl::StrCat("--prefill_chunk_tokens ", prefill_chunk_tokens, " must be >= 0"));
   }
+  if (mixed_step_rows < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mixed_step_rows ", mixed_step_rows, " must be >= 0 (0 = off)"));
+  }
   if (kv_block_tokens < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv_block_tokens ", kv_block_tokens, " must be >= 1"));

@@ -33,6 +33,13 @@ struct EngineOptions {
   // scheduler step, between the decode steps of the running sequences, so that a long context
   // does not stall their next tokens. 0 = each context in one piece.
   int prefill_chunk_tokens = 512;
+  // With chunking, while sequences are running a new context's positions ride along their decode
+  // steps instead of running as steps of their own: each step carries up to this many rows in all
+  // (the running sequences' and the context's; at least one context position, at most
+  // prefill_chunk_tokens), so the weights are read once for both and the running streams' next
+  // token waits only for the extra rows' arithmetic. 16 is the small-batch product's limit
+  // (kernels::kMaxSmallBatch). 0 = prefill chunks run as separate steps.
+  int mixed_step_rows = 16;
   // Slot-prefix reuse: the KV of a context prefix (template tokens, slots and text up to the
   // prompt) is kept, keyed by its content, for later requests with the same context, up to this
   // many bytes (least recently used dropped first). Kept prefixes also count against

@@ -1,6 +1,9 @@
 // Prefill of admitted requests (chunked) and slot-prefix reuse: a request's context prefix is
 // attached from the prefix cache, built by this request and then shared, or awaited while another
 // request builds it. Scheduler thread only.
+#include <algorithm>
+#include <utility>
+
 #include "common/base/logging.h"
 #include "common/model/torch_status.h"
 #include "decoder_service/engine/engine_impl.h"
@@ -9,6 +12,7 @@ namespace icae::decoder {
 
 void Engine::Impl::StartPrefill(Request& request) {
   const bool first_admission = request.admitted == absl::Time();
+  request.prefill_done = false;
   if (first_admission) request.admitted = absl::Now();
   const PreparedRequest& p = request.prepared;
   if (observer_ != nullptr && first_admission) {
@@ -136,43 +140,51 @@ void Engine::Impl::PublishPrefixCache() {
   }
 }
 
+bool Engine::Impl::Prefilled(Request& request, int64_t n, const at::Tensor& hidden) {
+  const PreparedRequest& p = request.prepared;
+  request.prefilled += n;
+  if (request.building_prefix && request.prefilled == p.prefix_positions) {
+    PublishPrefix(request);  // Never the last position: the prefill goes on after it.
+    return false;
+  }
+  if (request.prefilled < p.input.positions()) return false;
+  if (request.resuming) {  // Its last id is still to be fed: the next decode step does it.
+    request.resuming = false;
+    request.resume_ids = 0;
+    return true;
+  }
+  at::Tensor logits = model_.transformer().Logits(hidden[-1]);  // [vocab]
+  const int id = request.sequence->Accept(logits);
+  Emit(request, id, absl::Now());
+  return true;
+}
+
+void Engine::Impl::EndPrefill(Request& request) {
+  request.prefill_done = true;
+  request.prepared.input = PromptInput();
+  request.prepared.prefix_key.slots.clear();
+}
+
 int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done) {
   *done = false;
   if (request.sequence == nullptr) {  // StartPrefill failed: the sweep finishes it
     *done = true;
+    request.prefill_done = true;
     return 0;
   }
   int64_t used = 0;
   absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
     if (request.awaiting_prefix && !ResolvePrefix(request)) return absl::OkStatus();
-    const Transformer& transformer = model_.transformer();
     const PreparedRequest& p = request.prepared;
-    const int64_t total = p.input.positions();
-    while (used < budget) {
+    while (used < budget && !*done) {
       // A prefix being built ends a piece: it is frozen and shared before the rest goes on.
-      const int64_t end = request.building_prefix ? p.prefix_positions : total;
+      const int64_t end = request.building_prefix ? p.prefix_positions : p.input.positions();
       const int64_t n = std::min(budget - used, end - request.prefilled);
       // Positions continue from the cache's length, so the chunks together equal one prefill.
-      at::Tensor hidden = PrefillPrompt(transformer, p.input, request.prefilled,
+      at::Tensor hidden = PrefillPrompt(model_.transformer(), p.input, request.prefilled,
                                         request.prefilled + n, request.sequence->cache());
-      request.prefilled += n;
       used += n;
-      if (request.building_prefix && request.prefilled == p.prefix_positions) {
-        PublishPrefix(request);
-        continue;
-      }
-      if (request.prefilled < total) continue;
-      if (request.resuming) {  // Its last id is still to be fed: the next decode step does it.
-        request.resuming = false;
-        request.resume_ids = 0;
-        *done = true;
-        break;
-      }
-      at::Tensor logits = transformer.Logits(hidden[-1]);  // [vocab]
-      const int id = request.sequence->Accept(logits);
-      *done = true;
-      Emit(request, id, absl::Now());
-      break;
+      *done = Prefilled(request, n, hidden);
     }
     return absl::OkStatus();
   });
@@ -180,11 +192,55 @@ int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done)
     Fail(request, status);
     *done = true;
   }
-  if (*done) {  // No longer needed.
-    request.prepared.input = PromptInput();
-    request.prepared.prefix_key.slots.clear();
-  }
+  if (*done) EndPrefill(request);
+  if (observer_ != nullptr && used > 0) observer_->OnPrefill(used, /*carried=*/false);
   return used;
+}
+
+namespace {
+
+// Positions from `at` on that are computed (before the next KV-slot range), and the length of the
+// KV range that starts at `at` (0 when none does).
+std::pair<int64_t, int64_t> RunsAt(const PromptInput& input, int64_t at) {
+  for (const PromptInput::KvRange& range : input.kv) {
+    if (range.end() <= at) continue;
+    if (range.begin <= at) return {0, range.end() - at};
+    return {range.begin - at, 0};
+  }
+  return {input.positions() - at, 0};
+}
+
+}  // namespace
+
+Request* Engine::Impl::TakeCarried(std::deque<RequestPtr>& prefilling, int64_t rows, int64_t* n) {
+  *n = 0;
+  for (RequestPtr& candidate : prefilling) {
+    Request& request = *candidate;
+    if (request.prefill_done || request.sequence == nullptr) continue;
+    while (!request.prefill_done) {
+      bool ready = true;
+      absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
+        ready = !request.awaiting_prefix || ResolvePrefix(request);
+        return absl::OkStatus();
+      });
+      if (!status.ok()) {
+        Fail(request, status);
+        EndPrefill(request);
+        break;
+      }
+      if (!ready) break;
+      const PreparedRequest& p = request.prepared;
+      const int64_t end = request.building_prefix ? p.prefix_positions : p.input.positions();
+      const auto [computed, kv] = RunsAt(p.input, request.prefilled);
+      if (computed > 0) {
+        *n = std::min({rows, computed, end - request.prefilled});
+        return &request;
+      }
+      bool done = false;  // KV slots go in as they are (a copy, no compute).
+      PrefillChunk(request, std::min(kv, end - request.prefilled), &done);
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace icae::decoder

@@ -81,6 +81,13 @@ DecoderMetrics::DecoderMetrics(prometheus::Registry& registry, const std::string
   preemptions_ = Counter(registry, prefix + "num_preemptions_total",
                          "Running requests preempted when the KV budget was spent (resumed by "
                          "recompute)");
+  auto& prefill = prometheus::BuildCounter()
+                      .Name(prefix + "prefill_positions_total")
+                      .Help("Context positions prefilled, in steps of their own (alone) or riding "
+                            "along the running sequences' decode steps (carried)")
+                      .Register(registry);
+  prefill_alone_ = &prefill.Add({{"scheduled", "alone"}});
+  prefill_carried_ = &prefill.Add({{"scheduled", "carried"}});
   auto& lookups = prometheus::BuildCounter()
                       .Name(prefix + "prefix_cache_lookups_total")
                       .Help("Requests whose context prefix KV was reused (hit) or prefilled and "
@@ -131,6 +138,10 @@ void DecoderMetrics::OnState(int running, int waiting, int64_t kv_tokens_used) {
 namespace icae::decoder {
 
 void DecoderMetrics::OnPreempted() { preemptions_->Increment(); }
+
+void DecoderMetrics::OnPrefill(int64_t positions, bool carried) {
+  (carried ? prefill_carried_ : prefill_alone_)->Increment(static_cast<double>(positions));
+}
 
 void DecoderMetrics::OnPrefixLookup(bool hit, int64_t reused_positions) {
   (hit ? prefix_hits_ : prefix_misses_)->Increment();

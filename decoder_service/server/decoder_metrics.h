@@ -5,6 +5,7 @@
 //   icae_decoder_prompt_tokens_total, _slot_tokens_total,
 //   _uncompressed_context_tokens_total, _generation_tokens_total              counters
 //   icae_decoder_requests_finished_total{finish_reason}, _num_preemptions_total  counters
+//   icae_decoder_prefill_positions_total{scheduled="alone"|"carried"}          counter
 //   icae_decoder_prefix_cache_lookups_total{result="hit"|"miss"},
 //   _prefix_cache_reused_positions_total, _prefix_cache_evictions_total       counters
 //   icae_decoder_prefix_cache_bytes / _entries                                gauges
@@ -41,6 +42,7 @@ class DecoderMetrics final : public EngineObserver {
   void OnFinished(absl::string_view reason, double e2e_seconds) override;
   void OnState(int running, int waiting, int64_t kv_tokens_used) override;
   void OnPreempted() override;
+  void OnPrefill(int64_t positions, bool carried) override;
   void OnPrefixLookup(bool hit, int64_t reused_positions) override;
   void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) override;
 
@@ -64,6 +66,8 @@ class DecoderMetrics final : public EngineObserver {
   prometheus::Counter* finished_cancelled_;
   prometheus::Counter* finished_error_;
   prometheus::Counter* preemptions_;
+  prometheus::Counter* prefill_alone_;
+  prometheus::Counter* prefill_carried_;
   prometheus::Counter* prefix_hits_;
   prometheus::Counter* prefix_misses_;
   prometheus::Counter* prefix_reused_;

@@ -108,34 +108,51 @@ TEST_F(EngineTest, OutputDoesNotDependOnTheBatch) {
   EXPECT_LE(observer.max_batch, 8);
 }
 
-// Chunked prefill gives the ids of a whole prefill, alone or while other sequences decode, and a
-// request cancelled between its chunks ends CANCELLED.
+// Chunked prefill gives the ids of a whole prefill, alone or while other sequences decode, its
+// chunks in steps of their own or riding along the decode steps (mixed_step_rows).
 TEST_F(EngineTest, ChunkedPrefillGivesTheSameIds) {
   EngineOptions whole_options;
   whole_options.prefill_chunk_tokens = 0;
   auto whole = MakeEngine(whole_options);
-  EngineOptions chunked_options;
-  chunked_options.prefill_chunk_tokens = 3;
-  RecordingObserver observer;
-  auto chunked = MakeEngine(chunked_options, &observer);
-  std::vector<std::unique_ptr<Collector>> collectors;
-  for (int i = 0; i < 4; ++i) {
-    const std::vector<int> expected = RunAlone(*whole, Varied(i, 24)).second;
-    EXPECT_EQ(RunAlone(*chunked, Varied(i, 24)).second, expected) << "request " << i;
-  }
-  // Four at once: the later ones prefill in chunks while the earlier ones decode.
   std::vector<std::vector<int>> expected;
   for (int i = 4; i < 8; ++i) expected.push_back(RunAlone(*whole, Varied(i, 24)).second);
-  for (int i = 0; i < 4; ++i) collectors.push_back(std::make_unique<Collector>());
-  for (int i = 0; i < 4; ++i) ASSERT_OK(chunked->Enqueue(Varied(4 + i, 24), collectors[i]->Sink()));
-  for (int i = 0; i < 4; ++i) {
-    EXPECT_OK(collectors[i]->Wait().status);
-    EXPECT_EQ(collectors[i]->ids(), expected[i]) << "request " << 4 + i;
+  for (int mixed_rows : {0, 4, 16}) {
+    SCOPED_TRACE(mixed_rows);
+    EngineOptions chunked_options;
+    chunked_options.prefill_chunk_tokens = 3;
+    chunked_options.mixed_step_rows = mixed_rows;
+    RecordingObserver observer;
+    auto chunked = MakeEngine(chunked_options, &observer);
+    for (int i = 0; i < 4; ++i) {
+      const std::vector<int> alone = RunAlone(*whole, Varied(i, 24)).second;
+      EXPECT_EQ(RunAlone(*chunked, Varied(i, 24)).second, alone) << "request " << i;
+    }
+    EXPECT_EQ(observer.carried_positions.load(), 0) << "nothing ran beside them";
+    // Four at once: the later ones prefill in chunks while the earlier ones decode.
+    std::vector<std::unique_ptr<Collector>> collectors;
+    for (int i = 0; i < 4; ++i) collectors.push_back(std::make_unique<Collector>());
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_OK(chunked->Enqueue(Varied(4 + i, 24), collectors[i]->Sink()));
+    }
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_OK(collectors[i]->Wait().status);
+      EXPECT_EQ(collectors[i]->ids(), expected[i]) << "request " << 4 + i;
+    }
+    if (mixed_rows == 0) {
+      EXPECT_EQ(observer.carried_positions.load(), 0);
+    } else {
+      EXPECT_GT(observer.carried_positions.load(), 0) << "no chunk rode along a decode step";
+    }
+    EXPECT_GT(observer.alone_positions.load(), 0);
   }
   EngineOptions bad;
   bad.prefill_chunk_tokens = -1;
   EXPECT_THAT(bad.Validate(512), StatusIs(absl::StatusCode::kInvalidArgument,
                                           HasSubstr("--prefill_chunk_tokens")));
+  bad = EngineOptions();
+  bad.mixed_step_rows = -1;
+  EXPECT_THAT(bad.Validate(512), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("--mixed_step_rows")));
   bad = EngineOptions();
   bad.prefix_cache_bytes = -1;
   EXPECT_THAT(bad.Validate(512), StatusIs(absl::StatusCode::kInvalidArgument,

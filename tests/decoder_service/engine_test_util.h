@@ -92,6 +92,9 @@ class RecordingObserver : public EngineObserver {
     finished.push_back(std::string(reason));
   }
   void OnPreempted() override { ++preemptions; }
+  void OnPrefill(int64_t positions, bool carried) override {
+    (carried ? carried_positions : alone_positions) += positions;
+  }
   void OnPrefixLookup(bool hit, int64_t reused) override {
     absl::MutexLock lock(&mu_);
     (hit ? prefix_hits : prefix_misses) += 1;
@@ -107,6 +110,8 @@ class RecordingObserver : public EngineObserver {
   int max_batch = 0;
   int max_running = 0;
   int64_t max_kv = 0;
+  std::atomic<int64_t> alone_positions{0};
+  std::atomic<int64_t> carried_positions{0};
   std::atomic<int> tokens{0};
   std::atomic<int> preemptions{0};
   std::vector<std::string> finished;

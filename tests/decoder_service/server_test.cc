@@ -51,6 +51,12 @@ TEST_F(DecoderServerTest, InfoHealthAndMetricsDescribeTheModel) {
   }
   EXPECT_GE(
       MetricValue(*metrics, "icae_decoder_requests_finished_total", {{"finish_reason", "eos"}}), 0);
+  for (const char* scheduled : {"alone", "carried"}) {
+    EXPECT_GE(MetricValue(*metrics, "icae_decoder_prefill_positions_total",
+                          {{"scheduled", scheduled}}),
+              0)
+        << scheduled;
+  }
 }
 
 TEST_F(DecoderServerTest, GoldenIdsFromSlotsUnaryAndStreaming) {
