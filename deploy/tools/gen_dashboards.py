@@ -334,6 +334,13 @@ def decoder_dashboard():
     d.timeseries("Sequences per decode step", "Batch size of the decode steps.", "short",
                  [(mean("icae_decoder_batch_size"), "mean")] +
                  quantiles("icae_decoder_batch_size", (0.5, 0.99)), w=8)
+    d.timeseries("Prefill positions/s by scheduling", "Context positions prefilled in steps of "
+                 "their own (alone: nothing else was running, or --mixed_step_rows 0) or riding "
+                 "along the running sequences' decode steps (carried, --mixed_step_rows): carried "
+                 "positions cost the running streams only the extra rows' arithmetic, alone ones "
+                 "stall them for the chunk (--prefill_chunk_tokens).", "short",
+                 [(rate("icae_decoder_prefill_positions_total", by="scheduled"),
+                   "{{scheduled}}")], w=16, stack=True)
     d.timeseries("Open streams", "GenerateStream calls open per replica (at most --max_streams), "
                  "and streams cancelled because the client took no chunk for "
                  "--stream_idle_seconds.", "short",
