@@ -228,6 +228,19 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   at::Tensor x = n > 0 ? at::cat({embeds.to(dtype()), chunk->embeds.to(dtype())})
                        : embeds.to(dtype());  // [batch + n, hidden]
   at::Tensor attn = at::empty({batch + n, q_dim}, options());
+  // The rows go through each product together while they fit the small-batch kernel (weights read
+  // once); beyond it the decode rows keep their own small-batch call, so their bits never depend
+  // on the chunk, and the chunk's rows are a GEMM.
+  const bool together = n == 0 || batch + n <= kernels::kMaxSmallBatch;
+  auto rows = [&](const at::Tensor& in, auto&& product) -> at::Tensor {
+    if (together) return product(in, /*small_batch=*/true);
+    return at::cat({product(in.narrow(0, 0, batch), true), product(in.narrow(0, batch, n), false)});
+  };
+  auto linear = [](const at::Tensor& w) {
+    return [&w](const at::Tensor& in, bool small_batch) {
+      return small_batch ? SmallBatchLinear(in, w) : Linear(in, w);
+    };
+  };
   // Each sequence attends to [attend_begin, attend_end): all of its cache, or its sliding window.
   std::vector<int64_t> attend_begin(batch), attend_end(batch), capacity(batch);
   std::vector<int64_t> prefix_length(batch), prefix_capacity(batch);
@@ -260,9 +273,11 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor all_qkv = SmallBatchLinear(h, w.wqkv);  // [batch + n, q_dim + 2 * kv_dim]
-    if (n > 0) attn.narrow(0, batch, n).copy_(AttendChunk(l, all_qkv.narrow(0, batch, n), *plan,
-                                                          *chunk->cache));
+    at::Tensor all_qkv = rows(h, linear(w.wqkv));  // [batch + n, q_dim + 2 * kv_dim]
+    if (n > 0) {
+      attn.narrow(0, batch, n)
+          .copy_(AttendChunk(l, all_qkv.narrow(0, batch, n), *plan, *chunk->cache));
+    }
     at::Tensor qkv = n > 0 ? all_qkv.narrow(0, 0, batch) : all_qkv;
     at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({batch, heads, d}), cos, sin);
     at::Tensor k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({batch, kv_heads, d}), cos, sin);
@@ -281,18 +296,19 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
       const at::Tensor qc = q.contiguous();
       if (dtype() == at::kFloat) {
         using P = const float* const*;
-        kernels::DecodeAttentionF32(args, qc.data_ptr<float>(), reinterpret_cast<P>(key_ptrs.data()),
+        kernels::DecodeAttentionF32(args, qc.data_ptr<float>(),
+                                    reinterpret_cast<P>(key_ptrs.data()),
                                     reinterpret_cast<P>(value_ptrs.data()), attn.data_ptr<float>(),
                                     reinterpret_cast<P>(prefix_key_ptrs.data()),
                                     reinterpret_cast<P>(prefix_value_ptrs.data()));
       } else {
         using P = const kernels::bf16* const*;
-        kernels::DecodeAttentionBf16(
-            args, reinterpret_cast<const kernels::bf16*>(qc.data_ptr()),
-            reinterpret_cast<P>(key_ptrs.data()), reinterpret_cast<P>(value_ptrs.data()),
-            reinterpret_cast<kernels::bf16*>(attn.data_ptr()),
-            reinterpret_cast<P>(prefix_key_ptrs.data()),
-            reinterpret_cast<P>(prefix_value_ptrs.data()));
+        kernels::DecodeAttentionBf16(args, reinterpret_cast<const kernels::bf16*>(qc.data_ptr()),
+                                     reinterpret_cast<P>(key_ptrs.data()),
+                                     reinterpret_cast<P>(value_ptrs.data()),
+                                     reinterpret_cast<kernels::bf16*>(attn.data_ptr()),
+                                     reinterpret_cast<P>(prefix_key_ptrs.data()),
+                                     reinterpret_cast<P>(prefix_value_ptrs.data()));
       }
     } else {
       for (int64_t b = 0; b < batch; ++b) {
@@ -311,9 +327,11 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
         attn[b].copy_(AttendParts(qb, keys, values, at::Tensor()).view({q_dim}));
       }
     }
-    x = x + SmallBatchLinear(attn, w.wo);
+    x = x + rows(attn, linear(w.wo));
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
-    x = x + Mlp(h, w.w_gate_up, w.w_down, /*small_batch=*/true);
+    x = x + rows(h, [&w](const at::Tensor& in, bool small_batch) {
+          return Mlp(in, w.w_gate_up, w.w_down, small_batch);
+        });
   }
   for (KVCache* cache : caches) cache->Advance(1);
   at::Tensor out = RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);

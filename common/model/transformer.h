@@ -102,10 +102,11 @@ class Transformer {
     at::Tensor embeds;
     KVCache* cache = nullptr;
   };
-  // DecodeStep with `chunk`'s positions in the same pass: the rows of both go through each weight
-  // matrix together, so while batch + n <= kernels::kMaxSmallBatch the weights are read once for
-  // both and the running sequences wait for a little arithmetic, not for a separate prefill. The
-  // decode rows are then DecodeStep's bit for bit (the small-batch product's rows are
+  // DecodeStep with `chunk`'s positions in the same pass: while batch + n <=
+  // kernels::kMaxSmallBatch the rows of both go through each weight matrix together, so the
+  // weights are read once for both and the running sequences wait for a little arithmetic, not
+  // for a separate prefill (beyond it the chunk's rows are a product of their own). The decode
+  // rows are DecodeStep's bit for bit with the CPU kernels (the small-batch product's rows are
   // independent); the chunk's final-normed hidden states [n, hidden] (in *chunk_hidden) equal
   // Prefill's up to the products' rounding.
   at::Tensor DecodeStep(const at::Tensor& embeds, absl::Span<KVCache* const> caches,

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/io/mapped_file.h"
 #include "common/io/safetensors_writer.h"
@@ -145,10 +146,65 @@ TEST(TransformerTest, SharedPrefixEqualsOneCache) {
   SetCpuKernelsEnabled(true);
 }
 
+// A decode step of two sequences carrying `chunk` positions of a third (which continues a shared
+// prefix) against the step and a Prefill apart, then one more decode step of all three.
+void CheckChunkRidesAlong(const Transformer& m, bool kernels_on, int64_t chunk) {
+  c10::InferenceMode guard;
+  const bool fp32 = m.dtype() == at::kFloat;
+  const int64_t vocab = m.config().vocab_size;
+  at::Tensor once = Expected("tiny-llama", "input_ids").view({-1}) % vocab;
+  at::Tensor ids = at::cat({once, (once + 7) % vocab});
+  const int64_t p = 5;
+  KVCache prefix_cache = m.NewCache(p);
+  m.Prefill(m.Embed(ids.narrow(0, 0, p)), prefix_cache);
+  auto prefix = std::make_shared<const KVCache>(std::move(prefix_cache));
+  struct State {
+    KVCache a, b, c;
+  };
+  auto start = [&]() {
+    State s{m.NewCache(2), m.NewCache(2), m.NewCache(2, prefix)};
+    m.Prefill(m.Embed(ids.narrow(0, 0, 6)), s.a);
+    m.Prefill(m.Embed((ids.narrow(0, 3, 9) + 5) % vocab), s.b);
+    m.Prefill(m.Embed(ids.narrow(0, p, 2)), s.c);
+    return s;
+  };
+  at::Tensor tokens = at::tensor({11, 40}, at::kLong) % vocab;
+  at::Tensor chunk_embeds = m.Embed(ids.narrow(0, p + 2, chunk));
+  State alone = start(), mixed = start();
+  KVCache* alone_caches[] = {&alone.a, &alone.b};
+  at::Tensor step = m.DecodeStep(m.Embed(tokens), alone_caches);
+  at::Tensor prefill = m.Prefill(chunk_embeds, alone.c);
+  KVCache* mixed_caches[] = {&mixed.a, &mixed.b};
+  at::Tensor chunk_hidden;
+  at::Tensor mixed_step = m.DecodeStep(
+      m.Embed(tokens), mixed_caches, Transformer::StepChunk{chunk_embeds, &mixed.c}, &chunk_hidden);
+  if (kernels_on) {
+    EXPECT_TRUE(at::equal(mixed_step, step)) << MaxAbsDiff(mixed_step, step);
+  } else {
+    EXPECT_LT(MaxAbsDiff(mixed_step, step), fp32 ? 1e-5 : 2e-2);
+  }
+  ASSERT_EQ(chunk_hidden.sizes(), prefill.sizes());
+  EXPECT_LT(MaxAbsDiff(chunk_hidden, prefill), fp32 ? 1e-5 : 5e-2);
+  EXPECT_EQ(mixed.c.length(), alone.c.length());
+  EXPECT_EQ(mixed.a.length(), alone.a.length());
+  // The caches go on alike.
+  KVCache* after_alone[] = {&alone.a, &alone.b, &alone.c};
+  KVCache* after_mixed[] = {&mixed.a, &mixed.b, &mixed.c};
+  at::Tensor next = at::tensor({3, 9, 27}, at::kLong) % vocab;
+  EXPECT_LT(MaxAbsDiff(m.Logits(m.DecodeStep(m.Embed(next), after_mixed)),
+                       m.Logits(m.DecodeStep(m.Embed(next), after_alone))),
+            fp32 ? 1e-4 : 0.5);
+  // A chunk's cache may not be in the decode batch.
+  KVCache* clash[] = {&mixed.a, &mixed.c};
+  EXPECT_THROW(m.DecodeStep(m.Embed(tokens), clash, Transformer::StepChunk{chunk_embeds, &mixed.c},
+                            &chunk_hidden),
+               c10::Error);
+}
+
 // Chunked prefill riding along a decode step (the decoder's mixed steps): the decode rows are
-// those of the step alone (bit for bit with the small-batch kernels: their rows are independent),
-// the chunk's hidden states and its cache those of a separate Prefill, with a shared prefix under
-// the chunk's sequence and a sliding window too.
+// those of the step alone (bit for bit with the CPU kernels), the chunk's hidden states and cache
+// those of a separate Prefill; float32 and bfloat16, kernels and ATen, a sliding window, a chunk
+// within the small-batch kernel's 16 rows and one past it.
 TEST(TransformerTest, ChunkRidingADecodeStepEqualsSeparateSteps) {
   testing::ScratchDir windowed;
   CopyDir(TestData("tiny-mistral"), windowed.path());
@@ -158,63 +214,15 @@ TEST(TransformerTest, ChunkRidingADecodeStepEqualsSeparateSteps) {
       << absl::StrReplaceAll(*config, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
   for (const std::string& dir : {TestData("tiny-llama"), windowed.path()}) {
     for (bool kernels_on : {true, false}) {
+      SetCpuKernelsEnabled(kernels_on);
       for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
-        SCOPED_TRACE(dir + (kernels_on ? " kernels " : " aten ") + c10::toString(dtype));
-        SetCpuKernelsEnabled(kernels_on);
         auto model = Transformer::Load(dir, Runtime{at::kCPU, dtype});
         ASSERT_OK(model);
-        const Transformer& m = **model;
-        c10::InferenceMode guard;
-        const int64_t vocab = m.config().vocab_size;
-        at::Tensor ids = Expected("tiny-llama", "input_ids").view({-1}) % vocab;
-        const int64_t p = 5, chunk = 7;
-        KVCache prefix_cache = m.NewCache(p);
-        m.Prefill(m.Embed(ids.narrow(0, 0, p)), prefix_cache);
-        auto prefix = std::make_shared<const KVCache>(std::move(prefix_cache));
-        // Two running sequences and a third whose context goes on by `chunk` positions.
-        struct State {
-          KVCache a, b, c;
-        };
-        auto start = [&]() {
-          State s{m.NewCache(2), m.NewCache(2), m.NewCache(2, prefix)};
-          m.Prefill(m.Embed(ids.narrow(0, 0, 6)), s.a);
-          m.Prefill(m.Embed((ids.narrow(0, 3, 9) + 5) % vocab), s.b);
-          m.Prefill(m.Embed(ids.narrow(0, p, 2)), s.c);
-          return s;
-        };
-        at::Tensor tokens = at::tensor({11, 40}, at::kLong) % vocab;
-        at::Tensor chunk_embeds = m.Embed(ids.narrow(0, p + 2, chunk));
-        State alone = start(), mixed = start();
-        KVCache* alone_caches[] = {&alone.a, &alone.b};
-        at::Tensor step = m.DecodeStep(m.Embed(tokens), alone_caches);
-        at::Tensor prefill = m.Prefill(chunk_embeds, alone.c);
-        KVCache* mixed_caches[] = {&mixed.a, &mixed.b};
-        at::Tensor chunk_hidden;
-        at::Tensor mixed_step = m.DecodeStep(m.Embed(tokens), mixed_caches,
-                                             Transformer::StepChunk{chunk_embeds, &mixed.c},
-                                             &chunk_hidden);
-        if (kernels_on) {
-          EXPECT_TRUE(at::equal(mixed_step, step)) << MaxAbsDiff(mixed_step, step);
-        } else {
-          EXPECT_LT(MaxAbsDiff(mixed_step, step), dtype == at::kFloat ? 1e-5 : 2e-2);
+        for (int64_t chunk : {7, 20}) {
+          SCOPED_TRACE(absl::StrCat(dir, kernels_on ? " kernels " : " aten ", c10::toString(dtype),
+                                    " chunk ", chunk));
+          CheckChunkRidesAlong(**model, kernels_on, chunk);
         }
-        const double tolerance = dtype == at::kFloat ? 1e-5 : 5e-2;
-        ASSERT_EQ(chunk_hidden.sizes(), prefill.sizes());
-        EXPECT_LT(MaxAbsDiff(chunk_hidden, prefill), tolerance);
-        EXPECT_EQ(mixed.c.length(), alone.c.length());
-        EXPECT_EQ(mixed.a.length(), alone.a.length());
-        // The caches go on alike: a decode step of all three after it.
-        KVCache* after_alone[] = {&alone.a, &alone.b, &alone.c};
-        KVCache* after_mixed[] = {&mixed.a, &mixed.b, &mixed.c};
-        at::Tensor next = at::tensor({3, 9, 27}, at::kLong) % vocab;
-        EXPECT_LT(MaxAbsDiff(m.Logits(m.DecodeStep(m.Embed(next), after_mixed)),
-                             m.Logits(m.DecodeStep(m.Embed(next), after_alone))),
-                  dtype == at::kFloat ? 1e-4 : 0.5);
-        // A chunk's cache may not be in the decode batch.
-        KVCache* clash[] = {&mixed.a, &mixed.c};
-        EXPECT_THROW(m.DecodeStep(m.Embed(tokens), clash,
-                                  Transformer::StepChunk{chunk_embeds, &mixed.c}, &chunk_hidden),
-                     c10::Error);
       }
     }
   }

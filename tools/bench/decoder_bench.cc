@@ -18,7 +18,8 @@
 //
 //   icae-bench-decoder [--contexts 8] [--gen_tokens 128] [--threads 2] [--lengths 512,2048]
 //                      [--concurrency 1,4,16] [--throughput_requests 2] [--throughput_tokens 64]
-//                      [--itl_chunks 0,512,64] [--sections abcde] [--json OUT]
+//                      [--itl_chunks 0,512,64] [--itl_mixed_rows 0,16] [--sections abcde]
+//                      [--json OUT]
 #include <unistd.h>
 
 #include <algorithm>
@@ -122,7 +123,7 @@ absl::StatusOr<v1::CompressResponse> Compress(const EncoderClient& encoder,
 int Main(int argc, char** argv) {
   int contexts = 8, gen_tokens = 128, threads = 2, throughput_requests = 2, throughput_tokens = 64;
   std::string lengths_flag = "512,2048", concurrency_flag = "1,4,16", bin_dir, work_dir;
-  std::string itl_chunks_flag = "0,512,64", sections = "abcde";
+  std::string itl_chunks_flag = "0,512,64", itl_mixed_flag = "0,16", sections = "abcde";
   FlagSet flags("icae-bench-decoder [options]");
   flags.Int("contexts", &contexts, "(a) concurrent requests, one context each");
   flags.Int("gen_tokens", &gen_tokens, "(a) tokens generated per request");
@@ -132,6 +133,9 @@ int Main(int argc, char** argv) {
   flags.Int("throughput_tokens", &throughput_tokens, "(b) tokens generated per request");
   flags.Int("threads", &threads, "--threads of each server");
   flags.String("itl_chunks", &itl_chunks_flag, "(e) --prefill_chunk_tokens values, 0 first");
+  flags.String("itl_mixed_rows", &itl_mixed_flag,
+               "(e) --mixed_step_rows values, each run with every chunk > 0 (0 = chunks as steps "
+               "of their own)");
   flags.String("sections", &sections, "which of (a)..(e) to run ((c) needs (a))");
   flags.String("bin_dir", &bin_dir, "where icae-encoder and icae-decoder are (default: mine)");
   flags.String("work_dir", &work_dir, "scratch directory for the model (default: a temp dir)");
@@ -139,11 +143,12 @@ int Main(int argc, char** argv) {
   flags.String("json", &json_out, "also write every figure as JSON to this file");
   ParseFlagsOrExit(flags, argc, argv);
   std::vector<int> lengths, levels;
-  std::vector<int> itl_chunks;
+  std::vector<int> itl_chunks, itl_mixed;
   if (!ParseIntList(lengths_flag, "--lengths", &lengths).ok() ||
       !ParseIntList(concurrency_flag, "--concurrency", &levels).ok() ||
-      !ParseIntList(itl_chunks_flag, "--itl_chunks", &itl_chunks).ok()) {
-    std::fprintf(stderr, "bad --lengths or --concurrency\n");
+      !ParseIntList(itl_chunks_flag, "--itl_chunks", &itl_chunks).ok() ||
+      !ParseIntList(itl_mixed_flag, "--itl_mixed_rows", &itl_mixed).ok()) {
+    std::fprintf(stderr, "bad --lengths, --concurrency, --itl_chunks or --itl_mixed_rows\n");
     return 2;
   }
   if (bin_dir.empty()) bin_dir = std::filesystem::canonical("/proc/self/exe").parent_path();
@@ -391,9 +396,10 @@ int Main(int argc, char** argv) {
   if (section('e')) {
     std::printf(
         "(e) inter-token latency of 8 running streams (64-token contexts) while a 2048-token "
-        "text context arrives, by --prefill_chunk_tokens (0 = each context in one piece)\n");
-    std::printf("%-8s %8s %12s %12s %12s %14s %16s\n", "chunk", "gaps", "p50 ms", "p99 ms",
-                "max ms", "steady p50 ms", "long TTFT s");
+        "text context arrives, by --prefill_chunk_tokens (0 = each context in one piece) and "
+        "--mixed_step_rows (0 = chunks as steps of their own)\n");
+    std::printf("%-8s %6s %8s %12s %12s %12s %14s %16s\n", "chunk", "mixed", "gaps", "p50 ms",
+                "p99 ms", "max ms", "steady p50 ms", "long TTFT s");
     auto text_request = [&](int context, int gen) {
       v1::GenerateRequest request = BaseRequest(RandomIds(rng, 16), gen, /*reuse_prefix=*/false);
       const std::vector<int> ids = RandomIds(rng, context);
@@ -401,18 +407,23 @@ int Main(int argc, char** argv) {
       return request;
     };
     for (int chunk : itl_chunks) {
-      auto itl = MeasureItl(bin_dir, paths, thread_flag, chunk, work_dir, text_request);
-      if (!itl.ok()) return std::fprintf(stderr, "%s\n", itl.status().ToString().c_str()), 1;
-      std::printf("%-8d %8zu %12.1f %12.1f %12.1f %14.1f %16.2f   (p99 / steady p50 %.1fx)\n",
-                  chunk, itl->gaps, itl->p50 * 1e3, itl->p99 * 1e3, itl->max * 1e3,
-                  itl->steady_p50 * 1e3, itl->ttft, itl->p99 / itl->steady_p50);
-      std::fflush(stdout);
-      report["itl"].push_back({{"chunk", chunk},
-                               {"p50_s", itl->p50},
-                               {"p99_s", itl->p99},
-                               {"max_s", itl->max},
-                               {"steady_p50_s", itl->steady_p50},
-                               {"long_ttft_s", itl->ttft}});
+      // Without chunks nothing rides along: one run.
+      for (int mixed : chunk == 0 ? std::vector<int>{0} : itl_mixed) {
+        auto itl = MeasureItl(bin_dir, paths, thread_flag, chunk, mixed, work_dir, text_request);
+        if (!itl.ok()) return std::fprintf(stderr, "%s\n", itl.status().ToString().c_str()), 1;
+        std::printf(
+            "%-8d %6d %8zu %12.1f %12.1f %12.1f %14.1f %16.2f   (p99 / steady p50 %.1fx)\n",
+            chunk, mixed, itl->gaps, itl->p50 * 1e3, itl->p99 * 1e3, itl->max * 1e3,
+            itl->steady_p50 * 1e3, itl->ttft, itl->p99 / itl->steady_p50);
+        std::fflush(stdout);
+        report["itl"].push_back({{"chunk", chunk},
+                                 {"mixed_step_rows", mixed},
+                                 {"p50_s", itl->p50},
+                                 {"p99_s", itl->p99},
+                                 {"max_s", itl->max},
+                                 {"steady_p50_s", itl->steady_p50},
+                                 {"long_ttft_s", itl->ttft}});
+      }
     }
     std::printf("  (target: p99 during the arrival <= 2x the streams' steady median)\n");
   }

@@ -17,11 +17,11 @@
 
 namespace icae::bench {
 
-// (e) A decoder with --prefill_chunk_tokens `chunk`: 8 streams generate; once each has 24 tokens a
+// (e) A decoder with --prefill_chunk_tokens `chunk` and --mixed_step_rows `mixed_rows`: 8 streams generate; once each has 24 tokens a
 // request with a 2048-token text context arrives (generating one token); the streams' token gaps
 // that overlap its arrival-to-first-token window are the figures.
 absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIcaePaths& paths,
-                                     const std::string& threads, int chunk,
+                                     const std::string& threads, int chunk, int mixed_rows,
                                      const std::string& work_dir,
                                      const TextRequestFn& text_request) {
   ASSIGN_OR_RETURN(
@@ -30,8 +30,9 @@ absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIca
           bin_dir + "/icae-decoder",
           {"--model", paths.model_dir, "--adapter", paths.adapter, "--listen", "127.0.0.1:0",
            "--metrics_listen", "127.0.0.1:0", "--threads", threads, "--max_running", "16",
-           "--prefill_chunk_tokens", absl::StrCat(chunk), "--max_new_tokens", "2000"},
-          absl::StrCat(work_dir, "/decoder-itl-", chunk, ".log")));
+           "--prefill_chunk_tokens", absl::StrCat(chunk), "--mixed_step_rows",
+           absl::StrCat(mixed_rows), "--max_new_tokens", "2000"},
+          absl::StrCat(work_dir, "/decoder-itl-", chunk, "-", mixed_rows, ".log")));
   ClientOptions options;
   options.max_attempts = 1;
   options.timeout = absl::Minutes(10);

@@ -1,4 +1,5 @@
-// icae-bench-decoder section (e): a decoder with --prefill_chunk_tokens `chunk` on the random
+// icae-bench-decoder section (e): a decoder with --prefill_chunk_tokens `chunk` (and
+// --mixed_step_rows `mixed_rows`: chunks riding along the decode steps, or not) on the random
 // model, 8 streams generating; once each has 24 tokens a request with a 2048-token text context
 // arrives (generating one token). The figures: the streams' token gaps that overlap its
 // arrival-to-first-token window, against their steady gaps before it (the same-run baseline).
@@ -26,7 +27,7 @@ struct ItlResult {
 using TextRequestFn = std::function<v1::GenerateRequest(int context, int gen)>;
 
 absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIcaePaths& paths,
-                                     const std::string& threads, int chunk,
+                                     const std::string& threads, int chunk, int mixed_rows,
                                      const std::string& work_dir,
                                      const TextRequestFn& text_request);
 
