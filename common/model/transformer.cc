@@ -213,20 +213,33 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   const int64_t n = chunk != nullptr ? chunk->embeds.size(0) : 0;  // Chunk rows after the batch.
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
-  std::vector<int64_t> lengths(batch);
-  for (int64_t b = 0; b < batch; ++b) {
-    caches[b]->Reserve(1);
-    lengths[b] = caches[b]->length();
-  }
-  at::Tensor positions = at::tensor(lengths, at::TensorOptions().dtype(at::kLong)).to(device());
-  auto [cos, sin] = Rope(positions);  // [batch, d]
-  cos = cos.unsqueeze(1);             // [batch, 1, d]
-  sin = sin.unsqueeze(1);
-  const double sqrt_d = std::sqrt(static_cast<double>(d));
   std::optional<ChunkPlan> plan;
   if (n > 0) plan = PlanChunk(n, *chunk->cache);
   at::Tensor x = n > 0 ? at::cat({embeds.to(dtype()), chunk->embeds.to(dtype())})
                        : embeds.to(dtype());  // [batch + n, hidden]
+  // With the CPU kernels the chunk's rows attend in the decode kernel's ragged batch too: row
+  // past + i of the chunk reads its cache up to itself (causal) in place. Otherwise they attend
+  // as Prefill does (AttendChunk).
+  const bool fused = CpuKernelApplies(x);
+  const int64_t attending = fused ? batch + n : batch;  // Rows of the kernel's batch.
+  // The kernel's rows: each reads its sequence's cache over [attend_begin, attend_end), all of it
+  // or its sliding window; a chunk row's sequence is the chunk's.
+  std::vector<int64_t> lengths(attending);  // The row's position.
+  std::vector<const KVCache*> row_cache(attending);
+  for (int64_t b = 0; b < batch; ++b) {
+    caches[b]->Reserve(1);
+    lengths[b] = caches[b]->length();
+    row_cache[b] = caches[b];
+  }
+  for (int64_t r = batch; r < attending; ++r) {
+    lengths[r] = plan->total - n + (r - batch);
+    row_cache[r] = chunk->cache;
+  }
+  at::Tensor positions = at::tensor(lengths, at::TensorOptions().dtype(at::kLong)).to(device());
+  auto [cos, sin] = Rope(positions);  // [attending, d]
+  cos = cos.unsqueeze(1);             // [attending, 1, d]
+  sin = sin.unsqueeze(1);
+  const double sqrt_d = std::sqrt(static_cast<double>(d));
   at::Tensor attn = at::empty({batch + n, q_dim}, options());
   // The rows go through each product together while they fit the small-batch kernel (weights read
   // once); beyond it the decode rows keep their own small-batch call, so their bits never depend
@@ -241,22 +254,20 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
       return small_batch ? SmallBatchLinear(in, w) : Linear(in, w);
     };
   };
-  // Each sequence attends to [attend_begin, attend_end): all of its cache, or its sliding window.
-  std::vector<int64_t> attend_begin(batch), attend_end(batch), capacity(batch);
-  std::vector<int64_t> prefix_length(batch), prefix_capacity(batch);
+  std::vector<int64_t> attend_begin(attending), attend_end(attending), capacity(attending);
+  std::vector<int64_t> prefix_length(attending), prefix_capacity(attending);
   bool any_prefix = false;
-  for (int64_t b = 0; b < batch; ++b) {
-    attend_end[b] = lengths[b] + 1;
-    attend_begin[b] =
-        config_.sliding_window ? std::max<int64_t>(0, attend_end[b] - *config_.sliding_window) : 0;
-    capacity[b] = caches[b]->capacity();
-    prefix_length[b] = caches[b]->prefix_length();
-    prefix_capacity[b] = prefix_length[b] > 0 ? caches[b]->prefix()->capacity() : 0;
-    any_prefix = any_prefix || prefix_length[b] > 0;
+  for (int64_t r = 0; r < attending; ++r) {
+    attend_end[r] = lengths[r] + 1;
+    attend_begin[r] =
+        config_.sliding_window ? std::max<int64_t>(0, attend_end[r] - *config_.sliding_window) : 0;
+    capacity[r] = row_cache[r]->capacity();
+    prefix_length[r] = row_cache[r]->prefix_length();
+    prefix_capacity[r] = prefix_length[r] > 0 ? row_cache[r]->prefix()->capacity() : 0;
+    any_prefix = any_prefix || prefix_length[r] > 0;
   }
-  const bool fused = CpuKernelApplies(x);
   kernels::DecodeAttentionArgs args;
-  args.batch = batch;
+  args.batch = attending;
   args.heads = heads;
   args.kv_heads = kv_heads;
   args.d = d;
@@ -268,29 +279,43 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
     args.prefix_length = prefix_length.data();
     args.prefix_capacity = prefix_capacity.data();
   }
-  std::vector<const void*> key_ptrs(batch), value_ptrs(batch);
-  std::vector<const void*> prefix_key_ptrs(batch), prefix_value_ptrs(batch);
+  // The chunk's rows are one run: each key block of its cache is read once for all of them.
+  std::vector<int64_t> run(attending, 1);
+  if (attending > batch) {
+    std::fill(run.begin() + batch, run.end(), 0);
+    run[batch] = n;
+    args.run = run.data();
+  }
+  std::vector<const void*> key_ptrs(attending), value_ptrs(attending);
+  std::vector<const void*> prefix_key_ptrs(attending), prefix_value_ptrs(attending);
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
     at::Tensor all_qkv = rows(h, linear(w.wqkv));  // [batch + n, q_dim + 2 * kv_dim]
-    if (n > 0) {
+    if (n > 0 && !fused) {
       attn.narrow(0, batch, n)
           .copy_(AttendChunk(l, all_qkv.narrow(0, batch, n), *plan, *chunk->cache));
     }
-    at::Tensor qkv = n > 0 ? all_qkv.narrow(0, 0, batch) : all_qkv;
-    at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({batch, heads, d}), cos, sin);
-    at::Tensor k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({batch, kv_heads, d}), cos, sin);
-    at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({batch, kv_heads, d});
+    at::Tensor qkv = attending < batch + n ? all_qkv.narrow(0, 0, attending) : all_qkv;
+    at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({attending, heads, d}), cos, sin);
+    at::Tensor k =
+        ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({attending, kv_heads, d}), cos, sin);
+    at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({attending, kv_heads, d});
     if (fused) {
       // One kernel call attends for the whole ragged batch (kernels/cpu_kernels.h).
       for (int64_t b = 0; b < batch; ++b) {
         caches[b]->Write(l, k[b].unsqueeze(1), v[b].unsqueeze(1));
-        key_ptrs[b] = caches[b]->KeyStorage(l).data_ptr();
-        value_ptrs[b] = caches[b]->ValueStorage(l).data_ptr();
-        if (prefix_length[b] > 0) {
-          prefix_key_ptrs[b] = caches[b]->prefix()->KeyStorage(l).data_ptr();
-          prefix_value_ptrs[b] = caches[b]->prefix()->ValueStorage(l).data_ptr();
+      }
+      if (n > 0) {  // All of the chunk's keys first: its rows read the earlier ones.
+        chunk->cache->Write(l, k.narrow(0, batch, n).transpose(0, 1),
+                            v.narrow(0, batch, n).transpose(0, 1));
+      }
+      for (int64_t r = 0; r < attending; ++r) {
+        key_ptrs[r] = row_cache[r]->KeyStorage(l).data_ptr();
+        value_ptrs[r] = row_cache[r]->ValueStorage(l).data_ptr();
+        if (prefix_length[r] > 0) {
+          prefix_key_ptrs[r] = row_cache[r]->prefix()->KeyStorage(l).data_ptr();
+          prefix_value_ptrs[r] = row_cache[r]->prefix()->ValueStorage(l).data_ptr();
         }
       }
       const at::Tensor qc = q.contiguous();

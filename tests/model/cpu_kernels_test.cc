@@ -189,9 +189,11 @@ std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
 // With `split` (one entry per sequence), sequence b's positions below split[b] are handed to the
 // kernel as a shared prefix and the rest as its own cache (KVCache::prefix); the reference reads
 // the whole range from one array either way.
+// With `run` (DecodeAttentionArgs::run), the rows after a run's first read its keys and values.
 template <typename T>
 void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int64_t> begin,
-                    std::vector<int64_t> end, uint32_t seed, std::vector<int64_t> split = {}) {
+                    std::vector<int64_t> end, uint32_t seed, std::vector<int64_t> split = {},
+                    std::vector<int64_t> run = {}) {
   kernels::DecodeAttentionArgs a;
   a.batch = static_cast<int64_t>(begin.size());
   a.heads = heads;
@@ -212,6 +214,18 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
     };
     keys.push_back(make(seed + 10 * b, 2.0f));
     values.push_back(make(seed + 10 * b + 1, 1.0f));
+  }
+  if (!run.empty()) {
+    a.run = run.data();
+    for (int64_t b = 0, first = 0; b < a.batch; ++b) {
+      if (run[b] > 0) {
+        first = b;
+        continue;
+      }
+      capacity[b] = capacity[first];
+      keys[b] = keys[first];
+      values[b] = values[first];
+    }
   }
   a.capacity = capacity.data();
   a.begin = begin.data();
@@ -301,6 +315,14 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
                             {77, 128, 30, 0, 16});
       CheckAttention<bf16>(8, 2, d, {0, 0, 40, 0, 0}, {300, 260, 200, 9, 17}, 7,
                            {77, 128, 30, 0, 16});
+      // Runs (a prefill chunk's rows over one cache): causal ends across a block edge, beside
+      // single rows; sliding windows (each row its own begin) and a shared prefix under the run.
+      CheckAttention<float>(8, 2, d, {0, 0, 0, 0, 0, 0}, {7, 126, 127, 128, 129, 130}, 8, {},
+                            {1, 5, 0, 0, 0, 0});
+      CheckAttention<bf16>(8, 2, d, {0, 0, 0, 0, 0, 0}, {7, 126, 127, 128, 129, 130}, 9, {},
+                           {1, 5, 0, 0, 0, 0});
+      CheckAttention<float>(4, 4, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 10,
+                            {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0});
     }
   }
 }

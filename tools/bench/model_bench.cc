@@ -98,7 +98,9 @@ int Main(int argc, char** argv) {
   flags.String("adapter", &adapter_path, "the ICAE adapter for --model (default: a random one)");
   flags.String("cross", &cross_path,
                "also a cross-encoder package for --model: its compression on the same segments");
-  flags.String("phases", &phases, "what to measure: compression and/or decode");
+  flags.String("phases", &phases,
+               "what to measure: compression, decode and/or mixed (a prefill chunk riding along "
+               "a decode step of 8)");
   flags.String("paths", &paths,
                "decode paths to measure: native (the project's CPU kernels), aten, or both");
   ParseFlagsOrExit(flags, argc, argv);
@@ -273,7 +275,7 @@ int Main(int argc, char** argv) {
     const Transformer& model = (*decoder)->transformer();
     const double weight_bytes = DecodeWeightBytes(config, at::elementSize(runtime->dtype));
     for (absl::string_view path : absl::StrSplit(paths, ',')) {
-    if (!absl::StrContains(phases, "decode")) break;
+    if (!absl::StrContains(phases, "decode") && !absl::StrContains(phases, "mixed")) break;
     if (path != "native" && path != "aten") {
       std::fprintf(stderr, "--paths: expected native and/or aten, got '%s'\n",
                    std::string(path).c_str());
@@ -282,9 +284,12 @@ int Main(int argc, char** argv) {
     SetCpuKernelsEnabled(path == "native");
     const std::string decode_label =
         absl::StrCat("decode (", context, "-token context, ", path, ")");
-    std::printf("%-34s %12s %10s %10s %8s\n", decode_label.c_str(), "tokens/s", "weight GB/s",
-                "memcpy GB/s", "ratio");
-    for (int batch : {1, 8}) {
+    const bool decode = absl::StrContains(phases, "decode");
+    if (decode) {
+      std::printf("%-34s %12s %10s %10s %8s\n", decode_label.c_str(), "tokens/s", "weight GB/s",
+                  "memcpy GB/s", "ratio");
+    }
+    for (int batch : decode ? std::vector<int>{1, 8} : std::vector<int>{}) {
       std::vector<KVCache> caches;
       at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong) % config.vocab_size);
       for (int b = 0; b < batch; ++b) {
@@ -314,6 +319,58 @@ int Main(int argc, char** argv) {
                                    {"tokens_per_s", batch * decode_steps / s},
                                    {"weight_gbs", weight_gbs},
                                    {"copy_gbs", memcpy_gbs}});
+    }
+    if (!absl::StrContains(phases, "mixed")) continue;
+    // A prefill chunk riding along a decode step of 8 sequences (the decoder's --mixed_step_rows)
+    // against the step alone and against the step plus a Prefill of the same positions (chunks
+    // as steps of their own): milliseconds per step; the sequences 64 positions deep, the chunk's
+    // after --context positions.
+    std::printf("%-34s %10s %12s %14s %10s\n",
+                absl::StrCat("decode 8 + chunk (", path, ")").c_str(), "step ms", "+chunk ms",
+                "+prefill ms", "ratio");
+    for (int n : {1, 2, 4, 8}) {
+      constexpr int kBatch = 8;
+      // The running sequences 64 positions deep, the chunk's `context` (a long arrival).
+      at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong) % config.vocab_size);
+      std::vector<KVCache> caches;
+      for (int b = 0; b < kBatch; ++b) {
+        caches.push_back(model.NewCache(64 + 3 * decode_steps + 1));
+        model.Prefill(prompt.narrow(0, 0, std::min<int64_t>(64, context)), caches.back());
+      }
+      std::vector<KVCache*> pointers;
+      for (KVCache& c : caches) pointers.push_back(&c);
+      KVCache long_cache = model.NewCache(context + 2 * n * decode_steps + n);
+      model.Prefill(prompt, long_cache);
+      at::Tensor chunk_embeds = model.Embed(at::arange(7, 7 + n, at::kLong) % config.vocab_size);
+      at::Tensor tokens = model.Embed(at::full({kBatch}, 42 % config.vocab_size, at::kLong));
+      auto time_steps = [&](int what) {  // 0: step alone, 1: with the chunk, 2: step + Prefill
+        at::Tensor hidden;
+        Sync(dev);
+        auto start = Clock::now();
+        for (int step = 0; step < decode_steps; ++step) {
+          if (what == 1) {
+            model.Logits(model.DecodeStep(tokens, pointers,
+                                          Transformer::StepChunk{chunk_embeds, &long_cache},
+                                          &hidden));
+          } else {
+            model.Logits(model.DecodeStep(tokens, pointers));
+            if (what == 2) model.Prefill(chunk_embeds, long_cache);
+          }
+        }
+        Sync(dev);
+        return 1e3 * Seconds(start) / decode_steps;
+      };
+      model.Logits(model.DecodeStep(tokens, pointers));  // Warm-up.
+      const double alone = time_steps(0), carried = time_steps(1), apart = time_steps(2);
+      std::printf("%-34s %10.1f %12.1f %14.1f %9.2fx\n", absl::StrCat("chunk ", n).c_str(), alone,
+                  carried, apart, carried / alone);
+      report["results"].push_back({{"phase", "mixed"},
+                                   {"path", std::string(path)},
+                                   {"dtype", std::string(dtype_name)},
+                                   {"chunk", n},
+                                   {"step_ms", alone},
+                                   {"carried_ms", carried},
+                                   {"apart_ms", apart}});
     }
     }
     SetCpuKernelsEnabled(true);

@@ -62,6 +62,11 @@ struct DecodeAttentionArgs {
   // index t - prefix_length[b]. prefix_length[b] == 0: no prefix for b.
   const int64_t* prefix_length = nullptr;
   const int64_t* prefix_capacity = nullptr;
+  // Runs of rows over one sequence (a prefill chunk's queries), or null when every row is its own:
+  // run[b] > 0 starts a run of run[b] rows b.. that read the same cache (row b's keys, values,
+  // capacity and prefix; each row its own begin and end, e.g. causal), run[b] == 0 for the rows
+  // after its first. A run's key blocks are read from memory once for all of its rows.
+  const int64_t* run = nullptr;
 };
 void DecodeAttentionF32(const DecodeAttentionArgs& args, const float* q,
                         const float* const* keys, const float* const* values, float* out,

@@ -73,7 +73,8 @@ ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, int64_t nb
     for (; t < nb; ++t) {
       __m512 s = _mm512_mul_ps(qv[0], Load16(keys + t * d, 0xffff));
 #pragma GCC unroll 16
-      for (int c = 1; c < NC; ++c) s = _mm512_fmadd_ps(qv[c], Load16(keys + t * d + 16 * c, 0xffff), s);
+      for (int c = 1; c < NC; ++c)
+        s = _mm512_fmadd_ps(qv[c], Load16(keys + t * d + 16 * c, 0xffff), s);
       scores[i * nb + t] = Sum16(s) * scale;
     }
   }
@@ -88,8 +89,7 @@ ICAE_AVX512 void ScoresColumns(const float* q, int64_t g, const T* keys, int64_t
     for (int64_t i = 0; i < g; ++i) {
       __m512 acc = _mm512_setzero_ps();
       for (int64_t c = 0; c < d; c += 16) {
-        const __mmask16 mask =
-            d - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (d - c)) - 1);
+        const __mmask16 mask = d - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (d - c)) - 1);
         acc = _mm512_fmadd_ps(LoadF32(q + i * d + c, mask), Load16(kt + c, mask), acc);
       }
       scores[i * nb + t] = Sum16(acc) * scale;
@@ -174,68 +174,120 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
                      const T* const* prefix_values) {
   const bool avx = ActiveIsa() != Isa::kPortable;
   const int64_t g = a.heads / a.kv_heads, d = a.d;
-  at::parallel_for(0, a.batch * a.kv_heads, 1, [&](int64_t w0, int64_t w1) {
-    // Per-thread scratch, grown once and reused by every later step.
+  // Work items: (the first row of a run, kv head); without runs every row is one. Their costs
+  // differ (a chunk's run scans its whole context for several rows, a decode row its own depth),
+  // so they are dealt to the threads by cost, largest first, each to the least loaded thread.
+  struct Work {
+    int64_t b, kvh, cost;
+  };
+  std::vector<Work> items;
+  int64_t longest = 1;
+  for (int64_t b = 0; b < a.batch; ++b) {
+    if (a.run != nullptr && a.run[b] == 0) continue;
+    const int64_t m = a.run != nullptr ? a.run[b] : 1;
+    longest = std::max(longest, m);
+    int64_t keys_read = 0;
+    for (int64_t j = 0; j < m; ++j) keys_read += a.end[b + j] - a.begin[b + j];
+    for (int64_t kvh = 0; kvh < a.kv_heads; ++kvh) items.push_back({b, kvh, keys_read + 16});
+  }
+  const int64_t threads = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), static_cast<int64_t>(items.size())));
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Work& x, const Work& y) { return x.cost > y.cost; });
+  std::vector<std::vector<Work>> dealt(threads);
+  std::vector<int64_t> load(threads, 0);
+  for (const Work& w : items) {
+    const int64_t t = std::min_element(load.begin(), load.end()) - load.begin();
+    dealt[t].push_back(w);
+    load[t] += w.cost;
+  }
+  at::parallel_for(0, threads, 1, [&](int64_t t0_, int64_t t1_) {
+    // Per-thread scratch, grown once and reused by every later step: per row of a run its
+    // queries, accumulators, running maxima and sums; one block of scores.
     thread_local std::vector<float> scratch;
-    const size_t need = static_cast<size_t>(2 * g * d + g * kKeyBlock + 2 * g);
+    const int64_t per_row = 2 * g * d + 2 * g;
+    const size_t need = static_cast<size_t>(longest * per_row + g * kKeyBlock);
     if (scratch.size() < need) scratch.resize(need);
-    float* qf = scratch.data();
-    float* acc = qf + g * d;
-    float* scores = acc + g * d;
-    float* running_max = scores + g * kKeyBlock;
-    float* running_sum = running_max + g;
-    for (int64_t work = w0; work < w1; ++work) {
-      const int64_t b = work / a.kv_heads, kvh = work % a.kv_heads;
-      const T* qb = q + (b * a.heads + kvh * g) * d;
-      for (int64_t i = 0; i < g * d; ++i) qf[i] = Load(qb, i);
-      std::fill(acc, acc + g * d, 0.0f);
-      std::fill(running_max, running_max + g, -std::numeric_limits<float>::infinity());
-      std::fill(running_sum, running_sum + g, 0.0f);
-      // The keys come from up to two parts: the shared prefix [0, split), then the own cache.
-      const int64_t split = a.prefix_length != nullptr ? a.prefix_length[b] : 0;
-      const T* own_k = keys[b] + kvh * a.capacity[b] * d;
-      const T* own_v = values[b] + kvh * a.capacity[b] * d;
-      const T* pre_k = split > 0 ? prefix_keys[b] + kvh * a.prefix_capacity[b] * d : nullptr;
-      const T* pre_v = split > 0 ? prefix_values[b] + kvh * a.prefix_capacity[b] * d : nullptr;
-      for (int64_t t0 = a.begin[b]; t0 < a.end[b];) {
-        const bool in_prefix = t0 < split;
-        const int64_t part_end = in_prefix ? std::min(split, a.end[b]) : a.end[b];
-        const int64_t nb = std::min(kKeyBlock, part_end - t0);
-        const T* kbase = (in_prefix ? pre_k + t0 * d : own_k + (t0 - split) * d);
-        const T* vbase = (in_prefix ? pre_v + t0 * d : own_v + (t0 - split) * d);
-        if (avx) {
-          ScoresAvx512(qf, g, kbase, nb, d, a.scale, scores);
-        } else {
-          ScoresPortable(qf, g, kbase, nb, d, a.scale, scores);
+    float* scores = scratch.data() + longest * per_row;
+    for (int64_t t = t0_; t < t1_; ++t) {
+      for (const Work& work : dealt[t]) {
+        const int64_t b = work.b, kvh = work.kvh;
+        const int64_t m = a.run != nullptr ? a.run[b] : 1;
+        int64_t lo = a.begin[b], hi = a.end[b];
+        for (int64_t j = 0; j < m; ++j) {
+          float* qf = scratch.data() + j * per_row;
+          float* acc = qf + g * d;
+          float* running_max = acc + g * d;
+          float* running_sum = running_max + g;
+          const T* qb = q + ((b + j) * a.heads + kvh * g) * d;
+          for (int64_t i = 0; i < g * d; ++i) qf[i] = Load(qb, i);
+          std::fill(acc, acc + g * d, 0.0f);
+          std::fill(running_max, running_max + g, -std::numeric_limits<float>::infinity());
+          std::fill(running_sum, running_sum + g, 0.0f);
+          lo = std::min(lo, a.begin[b + j]);
+          hi = std::max(hi, a.end[b + j]);
         }
-        // Online softmax: rescale what was accumulated to the new running maximum.
-        for (int64_t i = 0; i < g; ++i) {
-          float* s = scores + i * nb;
-          const float block_max = *std::max_element(s, s + nb);
-          const float new_max = std::max(running_max[i], block_max);
-          const float correction = std::exp(running_max[i] - new_max);
-          float sum = 0;
-          for (int64_t t = 0; t < nb; ++t) {
-            s[t] = std::exp(s[t] - new_max);
-            sum += s[t];
+        // The keys come from up to two parts: the shared prefix [0, split), then the own cache.
+        const int64_t split = a.prefix_length != nullptr ? a.prefix_length[b] : 0;
+        const T* own_k = keys[b] + kvh * a.capacity[b] * d;
+        const T* own_v = values[b] + kvh * a.capacity[b] * d;
+        const T* pre_k = split > 0 ? prefix_keys[b] + kvh * a.prefix_capacity[b] * d : nullptr;
+        const T* pre_v = split > 0 ? prefix_values[b] + kvh * a.prefix_capacity[b] * d : nullptr;
+        for (int64_t t0 = lo; t0 < hi;) {
+          const bool in_prefix = t0 < split;
+          const int64_t part_end = in_prefix ? std::min(split, hi) : hi;
+          const int64_t block = std::min(kKeyBlock, part_end - t0);
+          // Each row of the run takes the part of the block in its range; the block stays in cache
+          // from one row to the next.
+          for (int64_t j = 0; j < m; ++j) {
+            const int64_t first = std::max(t0, a.begin[b + j]);
+            const int64_t nb = std::min(t0 + block, a.end[b + j]) - first;
+            if (nb <= 0) continue;
+            float* qf = scratch.data() + j * per_row;
+            float* acc = qf + g * d;
+            float* running_max = acc + g * d;
+            float* running_sum = running_max + g;
+            const T* kbase = (in_prefix ? pre_k + first * d : own_k + (first - split) * d);
+            const T* vbase = (in_prefix ? pre_v + first * d : own_v + (first - split) * d);
+            if (avx) {
+              ScoresAvx512(qf, g, kbase, nb, d, a.scale, scores);
+            } else {
+              ScoresPortable(qf, g, kbase, nb, d, a.scale, scores);
+            }
+            // Online softmax: rescale what was accumulated to the new running maximum.
+            for (int64_t i = 0; i < g; ++i) {
+              float* s = scores + i * nb;
+              const float block_max = *std::max_element(s, s + nb);
+              const float new_max = std::max(running_max[i], block_max);
+              const float correction = std::exp(running_max[i] - new_max);
+              float sum = 0;
+              for (int64_t t = 0; t < nb; ++t) {
+                s[t] = std::exp(s[t] - new_max);
+                sum += s[t];
+              }
+              running_sum[i] = running_sum[i] * correction + sum;
+              running_max[i] = new_max;
+              if (correction != 1.0f) {
+                for (int64_t c = 0; c < d; ++c) acc[i * d + c] *= correction;
+              }
+            }
+            if (avx) {
+              AccumulateAvx512(acc, g, scores, vbase, nb, d);
+            } else {
+              AccumulatePortable(acc, g, scores, vbase, nb, d);
+            }
           }
-          running_sum[i] = running_sum[i] * correction + sum;
-          running_max[i] = new_max;
-          if (correction != 1.0f) {
-            for (int64_t c = 0; c < d; ++c) acc[i * d + c] *= correction;
+          t0 += block;
+        }
+        for (int64_t j = 0; j < m; ++j) {
+          const float* acc = scratch.data() + j * per_row + g * d;
+          const float* running_sum = acc + g * d + g;
+          T* ob = out + ((b + j) * a.heads + kvh * g) * d;
+          for (int64_t i = 0; i < g; ++i) {
+            const float inv = 1.0f / running_sum[i];
+            for (int64_t c = 0; c < d; ++c) Store(ob, i * d + c, acc[i * d + c] * inv);
           }
         }
-        if (avx) {
-          AccumulateAvx512(acc, g, scores, vbase, nb, d);
-        } else {
-          AccumulatePortable(acc, g, scores, vbase, nb, d);
-        }
-        t0 += nb;
-      }
-      T* ob = out + (b * a.heads + kvh * g) * d;
-      for (int64_t i = 0; i < g; ++i) {
-        const float inv = 1.0f / running_sum[i];
-        for (int64_t c = 0; c < d; ++c) Store(ob, i * d + c, acc[i * d + c] * inv);
       }
     }
   });
