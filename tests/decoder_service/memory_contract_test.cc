@@ -69,7 +69,7 @@ TEST_F(DecoderServerTest, LargestLegalGenerateStaysWithinTheContract) {
 }
 
 // The KV pool bounds the server's memory under any load (the scheduler issue): a flood of
-// requests whose contexts and outputs need 8x the pool's positions raises the peak RSS by at most
+// requests whose contexts and outputs need 6x the pool's positions raises the peak RSS by at most
 // the pool's KV bytes + one prefill chunk's attention buffers + a small request's working set
 // + what every request holds while it waits (its ids: a few KB); every request completes. The
 // same flood against a pool large enough for all of it grows past that bound, so the bound bites.
