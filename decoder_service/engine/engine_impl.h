@@ -221,6 +221,7 @@ class Engine::Impl {
   // Scheduler thread only (Schedule runs there too).
   PrefixCache prefix_cache_;
   absl::flat_hash_map<uint64_t, int> building_;  // prefix hash -> requests building it
+  int64_t evictions_reported_ = 0;  // prefix_cache_.evictions() at the last OnPrefixCache
 };
 
 }  // namespace icae::decoder

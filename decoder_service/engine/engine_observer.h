@@ -40,8 +40,8 @@ class EngineObserver {
   virtual void OnPrefill(int64_t positions, bool carried) {}
   // A running request was preempted (KV budget spent): its KV freed, it will resume.
   virtual void OnPreempted() {}
-  // The prefix cache after a change: bytes and entries kept, entries dropped so far.
-  virtual void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) {}
+  // The prefix cache after a change: bytes and entries kept, entries dropped since the last call.
+  virtual void OnPrefixCache(int64_t bytes, int entries, int64_t evicted) {}
 };
 
 }  // namespace icae::decoder

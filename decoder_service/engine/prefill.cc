@@ -135,8 +135,10 @@ void Engine::Impl::PublishPrefix(Request& request) {
 
 void Engine::Impl::PublishPrefixCache() {
   if (observer_ != nullptr) {
+    const int64_t evictions = prefix_cache_.evictions();
     observer_->OnPrefixCache(prefix_cache_.bytes(), prefix_cache_.entries(),
-                             prefix_cache_.evictions());
+                             evictions - evictions_reported_);
+    evictions_reported_ = evictions;
   }
 }
 

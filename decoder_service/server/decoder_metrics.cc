@@ -148,11 +148,10 @@ void DecoderMetrics::OnPrefixLookup(bool hit, int64_t reused_positions) {
   prefix_reused_->Increment(static_cast<double>(reused_positions));
 }
 
-void DecoderMetrics::OnPrefixCache(int64_t bytes, int entries, int64_t evictions) {
+void DecoderMetrics::OnPrefixCache(int64_t bytes, int entries, int64_t evicted) {
   prefix_bytes_->Set(static_cast<double>(bytes));
   prefix_entries_->Set(entries);
-  const int64_t before = evictions_seen_.exchange(evictions);
-  if (evictions > before) prefix_evictions_->Increment(static_cast<double>(evictions - before));
+  if (evicted > 0) prefix_evictions_->Increment(static_cast<double>(evicted));
 }
 
 }  // namespace icae::decoder

@@ -18,7 +18,6 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -44,7 +43,7 @@ class DecoderMetrics final : public EngineObserver {
   void OnPreempted() override;
   void OnPrefill(int64_t positions, bool carried) override;
   void OnPrefixLookup(bool hit, int64_t reused_positions) override;
-  void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) override;
+  void OnPrefixCache(int64_t bytes, int entries, int64_t evicted) override;
 
  private:
   prometheus::Histogram* ttft_;
@@ -74,7 +73,6 @@ class DecoderMetrics final : public EngineObserver {
   prometheus::Counter* prefix_evictions_;
   prometheus::Gauge* prefix_bytes_;
   prometheus::Gauge* prefix_entries_;
-  std::atomic<int64_t> evictions_seen_{0};  // The engine reports a running total.
 };
 
 }  // namespace icae::decoder

@@ -100,11 +100,11 @@ class RecordingObserver : public EngineObserver {
     (hit ? prefix_hits : prefix_misses) += 1;
     reused_positions += reused;
   }
-  void OnPrefixCache(int64_t bytes, int entries, int64_t evictions) override {
+  void OnPrefixCache(int64_t bytes, int entries, int64_t evicted) override {
     absl::MutexLock lock(&mu_);
     prefix_bytes = bytes;
     prefix_entries = entries;
-    prefix_evictions = evictions;
+    prefix_evictions += evicted;
   }
   absl::Mutex mu_;
   int max_batch = 0;
