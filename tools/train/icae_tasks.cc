@@ -29,15 +29,18 @@ namespace {
 
 class PretrainTask : public TrainTask {
  public:
+  // `teacher`: the --slot-teacher adapter's compressor, or null.
   PretrainTask(PretrainOptions options, TrainOptions train, IcaeSetup setup,
-               std::vector<int> train_stream, std::vector<int> valid_stream)
+               std::vector<int> train_stream, std::vector<int> valid_stream,
+               std::unique_ptr<Compressor> teacher)
       : options_(std::move(options)),
         train_(std::move(train)),
         s_(std::move(setup)),
         train_stream_(std::move(train_stream)),
         valid_stream_(std::move(valid_stream)),
         sampler_(&train_stream_, 2 * options_.span_tokens, static_cast<uint64_t>(train_.seed)),
-        rng_(static_cast<uint64_t>(train_.seed) ^ 0x1cae) {
+        rng_(static_cast<uint64_t>(train_.seed) ^ 0x1cae),
+        teacher_(std::move(teacher)) {
     if (options_.train_base) {
       const bool tied = s_.base->config().tie_word_embeddings;
       base_params_ = s_.master->Parameters(tied);
@@ -368,9 +371,7 @@ class PretrainTask : public TrainTask {
   int64_t micro_batches_ = 0;  // Drawn so far (resumed from the checkpoint).
   int64_t positions_ = 0;
   std::vector<at::Tensor> base_params_;  // Co-training: the master's leaves, in a fixed order.
- public:
   std::unique_ptr<Compressor> teacher_;  // --slot-teacher, served as ICAE serves it.
- private:
   at::Tensor last_slot_mse_;  // Of the last Loss call's contexts.
 };
 
@@ -490,10 +491,9 @@ absl::StatusOr<std::unique_ptr<TrainTask>> CreatePretrainTask(const PretrainOpti
                    TokenizeCorpus(o.train, *setup.tokenizer, 4 * o.span_tokens, "--train corpus"));
   ASSIGN_OR_RETURN(std::vector<int> valid_stream,
                    TokenizeCorpus(o.valid, *setup.tokenizer, 2 * o.span_tokens, "--valid corpus"));
-  auto task = std::make_unique<PretrainTask>(o, train, std::move(setup), std::move(train_stream),
-                                             std::move(valid_stream));
-  task->teacher_ = std::move(teacher);
-  return std::unique_ptr<TrainTask>(std::move(task));
+  return std::unique_ptr<TrainTask>(std::make_unique<PretrainTask>(
+      o, train, std::move(setup), std::move(train_stream), std::move(valid_stream),
+      std::move(teacher)));
 }
 
 }  // namespace icae::train
