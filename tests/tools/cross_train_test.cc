@@ -3,6 +3,7 @@
 // exported package is served exactly as trained: the Compressor's slots are the trainer's, the
 // decoder it was trained for accepts it, and training goes on from it.
 #include <cmath>
+#include <iostream>
 #include <vector>
 
 #include "common/model/compressor.h"
@@ -116,6 +117,50 @@ TEST_F(CrossTrainTest, StartsFromTheFirstLayersOfAModelAndRefusesWhatDoesNotAppl
   EXPECT_FALSE(CreatePretrainTask(bad, testing::TinyTrainOptions(out.Join("b"), 1)).ok());
   bad = CrossOptions();
   bad.init_adapter = dir_->Join("base");  // Not a package.
+  EXPECT_FALSE(CreatePretrainTask(bad, testing::TinyTrainOptions(out.Join("b"), 1)).ok());
+}
+
+// --slot-teacher: the cross encoder's slots are pulled towards an ICAE adapter's (the relative
+// squared error is reported and falls when it is the objective); a teacher that cannot give as
+// many slots per context, or the flag without a cross encoder, is refused.
+TEST_F(CrossTrainTest, SlotTeacherPullsTheSlotsTowardsAnIcaeAdapters) {
+  ScratchDir out;
+  PretrainOptions icae = TinyOptions();  // An ICAE adapter of the same base and mem_size.
+  auto teacher_task = CreatePretrainTask(icae, testing::TinyTrainOptions(out.Join("teacher"), 1));
+  ASSERT_OK(teacher_task);
+  ASSERT_OK(RunTraining(**teacher_task, testing::TinyTrainOptions(out.Join("teacher"), 1), stderr));
+
+  TrainOptions train = testing::TinyTrainOptions(out.Join("cross"), 40);
+  train.batch = 4;
+  train.lr = 2e-2;
+  PretrainOptions options = CrossOptions();
+  options.lm_ratio = 0;
+  options.slot_teacher = out.Join("teacher");
+  options.slot_mse_weight = 20;
+  // Samples of 4..24 tokens: one segment (the teacher compresses a batch of them at once) or two
+  // (one context at a time).
+  options.span_tokens = 24;
+  options.min_span_tokens = 4;
+  options.short_span_ratio = 0.8;
+  auto task = CreatePretrainTask(options, train);
+  ASSERT_OK(task);
+  EXPECT_THAT((*task)->Recipe(), ::testing::HasSubstr("slot_mse_weight=20"));
+  const double before = Metrics(**task)["slot_mse"];
+  EXPECT_GT(before, 0);
+  ASSERT_OK(RunTraining(**task, train, stderr));
+  const double after = Metrics(**task)["slot_mse"];
+  std::cout << "slot_mse " << before << " -> " << after << "\n";
+  EXPECT_LT(after, 0.8 * before) << "slot_mse " << before << " -> " << after;
+
+  PretrainOptions bad = options;
+  bad.cross = false;  // ICAE itself has no teacher.
+  EXPECT_FALSE(CreatePretrainTask(bad, testing::TinyTrainOptions(out.Join("b"), 1)).ok());
+  bad = options;
+  bad.slot_mse_weight = 0;
+  EXPECT_FALSE(CreatePretrainTask(bad, testing::TinyTrainOptions(out.Join("b"), 1)).ok());
+  bad = options;
+  bad.mem_size = 8;  // The teacher makes 4 slots per segment.
+  bad.mem_size_given = true;
   EXPECT_FALSE(CreatePretrainTask(bad, testing::TinyTrainOptions(out.Join("b"), 1)).ok());
 }
 

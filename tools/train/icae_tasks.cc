@@ -245,8 +245,20 @@ class PretrainTask : public TrainTask {
   at::Tensor SlotMse(const std::vector<std::vector<int>>& contexts,
                      const std::vector<at::Tensor>& slots) const {
     std::vector<at::Tensor> student, target;
+    // Contexts of one segment each (the usual case) go through the teacher as one batch.
+    const int64_t segment = teacher_->max_segment_tokens();
+    const bool one_segment_each = std::all_of(contexts.begin(), contexts.end(), [&](const auto& c) {
+      return static_cast<int64_t>(c.size()) <= segment;
+    });
+    absl::StatusOr<at::Tensor> batched =
+        one_segment_each ? teacher_->CompressSegments(contexts) : absl::StatusOr<at::Tensor>();
+    if (one_segment_each && !batched.ok()) {
+      throw std::runtime_error(std::string(batched.status().message()));
+    }
     for (size_t i = 0; i < contexts.size(); ++i) {
-      absl::StatusOr<at::Tensor> t = teacher_->CompressSpan(contexts[i]);
+      absl::StatusOr<at::Tensor> t =
+          one_segment_each ? absl::StatusOr<at::Tensor>((*batched)[static_cast<int64_t>(i)])
+                           : teacher_->CompressSpan(contexts[i]);
       if (!t.ok()) throw std::runtime_error(std::string(t.status().message()));
       if (t->size(0) != slots[i].size(0)) {
         throw std::runtime_error(absl::StrCat(
