@@ -51,8 +51,7 @@ void Engine::Impl::Loop() {
     const bool carry = chunk > 0 && options_.mixed_step_rows > 0 && !running.empty();
     int64_t budget = carry ? 0 : chunk > 0 ? chunk : std::numeric_limits<int64_t>::max();
     for (auto it = prefilling.begin(); it != prefilling.end() && budget > 0; ++it) {
-      bool done = false;
-      budget -= PrefillChunk(**it, budget, &done);
+      budget -= PrefillChunk(**it, budget);
     }
     for (auto it = prefilling.begin(); it != prefilling.end();) {
       if ((*it)->prefill_done) {

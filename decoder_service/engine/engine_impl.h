@@ -155,9 +155,9 @@ class Engine::Impl {
   // Creates the request's sequence (kept across preemptions) and KV cache, and its embeddings.
   void StartPrefill(Request& request);
   // Prefills up to `budget` more context positions and returns how many (0 while it waits for
-  // another request's prefix). *done once the whole context is in and the first token was picked
-  // (or the prefill failed: the request is then marked cancelled).
-  int64_t PrefillChunk(Request& request, int64_t budget, bool* done);
+  // another request's prefix, or when it is done). Sets prefill_done once the whole context is in
+  // and the first token was picked (or the prefill failed: the request is then marked cancelled).
+  int64_t PrefillChunk(Request& request, int64_t budget);
   // `n` more context positions of `request` are in its cache (`hidden`: their final-normed
   // states): shares a prefix it has just built and, once the whole context is in, picks the first
   // token. True when the prefill is done.

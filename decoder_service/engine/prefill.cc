@@ -167,18 +167,18 @@ void Engine::Impl::EndPrefill(Request& request) {
   request.prepared.prefix_key.slots.clear();
 }
 
-int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done) {
-  *done = false;
+int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget) {
+  if (request.prefill_done) return 0;
   if (request.sequence == nullptr) {  // StartPrefill failed: the sweep finishes it
-    *done = true;
     request.prefill_done = true;
     return 0;
   }
+  bool done = false;
   int64_t used = 0;
   absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
     if (request.awaiting_prefix && !ResolvePrefix(request)) return absl::OkStatus();
     const PreparedRequest& p = request.prepared;
-    while (used < budget && !*done) {
+    while (used < budget && !done) {
       // A prefix being built ends a piece: it is frozen and shared before the rest goes on.
       const int64_t end = request.building_prefix ? p.prefix_positions : p.input.positions();
       const int64_t n = std::min(budget - used, end - request.prefilled);
@@ -186,15 +186,15 @@ int64_t Engine::Impl::PrefillChunk(Request& request, int64_t budget, bool* done)
       at::Tensor hidden = PrefillPrompt(model_.transformer(), p.input, request.prefilled,
                                         request.prefilled + n, request.sequence->cache());
       used += n;
-      *done = Prefilled(request, n, hidden);
+      done = Prefilled(request, n, hidden);
     }
     return absl::OkStatus();
   });
   if (!status.ok()) {
     Fail(request, status);
-    *done = true;
+    done = true;
   }
-  if (*done) EndPrefill(request);
+  if (done) EndPrefill(request);
   if (observer_ != nullptr && used > 0) observer_->OnPrefill(used, /*carried=*/false);
   return used;
 }
@@ -238,8 +238,8 @@ Request* Engine::Impl::TakeCarried(std::deque<RequestPtr>& prefilling, int64_t r
         *n = std::min({rows, computed, end - request.prefilled});
         return &request;
       }
-      bool done = false;  // KV slots go in as they are (a copy, no compute).
-      PrefillChunk(request, std::min(kv, end - request.prefilled), &done);
+      // KV slots go in as they are (a copy, no compute).
+      PrefillChunk(request, std::min(kv, end - request.prefilled));
     }
   }
   return nullptr;

@@ -6,13 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <random>
 #include <vector>
 
-#include "absl/strings/str_replace.h"
-#include "common/io/mapped_file.h"
 #include "common/model/ops.h"
 #include "common/model/transformer.h"
 #include "tests/model/test_models.h"
@@ -331,11 +328,7 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
 // bf16 within a bf16 step), with grouped-query attention and a sliding window (tiny-mistral).
 TEST_F(KernelTest, ModelDecodeWithKernelsEqualsTheAtenPath) {
   testing::ScratchDir windowed;
-  testing::CopyDir(testing::TestData("tiny-mistral"), windowed.path());
-  auto config = ReadFileToString(testing::TestData("tiny-mistral/config.json"));
-  ASSERT_OK(config);
-  std::ofstream(windowed.Join("config.json"))
-      << absl::StrReplaceAll(*config, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  testing::WriteWindowedMistral(windowed.path(), 6);
   for (const std::string& dir : {testing::TestData("tiny-llama"), testing::TestData("tiny-mistral"),
                                  windowed.path()}) {
     for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {

@@ -25,6 +25,7 @@ using testing::MaxAbsDiff;
 using testing::ScratchDir;
 using testing::TestData;
 using testing::ToIds;
+using testing::WriteWindowedMistral;
 
 at::Tensor FullLogits(const Transformer& model, const at::Tensor& ids) {
   c10::InferenceMode guard;
@@ -89,11 +90,7 @@ TEST(TransformerTest, ChunkedPrefillEqualsOnePrefill) {
 // without a sliding window that starts inside the prefix), and never write into the prefix.
 TEST(TransformerTest, SharedPrefixEqualsOneCache) {
   testing::ScratchDir windowed;
-  CopyDir(TestData("tiny-mistral"), windowed.path());
-  auto config = ReadFileToString(TestData("tiny-mistral/config.json"));
-  ASSERT_OK(config);
-  std::ofstream(windowed.Join("config.json"))
-      << absl::StrReplaceAll(*config, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  WriteWindowedMistral(windowed.path(), 6);
   for (const std::string& dir : {TestData("tiny-llama"), TestData("tiny-mistral"),
                                  windowed.path()}) {
     for (bool kernels_on : {true, false}) {
@@ -207,11 +204,7 @@ void CheckChunkRidesAlong(const Transformer& m, bool kernels_on, int64_t chunk) 
 // within the small-batch kernel's 16 rows and one past it.
 TEST(TransformerTest, ChunkRidingADecodeStepEqualsSeparateSteps) {
   testing::ScratchDir windowed;
-  CopyDir(TestData("tiny-mistral"), windowed.path());
-  auto config = ReadFileToString(TestData("tiny-mistral/config.json"));
-  ASSERT_OK(config);
-  std::ofstream(windowed.Join("config.json"))
-      << absl::StrReplaceAll(*config, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  WriteWindowedMistral(windowed.path(), 6);
   for (const std::string& dir : {TestData("tiny-llama"), windowed.path()}) {
     for (bool kernels_on : {true, false}) {
       SetCpuKernelsEnabled(kernels_on);
@@ -356,11 +349,7 @@ TEST(TransformerTest, UnknownTensorsAreRefused) {
 
 TEST(TransformerTest, SlidingWindowIsHonouredByEveryPath) {
   ScratchDir dir;
-  CopyDir(TestData("tiny-mistral"), dir.path());
-  auto text = ReadFileToString(TestData("tiny-mistral/config.json"));
-  ASSERT_OK(text);
-  std::ofstream(dir.Join("config.json"))
-      << absl::StrReplaceAll(*text, {{"\"sliding_window\": null", "\"sliding_window\": 6"}});
+  WriteWindowedMistral(dir.path(), 6);
   auto windowed = Transformer::Load(dir.path(), Runtime{});
   ASSERT_OK(windowed);
   ASSERT_EQ((*windowed)->config().sliding_window, 6);

@@ -4,8 +4,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
+#include "absl/strings/str_replace.h"
+#include "common/io/mapped_file.h"
 #include "common/model/tensor_io.h"
 #include "tests/util/test_util.h"
 
@@ -70,6 +73,16 @@ void CopyDir(const std::string& src, const std::string& dst) {
     std::filesystem::copy(entry.path(), dst + "/" + entry.path().filename().string(),
                           std::filesystem::copy_options::overwrite_existing);
   }
+}
+
+void WriteWindowedMistral(const std::string& dst, int window) {
+  CopyDir(TestData("tiny-mistral"), dst);
+  absl::StatusOr<std::string> config = ReadFileToString(TestData("tiny-mistral/config.json"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string field = "\"sliding_window\": null";
+  ASSERT_NE(config->find(field), std::string::npos) << "tiny-mistral's config changed";
+  std::ofstream(dst + "/config.json") << absl::StrReplaceAll(
+      *config, {{field, "\"sliding_window\": " + std::to_string(window)}});
 }
 
 }  // namespace icae::testing

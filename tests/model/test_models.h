@@ -34,6 +34,8 @@ GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int m
                          SamplingParams sampling = {});
 // Copies a fixture directory's files into `dst` (created).
 void CopyDir(const std::string& src, const std::string& dst);
+// tiny-mistral with a sliding window of `window` positions, written to `dst` (created).
+void WriteWindowedMistral(const std::string& dst, int window);
 
 }  // namespace icae::testing
 

@@ -6,7 +6,6 @@
 
 #include "common/model/adapter.h"
 #include "common/model/compressor.h"
-#include "common/model/slot_decoder.h"
 #include "common/model/transformer.h"
 #include "common/model/weights.h"
 #include "tests/tools/train_fixture.h"
@@ -14,10 +13,6 @@
 #include "tests/util/test_util.h"
 #include "tools/train/icae_layout.h"
 #include "tools/train/icae_tasks.h"
-#include "tools/train/lm_task.h"
-#include "tools/train/optimizer.h"
-#include "tools/train/probe.h"
-#include "tools/train/rescale.h"
 #include "tools/train/trainer.h"
 
 namespace icae::train {

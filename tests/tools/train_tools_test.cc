@@ -5,8 +5,6 @@
 #include <memory>
 
 #include "common/model/adapter.h"
-#include "common/model/compressor.h"
-#include "common/model/slot_decoder.h"
 #include "common/model/transformer.h"
 #include "common/model/weights.h"
 #include "tests/tools/train_fixture.h"

@@ -115,6 +115,9 @@ struct FinetuneOptions : IcaeOptions {
 void CopySpanIntoContinuation(std::vector<int>& window, int len, int span, std::mt19937_64& rng);
 
 void RegisterPretrainFlags(FlagSet& flags, PretrainOptions* options);
+// The checks of `options` that need no model (ranges, flags that go together); InvalidArgument
+// names the flag.
+absl::Status ValidatePretrainOptions(const PretrainOptions& options);
 void RegisterCrossFlags(FlagSet& flags, CrossOptions* options);
 void RegisterFinetuneFlags(FlagSet& flags, FinetuneOptions* options);
 
