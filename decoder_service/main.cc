@@ -52,10 +52,12 @@ int Run(int argc, char** argv) {
                    "beside an embedding one; --adapter's special tokens serve the templates)");
   flags.Int("max_running", &engine_options.max_running, "sequences decoding together");
   flags.Int64("max_kv_tokens", &engine_options.max_kv_tokens,
-              "KV-cache positions: running sequences reserve context + max_new_tokens each (less "
-              "a reused prefix), kept context prefixes count while they exist");
+              "KV-cache positions: the pool of KV blocks allocated at start-up (rounded up to "
+              "whole blocks); running sequences hold blocks as they grow, kept context prefixes "
+              "hold theirs while they exist");
   flags.Int("kv_block_tokens", &engine_options.kv_block_tokens,
-            "KV positions reserved at a time: a request's context at admission, then as it grows");
+            "positions per KV block: the unit a cache takes from the pool (at admission, then "
+            "as it grows)");
   flags.Int("max_waiting", &engine_options.max_waiting,
             "requests waiting beyond the free running slots; more are RESOURCE_EXHAUSTED");
   flags.Int("max_context_tokens", &engine_options.max_context_tokens,
@@ -131,7 +133,7 @@ int Run(int argc, char** argv) {
     return UsageError(s);
   }
   DecoderMetrics metrics((*runner)->metrics().registry(), (*runner)->metrics().prefix(),
-                         engine_options.max_kv_tokens);
+                         engine_options.KvLimit());
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Create(model->get(), engine_options, &metrics);
   if (!engine.ok()) {

@@ -35,6 +35,16 @@ KVCache Transformer::NewCache(int64_t capacity, std::shared_ptr<const KVCache> p
   return KVCache(config_, capacity, options(), std::move(prefix));
 }
 
+KVCache Transformer::NewCache(std::shared_ptr<KvBlockPool> pool, int64_t capacity,
+                              std::shared_ptr<const KVCache> prefix) const {
+  return KVCache(config_, std::move(pool), capacity, std::move(prefix));
+}
+
+std::shared_ptr<KvBlockPool> Transformer::NewBlockPool(int64_t blocks,
+                                                       int64_t block_tokens) const {
+  return std::make_shared<KvBlockPool>(config_, blocks, block_tokens, options());
+}
+
 at::Tensor Transformer::Embed(const at::Tensor& ids) const {
   return at::embedding(weights_.embed, ids.to(device(), at::kLong));
 }
@@ -256,7 +266,18 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   };
   std::vector<int64_t> attend_begin(attending), attend_end(attending), capacity(attending);
   std::vector<int64_t> prefix_length(attending), prefix_capacity(attending);
-  bool any_prefix = false;
+  // Caches in a KvBlockPool's blocks: their block tables (null for caches with tensors of their own).
+  std::vector<const int32_t*> blocks(attending), prefix_blocks(attending);
+  bool any_prefix = false, any_blocks = false;
+  int64_t block_tokens = 0;
+  auto note_blocks = [&](const KVCache& cache, const int32_t** table) {
+    if (cache.pool() == nullptr) return;
+    TORCH_CHECK(block_tokens == 0 || block_tokens == cache.pool()->block_tokens(),
+                "DecodeStep: the caches' pools have different block sizes");
+    block_tokens = cache.pool()->block_tokens();
+    *table = cache.blocks().data();
+    any_blocks = true;
+  };
   for (int64_t r = 0; r < attending; ++r) {
     attend_end[r] = lengths[r] + 1;
     attend_begin[r] =
@@ -265,6 +286,8 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
     prefix_length[r] = row_cache[r]->prefix_length();
     prefix_capacity[r] = prefix_length[r] > 0 ? row_cache[r]->prefix()->capacity() : 0;
     any_prefix = any_prefix || prefix_length[r] > 0;
+    note_blocks(*row_cache[r], &blocks[r]);
+    if (prefix_length[r] > 0) note_blocks(*row_cache[r]->prefix(), &prefix_blocks[r]);
   }
   kernels::DecodeAttentionArgs args;
   args.batch = attending;
@@ -278,6 +301,11 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   if (any_prefix) {
     args.prefix_length = prefix_length.data();
     args.prefix_capacity = prefix_capacity.data();
+  }
+  if (any_blocks) {
+    args.blocks = blocks.data();
+    args.prefix_blocks = prefix_blocks.data();
+    args.block_tokens = block_tokens;
   }
   // The chunk's rows are one run: each key block of its cache is read once for all of them.
   std::vector<int64_t> run(attending, 1);

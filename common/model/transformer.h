@@ -115,6 +115,11 @@ class Transformer {
   // A new empty cache for this model, room for `capacity` positions; with `prefix` (a complete
   // cache of this model, shared and never written again) it continues after the prefix's positions.
   KVCache NewCache(int64_t capacity, std::shared_ptr<const KVCache> prefix = nullptr) const;
+  // The same with its own positions in `pool`'s blocks (throws when the pool is short of them).
+  KVCache NewCache(std::shared_ptr<KvBlockPool> pool, int64_t capacity,
+                   std::shared_ptr<const KVCache> prefix = nullptr) const;
+  // A pool of `blocks` KV blocks of `block_tokens` positions for this model's caches.
+  std::shared_ptr<KvBlockPool> NewBlockPool(int64_t blocks, int64_t block_tokens) const;
 
  private:
   // cos, sin: [n, head_dim] in the compute dtype for positions [n].

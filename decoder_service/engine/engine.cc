@@ -129,10 +129,10 @@ void Engine::Impl::Schedule(std::vector<RequestPtr>& admitted, std::vector<Reque
         p.prefix_positions > 0 ? prefix_cache_.Find(p.prefix_key) : nullptr;
     const int64_t need = AdmissionNeed(request, prefix != nullptr);
     // Kept prefixes nobody reads give way to a request that needs the room.
-    while (KvTokensUsedLocked() + need > options_.max_kv_tokens && prefix_cache_.EvictIdle()) {
+    while (KvTokensUsedLocked() + need > kv_limit_ && prefix_cache_.EvictIdle()) {
       evicted = true;
     }
-    if (KvTokensUsedLocked() + need > options_.max_kv_tokens) break;
+    if (KvTokensUsedLocked() + need > kv_limit_) break;
     request.reserved_prefix = prefix == nullptr && p.prefix_positions > 0;
     request.prefix = std::move(prefix);
     request.kv_reserved = need;
@@ -290,7 +290,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const SlotDecoder* model,
                                                        EngineObserver* observer) {
   if (model == nullptr) return absl::InvalidArgumentError("Engine::Create: no model");
   RETURN_IF_ERROR(options.Validate(model->config().max_position_embeddings));
-  auto impl = std::make_unique<Impl>(model, options, observer);
+  ASSIGN_OR_RETURN(std::shared_ptr<KvBlockPool> pool,
+                   CatchTorch("allocating the KV pool (--max_kv_tokens)",
+                              [&]() -> absl::StatusOr<std::shared_ptr<KvBlockPool>> {
+                                return model->transformer().NewBlockPool(
+                                    options.KvBlocks(), options.kv_block_tokens);
+                              }));
+  auto impl = std::make_unique<Impl>(model, options, std::move(pool), observer);
   impl->Start();
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }

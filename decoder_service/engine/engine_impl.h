@@ -69,10 +69,13 @@ struct Request {
 
 class Engine::Impl {
  public:
-  Impl(const SlotDecoder* model, const EngineOptions& options, EngineObserver* observer)
+  Impl(const SlotDecoder* model, const EngineOptions& options, std::shared_ptr<KvBlockPool> pool,
+       EngineObserver* observer)
       : model_(*model),
         options_(options),
         observer_(observer),
+        kv_pool_(std::move(pool)),
+        kv_limit_(options.KvLimit()),
         prefix_cache_(options.prefix_cache_bytes) {}
 
   void Start() {
@@ -133,7 +136,7 @@ class Engine::Impl {
   EngineState state() const {
     absl::MutexLock lock(&mu_);
     return EngineState{running_, static_cast<int>(waiting_.size()), KvTokensUsedLocked(),
-                       options_.max_kv_tokens};
+                       kv_limit_};
   }
 
   const EngineOptions& options() const { return options_; }
@@ -198,10 +201,18 @@ class Engine::Impl {
   int64_t KvTokensUsedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return kv_used_ + prefix_positions_alive_.load();
   }
+  int64_t RoundUpToBlock(int64_t positions) const {
+    const int64_t block = options_.kv_block_tokens;
+    return (positions + block - 1) / block * block;
+  }
 
   const SlotDecoder& model_;
   const EngineOptions options_;
   EngineObserver* const observer_;
+  // Every KV cache of the engine takes its blocks here: the pool holds --max_kv_tokens (in whole
+  // blocks) and the budget below keeps the reservations within it, so taking a block never fails.
+  const std::shared_ptr<KvBlockPool> kv_pool_;
+  const int64_t kv_limit_;  // The pool's positions: what KvTokensUsedLocked may reach.
   std::thread thread_;
 
   mutable absl::Mutex mu_;

@@ -17,8 +17,9 @@ struct EngineOptions {
   // grow, the youngest admitted request is preempted (recomputed later), so the budget is never
   // overrun and no request fails for lack of KV.
   int64_t max_kv_tokens = 65536;
-  // Granularity of KV reservations, positions: admission reserves a request's context rounded up
-  // to blocks, each running sequence grows by blocks (at least a quarter of what it holds).
+  // Positions per block of the KV pool (every cache holds whole blocks): admission reserves a
+  // request's context in blocks, each running sequence grows by blocks (at least a quarter of
+  // what it holds).
   int kv_block_tokens = 16;
   // Requests accepted beyond the free running slots; more are RESOURCE_EXHAUSTED.
   int max_waiting = 256;
@@ -46,6 +47,11 @@ struct EngineOptions {
   // max_kv_tokens while they exist; admission drops idle ones when running requests need the room.
   // 0 = off.
   int64_t prefix_cache_bytes = int64_t{1} << 30;
+
+  // The KV pool: max_kv_tokens in whole blocks of kv_block_tokens positions (rounded up), and
+  // the positions they hold (the budget the scheduler enforces).
+  int64_t KvBlocks() const { return (max_kv_tokens + kv_block_tokens - 1) / kv_block_tokens; }
+  int64_t KvLimit() const { return KvBlocks() * kv_block_tokens; }
 
   // InvalidArgument names the flag. `model_max_positions` is the model's max_position_embeddings.
   absl::Status Validate(int model_max_positions) const;

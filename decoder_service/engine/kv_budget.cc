@@ -16,11 +16,12 @@ int64_t RoundUp(int64_t n, int64_t block) { return (n + block - 1) / block * blo
 
 int64_t Engine::Impl::AdmissionNeed(const Request& request, bool prefix_hit) const {
   const PreparedRequest& p = request.prepared;
-  const int64_t shared = prefix_hit ? p.prefix_positions : 0;
   // Its context and what it had generated before a preemption, plus room for the next position;
   // never more than it can ever use.
   const int64_t now = p.positions() + request.resume_ids + 1;
-  return std::min(p.reserved_positions(), RoundUp(now, options_.kv_block_tokens)) - shared;
+  const int64_t block = options_.kv_block_tokens;
+  return KvPositionsNeeded(p, std::min(p.reserved_positions(), RoundUp(now, block)), prefix_hit,
+                           block);
 }
 
 void Engine::Impl::Preempt(Request& request) {
@@ -33,7 +34,7 @@ void Engine::Impl::Preempt(Request& request) {
     const std::vector<int>& ids = request.sequence->ids();
     request.resuming = !ids.empty();
     request.resume_ids = request.resuming ? static_cast<int64_t>(ids.size()) - 1 : 0;
-    request.sequence->cache() = model_.transformer().NewCache(1);  // Frees its KV.
+    request.sequence->cache() = model_.transformer().NewCache(kv_pool_, 0);  // Frees its KV.
   }
   if (observer_ != nullptr) observer_->OnPreempted();
   absl::MutexLock lock(&mu_);
@@ -65,18 +66,19 @@ void Engine::Impl::MakeRoom(std::vector<RequestPtr>& running,
     const int64_t capacity = cache.capacity();
     if (cache.length() + 1 - cache.prefix_length() <= capacity) continue;
     const int64_t most = request.prepared.reserved_positions() - cache.prefix_length();
+    // Whole blocks (the capacity is too).
     const int64_t grown =
-        std::min(most, RoundUp(capacity + std::max(block, capacity / 4), block));
+        RoundUp(std::min(most, capacity + std::max(block, capacity / 4)), block);
     const int64_t extra = grown - capacity;
     while (true) {
       bool fits, evicted = false;
       {
         absl::MutexLock lock(&mu_);
-        while (KvTokensUsedLocked() + extra > options_.max_kv_tokens &&
+        while (KvTokensUsedLocked() + extra > kv_limit_ &&
                prefix_cache_.EvictIdle()) {
           evicted = true;
         }
-        fits = KvTokensUsedLocked() + extra <= options_.max_kv_tokens;
+        fits = KvTokensUsedLocked() + extra <= kv_limit_;
         if (fits) {
           kv_used_ += extra;
           request.kv_reserved += extra;

@@ -35,7 +35,7 @@ void Engine::Impl::StartPrefill(Request& request) {
     // Until a prefix is attached the cache holds the prefix being built (or nothing yet).
     const bool shared = p.prefix_positions > 0;
     const int64_t first_capacity = shared ? p.prefix_positions : request.kv_reserved;
-    KVCache cache = transformer.NewCache(request.prefix != nullptr ? 1 : first_capacity);
+    KVCache cache = transformer.NewCache(kv_pool_, request.prefix != nullptr ? 0 : first_capacity);
     request.kv_cache_bytes = cache.bytes();
     if (request.sequence == nullptr) {
       request.sequence =
@@ -85,12 +85,13 @@ void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache>
     // shared prefix's own (prefix_positions_alive_).
     absl::MutexLock lock(&mu_);
     request.reserved_prefix = false;
-    request.kv_reserved -= positions;
-    kv_used_ -= positions;
+    const int64_t held = RoundUpToBlock(positions);  // The prefix's blocks.
+    request.kv_reserved -= held;
+    kv_used_ -= held;
     PublishStateLocked();
   }
   KVCache& cache = request.sequence->cache();
-  cache = model_.transformer().NewCache(request.kv_reserved, std::move(prefix));
+  cache = model_.transformer().NewCache(kv_pool_, request.kv_reserved, std::move(prefix));
   request.kv_cache_bytes = cache.bytes();
   request.prefix.reset();  // The cache holds it now.
   request.awaiting_prefix = false;
@@ -119,7 +120,7 @@ bool Engine::Impl::ResolvePrefix(Request& request) {
 
 void Engine::Impl::PublishPrefix(Request& request) {
   PreparedRequest& p = request.prepared;
-  const int64_t positions = p.prefix_positions;
+  const int64_t positions = request.sequence->cache().capacity();  // The prefix's blocks.
   std::atomic<int64_t>* alive = &prefix_positions_alive_;
   alive->fetch_add(positions);
   // Counted while it exists: the deleter runs when the cache and the last reader let go.

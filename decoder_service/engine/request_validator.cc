@@ -260,7 +260,21 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
     SetPrefix(model, options, input.skip_prefix_cache, &prepared);
     return absl::OkStatus();
   }));
+  // A shared prefix ends a block of its own, so sharing may cost a block more: a request that
+  // would then not fit the pool does without sharing (and always fits: reserved <= the limit).
+  if (KvPositionsNeeded(prepared, prepared.reserved_positions(), false,
+                        options.kv_block_tokens) > options.KvLimit()) {
+    prepared.prefix_positions = 0;
+    prepared.prefix_key = PrefixKey();
+  }
   return prepared;
+}
+
+int64_t KvPositionsNeeded(const PreparedRequest& p, int64_t upto, bool prefix_hit, int64_t block) {
+  auto round_up = [block](int64_t n) { return (n + block - 1) / block * block; };
+  if (p.prefix_positions == 0) return round_up(upto);
+  const int64_t own = round_up(upto - p.prefix_positions);
+  return prefix_hit ? own : round_up(p.prefix_positions) + own;
 }
 
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared) {

@@ -63,6 +63,11 @@ struct PreparedRequest {
   int64_t reserved_positions() const { return positions() + params.max_new_tokens; }
 };
 
+// KV positions, in whole blocks of `block` positions, that `p` holds while it covers its first
+// `upto` positions (context and generated): one cache, or a shared prefix (its own blocks) and a
+// cache after it; with `prefix_hit` the prefix is another's and not counted.
+int64_t KvPositionsNeeded(const PreparedRequest& p, int64_t upto, bool prefix_hit, int64_t block);
+
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
                                                const EngineOptions& options, GenerateInput input);
 

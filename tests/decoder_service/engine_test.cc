@@ -43,19 +43,21 @@ TEST_F(EngineTest, GoldenAeGreedyIds) {
     EXPECT_EQ(final.usage.prompt_tokens, 1);  // The AE token.
     EXPECT_EQ(final.usage.uncompressed_context_tokens, 4 * IcaeFixture(slots).size(0));
     // 2 layers x (keys + values) x kv_dim 32 x float32 per position; its own positions are the
-    // AE token and the 11 ids fed back (the 12th is never fed), grown by blocks up to at most
-    // its reservation (+1): the slots' KV is the shared context prefix, kept for later requests.
+    // AE token and the 11 ids fed back (the 12th is never fed), in whole 16-position blocks of
+    // the KV pool: one. The slots' KV is the shared context prefix, kept for later requests.
     const int64_t per_position = 2 * 2 * 32 * 4;
-    EXPECT_GE(final.usage.kv_cache_bytes, per_position * (1 + 11));
-    EXPECT_LE(final.usage.kv_cache_bytes, per_position * (1 + 12));
+    EXPECT_EQ(final.usage.kv_cache_bytes, per_position * 16);
     EXPECT_EQ(final.usage.cached_positions, 0);
     EXPECT_GT(final.usage.total_seconds, 0);
   }
   EXPECT_EQ(observer.tokens.load(), 24);
   EngineState state = engine->state();
   EXPECT_EQ(state.running, 0);
-  // What stays in use: the two kept prefixes (the slots), nothing of the finished requests.
-  EXPECT_EQ(state.kv_tokens_used, IcaeFixture("slots").size(0) + IcaeFixture("slots40").size(0));
+  // What stays in use: the two kept prefixes (the slots, each in whole 16-position blocks),
+  // nothing of the finished requests.
+  auto held = [](int64_t positions) { return (positions + 15) / 16 * 16; };
+  EXPECT_EQ(state.kv_tokens_used,
+            held(IcaeFixture("slots").size(0)) + held(IcaeFixture("slots40").size(0)));
   // Off: nothing stays.
   EngineOptions off;
   off.prefix_cache_bytes = 0;
@@ -211,7 +213,7 @@ TEST_F(EngineTest, RunningBatchAndKvBudgetAreRespected) {
     }
     EXPECT_GT(observer.max_running, 2);
     EXPECT_GT(observer.preemptions.load(), 0);
-    EXPECT_LE(observer.max_kv, 100);
+    EXPECT_LE(observer.max_kv, options.KvLimit());  // 100 in whole blocks of 16: 112.
     EXPECT_EQ(engine->state().kv_tokens_used, 0);
   }
 }

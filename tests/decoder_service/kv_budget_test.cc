@@ -47,12 +47,14 @@ TEST_F(KvBudgetTest, AFloodOfRequestsAllCompleteWithinTheBudget) {
     EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
   }
   EXPECT_GT(observer.preemptions.load(), 0);
-  EXPECT_LE(observer.max_kv, options.max_kv_tokens);
+  // The budget is the pool: 150 positions in whole blocks of 8 (152).
+  EXPECT_EQ(options.KvLimit(), 152);
+  EXPECT_LE(observer.max_kv, options.KvLimit());
   EngineState state = engine->state();
   EXPECT_EQ(state.running, 0);
   EXPECT_EQ(state.waiting, 0);
   // What stays: kept context prefixes only, within the budget.
-  EXPECT_LE(state.kv_tokens_used, options.max_kv_tokens);
+  EXPECT_LE(state.kv_tokens_used, options.KvLimit());
   absl::MutexLock lock(&observer.mu_);
   EXPECT_EQ(observer.finished.size(), static_cast<size_t>(kRequests));
 }

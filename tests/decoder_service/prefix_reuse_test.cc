@@ -39,6 +39,8 @@ GenerateInput Question(std::vector<int> question, int max_new_tokens, at::Tensor
 const int kSlots = static_cast<int>(IcaeFixture("slots").size(0));
 const int kSlots40 = static_cast<int>(IcaeFixture("slots40").size(0));
 const int kPrefix = kSlots + 3 + kSlots40 + 1;
+// What a kept prefix holds of the KV pool: whole blocks of 16 positions (the default).
+const int kPrefixHeld = (kPrefix + 15) / 16 * 16;
 
 GenerateInput Sampled(GenerateInput input) {
   input.params.sampling.temperature = 0.8f;
@@ -71,9 +73,10 @@ TEST_F(PrefixReuseTest, SecondQuestionReusesThePrefixWithTheIdsOfAFreshPrefill) 
     EXPECT_EQ(observer.prefix_hits, 2);
     EXPECT_EQ(observer.reused_positions, 2 * kPrefix);
     EXPECT_EQ(observer.prefix_entries, 1);
-    // KV (2 layers x K,V x kv_dim 32, float32) per position, and the key: the slots as sent
-    // (hidden 64, float32) and 6 ids (2 slot markers, 3 text ids, [FT]).
-    EXPECT_EQ(observer.prefix_bytes, kPrefix * 2 * 2 * 32 * 4 + (kSlots + kSlots40) * 64 * 4 + 6 * 4);
+    // KV (2 layers x K,V x kv_dim 32, float32) per position of its blocks, and the key: the
+    // slots as sent (hidden 64, float32) and 6 ids (2 slot markers, 3 text ids, [FT]).
+    EXPECT_EQ(observer.prefix_bytes,
+              kPrefixHeld * 2 * 2 * 32 * 4 + (kSlots + kSlots40) * 64 * 4 + 6 * 4);
   }
   // A fresh engine prefills the same questions' prefixes anew (misses): the same ids, greedy and
   // sampled, bit for bit.
@@ -141,7 +144,7 @@ TEST_F(PrefixReuseTest, EvictionUnderTheByteLimitAndUnderKvPressure) {
     // Room for one prefix: a second context evicts the first.
     RecordingObserver observer;
     EngineOptions options;
-    options.prefix_cache_bytes = kPrefix * (2 * 2 * 32 + 64) * 4 + 100;
+    options.prefix_cache_bytes = kPrefixHeld * 2 * 2 * 32 * 4 + kPrefix * 64 * 4 + 100;
     auto engine = MakeEngine(options, &observer);
     RunAlone(*engine, Question({5}, 4));
     RunAlone(*engine, Question({5}, 4, IcaeFixture("slots40") * 0.5));
@@ -152,24 +155,25 @@ TEST_F(PrefixReuseTest, EvictionUnderTheByteLimitAndUnderKvPressure) {
     EXPECT_LE(observer.prefix_bytes, options.prefix_cache_bytes);
   }
   {
-    // A request over a new context reserves all its positions (kPrefix + question, [FT] and 4
-    // new ids); a pool of 40 cannot also hold the kept prefix (kPrefix = 20), so admission drops
-    // the idle prefix instead of leaving the request waiting forever.
-    const int need = kPrefix + 2 + 4;
-    ASSERT_LE(need, 40);
-    ASSERT_GT(kPrefix + need, 40);
+    // A request over a new context reserves all its positions in blocks: its prefix's (kPrefix)
+    // and, after it, the question, [FT] and 4 new ids; a pool of 48 cannot also hold the kept
+    // prefix, so admission drops the idle prefix instead of leaving the request waiting forever.
+    const int need = kPrefixHeld + 16;
+    ASSERT_LE(2 + 4, 16);
+    ASSERT_LE(need, 48);
+    ASSERT_GT(kPrefixHeld + need, 48);
     RecordingObserver observer;
     EngineOptions options;
-    options.max_kv_tokens = 40;
+    options.max_kv_tokens = 48;
     auto engine = MakeEngine(options, &observer);
     RunAlone(*engine, Question({5}, 4));
-    EXPECT_EQ(engine->state().kv_tokens_used, kPrefix);
+    EXPECT_EQ(engine->state().kv_tokens_used, kPrefixHeld);
     auto [final, ids] = RunAlone(*engine, Question({5}, 4, IcaeFixture("slots40") * 0.5));
     EXPECT_OK(final.status);
     EXPECT_EQ(ids.size(), 4u);
     absl::MutexLock lock(&observer.mu_);
     EXPECT_EQ(observer.prefix_evictions, 1);
-    EXPECT_LE(observer.max_kv, 40);
+    EXPECT_LE(observer.max_kv, 48);
   }
 }
 
@@ -208,7 +212,7 @@ TEST_F(PrefixReuseTest, CancellingASharerFreesNothingTheOthersRead) {
   builder.Wait();
   EXPECT_OK(waiter.Wait().status);
   EXPECT_EQ(waiter.ids(), expected);
-  EXPECT_EQ(fresh->state().kv_tokens_used, kPrefix);  // Kept for later; nothing else held.
+  EXPECT_EQ(fresh->state().kv_tokens_used, kPrefixHeld);  // Kept for later; nothing else held.
 }
 
 TEST_F(PrefixReuseTest, ARequestMayOptOut) {

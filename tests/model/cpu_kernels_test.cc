@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -149,6 +151,16 @@ TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
   }
 }
 
+// NaN in T: where nothing was copied, so that a read there shows in the output.
+template <typename T>
+T Poison() {
+  if constexpr (std::is_same_v<T, float>) {
+    return std::numeric_limits<float>::quiet_NaN();
+  } else {
+    return 0x7FC0;
+  }
+}
+
 // Attention of every query head over its sequence's key range, in double.
 template <typename T>
 std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
@@ -187,10 +199,12 @@ std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
 // kernel as a shared prefix and the rest as its own cache (KVCache::prefix); the reference reads
 // the whole range from one array either way.
 // With `run` (DecodeAttentionArgs::run), the rows after a run's first read its keys and values.
+// With `block_tokens`, the same parts are also handed over in block storage (a KvBlockPool's
+// layout, blocks dealt in scrambled order): the result must equal the contiguous one bit for bit.
 template <typename T>
 void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int64_t> begin,
                     std::vector<int64_t> end, uint32_t seed, std::vector<int64_t> split = {},
-                    std::vector<int64_t> run = {}) {
+                    std::vector<int64_t> run = {}, int64_t block_tokens = 0) {
   kernels::DecodeAttentionArgs a;
   a.batch = static_cast<int64_t>(begin.size());
   a.heads = heads;
@@ -246,13 +260,7 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
       own_cap.push_back(capacity[b] - split[b]);
       auto cut = [&](const std::vector<T>& all, int64_t first, int64_t n, int64_t cap) {
         // NaN where nothing was copied: a read there would show in the output.
-        T poison;
-        if constexpr (std::is_same_v<T, float>) {
-          poison = std::numeric_limits<float>::quiet_NaN();
-        } else {
-          poison = 0x7FC0;
-        }
-        std::vector<T> part(kv_heads * cap * d, poison);
+        std::vector<T> part(kv_heads * cap * d, Poison<T>());
         for (int64_t h = 0; h < kv_heads; ++h) {
           for (int64_t t = 0; t < n; ++t) {
             for (int64_t c = 0; c < d; ++c) {
@@ -284,6 +292,60 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
     kernels::DecodeAttentionBf16(a, q.data(), kp.data(), vp.data(), out.data(),
                                  split.empty() ? nullptr : pkp.data(),
                                  split.empty() ? nullptr : pvp.data());
+  }
+  if (block_tokens > 0) {
+    const int64_t bt = block_tokens;
+    auto blocks_of = [bt](int64_t cap) { return (cap + bt - 1) / bt; };
+    int64_t total = 0;
+    for (int64_t b = 0; b < a.batch; ++b) {
+      total += blocks_of(a.capacity[b]);
+      if (!split.empty() && split[b] > 0) total += blocks_of(a.prefix_capacity[b]);
+    }
+    std::vector<int32_t> order(total);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), std::mt19937(seed));
+    std::vector<T> pool_k(total * kv_heads * bt * d, Poison<T>()), pool_v = pool_k;
+    std::vector<std::vector<int32_t>> tables(2 * a.batch);
+    int64_t next = 0;
+    // Copies a contiguous part [kv_heads, cap, d] into blocks of the pool.
+    auto place = [&](const T* k, const T* v, int64_t cap, std::vector<int32_t>& table) {
+      for (int64_t i = 0; i < blocks_of(cap); ++i) table.push_back(order[next++]);
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        for (int64_t t = 0; t < cap; ++t) {
+          const int64_t to = ((table[t / bt] * kv_heads + h) * bt + t % bt) * d;
+          std::copy_n(k + (h * cap + t) * d, d, pool_k.begin() + to);
+          std::copy_n(v + (h * cap + t) * d, d, pool_v.begin() + to);
+        }
+      }
+    };
+    std::vector<const int32_t*> own_tables(a.batch), prefix_tables(a.batch, nullptr);
+    std::vector<const T*> bkp(a.batch, pool_k.data()), bvp(a.batch, pool_v.data());
+    std::vector<const T*> bpkp(a.batch, nullptr), bpvp(a.batch, nullptr);
+    for (int64_t b = 0; b < a.batch; ++b) {
+      place(kp[b], vp[b], a.capacity[b], tables[2 * b]);
+      own_tables[b] = tables[2 * b].data();
+      if (!split.empty() && split[b] > 0) {
+        place(pkp[b], pvp[b], a.prefix_capacity[b], tables[2 * b + 1]);
+        prefix_tables[b] = tables[2 * b + 1].data();
+        bpkp[b] = pool_k.data();
+        bpvp[b] = pool_v.data();
+      }
+    }
+    kernels::DecodeAttentionArgs paged = a;
+    paged.blocks = own_tables.data();
+    paged.prefix_blocks = prefix_tables.data();
+    paged.block_tokens = bt;
+    std::vector<T> paged_out(out.size());
+    const bool pre = !split.empty();
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::DecodeAttentionF32(paged, q.data(), bkp.data(), bvp.data(), paged_out.data(),
+                                  pre ? bpkp.data() : nullptr, pre ? bpvp.data() : nullptr);
+    } else {
+      kernels::DecodeAttentionBf16(paged, q.data(), bkp.data(), bvp.data(), paged_out.data(),
+                                   pre ? bpkp.data() : nullptr, pre ? bpvp.data() : nullptr);
+    }
+    ASSERT_EQ(std::memcmp(paged_out.data(), out.data(), out.size() * sizeof(T)), 0)
+        << "block storage (" << bt << " positions) differs from contiguous, d " << d;
   }
   a.capacity = capacity.data();  // The reference reads the whole range from one array.
   a.prefix_length = nullptr;
@@ -320,6 +382,16 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
                            {1, 5, 0, 0, 0, 0});
       CheckAttention<float>(4, 4, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 10,
                             {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0});
+      // Block storage (the decoder's KV pool): blocks that divide the kernel's key blocks, that
+      // do not (5), and one position each; under prefixes, runs and sliding windows.
+      for (int64_t bt : {16, 5, 1}) {
+        SCOPED_TRACE(bt);
+        CheckAttention<float>(8, 2, d, {0, 0, 40}, {1, 300, 200}, 11, {}, {}, bt);
+        CheckAttention<bf16>(8, 2, d, {0, 0, 40, 0, 0}, {300, 260, 200, 9, 17}, 12,
+                             {77, 128, 30, 0, 16}, {}, bt);
+        CheckAttention<float>(4, 4, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 13,
+                              {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0}, bt);
+      }
     }
   }
 }

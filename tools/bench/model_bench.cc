@@ -79,7 +79,7 @@ double DecodeWeightBytes(const ModelConfig& c, int64_t item_size) {
 }
 
 int Main(int argc, char** argv) {
-  int threads = 2, repeats = 3, decode_steps = 32, context = 512;
+  int threads = 2, repeats = 3, decode_steps = 32, context = 512, kv_block_tokens = 0;
   std::string dtypes = "float32,bfloat16", workdir = "/tmp/icae-bench-model", device = "cpu";
   std::string json_out, model_path, adapter_path, cross_path, paths = "native,aten";
   std::string phases = "compression,decode";
@@ -90,6 +90,9 @@ int Main(int argc, char** argv) {
   flags.Int("repeats", &repeats, "timed repeats (the best is reported)");
   flags.Int("decode_steps", &decode_steps, "decode steps timed per batch size");
   flags.Int("context", &context, "tokens per segment, and prefilled context before decode");
+  flags.Int("kv_block_tokens", &kv_block_tokens,
+            "decode: the caches in a KV pool of blocks of this many positions, as the decoder "
+            "service keeps them (0 = tensors of their own)");
   flags.String("dtypes", &dtypes, "compute dtypes to measure");
   flags.String("workdir", &workdir, "where the random model is written");
   flags.String("device", &device, "cpu, cuda or cuda:N");
@@ -282,8 +285,9 @@ int Main(int argc, char** argv) {
       return 2;
     }
     SetCpuKernelsEnabled(path == "native");
-    const std::string decode_label =
-        absl::StrCat("decode (", context, "-token context, ", path, ")");
+    const std::string decode_label = absl::StrCat(
+        "decode (", context, "-token context, ", path,
+        kv_block_tokens > 0 ? absl::StrCat(", blocks of ", kv_block_tokens) : "", ")");
     const bool decode = absl::StrContains(phases, "decode");
     if (decode) {
       std::printf("%-34s %12s %10s %10s %8s\n", decode_label.c_str(), "tokens/s", "weight GB/s",
@@ -291,9 +295,17 @@ int Main(int argc, char** argv) {
     }
     for (int batch : decode ? std::vector<int>{1, 8} : std::vector<int>{}) {
       std::vector<KVCache> caches;
+      caches.reserve(batch);
       at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong) % config.vocab_size);
+      const int64_t capacity = context + decode_steps + 1;
+      std::shared_ptr<KvBlockPool> pool =
+          kv_block_tokens > 0
+              ? model.NewBlockPool(batch * ((capacity + kv_block_tokens - 1) / kv_block_tokens),
+                                   kv_block_tokens)
+              : nullptr;
       for (int b = 0; b < batch; ++b) {
-        caches.push_back(model.NewCache(context + decode_steps + 1));
+        caches.push_back(pool != nullptr ? model.NewCache(pool, capacity)
+                                         : model.NewCache(capacity));
         model.Prefill(prompt, caches.back());
       }
       std::vector<KVCache*> pointers;
@@ -316,6 +328,7 @@ int Main(int argc, char** argv) {
                                    {"path", std::string(path)},
                                    {"dtype", std::string(dtype_name)},
                                    {"batch", batch},
+                                   {"kv_block_tokens", kv_block_tokens},
                                    {"tokens_per_s", batch * decode_steps / s},
                                    {"weight_gbs", weight_gbs},
                                    {"copy_gbs", memcpy_gbs}});

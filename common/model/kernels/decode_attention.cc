@@ -20,28 +20,28 @@ using internal::Sum16;
 
 constexpr int64_t kKeyBlock = 128;
 
-// scores[g * nb + t] = scale * q_g . key_t for the nb keys from `keys` (rows of d).
+// scores[g * ld + t] = scale * q_g . key_t for the nb keys from `keys` (rows of d).
 template <typename T>
 void ScoresPortable(const float* q, int64_t g, const T* keys, int64_t nb, int64_t d, float scale,
-                    float* scores) {
+                    float* scores, int64_t ld) {
   for (int64_t t = 0; t < nb; ++t) {
     const T* kt = keys + t * d;
     for (int64_t i = 0; i < g; ++i) {
       float acc = 0;
       for (int64_t c = 0; c < d; ++c) acc += q[i * d + c] * Load(kt, c);
-      scores[i * nb + t] = acc * scale;
+      scores[i * ld + t] = acc * scale;
     }
   }
 }
 
-// acc[g][d] += sum_t p[g * nb + t] * value_t.
+// acc[g][d] += sum_t p[g * ld + t] * value_t.
 template <typename T>
-void AccumulatePortable(float* acc, int64_t g, const float* p, const T* values, int64_t nb,
-                        int64_t d) {
+void AccumulatePortable(float* acc, int64_t g, const float* p, int64_t ld, const T* values,
+                        int64_t nb, int64_t d) {
   for (int64_t t = 0; t < nb; ++t) {
     const T* vt = values + t * d;
     for (int64_t i = 0; i < g; ++i) {
-      const float pi = p[i * nb + t];
+      const float pi = p[i * ld + t];
       for (int64_t c = 0; c < d; ++c) acc[i * d + c] += pi * Load(vt, c);
     }
   }
@@ -50,7 +50,7 @@ void AccumulatePortable(float* acc, int64_t g, const float* p, const T* values, 
 // Scores with the query row in NC registers (d = 16 * NC), four keys per pass.
 template <typename T, int NC>
 ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, int64_t nb, float scale,
-                            float* scores) {
+                            float* scores, int64_t ld) {
   constexpr int64_t d = 16 * NC;
   for (int64_t i = 0; i < g; ++i) {
     __m512 qv[NC];
@@ -68,14 +68,14 @@ ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, int64_t nb
         }
       }
 #pragma GCC unroll 4
-      for (int u = 0; u < 4; ++u) scores[i * nb + t + u] = Sum16(s[u]) * scale;
+      for (int u = 0; u < 4; ++u) scores[i * ld + t + u] = Sum16(s[u]) * scale;
     }
     for (; t < nb; ++t) {
       __m512 s = _mm512_mul_ps(qv[0], Load16(keys + t * d, 0xffff));
 #pragma GCC unroll 16
       for (int c = 1; c < NC; ++c)
         s = _mm512_fmadd_ps(qv[c], Load16(keys + t * d + 16 * c, 0xffff), s);
-      scores[i * nb + t] = Sum16(s) * scale;
+      scores[i * ld + t] = Sum16(s) * scale;
     }
   }
 }
@@ -83,7 +83,7 @@ ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, int64_t nb
 // Any d.
 template <typename T>
 ICAE_AVX512 void ScoresColumns(const float* q, int64_t g, const T* keys, int64_t nb, int64_t d,
-                               float scale, float* scores) {
+                               float scale, float* scores, int64_t ld) {
   for (int64_t t = 0; t < nb; ++t) {
     const T* kt = keys + t * d;
     for (int64_t i = 0; i < g; ++i) {
@@ -92,35 +92,35 @@ ICAE_AVX512 void ScoresColumns(const float* q, int64_t g, const T* keys, int64_t
         const __mmask16 mask = d - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (d - c)) - 1);
         acc = _mm512_fmadd_ps(LoadF32(q + i * d + c, mask), Load16(kt + c, mask), acc);
       }
-      scores[i * nb + t] = Sum16(acc) * scale;
+      scores[i * ld + t] = Sum16(acc) * scale;
     }
   }
 }
 
 template <typename T>
 void ScoresAvx512(const float* q, int64_t g, const T* keys, int64_t nb, int64_t d, float scale,
-                  float* scores) {
+                  float* scores, int64_t ld) {
   switch (d) {
     case 64:
-      return ScoresRegs<T, 4>(q, g, keys, nb, scale, scores);
+      return ScoresRegs<T, 4>(q, g, keys, nb, scale, scores, ld);
     case 128:
-      return ScoresRegs<T, 8>(q, g, keys, nb, scale, scores);
+      return ScoresRegs<T, 8>(q, g, keys, nb, scale, scores, ld);
     case 256:
-      return ScoresRegs<T, 16>(q, g, keys, nb, scale, scores);
+      return ScoresRegs<T, 16>(q, g, keys, nb, scale, scores, ld);
     default:
-      return ScoresColumns(q, g, keys, nb, d, scale, scores);
+      return ScoresColumns(q, g, keys, nb, d, scale, scores, ld);
   }
 }
 
-// acc[g][d] += sum_t p[g * nb + t] * value_t with one query's accumulator row in NC registers
+// acc[g][d] += sum_t p[g * ld + t] * value_t with one query's accumulator row in NC registers
 // (d = 16 * NC): each value row is read once per query, not once per 16 columns.
 template <typename T, int NC>
-ICAE_AVX512 void AccumulateRegs(float* acc, int64_t g, const float* p, const T* values,
-                                int64_t nb) {
+ICAE_AVX512 void AccumulateRegs(float* acc, int64_t g, const float* p, int64_t ld,
+                                const T* values, int64_t nb) {
   constexpr int64_t d = 16 * NC;
   for (int64_t i = 0; i < g; ++i) {
     float* ai = acc + i * d;
-    const float* pi = p + i * nb;
+    const float* pi = p + i * ld;
     __m512 a[NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) a[c] = _mm512_loadu_ps(ai + 16 * c);
@@ -137,11 +137,11 @@ ICAE_AVX512 void AccumulateRegs(float* acc, int64_t g, const float* p, const T* 
 
 // Any d: 16 columns at a time over every key.
 template <typename T>
-ICAE_AVX512 void AccumulateColumns(float* acc, int64_t g, const float* p, const T* values,
-                                   int64_t nb, int64_t d) {
+ICAE_AVX512 void AccumulateColumns(float* acc, int64_t g, const float* p, int64_t ld,
+                                   const T* values, int64_t nb, int64_t d) {
   for (int64_t i = 0; i < g; ++i) {
     float* ai = acc + i * d;
-    const float* pi = p + i * nb;
+    const float* pi = p + i * ld;
     for (int64_t c = 0; c < d; c += 16) {
       const __mmask16 mask = d - c >= 16 ? 0xffff : static_cast<__mmask16>((1u << (d - c)) - 1);
       __m512 a = LoadF32(ai + c, mask);
@@ -154,18 +154,45 @@ ICAE_AVX512 void AccumulateColumns(float* acc, int64_t g, const float* p, const 
 }
 
 template <typename T>
-void AccumulateAvx512(float* acc, int64_t g, const float* p, const T* values, int64_t nb,
-                      int64_t d) {
+void AccumulateAvx512(float* acc, int64_t g, const float* p, int64_t ld, const T* values,
+                      int64_t nb, int64_t d) {
   switch (d) {
     case 64:
-      return AccumulateRegs<T, 4>(acc, g, p, values, nb);
+      return AccumulateRegs<T, 4>(acc, g, p, ld, values, nb);
     case 128:
-      return AccumulateRegs<T, 8>(acc, g, p, values, nb);
+      return AccumulateRegs<T, 8>(acc, g, p, ld, values, nb);
     case 256:
-      return AccumulateRegs<T, 16>(acc, g, p, values, nb);
+      return AccumulateRegs<T, 16>(acc, g, p, ld, values, nb);
     default:
-      return AccumulateColumns(acc, g, p, values, nb, d);
+      return AccumulateColumns(acc, g, p, ld, values, nb, d);
   }
+}
+
+// Where a sequence's keys and values of one part (its shared prefix, or its own cache) are.
+template <typename T>
+struct Part {
+  const T* keys = nullptr;
+  const T* values = nullptr;
+  int64_t capacity = 0;             // Contiguous storage: [kv_heads, capacity, d].
+  const int32_t* blocks = nullptr;  // Block storage: the pool's [*, kv_heads, block_tokens, d].
+};
+
+// Points *k, *v at index `index` of `part` for kv head `kvh`; returns how many of the next `want`
+// indices follow contiguously from there (all of them, or up to the end of its block).
+template <typename T>
+int64_t Locate(const DecodeAttentionArgs& a, const Part<T>& part, int64_t kvh, int64_t index,
+               int64_t want, const T** k, const T** v) {
+  if (part.blocks == nullptr) {
+    const int64_t at = (kvh * part.capacity + index) * a.d;
+    *k = part.keys + at;
+    *v = part.values + at;
+    return want;
+  }
+  const int64_t bt = a.block_tokens, offset = index % bt;
+  const int64_t at = ((part.blocks[index / bt] * a.kv_heads + kvh) * bt + offset) * a.d;
+  *k = part.keys + at;
+  *v = part.values + at;
+  return std::min(want, bt - offset);
 }
 
 template <typename T>
@@ -229,10 +256,12 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
         }
         // The keys come from up to two parts: the shared prefix [0, split), then the own cache.
         const int64_t split = a.prefix_length != nullptr ? a.prefix_length[b] : 0;
-        const T* own_k = keys[b] + kvh * a.capacity[b] * d;
-        const T* own_v = values[b] + kvh * a.capacity[b] * d;
-        const T* pre_k = split > 0 ? prefix_keys[b] + kvh * a.prefix_capacity[b] * d : nullptr;
-        const T* pre_v = split > 0 ? prefix_values[b] + kvh * a.prefix_capacity[b] * d : nullptr;
+        const Part<T> own{keys[b], values[b], a.capacity[b],
+                          a.blocks != nullptr ? a.blocks[b] : nullptr};
+        const Part<T> pre =
+            split > 0 ? Part<T>{prefix_keys[b], prefix_values[b], a.prefix_capacity[b],
+                                a.prefix_blocks != nullptr ? a.prefix_blocks[b] : nullptr}
+                      : Part<T>{};
         for (int64_t t0 = lo; t0 < hi;) {
           const bool in_prefix = t0 < split;
           const int64_t part_end = in_prefix ? std::min(split, hi) : hi;
@@ -247,12 +276,18 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
             float* acc = qf + g * d;
             float* running_max = acc + g * d;
             float* running_sum = running_max + g;
-            const T* kbase = (in_prefix ? pre_k + first * d : own_k + (first - split) * d);
-            const T* vbase = (in_prefix ? pre_v + first * d : own_v + (first - split) * d);
-            if (avx) {
-              ScoresAvx512(qf, g, kbase, nb, d, a.scale, scores);
-            } else {
-              ScoresPortable(qf, g, kbase, nb, d, a.scale, scores);
+            const Part<T>& part = in_prefix ? pre : own;
+            const int64_t index = in_prefix ? first : first - split;  // In the part's storage.
+            // The block's keys lie in one piece of contiguous storage, or in several blocks.
+            for (int64_t done = 0; done < nb;) {
+              const T *kp, *vp;
+              const int64_t len = Locate(a, part, kvh, index + done, nb - done, &kp, &vp);
+              if (avx) {
+                ScoresAvx512(qf, g, kp, len, d, a.scale, scores + done, nb);
+              } else {
+                ScoresPortable(qf, g, kp, len, d, a.scale, scores + done, nb);
+              }
+              done += len;
             }
             // Online softmax: rescale what was accumulated to the new running maximum.
             for (int64_t i = 0; i < g; ++i) {
@@ -271,10 +306,15 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
                 for (int64_t c = 0; c < d; ++c) acc[i * d + c] *= correction;
               }
             }
-            if (avx) {
-              AccumulateAvx512(acc, g, scores, vbase, nb, d);
-            } else {
-              AccumulatePortable(acc, g, scores, vbase, nb, d);
+            for (int64_t done = 0; done < nb;) {
+              const T *kp, *vp;
+              const int64_t len = Locate(a, part, kvh, index + done, nb - done, &kp, &vp);
+              if (avx) {
+                AccumulateAvx512(acc, g, scores + done, nb, vp, len, d);
+              } else {
+                AccumulatePortable(acc, g, scores + done, nb, vp, len, d);
+              }
+              done += len;
             }
           }
           t0 += block;
