@@ -14,9 +14,9 @@ KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t blocks, int64_t bloc
   // One tensor per layer and kind rather than one for the whole pool: each is a separate mapping,
   // which the kernel's overcommit heuristics judge one at a time.
   for (int l = 0; l < config.num_layers; ++l) {
-    keys_.push_back(at::empty({blocks, config.num_kv_heads, block_tokens, config.head_dim}, options));
+    keys_.push_back(at::empty({config.num_kv_heads, blocks, block_tokens, config.head_dim}, options));
     values_.push_back(
-        at::empty({blocks, config.num_kv_heads, block_tokens, config.head_dim}, options));
+        at::empty({config.num_kv_heads, blocks, block_tokens, config.head_dim}, options));
   }
   block_bytes_ = 2 * int64_t{config.num_layers} * config.num_kv_heads * block_tokens *
                  config.head_dim * static_cast<int64_t>(c10::elementSize(

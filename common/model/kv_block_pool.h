@@ -1,6 +1,6 @@
 // One pool of fixed-size KV blocks shared by many caches (the decoder engine's --max_kv_tokens):
-// every layer's keys and values live in one tensor each, [blocks, kv_heads, block_tokens,
-// head_dim], allocated once when the pool is made, so the KV memory of a server is the pool's and
+// every layer's keys and values live in one tensor each, [kv_heads, blocks, block_tokens,
+// head_dim] (a head's consecutive blocks are contiguous), allocated once when the pool is made, so the KV memory of a server is the pool's and
 // nothing else however requests come and go: a cache grows by taking blocks (never by copying)
 // and gives them back when it is destroyed. The tensors are allocated untouched, so the resident
 // memory is the high-water mark of the blocks ever used, never more than the pool.
@@ -41,7 +41,7 @@ class KvBlockPool {
   // Gives blocks back (each exactly once).
   void Free(const std::vector<int32_t>& blocks);
 
-  // Layer `layer`'s storage: [blocks, kv_heads, block_tokens, head_dim], contiguous.
+  // Layer `layer`'s storage: [kv_heads, blocks, block_tokens, head_dim], contiguous.
   const at::Tensor& keys(int layer) const { return keys_[layer]; }
   const at::Tensor& values(int layer) const { return values_[layer]; }
 

@@ -129,8 +129,8 @@ void KVCache::Write(int layer, const at::Tensor& k, const at::Tensor& v) {
     const int64_t index = length_ + i, offset = index % block;
     const int64_t m = std::min(n - i, block - offset);
     const int32_t id = blocks_[index / block];
-    pool_->keys(layer)[id].narrow(1, offset, m).copy_(k.narrow(1, i, m));
-    pool_->values(layer)[id].narrow(1, offset, m).copy_(v.narrow(1, i, m));
+    pool_->keys(layer).select(1, id).narrow(1, offset, m).copy_(k.narrow(1, i, m));
+    pool_->values(layer).select(1, id).narrow(1, offset, m).copy_(v.narrow(1, i, m));
     i += m;
   }
 }
@@ -150,11 +150,11 @@ at::Tensor KVCache::Own(bool keys, int layer, int64_t begin, int64_t end) const 
   std::vector<at::Tensor> parts;
   for (int64_t i = begin; i < end;) {
     const int64_t offset = i % block, m = std::min(end - i, block - offset);
-    parts.push_back(all[blocks_[i / block]].narrow(1, offset, m));
+    parts.push_back(all.select(1, blocks_[i / block]).narrow(1, offset, m));
     i += m;
   }
   if (parts.size() == 1) return parts[0];
-  if (parts.empty()) return all[0].narrow(1, 0, 0);
+  if (parts.empty()) return all.select(1, 0).narrow(1, 0, 0);
   return at::cat(parts, 1);
 }
 

@@ -70,7 +70,7 @@ class KVCache {
   at::Tensor Values(int layer, int64_t begin, int64_t end) const;
   // This cache's own storage of `layer` (for kernels); index i holds global position
   // prefix_length() + i. Own tensors: [kv_heads, capacity, head_dim], contiguous. Blocks: the
-  // pool's [blocks, kv_heads, block_tokens, head_dim], index i in block blocks()[i / block_tokens]
+  // pool's [kv_heads, blocks, block_tokens, head_dim], index i in block blocks()[i / block_tokens]
   // at i % block_tokens.
   const at::Tensor& KeyStorage(int layer) const;
   const at::Tensor& ValueStorage(int layer) const;

@@ -269,12 +269,14 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   // Caches in a KvBlockPool's blocks: their block tables (null for caches with tensors of their own).
   std::vector<const int32_t*> blocks(attending), prefix_blocks(attending);
   bool any_prefix = false, any_blocks = false;
-  int64_t block_tokens = 0;
+  int64_t block_tokens = 0, pool_blocks = 0;
   auto note_blocks = [&](const KVCache& cache, const int32_t** table) {
     if (cache.pool() == nullptr) return;
-    TORCH_CHECK(block_tokens == 0 || block_tokens == cache.pool()->block_tokens(),
-                "DecodeStep: the caches' pools have different block sizes");
+    TORCH_CHECK((block_tokens == 0 || block_tokens == cache.pool()->block_tokens()) &&
+                    (pool_blocks == 0 || pool_blocks == cache.pool()->total_blocks()),
+                "DecodeStep: the caches' pools differ in shape");
     block_tokens = cache.pool()->block_tokens();
+    pool_blocks = cache.pool()->total_blocks();
     *table = cache.blocks().data();
     any_blocks = true;
   };
@@ -306,6 +308,7 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
     args.blocks = blocks.data();
     args.prefix_blocks = prefix_blocks.data();
     args.block_tokens = block_tokens;
+    args.pool_blocks = pool_blocks;
   }
   // The chunk's rows are one run: each key block of its cache is read once for all of them.
   std::vector<int64_t> run(attending, 1);

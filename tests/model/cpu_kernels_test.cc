@@ -200,7 +200,8 @@ std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
 // the whole range from one array either way.
 // With `run` (DecodeAttentionArgs::run), the rows after a run's first read its keys and values.
 // With `block_tokens`, the same parts are also handed over in block storage (a KvBlockPool's
-// layout, blocks dealt in scrambled order): the result must equal the contiguous one bit for bit.
+// layout; the first half of the blocks dealt in order, so that runs of consecutive ids are read
+// as one stretch, the rest scrambled): the result must equal the contiguous one bit for bit.
 template <typename T>
 void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int64_t> begin,
                     std::vector<int64_t> end, uint32_t seed, std::vector<int64_t> split = {},
@@ -303,7 +304,7 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
     }
     std::vector<int32_t> order(total);
     std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), std::mt19937(seed));
+    std::shuffle(order.begin() + total / 2, order.end(), std::mt19937(seed));
     std::vector<T> pool_k(total * kv_heads * bt * d, Poison<T>()), pool_v = pool_k;
     std::vector<std::vector<int32_t>> tables(2 * a.batch);
     int64_t next = 0;
@@ -312,7 +313,7 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
       for (int64_t i = 0; i < blocks_of(cap); ++i) table.push_back(order[next++]);
       for (int64_t h = 0; h < kv_heads; ++h) {
         for (int64_t t = 0; t < cap; ++t) {
-          const int64_t to = ((table[t / bt] * kv_heads + h) * bt + t % bt) * d;
+          const int64_t to = ((h * total + table[t / bt]) * bt + t % bt) * d;
           std::copy_n(k + (h * cap + t) * d, d, pool_k.begin() + to);
           std::copy_n(v + (h * cap + t) * d, d, pool_v.begin() + to);
         }
@@ -335,6 +336,7 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
     paged.blocks = own_tables.data();
     paged.prefix_blocks = prefix_tables.data();
     paged.block_tokens = bt;
+    paged.pool_blocks = total;
     std::vector<T> paged_out(out.size());
     const bool pre = !split.empty();
     if constexpr (std::is_same_v<T, float>) {

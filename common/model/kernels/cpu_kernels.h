@@ -68,13 +68,15 @@ struct DecodeAttentionArgs {
   // after its first. A run's key blocks are read from memory once for all of its rows.
   const int64_t* run = nullptr;
   // Block storage (KvBlockPool), or null when no cache is in blocks: blocks[b] != null means
-  // keys[b] / values[b] are a pool's [pool blocks, kv_heads, block_tokens, d] and own index i
+  // keys[b] / values[b] are a pool's [kv_heads, pool_blocks, block_tokens, d] and own index i
   // lies in block blocks[b][i / block_tokens] at i % block_tokens (capacity[b] unused); the same
-  // for prefix_blocks[b] and the prefix. The softmax runs over the same key blocks whatever the
-  // storage, so the results are bit for bit those of contiguous storage.
+  // for prefix_blocks[b] and the prefix. Consecutive block ids are read as one stretch. The
+  // softmax runs over the same key blocks whatever the storage, so the results are bit for bit
+  // those of contiguous storage.
   const int32_t* const* blocks = nullptr;
   const int32_t* const* prefix_blocks = nullptr;
   int64_t block_tokens = 0;
+  int64_t pool_blocks = 0;
 };
 void DecodeAttentionF32(const DecodeAttentionArgs& args, const float* q,
                         const float* const* keys, const float* const* values, float* out,

@@ -174,11 +174,12 @@ struct Part {
   const T* keys = nullptr;
   const T* values = nullptr;
   int64_t capacity = 0;             // Contiguous storage: [kv_heads, capacity, d].
-  const int32_t* blocks = nullptr;  // Block storage: the pool's [*, kv_heads, block_tokens, d].
+  const int32_t* blocks = nullptr;  // Block storage: the pool's [kv_heads, *, block_tokens, d].
 };
 
 // Points *k, *v at index `index` of `part` for kv head `kvh`; returns how many of the next `want`
-// indices follow contiguously from there (all of them, or up to the end of its block).
+// indices follow contiguously from there (all of them, or up to the end of its block or of the
+// run of consecutive block ids it starts).
 template <typename T>
 int64_t Locate(const DecodeAttentionArgs& a, const Part<T>& part, int64_t kvh, int64_t index,
                int64_t want, const T** k, const T** v) {
@@ -188,11 +189,15 @@ int64_t Locate(const DecodeAttentionArgs& a, const Part<T>& part, int64_t kvh, i
     *v = part.values + at;
     return want;
   }
-  const int64_t bt = a.block_tokens, offset = index % bt;
-  const int64_t at = ((part.blocks[index / bt] * a.kv_heads + kvh) * bt + offset) * a.d;
+  const int64_t bt = a.block_tokens, offset = index % bt, first = index / bt;
+  const int64_t at = ((kvh * a.pool_blocks + part.blocks[first]) * bt + offset) * a.d;
   *k = part.keys + at;
   *v = part.values + at;
-  return std::min(want, bt - offset);
+  int64_t len = bt - offset;
+  for (int64_t j = first + 1; len < want && part.blocks[j] == part.blocks[j - 1] + 1; ++j) {
+    len += bt;
+  }
+  return std::min(want, len);
 }
 
 template <typename T>
