@@ -133,7 +133,7 @@ int Run(int argc, char** argv) {
     return UsageError(s);
   }
   DecoderMetrics metrics((*runner)->metrics().registry(), (*runner)->metrics().prefix(),
-                         engine_options.KvLimit());
+                         engine_options.KvLimit(), engine_options.kv_block_tokens);
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Create(model->get(), engine_options, &metrics);
   if (!engine.ok()) {

@@ -2,6 +2,8 @@
 
 #include <prometheus/family.h>
 
+#include <algorithm>
+
 namespace icae::decoder {
 namespace {
 
@@ -45,7 +47,9 @@ prometheus::Counter* Counter(prometheus::Registry& registry, const std::string& 
 }  // namespace
 
 DecoderMetrics::DecoderMetrics(prometheus::Registry& registry, const std::string& prefix,
-                               int64_t kv_tokens_capacity) {
+                               int64_t kv_tokens_capacity, int64_t kv_block_tokens)
+    : kv_tokens_capacity_(kv_tokens_capacity),
+      kv_block_tokens_(std::max<int64_t>(1, kv_block_tokens)) {
   ttft_ = Histogram(registry, prefix + "time_to_first_token_seconds",
                     "Admission to the first generated token, seconds", TtftBuckets());
   itl_ = Histogram(registry, prefix + "inter_token_latency_seconds",
@@ -60,9 +64,17 @@ DecoderMetrics::DecoderMetrics(prometheus::Registry& registry, const std::string
   kv_used_ = Gauge(registry, prefix + "kv_cache_tokens_used",
                    "KV-cache positions in use: running sequences' reservations and shared "
                    "context prefixes (kept or read)");
-  kv_capacity_ =
-      Gauge(registry, prefix + "kv_cache_tokens_capacity", "KV-cache positions (--max_kv_tokens)");
+  kv_capacity_ = Gauge(registry, prefix + "kv_cache_tokens_capacity",
+                       "KV-cache positions of the pool (--max_kv_tokens in whole blocks)");
   kv_capacity_->Set(static_cast<double>(kv_tokens_capacity));
+  auto& blocks = prometheus::BuildGauge()
+                     .Name(prefix + "kv_blocks")
+                     .Help("Blocks of the KV pool (--kv_block_tokens positions each) held by "
+                           "running sequences and shared context prefixes, and free")
+                     .Register(registry);
+  kv_blocks_used_ = &blocks.Add({{"state", "used"}});
+  kv_blocks_free_ = &blocks.Add({{"state", "free"}});
+  kv_blocks_free_->Set(static_cast<double>(kv_tokens_capacity / kv_block_tokens_));
   prompt_tokens_ = Counter(registry, prefix + "prompt_tokens_total",
                            "Text context, template and prompt tokens prefilled");
   slot_tokens_ = Counter(registry, prefix + "slot_tokens_total", "Slot positions prefilled");
@@ -131,6 +143,10 @@ void DecoderMetrics::OnState(int running, int waiting, int64_t kv_tokens_used) {
   running_->Set(running);
   waiting_->Set(waiting);
   kv_used_->Set(static_cast<double>(kv_tokens_used));
+  // The budget holds whole blocks, so these are exact.
+  kv_blocks_used_->Set(static_cast<double>(kv_tokens_used / kv_block_tokens_));
+  kv_blocks_free_->Set(
+      static_cast<double>((kv_tokens_capacity_ - kv_tokens_used) / kv_block_tokens_));
 }
 
 }  // namespace icae::decoder

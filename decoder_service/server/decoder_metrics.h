@@ -2,6 +2,7 @@
 //   icae_decoder_time_to_first_token_seconds, _inter_token_latency_seconds,
 //   _e2e_request_latency_seconds, _request_queue_time_seconds, _batch_size    histograms
 //   icae_decoder_num_requests_running / _waiting, _kv_cache_tokens_used / _capacity   gauges
+//   icae_decoder_kv_blocks{state="used"|"free"}                               gauge
 //   icae_decoder_prompt_tokens_total, _slot_tokens_total,
 //   _uncompressed_context_tokens_total, _generation_tokens_total              counters
 //   icae_decoder_requests_finished_total{finish_reason}, _num_preemptions_total  counters
@@ -28,9 +29,10 @@ namespace icae::decoder {
 
 class DecoderMetrics final : public EngineObserver {
  public:
-  // Registers the families on `registry` with names `prefix` + ... ("icae_decoder_").
+  // Registers the families on `registry` with names `prefix` + ... ("icae_decoder_"). The KV
+  // pool holds `kv_tokens_capacity` positions in blocks of `kv_block_tokens`.
   DecoderMetrics(prometheus::Registry& registry, const std::string& prefix,
-                 int64_t kv_tokens_capacity);
+                 int64_t kv_tokens_capacity, int64_t kv_block_tokens);
 
   void OnAdmitted(double queue_seconds, int prompt_tokens, int slot_tokens,
                   int uncompressed_context_tokens) override;
@@ -55,6 +57,10 @@ class DecoderMetrics final : public EngineObserver {
   prometheus::Gauge* waiting_;
   prometheus::Gauge* kv_used_;
   prometheus::Gauge* kv_capacity_;
+  prometheus::Gauge* kv_blocks_used_;
+  prometheus::Gauge* kv_blocks_free_;
+  const int64_t kv_tokens_capacity_;
+  const int64_t kv_block_tokens_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* slot_tokens_;
   prometheus::Counter* uncompressed_tokens_;

@@ -317,11 +317,12 @@ def decoder_dashboard():
                    "running {{instance}}"),
                   (f"sum by (instance) (icae_decoder_num_requests_waiting{{{SEL}}})",
                    "waiting {{instance}}")], w=8)
-    d.timeseries("KV cache usage", "KV positions in use / --max_kv_tokens, per replica. In use: "
-                 "running sequences' reservations (what each needs now, grown by "
-                 "--kv_block_tokens) and the positions of every kept (or still read) context "
-                 "prefix; idle kept prefixes give way when room is needed, then the youngest "
-                 "running requests are preempted (next panel).",
+    d.timeseries("KV cache usage", "Blocks of the KV pool in use / the pool (--max_kv_tokens "
+                 "in --kv_block_tokens blocks), per replica. In use: running sequences' blocks "
+                 "(what each needs now, grown block by block) and the blocks of every kept (or "
+                 "still read) context prefix; idle kept prefixes give way when room is needed, "
+                 "then the youngest running requests are preempted (next panel). Free blocks: "
+                 "icae_decoder_kv_blocks{state=\"free\"}.",
                  "percentunit",
                  [(f"sum by (instance) (icae_decoder_kv_cache_tokens_used{{{SEL}}}) / "
                    f"sum by (instance) (icae_decoder_kv_cache_tokens_capacity{{{SEL}}})",
@@ -340,7 +341,12 @@ def decoder_dashboard():
                  "positions cost the running streams only the extra rows' arithmetic, alone ones "
                  "stall them for the chunk (--prefill_chunk_tokens).", "short",
                  [(rate("icae_decoder_prefill_positions_total", by="scheduled"),
-                   "{{scheduled}}")], w=16, stack=True)
+                   "{{scheduled}}")], w=8, stack=True)
+    d.timeseries("Free KV blocks", "Blocks of each replica's KV pool (--kv_block_tokens positions "
+                 "each) that no running sequence or context prefix holds: room for new requests "
+                 "before idle kept prefixes are dropped and running ones preempted.", "short",
+                 [(f"sum by (instance) (icae_decoder_kv_blocks{{{SEL},state=\"free\"}})",
+                   "{{instance}}")], w=8)
     d.timeseries("Open streams", "GenerateStream calls open per replica (at most --max_streams), "
                  "and streams cancelled because the client took no chunk for "
                  "--stream_idle_seconds.", "short",

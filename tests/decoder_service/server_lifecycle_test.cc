@@ -54,6 +54,11 @@ TEST_F(DecoderServerTest, CancelledStreamLeavesTheRunningBatch) {
   const double used = Slow()->Metric("icae_decoder_kv_cache_tokens_used");
   EXPECT_GE(used, 9);
   EXPECT_LT(used, 8 + 1500);
+  // Whole blocks of the pool (16 positions), shown as blocks too.
+  EXPECT_EQ(static_cast<int64_t>(used) % 16, 0);
+  EXPECT_EQ(Slow()->Metric("icae_decoder_kv_blocks", {{"state", "used"}}), used / 16);
+  EXPECT_EQ(Slow()->Metric("icae_decoder_kv_blocks", {{"state", "free"}}) * 16 + used,
+            Slow()->Metric("icae_decoder_kv_cache_tokens_capacity"));
   context.TryCancel();
   while (reader->Read(&chunk)) {
   }

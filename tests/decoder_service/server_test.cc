@@ -38,6 +38,9 @@ TEST_F(DecoderServerTest, InfoHealthAndMetricsDescribeTheModel) {
                          {"version", "0.1.0"}}),
             1);
   EXPECT_EQ(MetricValue(*metrics, "icae_decoder_kv_cache_tokens_capacity"), 65536);
+  // The pool: 65536 positions in blocks of 16, none held yet.
+  EXPECT_EQ(MetricValue(*metrics, "icae_decoder_kv_blocks", {{"state", "free"}}), 4096);
+  EXPECT_EQ(MetricValue(*metrics, "icae_decoder_kv_blocks", {{"state", "used"}}), 0);
   for (const char* name :
        {"icae_decoder_time_to_first_token_seconds_count",
         "icae_decoder_inter_token_latency_seconds_count",
