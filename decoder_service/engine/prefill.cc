@@ -123,11 +123,13 @@ void Engine::Impl::PublishPrefix(Request& request) {
   const int64_t positions = request.sequence->cache().capacity();  // The prefix's blocks.
   std::atomic<int64_t>* alive = &prefix_positions_alive_;
   alive->fetch_add(positions);
-  // Counted while it exists: the deleter runs when the cache and the last reader let go.
+  // Counted while it exists: the deleter runs when the cache and the last reader let go. Its
+  // blocks go back to the pool before the budget counts them free, so that admission never
+  // finds the budget's room without the pool's blocks.
   std::shared_ptr<const KVCache> frozen(
       new KVCache(std::move(request.sequence->cache())), [alive, positions](const KVCache* kv) {
-        alive->fetch_sub(positions);
         delete kv;
+        alive->fetch_sub(positions);
       });
   prefix_cache_.Insert(p.prefix_key, frozen);
   PublishPrefixCache();
