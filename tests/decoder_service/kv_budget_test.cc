@@ -59,6 +59,34 @@ TEST_F(KvBudgetTest, AFloodOfRequestsAllCompleteWithinTheBudget) {
   EXPECT_EQ(observer.finished.size(), static_cast<size_t>(kRequests));
 }
 
+// The KV pool's block size changes where positions live, never what is computed: blocks of one
+// position, of 5 (no divisor of anything else here) and of 64 (larger than most requests), with
+// chunked prefill and shared prefixes, give every request the ids it gets from the default engine.
+TEST_F(KvBudgetTest, BlockSizeChangesNoOutput) {
+  constexpr int kRequests = 12;
+  auto plain = MakeEngine();
+  std::vector<std::vector<int>> alone;
+  for (int i = 0; i < kRequests; ++i) alone.push_back(RunAlone(*plain, Mixed(i)).second);
+  for (int block : {1, 5, 64}) {
+    SCOPED_TRACE(block);
+    EngineOptions options;
+    options.kv_block_tokens = block;
+    options.prefill_chunk_tokens = 7;
+    auto engine = MakeEngine(options);
+    std::vector<std::unique_ptr<Collector>> collectors;
+    for (int i = 0; i < kRequests; ++i) {
+      collectors.push_back(std::make_unique<Collector>());
+      ASSERT_OK(engine->Enqueue(Mixed(i), collectors.back()->Sink()));
+    }
+    for (int i = 0; i < kRequests; ++i) {
+      EXPECT_OK(collectors[i]->Wait().status) << "request " << i;
+      EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
+    }
+    // Only kept prefixes stay, in whole blocks.
+    EXPECT_EQ(engine->state().kv_tokens_used % block, 0);
+  }
+}
+
 TEST_F(KvBudgetTest, BlockSizeIsValidated) {
   EngineOptions bad;
   bad.kv_block_tokens = 0;
