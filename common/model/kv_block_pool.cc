@@ -43,10 +43,13 @@ bool KvBlockPool::Allocate(int64_t n, std::vector<int32_t>* out) {
 
 void KvBlockPool::Free(const std::vector<int32_t>& blocks) {
   absl::MutexLock lock(&mu_);
-  for (int32_t b : blocks) {
-    TORCH_CHECK(b >= 0 && b < total_blocks_ && free_.size() < static_cast<size_t>(total_blocks_),
-                "KvBlockPool::Free: block ", b, " is not a held block of this pool");
-    free_.push_back(b);
+  // Last first, so that the next Allocate takes them in the order they were held: a cache's run
+  // of consecutive ids passes to the next cache as a run (read as one stretch by the kernel).
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    TORCH_CHECK(*it >= 0 && *it < total_blocks_ &&
+                    free_.size() < static_cast<size_t>(total_blocks_),
+                "KvBlockPool::Free: block ", *it, " is not a held block of this pool");
+    free_.push_back(*it);
   }
 }
 

@@ -38,7 +38,7 @@ class KvBlockPool {
   // Appends `n` free block ids to `out` and returns true, or returns false and takes none when
   // fewer than `n` are free.
   bool Allocate(int64_t n, std::vector<int32_t>* out);
-  // Gives blocks back (each exactly once).
+  // Gives blocks back (each exactly once); the next Allocate takes them in this order.
   void Free(const std::vector<int32_t>& blocks);
 
   // Layer `layer`'s storage: [kv_heads, blocks, block_tokens, head_dim], contiguous.

@@ -191,6 +191,15 @@ TEST(KvBlockPoolTest, CachesTakeAndGiveBackBlocks) {
     EXPECT_EQ(pool->free_blocks(), 4);
   }
   EXPECT_EQ(pool->free_blocks(), 6);
+  // Blocks come in order and go back so: a freed cache's run of ids passes on as a run.
+  std::vector<int32_t> first;
+  {
+    KVCache a = m.NewCache(pool, 12);
+    first = a.blocks();
+    EXPECT_EQ(first, (std::vector<int32_t>{0, 1, 2}));
+  }
+  KVCache b = m.NewCache(pool, 12);
+  EXPECT_EQ(b.blocks(), first);
 }
 
 // Decoding with every cache in blocks (the prefix too; blocks of 4 positions, so every chunk and
