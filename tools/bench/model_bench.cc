@@ -102,8 +102,9 @@ int Main(int argc, char** argv) {
   flags.String("cross", &cross_path,
                "also a cross-encoder package for --model: its compression on the same segments");
   flags.String("phases", &phases,
-               "what to measure: compression, decode and/or mixed (a prefill chunk riding along "
-               "a decode step of 8)");
+               "what to measure: compression, decode, mixed (a prefill chunk riding along a "
+               "decode step of 8) and/or products (the small-batch product at 1-16 rows on the "
+               "model's weight shapes, beside ATen's GEMM on the same shapes)");
   flags.String("paths", &paths,
                "decode paths to measure: native (the project's CPU kernels), aten, or both");
   ParseFlagsOrExit(flags, argc, argv);
@@ -183,6 +184,45 @@ int Main(int argc, char** argv) {
     }
     c10::InferenceMode guard;
     std::printf("\n== compute dtype %s ==\n", std::string(dtype_name).c_str());
+    if (absl::StrContains(phases, "products")) {
+      // One layer's four products (qkv, o, gate+up, down) at decode-sized row counts: the
+      // small-batch kernel (weights read once for all rows) and ATen's GEMM, milliseconds for
+      // the four and GFLOP/s.
+      const int64_t h = config.hidden_size, inter = config.intermediate_size;
+      const std::vector<std::pair<int64_t, int64_t>> shapes = {
+          {config.q_dim() + 2 * config.kv_dim(), h}, {h, config.q_dim()}, {2 * inter, h},
+          {h, inter}};
+      const at::TensorOptions on =
+          at::TensorOptions().dtype(runtime->dtype).device(runtime->device);
+      std::vector<at::Tensor> weights;
+      double flops_per_row = 0;
+      for (auto [n, k] : shapes) {
+        weights.push_back(at::randn({n, k}, on).mul_(0.02));
+        flops_per_row += 2.0 * n * k;
+      }
+      std::printf("%-34s %10s %10s %10s %10s %8s\n", "one layer's products", "kernel ms",
+                  "GFLOP/s", "GEMM ms", "GFLOP/s", "ratio");
+      for (int rows : {1, 4, 8, 9, 12, 16}) {
+        std::vector<at::Tensor> inputs;
+        for (auto [n, k] : shapes) inputs.push_back(at::randn({rows, k}, on));
+        auto all = [&](bool kernel) {
+          for (size_t i = 0; i < shapes.size(); ++i) {
+            kernel ? SmallBatchLinear(inputs[i], weights[i]) : Linear(inputs[i], weights[i]);
+          }
+        };
+        const double kernel_s = BestOf(repeats * 5, dev, [&] { all(true); });
+        const double gemm_s = BestOf(repeats * 5, dev, [&] { all(false); });
+        const double flops = flops_per_row * rows;
+        std::printf("%-34s %10.3f %10.1f %10.3f %10.1f %7.2fx\n",
+                    absl::StrCat("rows ", rows).c_str(), 1e3 * kernel_s, flops / kernel_s / 1e9,
+                    1e3 * gemm_s, flops / gemm_s / 1e9, gemm_s / kernel_s);
+        report["results"].push_back({{"phase", "products"},
+                                     {"dtype", std::string(dtype_name)},
+                                     {"rows", rows},
+                                     {"kernel_s", kernel_s},
+                                     {"gemm_s", gemm_s}});
+      }
+    }
     auto compressor = Compressor::Load(model_dir, adapter_dir, *runtime);
     if (!compressor.ok()) {
       std::fprintf(stderr, "%s\n", compressor.status().ToString().c_str());
