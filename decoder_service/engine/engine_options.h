@@ -12,8 +12,9 @@ namespace icae::decoder {
 struct EngineOptions {
   // Sequences decoding together (the running batch).
   int max_running = 16;
-  // KV-cache positions in use, summed over the running sequences' own caches (reserved by
-  // blocks as they grow) and every shared context prefix while it exists; when a sequence cannot
+  // The KV pool (rounded up to whole blocks, allocated at start-up): positions in use, summed
+  // over the running sequences' own caches (whole blocks, taken as they grow) and every shared
+  // context prefix while it exists, never pass it; when a sequence cannot
   // grow, the youngest admitted request is preempted (recomputed later), so the budget is never
   // overrun and no request fails for lack of KV.
   int64_t max_kv_tokens = 65536;
