@@ -198,7 +198,7 @@ v1::DecoderInfo MakeDecoderInfo(const SlotDecoder& model, const EngineOptions& o
   info.set_version(server.version);
   info.set_max_message_bytes(server.max_message_bytes);
   info.set_max_running(options.max_running);
-  info.set_max_kv_tokens(options.max_kv_tokens);
+  info.set_max_kv_tokens(options.KvLimit());
   info.set_slot_store(server.slot_store);
   return info;
 }
