@@ -24,6 +24,19 @@ GenerateInput Mixed(int i) {
   return input;
 }
 
+// Enqueues Mixed(0..n) at once into `engine`: each must complete with alone[i], its ids alone.
+void ExpectAllGetTheirIdsAlone(Engine& engine, const std::vector<std::vector<int>>& alone) {
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (size_t i = 0; i < alone.size(); ++i) {
+    collectors.push_back(std::make_unique<Collector>());
+    ASSERT_OK(engine.Enqueue(Mixed(static_cast<int>(i)), collectors.back()->Sink()));
+  }
+  for (size_t i = 0; i < alone.size(); ++i) {
+    EXPECT_OK(collectors[i]->Wait().status) << "request " << i;
+    EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
+  }
+}
+
 TEST_F(KvBudgetTest, AFloodOfRequestsAllCompleteWithinTheBudget) {
   constexpr int kRequests = 24;
   auto plain = MakeEngine();
@@ -37,15 +50,7 @@ TEST_F(KvBudgetTest, AFloodOfRequestsAllCompleteWithinTheBudget) {
   options.prefill_chunk_tokens = 8;
   options.kv_block_tokens = 8;
   auto engine = MakeEngine(options, &observer);
-  std::vector<std::unique_ptr<Collector>> collectors;
-  for (int i = 0; i < kRequests; ++i) {
-    collectors.push_back(std::make_unique<Collector>());
-    ASSERT_OK(engine->Enqueue(Mixed(i), collectors.back()->Sink()));
-  }
-  for (int i = 0; i < kRequests; ++i) {
-    EXPECT_OK(collectors[i]->Wait().status) << "request " << i;
-    EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
-  }
+  ExpectAllGetTheirIdsAlone(*engine, alone);
   EXPECT_GT(observer.preemptions.load(), 0);
   // The budget is the pool: 150 positions in whole blocks of 8 (152).
   EXPECT_EQ(options.KvLimit(), 152);
@@ -73,15 +78,7 @@ TEST_F(KvBudgetTest, BlockSizeChangesNoOutput) {
     options.kv_block_tokens = block;
     options.prefill_chunk_tokens = 7;
     auto engine = MakeEngine(options);
-    std::vector<std::unique_ptr<Collector>> collectors;
-    for (int i = 0; i < kRequests; ++i) {
-      collectors.push_back(std::make_unique<Collector>());
-      ASSERT_OK(engine->Enqueue(Mixed(i), collectors.back()->Sink()));
-    }
-    for (int i = 0; i < kRequests; ++i) {
-      EXPECT_OK(collectors[i]->Wait().status) << "request " << i;
-      EXPECT_EQ(collectors[i]->ids(), alone[i]) << "request " << i;
-    }
+    ExpectAllGetTheirIdsAlone(*engine, alone);
     // Only kept prefixes stay, in whole blocks.
     EXPECT_EQ(engine->state().kv_tokens_used % block, 0);
   }

@@ -89,177 +89,46 @@ TEST(TransformerTest, ChunkedPrefillEqualsOnePrefill) {
 // cache holding everything (prefill and decode, with the kernels and on the ATen path, with and
 // without a sliding window that starts inside the prefix), and never write into the prefix.
 TEST(TransformerTest, SharedPrefixEqualsOneCache) {
-  testing::ScratchDir windowed;
-  WriteWindowedMistral(windowed.path(), 6);
-  for (const std::string& dir : {TestData("tiny-llama"), TestData("tiny-mistral"),
-                                 windowed.path()}) {
-    for (bool kernels_on : {true, false}) {
-      SCOPED_TRACE(dir + (kernels_on ? " kernels" : " aten"));
-      SetCpuKernelsEnabled(kernels_on);
-      auto model = Transformer::Load(dir, Runtime{});
-      ASSERT_OK(model);
-      const Transformer& m = **model;
-      c10::InferenceMode guard;
-      const int64_t vocab = m.config().vocab_size;
-      at::Tensor ids = Expected("tiny-llama", "input_ids").view({-1}) % vocab;
-      const int64_t n = ids.size(0), p = 9;
-      auto decode = [&](std::vector<KVCache*> caches) {
-        std::vector<at::Tensor> logits;
-        for (int64_t step = 0; step < 5; ++step) {
-          at::Tensor tokens = at::tensor({11 + step, 40 + 3 * step}, at::kLong) % vocab;
-          logits.push_back(m.Logits(m.DecodeStep(m.Embed(tokens), caches)));
-        }
-        return logits;
-      };
-      // One cache per sequence: both read ids, the second a different tail after the prefix.
-      at::Tensor other = ids.clone();
-      other.narrow(0, p, n - p).add_(17).remainder_(vocab);
-      KVCache a = m.NewCache(n), b = m.NewCache(n);
-      at::Tensor whole_a = m.Logits(m.Prefill(m.Embed(ids), a));
-      at::Tensor whole_b = m.Logits(m.Prefill(m.Embed(other), b));
-      const std::vector<at::Tensor> whole_steps = decode({&a, &b});
-      // The prefix once, then each tail on top of it.
-      KVCache prefix_cache = m.NewCache(p);
-      at::Tensor head = m.Logits(m.Prefill(m.Embed(ids.narrow(0, 0, p)), prefix_cache));
-      auto prefix = std::make_shared<const KVCache>(std::move(prefix_cache));
-      const at::Tensor keys_before = prefix->KeyStorage(0).clone();
-      KVCache sa = m.NewCache(2, prefix), sb = m.NewCache(2, prefix);  // Grow past 2.
-      EXPECT_EQ(sa.length(), p);
-      at::Tensor tail_a = m.Logits(m.Prefill(m.Embed(ids.narrow(0, p, n - p)), sa));
-      at::Tensor tail_b = m.Logits(m.Prefill(m.Embed(other.narrow(0, p, n - p)), sb));
-      EXPECT_LT(MaxAbsDiff(at::cat({head, tail_a}), whole_a), 1e-5);
-      EXPECT_LT(MaxAbsDiff(tail_b, whole_b.narrow(0, p, n - p)), 1e-5);
-      const std::vector<at::Tensor> shared_steps = decode({&sa, &sb});
-      for (size_t s = 0; s < whole_steps.size(); ++s) {
-        EXPECT_LT(MaxAbsDiff(shared_steps[s], whole_steps[s]), 1e-5) << "step " << s;
+  testing::ForEachDecodeModel([](const Transformer& m, bool) {
+    const int64_t vocab = m.config().vocab_size;
+    at::Tensor ids = Expected("tiny-llama", "input_ids").view({-1}) % vocab;
+    const int64_t n = ids.size(0), p = 9;
+    auto decode = [&](std::vector<KVCache*> caches) {
+      std::vector<at::Tensor> logits;
+      for (int64_t step = 0; step < 5; ++step) {
+        at::Tensor tokens = at::tensor({11 + step, 40 + 3 * step}, at::kLong) % vocab;
+        logits.push_back(m.Logits(m.DecodeStep(m.Embed(tokens), caches)));
       }
-      EXPECT_EQ(sa.length(), n + 5);
-      EXPECT_EQ(sa.prefix_length(), p);
-      EXPECT_EQ(sa.bytes(), KVCache::BytesPerPosition(m.config(), m.dtype()) * sa.capacity());
-      EXPECT_TRUE(at::equal(prefix->KeyStorage(0), keys_before));
-      EXPECT_EQ(prefix->length(), p);
+      return logits;
+    };
+    // One cache per sequence: both read ids, the second a different tail after the prefix.
+    at::Tensor other = ids.clone();
+    other.narrow(0, p, n - p).add_(17).remainder_(vocab);
+    KVCache a = m.NewCache(n), b = m.NewCache(n);
+    at::Tensor whole_a = m.Logits(m.Prefill(m.Embed(ids), a));
+    at::Tensor whole_b = m.Logits(m.Prefill(m.Embed(other), b));
+    const std::vector<at::Tensor> whole_steps = decode({&a, &b});
+    // The prefix once, then each tail on top of it.
+    KVCache prefix_cache = m.NewCache(p);
+    at::Tensor head = m.Logits(m.Prefill(m.Embed(ids.narrow(0, 0, p)), prefix_cache));
+    auto prefix = std::make_shared<const KVCache>(std::move(prefix_cache));
+    const at::Tensor keys_before = prefix->KeyStorage(0).clone();
+    KVCache sa = m.NewCache(2, prefix), sb = m.NewCache(2, prefix);  // Grow past 2.
+    EXPECT_EQ(sa.length(), p);
+    at::Tensor tail_a = m.Logits(m.Prefill(m.Embed(ids.narrow(0, p, n - p)), sa));
+    at::Tensor tail_b = m.Logits(m.Prefill(m.Embed(other.narrow(0, p, n - p)), sb));
+    EXPECT_LT(MaxAbsDiff(at::cat({head, tail_a}), whole_a), 1e-5);
+    EXPECT_LT(MaxAbsDiff(tail_b, whole_b.narrow(0, p, n - p)), 1e-5);
+    const std::vector<at::Tensor> shared_steps = decode({&sa, &sb});
+    for (size_t s = 0; s < whole_steps.size(); ++s) {
+      EXPECT_LT(MaxAbsDiff(shared_steps[s], whole_steps[s]), 1e-5) << "step " << s;
     }
-  }
-  SetCpuKernelsEnabled(true);
-}
-
-// Caches in a KvBlockPool's blocks: writes across block edges read back, moving hands the blocks
-// over, destroying and shrinking give them back, and a pool short of blocks refuses (no crash).
-TEST(KvBlockPoolTest, CachesTakeAndGiveBackBlocks) {
-  auto model = Transformer::Load(TestData("tiny-llama"), Runtime{});
-  ASSERT_OK(model);
-  const Transformer& m = **model;
-  const ModelConfig& config = m.config();
-  c10::InferenceMode guard;
-  auto pool = m.NewBlockPool(6, 4);
-  EXPECT_EQ(pool->free_blocks(), 6);
-  EXPECT_EQ(pool->block_bytes(), 4 * KVCache::BytesPerPosition(config, m.dtype()));
-  {
-    KVCache cache = m.NewCache(pool, 5);
-    EXPECT_EQ(cache.capacity(), 8);
-    EXPECT_EQ(cache.bytes(), 2 * pool->block_bytes());
-    EXPECT_EQ(pool->free_blocks(), 4);
-    const int64_t kvh = config.num_kv_heads, d = config.head_dim;
-    at::Tensor k = at::randn({config.num_layers, kvh, 7, d}), v = at::randn_like(k);
-    for (auto [from, n] : {std::pair<int64_t, int64_t>{0, 3}, {3, 4}}) {  // 3, then 4 across an edge.
-      for (int l = 0; l < config.num_layers; ++l) {
-        cache.Write(l, k[l].narrow(1, from, n), v[l].narrow(1, from, n));
-      }
-      cache.Advance(n);
-    }
-    for (int l = 0; l < config.num_layers; ++l) {
-      EXPECT_TRUE(at::equal(cache.Keys(l, 0, 7), k[l]));
-      EXPECT_TRUE(at::equal(cache.Values(l, 2, 6), v[l].narrow(1, 2, 4)));
-    }
-    KVCache moved = std::move(cache);
-    EXPECT_EQ(moved.length(), 7);
-    EXPECT_EQ(pool->free_blocks(), 4);
-    moved.Reserve(2);  // 9 positions: a third block.
-    EXPECT_EQ(pool->free_blocks(), 3);
-    EXPECT_TRUE(at::equal(moved.Keys(0, 0, 7), k[0]));  // Grown without a copy: still there.
-    EXPECT_THROW(moved.SetCapacity(6), c10::Error);     // Below what it holds.
-    moved.SetCapacity(7);
-    EXPECT_EQ(moved.capacity(), 8);
-    EXPECT_EQ(pool->free_blocks(), 4);
-    try {
-      KVCache too_big = m.NewCache(pool, 5 * 4 + 1);
-      ADD_FAILURE() << "a cache larger than the free blocks was made";
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("fewer than 6 free blocks"), std::string::npos)
-          << e.what();
-    }
-    EXPECT_EQ(pool->free_blocks(), 4);
-  }
-  EXPECT_EQ(pool->free_blocks(), 6);
-  // Blocks come in order and go back so: a freed cache's run of ids passes on as a run.
-  std::vector<int32_t> first;
-  {
-    KVCache a = m.NewCache(pool, 12);
-    first = a.blocks();
-    EXPECT_EQ(first, (std::vector<int32_t>{0, 1, 2}));
-  }
-  KVCache b = m.NewCache(pool, 12);
-  EXPECT_EQ(b.blocks(), first);
-}
-
-// Decoding with every cache in blocks (the prefix too; blocks of 4 positions, so every chunk and
-// step crosses edges) equals decoding with caches of their own tensors: with the CPU kernels bit
-// for bit, on the ATen path (which gathers the blocks) within 1e-6.
-TEST(KvBlockPoolTest, BlockCachesDecodeAsOwnTensors) {
-  testing::ScratchDir windowed;
-  WriteWindowedMistral(windowed.path(), 6);
-  for (const std::string& dir : {TestData("tiny-llama"), TestData("tiny-mistral"),
-                                 windowed.path()}) {
-    for (bool kernels_on : {true, false}) {
-      SCOPED_TRACE(dir + (kernels_on ? " kernels" : " aten"));
-      SetCpuKernelsEnabled(kernels_on);
-      auto model = Transformer::Load(dir, Runtime{});
-      ASSERT_OK(model);
-      const Transformer& m = **model;
-      c10::InferenceMode guard;
-      const int64_t vocab = m.config().vocab_size;
-      at::Tensor ids = Expected("tiny-llama", "input_ids").view({-1}) % vocab;
-      const int64_t n = ids.size(0), p = 9;
-      auto pool = m.NewBlockPool(64, 4);
-      // A shared prefix of p positions, two sequences after it, 3 of a third riding along a step,
-      // then 4 decode steps of all three.
-      auto run = [&](bool blocks) {
-        auto cache = [&](int64_t capacity, std::shared_ptr<const KVCache> prefix = nullptr) {
-          return blocks ? m.NewCache(pool, capacity, std::move(prefix))
-                        : m.NewCache(capacity, std::move(prefix));
-        };
-        std::vector<at::Tensor> out;
-        KVCache prefix_cache = cache(p);
-        out.push_back(m.Logits(m.Prefill(m.Embed(ids.narrow(0, 0, p)), prefix_cache)));
-        auto prefix = std::make_shared<const KVCache>(std::move(prefix_cache));
-        KVCache a = cache(2, prefix), b = cache(2, prefix), c = cache(1);
-        out.push_back(m.Logits(m.Prefill(m.Embed(ids.narrow(0, p, n - p)), a)));
-        out.push_back(m.Logits(m.Prefill(m.Embed(ids.narrow(0, p, 3)), b)));
-        out.push_back(m.Logits(m.Prefill(m.Embed(ids.narrow(0, 0, 5)), c)));
-        at::Tensor chunk_hidden;
-        std::vector<KVCache*> two = {&a, &b};
-        out.push_back(m.Logits(m.DecodeStep(m.Embed(at::tensor({7, 8}, at::kLong) % vocab), two,
-                                            {m.Embed(ids.narrow(0, 5, 3)), &c}, &chunk_hidden)));
-        out.push_back(m.Logits(chunk_hidden));
-        std::vector<KVCache*> three = {&a, &b, &c};
-        for (int64_t step = 0; step < 4; ++step) {
-          at::Tensor tokens = at::tensor({11 + step, 40 + 3 * step, 3 + step}, at::kLong) % vocab;
-          out.push_back(m.Logits(m.DecodeStep(m.Embed(tokens), three)));
-        }
-        return out;
-      };
-      const std::vector<at::Tensor> own = run(false), in_blocks = run(true);
-      ASSERT_EQ(pool->free_blocks(), 64);  // Every block given back.
-      for (size_t i = 0; i < own.size(); ++i) {
-        if (kernels_on && i >= 4) {
-          EXPECT_TRUE(at::equal(in_blocks[i], own[i])) << "output " << i;
-        } else {
-          EXPECT_LT(MaxAbsDiff(in_blocks[i], own[i]), 1e-6) << "output " << i;
-        }
-      }
-    }
-  }
-  SetCpuKernelsEnabled(true);
+    EXPECT_EQ(sa.length(), n + 5);
+    EXPECT_EQ(sa.prefix_length(), p);
+    EXPECT_EQ(sa.bytes(), KVCache::BytesPerPosition(m.config(), m.dtype()) * sa.capacity());
+    EXPECT_TRUE(at::equal(prefix->KeyStorage(0), keys_before));
+    EXPECT_EQ(prefix->length(), p);
+  });
 }
 
 // A decode step of two sequences carrying `chunk` positions of a third (which continues a shared

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "common/io/mapped_file.h"
+#include "common/model/ops.h"
 #include "common/model/tensor_io.h"
 #include "tests/util/test_util.h"
 
@@ -83,6 +84,24 @@ void WriteWindowedMistral(const std::string& dst, int window) {
   ASSERT_NE(config->find(field), std::string::npos) << "tiny-mistral's config changed";
   std::ofstream(dst + "/config.json") << absl::StrReplaceAll(
       *config, {{field, "\"sliding_window\": " + std::to_string(window)}});
+}
+
+void ForEachDecodeModel(const std::function<void(const Transformer&, bool kernels_on)>& body) {
+  ::icae::testing::ScratchDir windowed;
+  WriteWindowedMistral(windowed.path(), 6);
+  for (const std::string& dir : {TestData("tiny-llama"), TestData("tiny-mistral"),
+                                 windowed.path()}) {
+    for (bool kernels_on : {true, false}) {
+      SCOPED_TRACE(dir + (kernels_on ? " kernels" : " aten"));
+      SetCpuKernelsEnabled(kernels_on);
+      auto model = Transformer::Load(dir, Runtime{});
+      EXPECT_TRUE(model.ok()) << model.status();
+      if (!model.ok()) continue;
+      c10::InferenceMode guard;
+      body(**model, kernels_on);
+    }
+  }
+  SetCpuKernelsEnabled(true);
 }
 
 }  // namespace icae::testing

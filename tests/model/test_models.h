@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "common/model/runtime_options.h"
 #include "common/model/sampler.h"
 #include "common/model/slot_decoder.h"
+#include "common/model/transformer.h"
 
 namespace icae::testing {
 
@@ -36,6 +38,10 @@ GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int m
 void CopyDir(const std::string& src, const std::string& dst);
 // tiny-mistral with a sliding window of `window` positions, written to `dst` (created).
 void WriteWindowedMistral(const std::string& dst, int window);
+// Runs `body` on each model the cached-decoding tests use (tiny-llama, tiny-mistral, tiny-mistral
+// with a 6-position sliding window; float32 on the CPU) with the CPU kernels on and off, each
+// traced and in inference mode; the kernels are on again afterwards.
+void ForEachDecodeModel(const std::function<void(const Transformer&, bool kernels_on)>& body);
 
 }  // namespace icae::testing
 

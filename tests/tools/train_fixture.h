@@ -23,20 +23,7 @@ class TrainTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete dir_; }
 
-  static LmOptions TinyLm() {
-    LmOptions o;
-    o.train = dir_->Join("train.txt");
-    o.valid = dir_->Join("valid.txt");
-    o.tokenizer = dir_->Join("base/tokenizer.model");
-    o.seq_len = 16;
-    o.valid_windows = 8;
-    o.hidden = 32;
-    o.layers = 1;
-    o.heads = 2;
-    o.kv_heads = 1;
-    o.max_positions = 64;
-    return o;
-  }
+  static LmOptions TinyLm() { return testing::TinyLmOptions(dir_->path(), 8, 1); }
   static PretrainOptions TinyPretrain() {
     return testing::TinyPretrainOptions(dir_->Join("base"), dir_->Join("train.txt"),
                                         dir_->Join("valid.txt"));

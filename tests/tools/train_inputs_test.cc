@@ -34,20 +34,7 @@ class TrainInputsTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete dir_; }
 
-  static LmOptions TinyLm() {
-    LmOptions o;
-    o.train = dir_->Join("train.txt");
-    o.valid = dir_->Join("valid.txt");
-    o.tokenizer = dir_->Join("base/tokenizer.model");
-    o.seq_len = 16;
-    o.valid_windows = 4;
-    o.hidden = 32;
-    o.layers = 1;
-    o.heads = 2;
-    o.kv_heads = 2;
-    o.max_positions = 64;
-    return o;
-  }
+  static LmOptions TinyLm() { return testing::TinyLmOptions(dir_->path(), 4, 2); }
   static FinetuneOptions TinyFinetune(const std::string& train, const std::string& valid) {
     FinetuneOptions o;
     o.model = dir_->Join("base");

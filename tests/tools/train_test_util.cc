@@ -76,6 +76,21 @@ absl::Status MakeTokenizedTinyBase(const std::string& dir) {
   return TrainTokenizer(dir, dir + "/tokenizer.model");
 }
 
+LmOptions TinyLmOptions(const std::string& dir, int valid_windows, int kv_heads) {
+  LmOptions o;
+  o.train = dir + "/train.txt";
+  o.valid = dir + "/valid.txt";
+  o.tokenizer = dir + "/base/tokenizer.model";
+  o.seq_len = 16;
+  o.valid_windows = valid_windows;
+  o.hidden = 32;
+  o.layers = 1;
+  o.heads = 2;
+  o.kv_heads = kv_heads;
+  o.max_positions = 64;
+  return o;
+}
+
 PretrainOptions TinyPretrainOptions(const std::string& base_dir, const std::string& train,
                                     const std::string& valid) {
   PretrainOptions o;

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "tools/train/icae_tasks.h"
+#include "tools/train/lm_task.h"
 #include "tools/train/train_options.h"
 
 namespace icae::train::testing {
@@ -25,6 +26,10 @@ absl::Status MakeTokenizedTinyBase(const std::string& dir);
 // segments), 4 validation samples.
 PretrainOptions TinyPretrainOptions(const std::string& base_dir, const std::string& train,
                                     const std::string& valid);
+
+// A tiny LM (hidden 32, 1 layer, 2 heads, 16-token windows) trained on `dir`'s train.txt and
+// valid.txt with base/tokenizer.model.
+LmOptions TinyLmOptions(const std::string& dir, int valid_windows, int kv_heads);
 
 // Options for a few fast steps: batch 2, lr 1e-2, no warm-up, no GEMM timing, quiet logs.
 TrainOptions TinyTrainOptions(const std::string& out, int steps);
