@@ -1,6 +1,6 @@
 // The decoding state of one request: KV cache, sampler, generated ids, stop conditions and
-// incremental detokenization for streaming. Owned by whoever drives the decode loop (the CLI's
-// GenerateBatch or the decoder service's scheduler). Not thread-safe.
+// incremental detokenization for streaming. Owned by the decode loop that drives it (the decoder
+// engine's scheduler, in the service or in-process for offline callers). Not thread-safe.
 #ifndef ICAE_COMMON_MODEL_SEQUENCE_H_
 #define ICAE_COMMON_MODEL_SEQUENCE_H_
 

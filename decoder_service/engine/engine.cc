@@ -190,9 +190,7 @@ void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running, Request* carried
   const int64_t vocab = logits->size(1);
   const float* rows = logits->data_ptr<float>();
   for (size_t row = 0; row < running.size(); ++row) {
-    Request& request = *running[row];
-    const int id = request.sequence->Accept(rows + row * vocab);
-    Emit(request, id, now);
+    Accept(*running[row], rows + row * vocab, now);
   }
   if (carried == nullptr) return;
   if (observer_ != nullptr) observer_->OnPrefill(carried_n, /*carried=*/true);
@@ -205,8 +203,12 @@ void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running, Request* carried
   if (done || !status.ok()) EndPrefill(*carried);
 }
 
-void Engine::Impl::Emit(Request& request, int accepted_id, absl::Time now) {
+void Engine::Impl::Accept(Request& request, const float* logits, absl::Time now) {
   Sequence& seq = *request.sequence;
+  if (request.prepared.keep_step_logits) {
+    request.step_logits.emplace_back(logits, logits + model_.config().vocab_size);
+  }
+  const int accepted_id = seq.Accept(logits);
   const bool eos = seq.finished() && seq.finish_reason() == FinishReason::kEos;
   if (++request.steps == 1) {
     request.first_token_seconds = Seconds(now - request.admitted);
@@ -221,6 +223,8 @@ void Engine::Impl::Emit(Request& request, int accepted_id, absl::Time now) {
   GenerationEvent event;
   event.token_ids.push_back(accepted_id);
   event.text = seq.TakeNewText();
+  event.step_logits = std::move(request.step_logits);
+  request.step_logits.clear();
   request.sink(std::move(event));
 }
 
@@ -238,6 +242,7 @@ void Engine::Impl::Finish(RequestPtr request, absl::Status status) {
     status = absl::InternalError("generation ended without a finish reason");
   }
   event.status = status;
+  event.step_logits = std::move(request->step_logits);
   const absl::Time now = absl::Now();
   GenerationUsage& usage = event.usage;
   const PreparedRequest& p = request->prepared;
@@ -305,7 +310,14 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() { Shutdown(); }
 
 absl::StatusOr<uint64_t> Engine::Enqueue(GenerateInput input, GenerationSink sink) {
-  return impl_->Enqueue(std::move(input), std::move(sink));
+  return impl_->Enqueue(
+      [&] { return PrepareRequest(*impl_->model(), impl_->options(), std::move(input)); },
+      std::move(sink));
+}
+absl::StatusOr<uint64_t> Engine::Enqueue(LocalInput input, GenerationSink sink) {
+  return impl_->Enqueue(
+      [&] { return PrepareLocalRequest(*impl_->model(), impl_->options(), std::move(input)); },
+      std::move(sink));
 }
 void Engine::Cancel(uint64_t id, absl::Status status) { impl_->Cancel(id, std::move(status)); }
 void Engine::Drain() { impl_->Drain(); }

@@ -39,6 +39,7 @@ class SlotDecoder;
 namespace icae::decoder {
 
 struct GenerateInput;
+struct LocalInput;
 
 // A snapshot of the scheduler.
 struct EngineState {
@@ -64,6 +65,8 @@ class Engine {
   // on error the sink is never called. UNAVAILABLE while draining or shut down;
   // RESOURCE_EXHAUSTED when more than max_waiting requests would wait.
   absl::StatusOr<uint64_t> Enqueue(GenerateInput input, GenerationSink sink);
+  // The same for an in-process request (offline.h; validated by PrepareLocalRequest).
+  absl::StatusOr<uint64_t> Enqueue(LocalInput input, GenerationSink sink);
 
   // Stops request `id` within one decode step: its final event carries `status` (CANCELLED or
   // DEADLINE_EXCEEDED). No effect on a finished or unknown id.

@@ -65,6 +65,8 @@ struct Request {
   // Set by Cancel (status under the engine lock, flag readable without it).
   std::atomic<bool> cancel_requested{false};
   absl::Status cancel_status;
+  // prepared.keep_step_logits: the logits of the steps not yet handed to the sink.
+  std::vector<std::vector<float>> step_logits;
 };
 
 class Engine::Impl {
@@ -82,12 +84,14 @@ class Engine::Impl {
     thread_ = std::thread([this] { Loop(); });
   }
 
-  absl::StatusOr<uint64_t> Enqueue(GenerateInput input, GenerationSink sink) {
+  // `prepare` validates the input (on the calling thread) into a PreparedRequest.
+  template <typename Prepare>
+  absl::StatusOr<uint64_t> Enqueue(Prepare&& prepare, GenerationSink sink) {
     {
       absl::MutexLock lock(&mu_);
       if (draining_) return absl::UnavailableError("the decoder is draining; retry elsewhere");
     }
-    ASSIGN_OR_RETURN(PreparedRequest prepared, PrepareRequest(model_, options_, std::move(input)));
+    ASSIGN_OR_RETURN(PreparedRequest prepared, prepare());
     auto request = std::make_unique<Request>();
     request->prepared = std::move(prepared);
     request->sink = std::move(sink);
@@ -140,6 +144,7 @@ class Engine::Impl {
   }
 
   const EngineOptions& options() const { return options_; }
+  const SlotDecoder* model() const { return &model_; }
 
  private:
   using RequestPtr = std::unique_ptr<Request>;
@@ -189,8 +194,9 @@ class Engine::Impl {
   // ride along (Transformer::DecodeStep with a chunk).
   void DecodeStep(std::vector<RequestPtr>& running, Request* carried = nullptr,
                   int64_t carried_n = 0);
-  // Hands the new id/text of `request` to its sink (final when its sequence finished).
-  void Emit(Request& request, int accepted_id, absl::Time now);
+  // Picks the request's next id from its step's float32 logits [vocab] and hands the id and its
+  // text to the sink (the final event, sent by Finish, carries them when the sequence finished).
+  void Accept(Request& request, const float* logits, absl::Time now);
   // The status that cuts `request` now (cancelled, deadline), or OK.
   absl::Status CutStatus(Request& request, absl::Time now);
   // Sends the final event with `status` (OK: the sequence's own finish reason), unregisters the

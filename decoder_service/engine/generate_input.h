@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "common/model/adapter.h"
 #include "common/model/generation_params.h"
+#include "common/model/slot_decoder.h"
 
 namespace icae::decoder {
 
@@ -46,6 +47,22 @@ struct GenerateInput {
   bool skip_prefix_cache = false;
   // The request is cut with DEADLINE_EXCEEDED once this passes.
   absl::Time deadline = absl::InfiniteFuture();
+};
+
+// An in-process request (offline generation through the engine: the icae CLI, `icae eval`, the
+// trainer's probe, tests): the context already in the model's form and the template chosen. The
+// caller made its slots with this model, so there is no encoder_id or NaN check; the prompt's shape,
+// the sampling parameters and the engine's limits are checked as for a GenerateInput. Never built
+// from the wire.
+struct LocalInput {
+  PromptTemplate tmpl = PromptTemplate::kRaw;
+  std::vector<ContextPart> parts;
+  std::vector<int> prompt_ids;
+  GenerationParams params;  // max_new_tokens 0 = the engine's default.
+  bool ignore_eos = false;
+  bool skip_prefix_cache = false;
+  // Every step's float32 logits come with its event (GenerationEvent::step_logits).
+  bool keep_step_logits = false;
 };
 
 }  // namespace icae::decoder

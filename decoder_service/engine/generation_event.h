@@ -35,6 +35,9 @@ struct GenerationEvent {
   FinishReason finish_reason = FinishReason::kNone;
   absl::Status status;
   GenerationUsage usage;
+  // Only for a LocalInput with keep_step_logits: the float32 logits [vocab] of every step since
+  // the previous event (the step that picked EOS included), in order.
+  std::vector<std::vector<float>> step_logits;
 };
 
 // Receives a request's events in order, on the engine's scheduler thread. Must return quickly

@@ -158,9 +158,9 @@ bool Engine::Impl::Prefilled(Request& request, int64_t n, const at::Tensor& hidd
     request.resume_ids = 0;
     return true;
   }
-  at::Tensor logits = model_.transformer().Logits(hidden[-1]);  // [vocab]
-  const int id = request.sequence->Accept(logits);
-  Emit(request, id, absl::Now());
+  const at::Tensor logits =
+      model_.transformer().Logits(hidden[-1]).to(at::kCPU, at::kFloat).contiguous();  // [vocab]
+  Accept(request, logits.data_ptr<float>(), absl::Now());
   return true;
 }
 

@@ -133,6 +133,67 @@ void SetPrefix(const SlotDecoder& model, const EngineOptions& options, bool skip
   prepared->prefix_key = std::move(key);
 }
 
+// The request's generation parameters, max_new_tokens 0 resolved to the engine's default.
+absl::StatusOr<GenerationParams> CheckParams(const SlotDecoder& model, const EngineOptions& options,
+                                             GenerationParams params) {
+  if (params.max_new_tokens == 0) params.max_new_tokens = options.max_new_tokens;
+  if (params.max_new_tokens < 0 || params.max_new_tokens > options.max_new_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", params.max_new_tokens,
+                                                   " must be in [1, --max_new_tokens ",
+                                                   options.max_new_tokens, "] (0 = default)"));
+  }
+  RETURN_IF_ERROR(CheckStops(params.stop));
+  RETURN_IF_ERROR(params.Validate(model.tokenizer() != nullptr));
+  return params;
+}
+
+// What every request goes through once its template, context parts and prompt ids are in the
+// model's form (in `prepared`, with `params` checked): the layout planned (its errors), the
+// context and KV limits, and the prefix it may share.
+absl::StatusOr<PreparedRequest> PlanRequest(const SlotDecoder& model, const EngineOptions& options,
+                                            PreparedRequest prepared, GenerationParams params,
+                                            bool skip_prefix_cache) {
+  const int context_limit = options.ContextLimit(model.config().max_position_embeddings);
+  ASSIGN_OR_RETURN(PromptUsage usage,
+                   model.PlanPrompt(prepared.tmpl, prepared.parts, prepared.prompt_ids));
+  prepared.slot_tokens = usage.slot_tokens;
+  prepared.prompt_tokens = usage.text_tokens;
+  prepared.context_positions = usage.positions();
+  const int64_t positions = prepared.positions();
+  if (positions == 0) {
+    return absl::InvalidArgumentError(
+        "the request has no context and no prompt: nothing to generate from");
+  }
+  if (positions >= context_limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "context: ", positions, " positions (", usage.slot_tokens, " slots, ", usage.text_tokens,
+        " text, template and prompt tokens) leave no room to generate within "
+        "--max_context_tokens ",
+        context_limit));
+  }
+  params.max_new_tokens =
+      static_cast<int>(std::min<int64_t>(params.max_new_tokens, context_limit - positions));
+  prepared.params = std::move(params);
+  if (prepared.reserved_positions() > options.max_kv_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request needs ", prepared.reserved_positions(), " KV-cache positions (",
+                     positions, " context + ", prepared.params.max_new_tokens,
+                     " max_new_tokens); --max_kv_tokens is ", options.max_kv_tokens));
+  }
+  RETURN_IF_ERROR(CatchTorch("keying the context prefix", [&]() -> absl::Status {
+    SetPrefix(model, options, skip_prefix_cache, &prepared);
+    return absl::OkStatus();
+  }));
+  // A shared prefix ends a block of its own, so sharing may cost a block more: a request that
+  // would then not fit the pool does without sharing (and always fits: reserved <= the limit).
+  if (KvPositionsNeeded(prepared, prepared.reserved_positions(), false,
+                        options.kv_block_tokens) > options.KvLimit()) {
+    prepared.prefix_positions = 0;
+    prepared.prefix_key = PrefixKey();
+  }
+  return prepared;
+}
+
 }  // namespace
 
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
@@ -143,15 +204,7 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
     return absl::InvalidArgumentError(
         absl::StrCat("context: ", input.context.size(), " parts, at most ", kMaxContextParts));
   }
-  GenerationParams params = std::move(input.params);
-  if (params.max_new_tokens == 0) params.max_new_tokens = options.max_new_tokens;
-  if (params.max_new_tokens < 0 || params.max_new_tokens > options.max_new_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", params.max_new_tokens,
-                                                   " must be in [1, --max_new_tokens ",
-                                                   options.max_new_tokens, "] (0 = default)"));
-  }
-  RETURN_IF_ERROR(CheckStops(params.stop));
-  RETURN_IF_ERROR(params.Validate(model.tokenizer() != nullptr));
+  ASSIGN_OR_RETURN(GenerationParams params, CheckParams(model, options, std::move(input.params)));
 
   const bool has_prompt = !input.prompt.empty() || !input.prompt_ids.empty();
   if (input.context.empty() && !has_prompt) {
@@ -230,44 +283,34 @@ absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
   }
   if (tmpl == PromptTemplate::kAe) prompt_ids.clear();
 
-  ASSIGN_OR_RETURN(PromptUsage usage, model.PlanPrompt(tmpl, parts, prompt_ids));
-  prepared.slot_tokens = usage.slot_tokens;
-  prepared.prompt_tokens = usage.text_tokens;
-  prepared.context_positions = usage.positions();
-  const int64_t positions = prepared.positions();
-  if (positions >= context_limit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "context: ", positions, " positions (", usage.slot_tokens, " slots, ", usage.text_tokens,
-        " text, template and prompt tokens) leave no room to generate within "
-        "--max_context_tokens ",
-        context_limit));
-  }
-  params.max_new_tokens =
-      static_cast<int>(std::min<int64_t>(params.max_new_tokens, context_limit - positions));
-  prepared.params = std::move(params);
-  if (prepared.reserved_positions() > options.max_kv_tokens) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request needs ", prepared.reserved_positions(), " KV-cache positions (",
-                     positions, " context + ", prepared.params.max_new_tokens,
-                     " max_new_tokens); --max_kv_tokens is ", options.max_kv_tokens));
-  }
   prepared.ignore_eos = input.ignore_eos;
   prepared.deadline = input.deadline;
   prepared.tmpl = tmpl;
   prepared.parts = std::move(parts);
   prepared.prompt_ids = std::move(prompt_ids);
-  RETURN_IF_ERROR(CatchTorch("keying the context prefix", [&]() -> absl::Status {
-    SetPrefix(model, options, input.skip_prefix_cache, &prepared);
-    return absl::OkStatus();
-  }));
-  // A shared prefix ends a block of its own, so sharing may cost a block more: a request that
-  // would then not fit the pool does without sharing (and always fits: reserved <= the limit).
-  if (KvPositionsNeeded(prepared, prepared.reserved_positions(), false,
-                        options.kv_block_tokens) > options.KvLimit()) {
-    prepared.prefix_positions = 0;
-    prepared.prefix_key = PrefixKey();
+  return PlanRequest(model, options, std::move(prepared), std::move(params),
+                     input.skip_prefix_cache);
+}
+
+absl::StatusOr<PreparedRequest> PrepareLocalRequest(const SlotDecoder& model,
+                                                    const EngineOptions& options,
+                                                    LocalInput input) {
+  ASSIGN_OR_RETURN(GenerationParams params, CheckParams(model, options, std::move(input.params)));
+  PreparedRequest prepared;
+  int64_t uncompressed = 0;  // Text tokens: a local slot tensor does not say its span's length.
+  for (const ContextPart& part : input.parts) {
+    if (!part.slots.defined()) uncompressed += static_cast<int64_t>(part.token_ids.size());
   }
-  return prepared;
+  prepared.uncompressed_context_tokens =
+      static_cast<int>(std::min<int64_t>(uncompressed, std::numeric_limits<int32_t>::max()));
+  prepared.ignore_eos = input.ignore_eos;
+  prepared.keep_step_logits = input.keep_step_logits;
+  prepared.tmpl = input.tmpl;
+  prepared.parts = std::move(input.parts);
+  prepared.prompt_ids = std::move(input.prompt_ids);
+  if (prepared.tmpl == PromptTemplate::kAe) prepared.prompt_ids.clear();
+  return PlanRequest(model, options, std::move(prepared), std::move(params),
+                     input.skip_prefix_cache);
 }
 
 int64_t KvPositionsNeeded(const PreparedRequest& p, int64_t upto, bool prefix_hit, int64_t block) {

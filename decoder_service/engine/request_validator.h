@@ -45,6 +45,7 @@ struct PreparedRequest {
   // leaves (the sequence then ends with LENGTH there).
   GenerationParams params;
   bool ignore_eos = false;
+  bool keep_step_logits = false;  // LocalInput::keep_step_logits.
   absl::Time deadline = absl::InfiniteFuture();
   int slot_tokens = 0;
   int prompt_tokens = 0;
@@ -70,6 +71,10 @@ int64_t KvPositionsNeeded(const PreparedRequest& p, int64_t upto, bool prefix_hi
 
 absl::StatusOr<PreparedRequest> PrepareRequest(const SlotDecoder& model,
                                                const EngineOptions& options, GenerateInput input);
+// The same for an in-process request (its parts trusted, see LocalInput).
+absl::StatusOr<PreparedRequest> PrepareLocalRequest(const SlotDecoder& model,
+                                                    const EngineOptions& options,
+                                                    LocalInput input);
 
 // Embeds the request's prompt (sets `input`).
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared);

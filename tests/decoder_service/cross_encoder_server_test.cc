@@ -88,11 +88,10 @@ TEST_F(CrossEncoderServerTest, SlotsRoundTripToTheDecoderTheyWereMadeFor) {
 
   ContextPart part;
   part.slots = *offline_slots;
-  auto input = (*offline_decoder)->BuildPrompt(PromptTemplate::kAe, {part}, {});
-  ASSERT_OK(input);
   GenerationParams params;
   params.max_new_tokens = 12;
-  auto offline = GenerateBatch(**offline_decoder, {GenerationInput{*input, params}});
+  auto offline = decoder::GenerateOffline(
+      **offline_decoder, {decoder::LocalInput{PromptTemplate::kAe, {part}, {}, params}});
   ASSERT_OK(offline);
 
   v1::GenerateRequest ae;

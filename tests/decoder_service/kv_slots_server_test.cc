@@ -53,12 +53,9 @@ class KvSlotsServerTest : public DecoderServerTest {
     auto model = SlotDecoder::Load(TinyModelDir(), KvAdapter(), Runtime());
     EXPECT_OK(model);
     if (!model.ok()) return {};
-    auto input = (*model)->BuildPrompt(tmpl, context, prompt);
-    EXPECT_OK(input);
-    if (!input.ok()) return {};
     GenerationParams params;
     params.max_new_tokens = max_new;
-    auto out = GenerateBatch(**model, {GenerationInput{*input, params}});
+    auto out = decoder::GenerateOffline(**model, {decoder::LocalInput{tmpl, context, prompt, params}});
     EXPECT_OK(out);
     return out.ok() ? (*out)[0].ids : std::vector<int>();
   }
@@ -201,11 +198,10 @@ TEST_F(KvSlotsServerTest, OneRequestMixesEmbeddingAndKvSlots) {
   context[1].token_ids = {20, 21, 22};
   context[2].slots = OfflineSlots(span);
   context[2].kind = SlotKind::kKv;
-  auto input = (*model)->BuildPrompt(PromptTemplate::kIcaeV1, context, {30});
-  ASSERT_OK(input);
   GenerationParams params;
   params.max_new_tokens = 10;
-  auto expected = GenerateBatch(**model, {GenerationInput{*input, params}});
+  auto expected = decoder::GenerateOffline(
+      **model, {decoder::LocalInput{PromptTemplate::kIcaeV1, context, {30}, params}});
   ASSERT_OK(expected);
   EXPECT_EQ(Ids(response->token_ids()), (*expected)[0].ids);
   // Each part is checked against its own encoder: the KV slots claiming the embedding one's id.

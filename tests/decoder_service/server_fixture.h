@@ -34,7 +34,7 @@
 #include "common/codec/tensor_codec.h"
 #include "common/io/slots_file.h"
 #include "common/model/adapter_writer.h"
-#include "common/model/generate.h"
+#include "decoder_service/engine/offline.h"
 #include "common/model/slot_decoder.h"
 #include "common/serving/status_grpc.h"
 #include "tests/common/serving/serving_test_util.h"

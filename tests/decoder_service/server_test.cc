@@ -142,7 +142,8 @@ TEST_F(DecoderServerTest, MixedSlotsAndTextMatchTheOfflineLibrary) {
   params.sampling.temperature = 0.8f;
   params.sampling.top_k = 50;
   params.sampling.seed = 1234;
-  auto expected = GenerateBatch(**model, {GenerationInput{*embeds, params}});
+  auto expected = decoder::GenerateOffline(
+      **model, {decoder::LocalInput{PromptTemplate::kIcaeV2Instruct, context, *prompt_ids, params}});
   ASSERT_OK(expected);
   EXPECT_EQ(Ids(response->token_ids()), (*expected)[0].ids);
   EXPECT_EQ(response->text(), (*expected)[0].text);

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/generate.h"
+#include "decoder_service/engine/offline.h"
 #include "common/model/sampler.h"
 #include "common/model/slot_decoder.h"
 #include "tests/model/test_models.h"
@@ -28,7 +28,7 @@ TEST(GenerateTest, BatchEqualsEachAloneAndFinishedSequencesLeave) {
   auto decoder = LoadDecoder(TestData("tiny-llama"));
   ASSERT_NE(decoder, nullptr);
   std::vector<int> ids = ToIds(Expected("tiny-llama", "input_ids"));
-  std::vector<GenerationInput> inputs = {
+  std::vector<decoder::LocalInput> inputs = {
       RawInput(*decoder, {ids.begin(), ids.begin() + 8}, 8),
       RawInput(*decoder, {ids.begin() + 3, ids.begin() + 20}, 2),
       RawInput(*decoder, {ids.begin(), ids.begin() + 1}, 5),
@@ -36,21 +36,58 @@ TEST(GenerateTest, BatchEqualsEachAloneAndFinishedSequencesLeave) {
   // A slots + AE request in the same batch.
   ContextPart slots;
   slots.slots = Expected("tiny-icae", "slots");
-  auto ae = decoder->BuildPrompt(PromptTemplate::kAe, {slots}, {});
-  ASSERT_OK(ae);
-  inputs.push_back(GenerationInput{*ae, {}});
+  inputs.push_back(decoder::LocalInput{PromptTemplate::kAe, {slots}, {}});
   inputs.back().params.max_new_tokens = 12;
 
-  auto batched = GenerateBatch(*decoder, inputs);
+  auto batched = decoder::GenerateOffline(*decoder, inputs);
   ASSERT_OK(batched);
   for (size_t i = 0; i < inputs.size(); ++i) {
-    auto alone = GenerateBatch(*decoder, {inputs[i]});
+    auto alone = decoder::GenerateOffline(*decoder, {inputs[i]});
     ASSERT_OK(alone);
     EXPECT_EQ((*batched)[i].ids, (*alone)[0].ids) << "request " << i;
     EXPECT_EQ((*batched)[i].ids.size(), static_cast<size_t>(inputs[i].params.max_new_tokens));
     EXPECT_EQ((*batched)[i].finish_reason, FinishReason::kLength);
   }
   EXPECT_EQ((*batched)[3].ids, ToIds(Expected("tiny-icae", "ae_greedy_ids")));
+}
+
+// Offline generation drives the engine: the callback may stop one input (the others go on
+// untouched), and each step's logits come back when asked.
+TEST(GenerateTest, OfflineCallbackCancelsOneInputAndStepLogitsArePerStep) {
+  auto decoder = LoadDecoder(TestData("tiny-llama"));
+  ASSERT_NE(decoder, nullptr);
+  std::vector<int> ids = ToIds(Expected("tiny-llama", "input_ids"));
+  // The first two inputs of BatchEqualsEachAlone..., which run to their length.
+  std::vector<decoder::LocalInput> inputs = {RawInput(*decoder, {ids.begin(), ids.begin() + 8}, 8),
+                                             RawInput(*decoder, {ids.begin() + 3, ids.begin() + 20}, 2)};
+  for (decoder::LocalInput& input : inputs) input.keep_step_logits = true;
+  std::vector<int> seen(2, 0);
+  decoder::OfflineOptions options;
+  options.on_token = [&seen](size_t index, int, const std::string&) {
+    return ++seen[index] < 3 || index != 0;  // Input 0 stops after its third token.
+  };
+  auto out = decoder::GenerateOffline(*decoder, inputs, options);
+  ASSERT_OK(out);
+  EXPECT_EQ((*out)[0].finish_reason, FinishReason::kCancelled);
+  EXPECT_EQ((*out)[0].ids.size(), 3u);
+  EXPECT_EQ((*out)[1].finish_reason, FinishReason::kLength);
+  auto uncut = decoder::GenerateOffline(*decoder, inputs);
+  ASSERT_OK(uncut);
+  EXPECT_EQ((*out)[0].ids, std::vector<int>((*uncut)[0].ids.begin(), (*uncut)[0].ids.begin() + 3));
+  EXPECT_EQ((*out)[1].ids, (*uncut)[1].ids);
+  for (const decoder::OfflineOutput& o : *out) {
+    ASSERT_EQ(o.step_logits.size(), o.ids.size());
+    for (size_t s = 0; s < o.ids.size(); ++s) {
+      ASSERT_EQ(o.step_logits[s].size(), static_cast<size_t>(decoder->config().vocab_size));
+      const auto best = std::max_element(o.step_logits[s].begin(), o.step_logits[s].end());
+      EXPECT_EQ(best - o.step_logits[s].begin(), o.ids[s]) << "greedy step " << s;
+    }
+  }
+  // A refused input fails the call, naming it.
+  inputs[1].params.sampling.top_p = 2.0f;
+  EXPECT_THAT(decoder::GenerateOffline(*decoder, inputs),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                ::testing::HasSubstr("input 1: ")));
 }
 
 TEST(GenerateTest, SamplingIsSeededAndTopKOneIsGreedy) {
@@ -60,23 +97,23 @@ TEST(GenerateTest, SamplingIsSeededAndTopKOneIsGreedy) {
   SamplingParams sampling;
   sampling.temperature = 1.5f;
   sampling.seed = 42;
-  auto a = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
-  auto b = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
+  auto a = decoder::GenerateOffline(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
+  auto b = decoder::GenerateOffline(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
   ASSERT_OK(a);
   ASSERT_OK(b);
   EXPECT_EQ((*a)[0].ids, (*b)[0].ids);
   std::set<std::vector<int>> distinct;
   for (uint64_t seed = 1; seed <= 5; ++seed) {
     sampling.seed = seed;
-    auto out = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
+    auto out = decoder::GenerateOffline(*decoder, {RawInput(*decoder, prompt, 16, sampling)});
     ASSERT_OK(out);
     distinct.insert((*out)[0].ids);
   }
   EXPECT_GT(distinct.size(), 1u);  // Different seeds explore.
 
   sampling.top_k = 1;
-  auto top1 = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 8, sampling)});
-  auto greedy = GenerateBatch(*decoder, {RawInput(*decoder, prompt, 8)});
+  auto top1 = decoder::GenerateOffline(*decoder, {RawInput(*decoder, prompt, 8, sampling)});
+  auto greedy = decoder::GenerateOffline(*decoder, {RawInput(*decoder, prompt, 8)});
   ASSERT_OK(top1);
   ASSERT_OK(greedy);
   EXPECT_EQ((*top1)[0].ids, (*greedy)[0].ids);
@@ -87,18 +124,18 @@ TEST(GenerateTest, SamplingIsSeededAndTopKOneIsGreedy) {
 TEST(GenerateTest, InvalidParamsAreRefused) {
   auto decoder = LoadDecoder(TestData("tiny-llama"));
   ASSERT_NE(decoder, nullptr);
-  GenerationInput input = RawInput(*decoder, {1, 2, 3}, 4);
+  decoder::LocalInput input = RawInput(*decoder, {1, 2, 3}, 4);
   input.params.sampling.top_p = 1.5f;
-  EXPECT_THAT(GenerateBatch(*decoder, {input}),
+  EXPECT_THAT(decoder::GenerateOffline(*decoder, {input}),
               testing::StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("top_p")));
   input = RawInput(*decoder, {1, 2, 3}, 0);
-  EXPECT_THAT(GenerateBatch(*decoder, {input}),
+  EXPECT_THAT(decoder::GenerateOffline(*decoder, {input}),
               testing::StatusIs(absl::StatusCode::kInvalidArgument,
                                 ::testing::HasSubstr("max_new_tokens")));
   input = RawInput(*decoder, {1, 2, 3}, 4);
   input.params.stop = {"x"};
   EXPECT_THAT(
-      GenerateBatch(*decoder, {input}),
+      decoder::GenerateOffline(*decoder, {input}),
       testing::StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("tokenizer")));
   EXPECT_THAT(decoder->BuildPrompt(PromptTemplate::kRaw, {}, {1, 384}),
               testing::StatusIs(absl::StatusCode::kInvalidArgument,

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/model/compressor.h"
-#include "common/model/generate.h"
+#include "decoder_service/engine/offline.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/transformer.h"
 #include "tests/model/test_models.h"
@@ -41,13 +41,10 @@ TEST_P(BaseModelGolden, GreedyGenerationWithKvCacheMatchesHf) {
   at::Tensor prompt = Expected(fixture, "prompt_ids");
   at::Tensor greedy = Expected(fixture, "greedy_ids");
   const int prompt_len = prompt.size(1);
-  auto embeds = (*decoder)->BuildPrompt(PromptTemplate::kRaw, {}, ToIds(prompt));
-  ASSERT_OK(embeds);
-  GenerationInput input{*embeds, {}};
+  decoder::LocalInput input{PromptTemplate::kRaw, {}, ToIds(prompt)};
   input.params.max_new_tokens = greedy.size(1) - prompt_len;
-  GenerateOptions options;
-  options.keep_step_logits = true;
-  auto out = GenerateBatch(**decoder, {input}, options);
+  input.keep_step_logits = true;
+  auto out = decoder::GenerateOffline(**decoder, {input});
   ASSERT_OK(out);
   std::vector<int> expected = ToIds(greedy);
   expected.erase(expected.begin(), expected.begin() + prompt_len);
@@ -89,11 +86,10 @@ TEST(IcaeGolden, AutoencodingDecodeMatchesTheIcaeModule) {
     if (std::string(prefix) == "ae") {
       EXPECT_LT(MaxAbsDiff(embeds->embeds, Expected("tiny-icae", "ae_input_embeds")[0]), kTol);
     }
-    GenerationInput input{*embeds, {}};
+    decoder::LocalInput input{PromptTemplate::kAe, {part}, {}};
     input.params.max_new_tokens = 12;
-    GenerateOptions options;
-    options.keep_step_logits = true;
-    auto out = GenerateBatch(**decoder, {input}, options);
+    input.keep_step_logits = true;
+    auto out = decoder::GenerateOffline(**decoder, {input});
     ASSERT_OK(out);
     EXPECT_EQ((*out)[0].ids, ToIds(Expected("tiny-icae", std::string(prefix) + "_greedy_ids")))
         << prefix;

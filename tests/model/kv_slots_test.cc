@@ -7,7 +7,7 @@
 #include "common/io/mapped_file.h"
 #include "common/model/adapter_writer.h"
 #include "common/model/compressor.h"
-#include "common/model/generate.h"
+#include "decoder_service/engine/offline.h"
 #include "common/model/segmenter.h"
 #include "common/model/slot_decoder.h"
 #include "tests/model/test_models.h"
@@ -170,10 +170,10 @@ TEST_F(KvSlotsTest, DecoderReadsKvSlotsAsTheCacheOfTheirText) {
     EXPECT_EQ(a->positions(), b->positions());
     GenerationParams params;
     params.max_new_tokens = 8;
-    GenerateOptions keep;
-    keep.keep_step_logits = true;
-    auto out = GenerateBatch(**decoder, {GenerationInput{*a, params}, GenerationInput{*b, params}},
-                             keep);
+    std::vector<decoder::LocalInput> inputs = {
+        {PromptTemplate::kRaw, with_kv, prompt, params}, {PromptTemplate::kRaw, with_text, prompt, params}};
+    for (decoder::LocalInput& input : inputs) input.keep_step_logits = true;
+    auto out = decoder::GenerateOffline(**decoder, inputs);
     ASSERT_OK(out);
     EXPECT_EQ((*out)[0].ids, (*out)[1].ids);
     ASSERT_EQ((*out)[0].step_logits.size(), (*out)[1].step_logits.size());

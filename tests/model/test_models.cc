@@ -58,11 +58,11 @@ std::unique_ptr<SlotDecoder> LoadDecoder(const std::string& dir) {
   return decoder.ok() ? *std::move(decoder) : nullptr;
 }
 
-GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
-                         SamplingParams sampling) {
-  auto embeds = decoder.BuildPrompt(PromptTemplate::kRaw, {}, ids);
-  EXPECT_OK(embeds);
-  GenerationInput input{*embeds, {}};
+decoder::LocalInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
+                             SamplingParams sampling) {
+  decoder::LocalInput input;
+  input.tmpl = PromptTemplate::kRaw;
+  input.prompt_ids = std::move(ids);
   input.params.max_new_tokens = max_new;
   input.params.sampling = sampling;
   return input;

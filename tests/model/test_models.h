@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "common/model/generate.h"
 #include "common/model/runtime_options.h"
 #include "common/model/sampler.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/transformer.h"
+#include "decoder_service/engine/offline.h"
 
 namespace icae::testing {
 
@@ -32,8 +32,8 @@ double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
 // The decoder of fixture `dir` with the tiny-icae adapter, on the CPU.
 std::unique_ptr<SlotDecoder> LoadDecoder(const std::string& dir);
 // A raw-template input of `ids` generating up to `max_new` tokens.
-GenerationInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
-                         SamplingParams sampling = {});
+decoder::LocalInput RawInput(const SlotDecoder& decoder, std::vector<int> ids, int max_new,
+                             SamplingParams sampling = {});
 // Copies a fixture directory's files into `dst` (created).
 void CopyDir(const std::string& src, const std::string& dst);
 // tiny-mistral with a sliding window of `window` positions, written to `dst` (created).

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/generate.h"
+#include "decoder_service/engine/offline.h"
 #include "common/model/slot_decoder.h"
 #include "tests/model/test_models.h"
 #include "tests/util/test_util.h"
@@ -50,22 +50,22 @@ class TokenizedModelTest : public ::testing::Test {
 TEST_F(TokenizedModelTest, StopStringsEndGenerationAndAreNotReturned) {
   auto prompt = decoder_->Tokenize("The quick brown fox");
   ASSERT_OK(prompt);
-  auto free_run = GenerateBatch(*decoder_, {RawInput(*decoder_, *prompt, 24)});
+  auto free_run = decoder::GenerateOffline(*decoder_, {RawInput(*decoder_, *prompt, 24)});
   ASSERT_OK(free_run);
   const std::string text = (*free_run)[0].text;
   ASSERT_GE(text.size(), 6u) << "the random model should produce some text";
   const std::string stop = text.substr(text.size() / 2, 2);
   const std::string expected = text.substr(0, text.find(stop));
 
-  GenerationInput input = RawInput(*decoder_, *prompt, 24);
+  decoder::LocalInput input = RawInput(*decoder_, *prompt, 24);
   input.params.stop = {"never-appears", stop};
   std::string streamed;
-  GenerateOptions options;
+  decoder::OfflineOptions options;
   options.on_token = [&](size_t, int, const std::string& delta) {
     streamed += delta;
     return true;
   };
-  auto stopped = GenerateBatch(*decoder_, {input}, options);
+  auto stopped = decoder::GenerateOffline(*decoder_, {input}, options);
   ASSERT_OK(stopped);
   EXPECT_EQ((*stopped)[0].finish_reason, FinishReason::kStop);
   EXPECT_EQ((*stopped)[0].text, expected);
@@ -77,12 +77,12 @@ TEST_F(TokenizedModelTest, StreamedTextConcatenatesToTheFinalText) {
   auto prompt = decoder_->Tokenize("jumps over");
   ASSERT_OK(prompt);
   std::string streamed;
-  GenerateOptions options;
+  decoder::OfflineOptions options;
   options.on_token = [&](size_t, int, const std::string& delta) {
     streamed += delta;
     return true;
   };
-  auto out = GenerateBatch(*decoder_, {RawInput(*decoder_, *prompt, 20)}, options);
+  auto out = decoder::GenerateOffline(*decoder_, {RawInput(*decoder_, *prompt, 20)}, options);
   ASSERT_OK(out);
   EXPECT_EQ(streamed, (*out)[0].text);
   auto decoded = decoder_->tokenizer()->Decode((*out)[0].ids);

@@ -9,10 +9,10 @@
 #include "absl/strings/str_join.h"
 #include "common/base/dtype.h"
 #include "common/io/slots_file.h"
-#include "common/model/generate.h"
 #include "common/model/scalar_type.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/torch_status.h"
+#include "decoder_service/engine/offline.h"
 #include "tools/cli/cli.h"
 #include "tools/cli/generate_flags.h"
 #include "tools/cli/model_flags.h"
@@ -79,14 +79,8 @@ int RunGenerate(const Args& args) {
   }
   auto tmpl = ParsePromptTemplate(spec.template_name);
   if (!tmpl.ok()) return UsageError(cmd, std::string(tmpl.status().message()));
-  auto embeds = (*decoder)->BuildPrompt(*tmpl, context, prompt_ids);
-  if (!embeds.ok()) {
-    return embeds.status().code() == absl::StatusCode::kInvalidArgument
-               ? UsageError(cmd, std::string(embeds.status().message()))
-               : Failure(cmd, embeds.status());
-  }
   const bool print_ids = gen.print_ids || (*decoder)->tokenizer() == nullptr;
-  GenerateOptions options;
+  decoder::OfflineOptions options;
   if (!print_ids) {
     options.on_token = [](size_t, int, const std::string& delta) {
       std::fwrite(delta.data(), 1, delta.size(), stdout);
@@ -94,7 +88,12 @@ int RunGenerate(const Args& args) {
       return true;
     };
   }
-  auto out = GenerateBatch(**decoder, {GenerationInput{*embeds, spec.params}}, options);
+  std::vector<decoder::LocalInput> inputs(1);
+  inputs[0].tmpl = *tmpl;
+  inputs[0].parts = std::move(context);
+  inputs[0].prompt_ids = std::move(prompt_ids);
+  inputs[0].params = spec.params;
+  auto out = decoder::GenerateOffline(**decoder, std::move(inputs), options);
   if (!out.ok()) {
     return out.status().code() == absl::StatusCode::kInvalidArgument
                ? UsageError(cmd, std::string(out.status().message()))

@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "common/base/status_macros.h"
-#include "common/model/generate.h"
 #include "common/model/torch_status.h"
+#include "decoder_service/engine/offline.h"
 #include "tools/cli/eval_bleu.h"
 
 namespace icae::cli {
@@ -92,17 +92,19 @@ absl::StatusOr<EvalResult> EvaluateSpans(
       if (result.slot_elements == 0) result.slot_elements = s.numel();
       slots.push_back(s);
     }
-    std::vector<GenerationInput> inputs;
+    std::vector<decoder::LocalInput> inputs;
     for (size_t i = begin; i < end; ++i) {
       ContextPart part;
       part.slots = slots[i - begin];
       part.kind = compressor.slot_kind();
-      GenerationInput input;
-      ASSIGN_OR_RETURN(input.prompt, decoder.BuildPrompt(PromptTemplate::kAe, {part}, {}));
+      decoder::LocalInput input;
+      input.tmpl = PromptTemplate::kAe;
+      input.parts = {part};
       input.params.max_new_tokens = result.span_tokens + 16;
       inputs.push_back(std::move(input));
     }
-    ASSIGN_OR_RETURN(std::vector<GenerationOutput> outputs, GenerateBatch(decoder, inputs));
+    ASSIGN_OR_RETURN(std::vector<decoder::OfflineOutput> outputs,
+                     decoder::GenerateOffline(decoder, std::move(inputs)));
     for (size_t i = begin; i < end; ++i) {
       result.references.push_back(spans[i].first);
       result.decoded.push_back(outputs[i - begin].ids);

@@ -10,10 +10,10 @@
 #include "common/base/status_macros.h"
 #include "common/io/mapped_file.h"
 #include "common/model/compressor.h"
-#include "common/model/generate.h"
 #include "common/model/ops.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/torch_status.h"
+#include "decoder_service/engine/offline.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli/eval_bleu.h"
 #include "tools/train/icae_layout.h"
@@ -59,17 +59,19 @@ class Prober {
       row.loss = loss.mean_loss.item<double>();
       row.accuracy = static_cast<double>(loss.correct) / std::max<int64_t>(1, loss.labelled);
     }
-    std::vector<GenerationInput> inputs;
+    std::vector<decoder::LocalInput> inputs;
     for (const at::Tensor& s : slots) {
       ContextPart part;
       part.slots = s.detach();
       part.kind = SlotKindOf(s);
-      GenerationInput input;
-      ASSIGN_OR_RETURN(input.prompt, decoder_.BuildPrompt(tmpl_, {part}, {}));
+      decoder::LocalInput input;
+      input.tmpl = tmpl_;
+      input.parts = {part};
       input.params.max_new_tokens = static_cast<int>(spans_[0].size()) + 8;
       inputs.push_back(std::move(input));
     }
-    ASSIGN_OR_RETURN(std::vector<GenerationOutput> outputs, GenerateBatch(decoder_, inputs));
+    ASSIGN_OR_RETURN(std::vector<decoder::OfflineOutput> outputs,
+                     decoder::GenerateOffline(decoder_, std::move(inputs)));
     std::vector<std::vector<int>> decoded;
     for (size_t i = 0; i < outputs.size(); ++i) {
       decoded.push_back(outputs[i].ids);
