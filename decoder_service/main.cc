@@ -188,4 +188,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace icae::decoder
 
-int main(int argc, char** argv) { return icae::decoder::Run(argc, argv); }
+int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
+  return icae::decoder::Run(argc, argv);
+}

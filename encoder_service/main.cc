@@ -140,4 +140,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace icae::encoder
 
-int main(int argc, char** argv) { return icae::encoder::Run(argc, argv); }
+int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
+  return icae::encoder::Run(argc, argv);
+}

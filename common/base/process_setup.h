@@ -14,6 +14,21 @@ namespace icae {
 // any thread exists.
 void KeepFreedMemoryForReuse();
 
+// OpenBLAS (Debian's libopenblas0-openmp: LibTorch's float32 GEMMs, i.e. float32 compression and
+// prefill) picks its kernels by CPU model when it loads, and on a model it does not know falls
+// back to its SSE3 "Prescott" kernels: Debian 12's 0.3.21 on Emerald Rapids (family 6, model 207)
+// runs float32 GEMMs at a fifth of the AVX-512 kernels' speed (docs/benchmarks.md). The choice is
+// made before main and cannot be changed in-process, so when OpenBLAS is loaded, OPENBLAS_CORETYPE
+// is unset and it fell back to kernels older than what the CPU's features allow (AVX-512 F/BW/VL/DQ:
+// SkylakeX; AVX2 + FMA: Haswell), this re-executes the program once (same pid, arguments and
+// environment) with OPENBLAS_CORETYPE naming them, and logs it to stderr. Only the generic
+// fallbacks (Prescott, Core2, Nehalem, Sandybridge, ...) are replaced. Does nothing otherwise, or
+// when the exec fails. Call first thing in main, before the program starts threads or opens files.
+void UseBestBlasKernels(char** argv);
+// What UseBestBlasKernels would set OPENBLAS_CORETYPE to for a library that chose `current`
+// (OpenBLAS's openblas_get_corename()) on a CPU with these features; empty: keep it.
+const char* BetterBlasCore(const char* current, bool avx512, bool avx2_fma);
+
 }  // namespace icae
 
 #endif  // ICAE_COMMON_BASE_PROCESS_SETUP_H_

@@ -39,6 +39,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/base/flags.h"
+#include "common/base/process_setup.h"
 #include "common/base/status_macros.h"
 #include "common/client/decoder_client.h"
 #include "common/client/encoder_client.h"
@@ -440,4 +441,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace icae::bench
 
-int main(int argc, char** argv) { return icae::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
+  return icae::bench::Main(argc, argv);
+}

@@ -385,4 +385,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace icae::bench
 
-int main(int argc, char** argv) { return icae::bench::Run(argc, argv); }
+int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
+  return icae::bench::Run(argc, argv);
+}

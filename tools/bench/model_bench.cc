@@ -440,4 +440,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace icae
 
-int main(int argc, char** argv) { return icae::Main(argc, argv); }
+int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
+  return icae::Main(argc, argv);
+}

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/base/process_setup.h"
 #include "tools/cli/cli.h"
 
 namespace {
@@ -39,6 +40,7 @@ void PrintUsage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
   if (argc < 2) {
     PrintUsage(stderr);
     return icae::cli::kExitUsage;

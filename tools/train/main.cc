@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/process_setup.h"
 #include "tools/train/commands.h"
 
 namespace {
@@ -41,6 +42,7 @@ void PrintUsage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  icae::UseBestBlasKernels(argv);
   if (argc < 2) {
     PrintUsage(stderr);
     return 2;
