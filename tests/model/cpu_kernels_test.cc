@@ -143,6 +143,9 @@ TEST_F(KernelTest, SmallBatchRowsDoNotDependOnTheirBatch) {
 
 TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
   at::set_num_threads(2);
+  // The split is real: a parallel_for in the kernels' files runs on both threads (they are
+  // compiled with OpenMP; without it LibTorch's backend runs every piece on the caller).
+  EXPECT_EQ(kernels::ParallelThreadsSeen(8), 2);
   for (Isa isa : IsasHere()) {
     SCOPED_TRACE(kernels::IsaName(isa));
     kernels::SetIsaCap(isa);

@@ -31,6 +31,11 @@ Isa DetectIsa();
 Isa ActiveIsa();
 void SetIsaCap(std::optional<Isa> cap);
 
+// How many distinct threads ran the pieces of an at::parallel_for over `tasks` items (grain 1) in
+// the kernels' own translation units, which must be compiled with OpenMP for it to be more than
+// one (LibTorch's OpenMP backend is a pragma in its headers). For a test of the build.
+int ParallelThreadsSeen(int64_t tasks);
+
 // The widest batch the small-batch products are for; larger batches are GEMMs.
 inline constexpr int64_t kMaxSmallBatch = 16;
 

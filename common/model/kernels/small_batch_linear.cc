@@ -3,6 +3,10 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -237,6 +241,18 @@ void SmallBatchLinear(const T* x, int64_t rows, int64_t k, const T* w, int64_t n
 }
 
 }  // namespace
+
+int ParallelThreadsSeen(int64_t tasks) {
+  std::mutex mu;
+  std::set<std::thread::id> seen;
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) {
+    // Long enough that one thread cannot take every piece before another starts.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::lock_guard<std::mutex> lock(mu);
+    seen.insert(std::this_thread::get_id());
+  });
+  return static_cast<int>(seen.size());
+}
 
 void SmallBatchLinearF32(const float* x, int64_t rows, int64_t k, const float* w, int64_t n,
                          float* y) {
