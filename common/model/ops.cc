@@ -59,11 +59,88 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   return x * cos + rotated * sin;
 }
 
+namespace {
+
+// Rows of a 2-D contiguous CPU tensor the element-wise kernels take.
+bool RowKernelApplies(const at::Tensor& t) {
+  return CpuKernelApplies(t) && t.dim() == 2 && t.is_contiguous();
+}
+
+bool SameKernelType(const at::Tensor& a, const at::Tensor& b) {
+  return b.defined() && b.scalar_type() == a.scalar_type() && b.device() == a.device() &&
+         b.is_contiguous();
+}
+
+template <typename T>
+T* Data(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+}  // namespace
+
+at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& delta, const at::Tensor& weight,
+                      double eps) {
+  const bool with_delta = delta.defined();
+  if (RowKernelApplies(x) && SameKernelType(x, weight) && weight.numel() == x.size(1) &&
+      (!with_delta || (SameKernelType(x, delta) && delta.sizes() == x.sizes()))) {
+    at::Tensor out = at::empty_like(x);
+    const int64_t rows = x.size(0), n = x.size(1);
+    if (x.scalar_type() == at::kFloat) {
+      kernels::AddRmsNormF32(Data<float>(x), with_delta ? Data<const float>(delta) : nullptr,
+                             rows, n, Data<const float>(weight), static_cast<float>(eps),
+                             Data<float>(out));
+    } else {
+      using B = kernels::bf16;
+      kernels::AddRmsNormBf16(Data<B>(x), with_delta ? Data<const B>(delta) : nullptr, rows, n,
+                              Data<const B>(weight), static_cast<float>(eps), Data<B>(out));
+    }
+    return out;
+  }
+  if (with_delta) x.add_(delta);
+  return RmsNorm(x, weight, eps);
+}
+
+void ApplyRopeInPlace(at::Tensor& x, int64_t heads, int64_t d, const at::Tensor& cos,
+                      const at::Tensor& sin) {
+  const int64_t rows = x.size(0);
+  if (RowKernelApplies(x) && x.size(1) >= heads * d && SameKernelType(x, cos) &&
+      SameKernelType(x, sin) && cos.numel() == rows * d && sin.numel() == rows * d) {
+    if (x.scalar_type() == at::kFloat) {
+      kernels::RopeF32(Data<float>(x), rows, x.size(1), heads, d, Data<const float>(cos),
+                       Data<const float>(sin));
+    } else {
+      using B = kernels::bf16;
+      kernels::RopeBf16(Data<B>(x), rows, x.size(1), heads, d, Data<const B>(cos),
+                        Data<const B>(sin));
+    }
+    return;
+  }
+  at::Tensor view = x.narrow(-1, 0, heads * d).view({rows, heads, d});
+  view.copy_(ApplyRope(view, cos.view({rows, 1, d}), sin.view({rows, 1, d})));
+}
+
+at::Tensor SiluMul(const at::Tensor& gate_up) {
+  const int64_t inter = gate_up.size(-1) / 2;
+  if (RowKernelApplies(gate_up)) {
+    at::Tensor out = at::empty({gate_up.size(0), inter}, gate_up.options());
+    if (gate_up.scalar_type() == at::kFloat) {
+      kernels::SiluMulF32(Data<const float>(gate_up), gate_up.size(0), inter, Data<float>(out));
+    } else {
+      using B = kernels::bf16;
+      kernels::SiluMulBf16(Data<const B>(gate_up), gate_up.size(0), inter, Data<B>(out));
+    }
+    return out;
+  }
+  return at::silu(gate_up.narrow(-1, 0, inter)) * gate_up.narrow(-1, inter, inter);
+}
+
 at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
                bool small_batch) {
   const int64_t inter = w_gate_up.size(0) / 2;
   at::Tensor gate_up = small_batch ? SmallBatchLinear(x, w_gate_up) : Linear(x, w_gate_up);
-  at::Tensor act = at::silu(gate_up.narrow(-1, 0, inter)) * gate_up.narrow(-1, inter, inter);
+  at::Tensor act = small_batch ? SiluMul(gate_up)
+                               : at::silu(gate_up.narrow(-1, 0, inter)) *
+                                     gate_up.narrow(-1, inter, inter);
   return small_batch ? SmallBatchLinear(act, w_down) : Linear(act, w_down);
 }
 

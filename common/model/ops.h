@@ -35,8 +35,20 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // ([..., seq, head_dim]).
 at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
+// The decode step's fused forms (one CPU kernel call each where CpuKernelApplies, 2-D
+// contiguous rows; the ATen expressions above otherwise, with the same roundings):
+// x += delta in place (skipped when delta is undefined), then RmsNorm(x, weight, eps).
+at::Tensor AddRmsNorm(at::Tensor& x, const at::Tensor& delta, const at::Tensor& weight,
+                      double eps);
+// ApplyRope in place on the first `heads` heads of d columns of every row of x [rows, >= heads
+// * d] (a decode step's q and k, side by side in its qkv rows), with cos and sin [rows, d].
+void ApplyRopeInPlace(at::Tensor& x, int64_t heads, int64_t d, const at::Tensor& cos,
+                      const at::Tensor& sin);
+// silu(gate) * up for gate_up [..., 2 * inter] = [gate, up].
+at::Tensor SiluMul(const at::Tensor& gate_up);
+
 // down(silu(gate(x)) * up(x)) with gate and up fused in w_gate_up [2 * inter, hidden]; through
-// SmallBatchLinear when `small_batch` (decode), else Linear.
+// SmallBatchLinear and SiluMul when `small_batch` (decode), else Linear and ATen.
 at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
                bool small_batch = false);
 

@@ -225,8 +225,10 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
   std::optional<ChunkPlan> plan;
   if (n > 0) plan = PlanChunk(n, *chunk->cache);
+  // The residual stream, updated in place (AddRmsNorm): a tensor of this step's own.
   at::Tensor x = n > 0 ? at::cat({embeds.to(dtype()), chunk->embeds.to(dtype())})
-                       : embeds.to(dtype());  // [batch + n, hidden]
+                       : embeds.to(dtype()).contiguous();  // [batch + n, hidden]
+  if (x.data_ptr() == embeds.data_ptr()) x = x.clone();
   // With the CPU kernels the chunk's rows attend in the decode kernel's ragged batch too: row
   // past + i of the chunk reads its cache up to itself (causal) in place. Otherwise they attend
   // as Prefill does (AttendChunk).
@@ -246,9 +248,9 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
     row_cache[r] = chunk->cache;
   }
   at::Tensor positions = at::tensor(lengths, at::TensorOptions().dtype(at::kLong)).to(device());
-  auto [cos, sin] = Rope(positions);  // [attending, d]
-  cos = cos.unsqueeze(1);             // [attending, 1, d]
-  sin = sin.unsqueeze(1);
+  const auto [cos_rows, sin_rows] = Rope(positions);  // [attending, d]
+  const at::Tensor cos = cos_rows.unsqueeze(1);       // [attending, 1, d]
+  const at::Tensor sin = sin_rows.unsqueeze(1);
   const double sqrt_d = std::sqrt(static_cast<double>(d));
   at::Tensor attn = at::empty({batch + n, q_dim}, options());
   // The rows go through each product together while they fit the small-batch kernel (weights read
@@ -319,18 +321,25 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   }
   std::vector<const void*> key_ptrs(attending), value_ptrs(attending);
   std::vector<const void*> prefix_key_ptrs(attending), prefix_value_ptrs(attending);
+  at::Tensor mlp_out;  // The previous layer's MLP output, added to x by the next norm.
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
-    at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
+    at::Tensor h = AddRmsNorm(x, mlp_out, w.input_norm, config_.rms_norm_eps);
     at::Tensor all_qkv = rows(h, linear(w.wqkv));  // [batch + n, q_dim + 2 * kv_dim]
     if (n > 0 && !fused) {
       attn.narrow(0, batch, n)
           .copy_(AttendChunk(l, all_qkv.narrow(0, batch, n), *plan, *chunk->cache));
     }
     at::Tensor qkv = attending < batch + n ? all_qkv.narrow(0, 0, attending) : all_qkv;
-    at::Tensor q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({attending, heads, d}), cos, sin);
-    at::Tensor k =
-        ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({attending, kv_heads, d}), cos, sin);
+    at::Tensor q, k;
+    if (fused) {  // q's and k's heads side by side in each row: one pass rotates both.
+      ApplyRopeInPlace(qkv, heads + kv_heads, d, cos_rows, sin_rows);
+      q = qkv.narrow(-1, 0, q_dim).reshape({attending, heads, d});
+      k = qkv.narrow(-1, q_dim, kv_dim).reshape({attending, kv_heads, d});
+    } else {
+      q = ApplyRope(qkv.narrow(-1, 0, q_dim).reshape({attending, heads, d}), cos, sin);
+      k = ApplyRope(qkv.narrow(-1, q_dim, kv_dim).reshape({attending, kv_heads, d}), cos, sin);
+    }
     at::Tensor v = qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({attending, kv_heads, d});
     if (fused) {
       // One kernel call attends for the whole ragged batch (kernels/cpu_kernels.h).
@@ -383,14 +392,13 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
         attn[b].copy_(AttendParts(qb, keys, values, at::Tensor()).view({q_dim}));
       }
     }
-    x = x + rows(attn, linear(w.wo));
-    h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
-    x = x + rows(h, [&w](const at::Tensor& in, bool small_batch) {
-          return Mlp(in, w.w_gate_up, w.w_down, small_batch);
-        });
+    h = AddRmsNorm(x, rows(attn, linear(w.wo)), w.post_norm, config_.rms_norm_eps);
+    mlp_out = rows(h, [&w](const at::Tensor& in, bool small_batch) {
+      return Mlp(in, w.w_gate_up, w.w_down, small_batch);
+    });
   }
   for (KVCache* cache : caches) cache->Advance(1);
-  at::Tensor out = RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
+  at::Tensor out = AddRmsNorm(x, mlp_out, weights_.final_norm, config_.rms_norm_eps);
   if (n == 0) return out;
   chunk->cache->Advance(n);
   *chunk_hidden = out.narrow(0, batch, n);

@@ -14,6 +14,7 @@
 
 #include "common/model/ops.h"
 #include "common/model/transformer.h"
+#include "tests/model/kernel_test_util.h"
 #include "tests/model/test_models.h"
 #include "tests/util/test_util.h"
 
@@ -23,39 +24,11 @@ namespace {
 using kernels::bf16;
 using kernels::Isa;
 
-std::vector<Isa> IsasHere() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::kPortable, Isa::kAvx512, Isa::kAvx512Bf16}) {
-    if (static_cast<int>(isa) <= static_cast<int>(kernels::DetectIsa())) isas.push_back(isa);
-  }
-  return isas;
-}
-
-// Restores the kernels' defaults when a test ends.
-class KernelTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    kernels::SetIsaCap(std::nullopt);
-    SetCpuKernelsEnabled(true);
-  }
-};
-
-std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<bf16> ToBf16(const std::vector<float>& v) {
-  std::vector<bf16> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::FloatToBf16(v[i]);
-  return out;
-}
-
-float Value(float x) { return x; }
-float Value(bf16 x) { return kernels::Bf16ToFloat(x); }
+using testing::IsasHere;
+using testing::KernelTest;
+using testing::Random;
+using testing::ToBf16;
+using testing::Value;
 
 TEST_F(KernelTest, Bf16ConversionRoundsAsLibTorchDoes) {
   std::vector<float> v = Random(4096, 7, 100.0f);

@@ -47,6 +47,27 @@ void SmallBatchLinearF32(const float* x, int64_t rows, int64_t k, const float* w
 void SmallBatchLinearBf16(const bf16* x, int64_t rows, int64_t k, const bf16* w, int64_t n,
                           bf16* y);
 
+// The decode step's element-wise work over `rows` rows (elementwise.cc). Float32 arithmetic; with
+// bf16 storage every op's result is rounded as LibTorch's bf16 ops round theirs, so the results
+// are those of the ATen expressions in ops.h up to the order of the RMSNorm sum (and exp's last
+// bits in SiLU).
+// x[r] += delta[r] when delta is not null (the residual add, in place), then
+// out[r] = weight * T(x[r] / sqrt(mean(x[r]^2) + eps)); x, delta, out are [rows, n].
+void AddRmsNormF32(float* x, const float* delta, int64_t rows, int64_t n, const float* weight,
+                   float eps, float* out);
+void AddRmsNormBf16(bf16* x, const bf16* delta, int64_t rows, int64_t n, const bf16* weight,
+                    float eps, bf16* out);
+// RoPE in place (HF's rotate_half form) on `heads` heads of d values that start at
+// x + r * row_stride for each row r, with that row's cos and sin tables [rows, d]:
+// v[i] = v[i] cos[i] - v[i + d/2] sin[i], v[i + d/2] = v[i + d/2] cos[i + d/2] + v[i] sin[i + d/2].
+void RopeF32(float* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
+             const float* cos, const float* sin);
+void RopeBf16(bf16* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
+              const bf16* cos, const bf16* sin);
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i]; gate_up is [rows, 2 * inter].
+void SiluMulF32(const float* gate_up, int64_t rows, int64_t inter, float* out);
+void SiluMulBf16(const bf16* gate_up, int64_t rows, int64_t inter, bf16* out);
+
 // One decode step of grouped-query attention for a ragged batch, every sequence at once.
 //   q[b]:      [heads, d] of sequence b (the batch is q + b * heads * d)
 //   keys[b], values[b]: that sequence's cache of this layer, [kv_heads, capacity[b], d]
