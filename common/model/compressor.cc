@@ -193,13 +193,15 @@ at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory
     }
     return at::stack(slots, 0);
   }
-  at::Tensor hidden = model.Forward(embeds, position_tensor, {}, lora);  // [batch, width, hidden]
-  if (equal) return hidden.narrow(1, longest, mem);
-  std::vector<at::Tensor> slots;
+  // Only the memory rows leave the encoder: its last layer computes no other.
+  std::vector<int64_t> keep(batch * mem);
   for (int64_t b = 0; b < batch; ++b) {
-    slots.push_back(hidden[b].narrow(0, static_cast<int64_t>(segments[b].size()), mem));
+    for (int64_t j = 0; j < mem; ++j) keep[b * mem + j] = static_cast<int64_t>(segments[b].size()) + j;
   }
-  return at::stack(slots, 0);
+  at::Tensor keep_rows =
+      at::tensor(keep, at::TensorOptions().dtype(at::kLong)).view({batch, mem}).to(device);
+  return model.Forward(embeds, position_tensor, {}, lora, nullptr, nullptr,
+                       keep_rows);  // [batch, mem, hidden]
 }
 
 at::Tensor JoinSegmentSlots(const at::Tensor& slots, SlotKind kind) {

@@ -58,7 +58,8 @@ std::pair<at::Tensor, at::Tensor> Transformer::Rope(const at::Tensor& positions)
 
 at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& positions,
                                 const at::Tensor& key_valid, const LoraWeights* lora,
-                                const KvOverride* kv_in, LayerKv* kv_out) const {
+                                const KvOverride* kv_in, LayerKv* kv_out,
+                                const at::Tensor& keep_rows) const {
   const int64_t batch = embeds.size(0), seq = embeds.size(1);
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
@@ -108,8 +109,19 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
       kv_out->keys.push_back(k);
       kv_out->values.push_back(v);
     }
-    at::Tensor attn = Attend(q, k, v, allowed);  // [batch, heads, seq, d]
-    attn = attn.transpose(1, 2).reshape({batch, seq, q_dim});
+    at::Tensor layer_allowed = allowed;
+    int64_t rows_out = seq;
+    if (l == config_.num_layers - 1 && keep_rows.defined()) {
+      // Only the kept rows go on: their queries, their mask rows and their residual stream.
+      rows_out = keep_rows.size(1);
+      const at::Tensor index = keep_rows.to(device(), at::kLong);
+      q = q.gather(2, index.view({batch, 1, rows_out, 1}).expand({batch, heads, rows_out, d}));
+      layer_allowed = allowed.expand({batch, seq, seq})
+                          .gather(1, index.view({batch, rows_out, 1}).expand({batch, rows_out, seq}));
+      x = x.gather(1, index.view({batch, rows_out, 1}).expand({batch, rows_out, x.size(2)}));
+    }
+    at::Tensor attn = Attend(q, k, v, layer_allowed);  // [batch, heads, rows_out, d]
+    attn = attn.transpose(1, 2).reshape({batch, rows_out, q_dim});
     x = x + plus(Linear(attn, w.wo), delta("o_proj", attn));
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
     at::Tensor gate_delta = delta("gate_proj", h), up_delta = delta("up_proj", h);

@@ -74,10 +74,14 @@ class Transformer {
   //   key_valid: [batch, seq] bool, false marks padding keys; undefined = no padding.
   //   kv_in:     positions whose keys and values are given (KV slots), or null.
   //   kv_out:    when set, receives every layer's keys and values (the KV-slot encoder).
-  // Returns the final-normed hidden states [batch, seq, hidden].
+  //   keep_rows: [batch, n] int64 indices into seq: only those rows' hidden states are returned,
+  //              and the last layer computes only them (its keys and values still come from every
+  //              row); undefined = every row.
+  // Returns the final-normed hidden states [batch, seq (or n), hidden].
   at::Tensor Forward(const at::Tensor& embeds, const at::Tensor& positions,
                      const at::Tensor& key_valid = {}, const LoraWeights* lora = nullptr,
-                     const KvOverride* kv_in = nullptr, LayerKv* kv_out = nullptr) const;
+                     const KvOverride* kv_in = nullptr, LayerKv* kv_out = nullptr,
+                     const at::Tensor& keep_rows = {}) const;
 
   // float32 logits: hidden [..., hidden] -> [..., vocab].
   at::Tensor Logits(const at::Tensor& hidden) const;

@@ -36,7 +36,7 @@ TEST(GenerateTest, BatchEqualsEachAloneAndFinishedSequencesLeave) {
   // A slots + AE request in the same batch.
   ContextPart slots;
   slots.slots = Expected("tiny-icae", "slots");
-  inputs.push_back(decoder::LocalInput{PromptTemplate::kAe, {slots}, {}});
+  inputs.push_back(decoder::LocalInput{PromptTemplate::kAe, {slots}, {}, {}});
   inputs.back().params.max_new_tokens = 12;
 
   auto batched = decoder::GenerateOffline(*decoder, inputs);

@@ -41,7 +41,7 @@ TEST_P(BaseModelGolden, GreedyGenerationWithKvCacheMatchesHf) {
   at::Tensor prompt = Expected(fixture, "prompt_ids");
   at::Tensor greedy = Expected(fixture, "greedy_ids");
   const int prompt_len = prompt.size(1);
-  decoder::LocalInput input{PromptTemplate::kRaw, {}, ToIds(prompt)};
+  decoder::LocalInput input{PromptTemplate::kRaw, {}, ToIds(prompt), {}};
   input.params.max_new_tokens = greedy.size(1) - prompt_len;
   input.keep_step_logits = true;
   auto out = decoder::GenerateOffline(**decoder, {input});
@@ -86,7 +86,7 @@ TEST(IcaeGolden, AutoencodingDecodeMatchesTheIcaeModule) {
     if (std::string(prefix) == "ae") {
       EXPECT_LT(MaxAbsDiff(embeds->embeds, Expected("tiny-icae", "ae_input_embeds")[0]), kTol);
     }
-    decoder::LocalInput input{PromptTemplate::kAe, {part}, {}};
+    decoder::LocalInput input{PromptTemplate::kAe, {part}, {}, {}};
     input.params.max_new_tokens = 12;
     input.keep_step_logits = true;
     auto out = decoder::GenerateOffline(**decoder, {input});

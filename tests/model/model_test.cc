@@ -228,6 +228,18 @@ TEST(TransformerTest, PaddedBatchEqualsOneAtATime) {
   EXPECT_LT(MaxAbsDiff(logits[0], FullLogits(**model, ids)), 1e-5);
   EXPECT_LT(MaxAbsDiff(logits[1].narrow(0, 14, 10), FullLogits(**model, ids.narrow(0, 0, 10))),
             1e-5);
+  // Some rows kept (the last layer computes only those, in any order): the full pass's states.
+  at::Tensor full = (*model)->Forward((*model)->Embed(batch_ids), positions, valid);
+  at::Tensor keep = at::tensor(std::vector<int64_t>{23, 0, 5, 14, 23, 20}, at::kLong).view({2, 3});
+  at::Tensor kept = (*model)->Forward((*model)->Embed(batch_ids), positions, valid, nullptr,
+                                      nullptr, nullptr, keep);
+  ASSERT_EQ(kept.sizes(), (std::vector<int64_t>{2, 3, full.size(2)}));
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t j = 0; j < 3; ++j) {
+      EXPECT_LT(MaxAbsDiff(kept[b][j], full[b][keep[b][j].item<int64_t>()]), 1e-5)
+          << "row " << b << " kept " << j;
+    }
+  }
 }
 
 TEST(CompressorTest, BatchedSegmentsEqualOneAtATime) {

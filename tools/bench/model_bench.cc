@@ -61,15 +61,18 @@ double BestOf(int repeats, const at::Device& device, Fn&& fn) {
   return best;
 }
 
-// Forward FLOPs of compressing `rows` segments of `positions` (tokens + memory) positions: the
-// projections and MLP (2 * params per position) plus the two attention matmuls over the full
-// square (what the dense kernels compute).
-double CompressionFlops(const ModelConfig& c, int64_t rows, int64_t positions) {
+// Forward FLOPs of compressing `rows` segments of `positions` (tokens + memory) positions, of
+// which `kept` (the memory rows) leave the encoder: the projections and MLP (2 * params per
+// position) plus the two attention matmuls over the full square (what the dense kernels compute)
+// in every layer but the last, which projects q, k and v for every position and computes
+// attention, o and the MLP for the kept rows only (Transformer::Forward's keep_rows).
+double CompressionFlops(const ModelConfig& c, int64_t rows, int64_t positions, int64_t kept) {
   const double h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
-  const double linear = h * (q + 2 * kv) + q * h + 3 * h * inter;
-  const double per_row =
-      c.num_layers * (2.0 * positions * linear + 4.0 * positions * positions * q);
-  return rows * per_row;
+  const double qkv = h * (q + 2 * kv), rest = q * h + 3 * h * inter;
+  const double full_layer = 2.0 * positions * (qkv + rest) + 4.0 * positions * positions * q;
+  const double last_layer =
+      2.0 * positions * qkv + 4.0 * kept * positions * q + 2.0 * kept * rest;
+  return rows * ((c.num_layers - 1) * full_layer + last_layer);
 }
 
 // Bytes of weights one decode step reads: every layer matrix and the lm_head.
@@ -302,7 +305,8 @@ int Main(int argc, char** argv) {
       at::Tensor w = at::randn({2 * config.intermediate_size, config.hidden_size}, opts);
       const double gemm_s = BestOf(repeats, dev, [&] { (void)at::linear(x, w); });
       const double gemm_gflops = 2.0 * x.size(0) * w.size(0) * w.size(1) / gemm_s / 1e9;
-      const double gflops = CompressionFlops(config, batch, positions) / s / 1e9;
+      const double gflops =
+          CompressionFlops(config, batch, positions, (*compressor)->mem_size()) / s / 1e9;
       std::printf("%-34s %12.0f %10.1f %10.1f %7.0f%%\n",
                   (std::to_string(batch) + " x " + std::to_string(seg) + " tokens (+" +
                    std::to_string((*compressor)->mem_size()) + " mem)")
