@@ -43,22 +43,28 @@ const char* BetterBlasCore(const char* current, bool avx512, bool avx2_fma) {
   return best;
 }
 
-void UseBestBlasKernels(char** argv) {
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // Chosen already (or by us).
-  using CoreName = char* (*)();
-  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (core_name == nullptr) return;  // Another BLAS.
+const char* BetterBlasCoreHere(const char* current) {
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const char* current = core_name();
-  const char* better = BetterBlasCore(current, avx512, avx2_fma);
+  return BetterBlasCore(current, avx512, avx2_fma);
+}
+
+const char* LoadedOpenBlasCore() {
+  using CoreName = char* (*)();
+  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core_name != nullptr ? core_name() : nullptr;
+}
+
+void UseBestBlasKernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // Chosen already (or by us).
+  const char* current = LoadedOpenBlasCore();
+  if (current == nullptr) return;  // Another BLAS.
+  const char* better = BetterBlasCoreHere(current);
   if (*better == '\0') return;
-  std::fprintf(stderr,
-               "OpenBLAS chose its %s kernels on a CPU with %s: restarting with "
-               "OPENBLAS_CORETYPE=%s\n",
-               current, avx512 ? "AVX-512" : "AVX2", better);
+  std::fprintf(stderr, "OpenBLAS chose its %s kernels: restarting with OPENBLAS_CORETYPE=%s\n",
+               current, better);
   std::fflush(stderr);
   setenv("OPENBLAS_CORETYPE", better, 1);
   execv("/proc/self/exe", argv);

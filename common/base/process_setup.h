@@ -28,6 +28,11 @@ void UseBestBlasKernels(char** argv);
 // What UseBestBlasKernels would set OPENBLAS_CORETYPE to for a library that chose `current`
 // (OpenBLAS's openblas_get_corename()) on a CPU with these features; empty: keep it.
 const char* BetterBlasCore(const char* current, bool avx512, bool avx2_fma);
+// The same on this CPU.
+const char* BetterBlasCoreHere(const char* current);
+// The kernel set the loaded OpenBLAS runs (openblas_get_corename()), or null when LibTorch's BLAS
+// is not OpenBLAS.
+const char* LoadedOpenBlasCore();
 
 }  // namespace icae
 

@@ -207,10 +207,6 @@ class Engine::Impl {
   int64_t KvTokensUsedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return kv_used_ + prefix_positions_alive_.load();
   }
-  int64_t RoundUpToBlock(int64_t positions) const {
-    const int64_t block = options_.kv_block_tokens;
-    return (positions + block - 1) / block * block;
-  }
 
   const SlotDecoder& model_;
   const EngineOptions options_;

@@ -9,6 +9,11 @@
 
 namespace icae::decoder {
 
+// `positions` rounded up to whole blocks of `block` positions (what a KV cache in the pool holds).
+inline int64_t RoundUpToBlock(int64_t positions, int64_t block) {
+  return (positions + block - 1) / block * block;
+}
+
 struct EngineOptions {
   // Sequences decoding together (the running batch).
   int max_running = 16;
@@ -51,8 +56,8 @@ struct EngineOptions {
 
   // The KV pool: max_kv_tokens in whole blocks of kv_block_tokens positions (rounded up), and
   // the positions they hold (the budget the scheduler enforces).
-  int64_t KvBlocks() const { return (max_kv_tokens + kv_block_tokens - 1) / kv_block_tokens; }
-  int64_t KvLimit() const { return KvBlocks() * kv_block_tokens; }
+  int64_t KvLimit() const { return RoundUpToBlock(max_kv_tokens, kv_block_tokens); }
+  int64_t KvBlocks() const { return KvLimit() / kv_block_tokens; }
 
   // InvalidArgument names the flag. `model_max_positions` is the model's max_position_embeddings.
   absl::Status Validate(int model_max_positions) const;

@@ -8,11 +8,6 @@
 #include "decoder_service/engine/engine_impl.h"
 
 namespace icae::decoder {
-namespace {
-
-int64_t RoundUp(int64_t n, int64_t block) { return (n + block - 1) / block * block; }
-
-}  // namespace
 
 int64_t Engine::Impl::AdmissionNeed(const Request& request, bool prefix_hit) const {
   const PreparedRequest& p = request.prepared;
@@ -20,7 +15,7 @@ int64_t Engine::Impl::AdmissionNeed(const Request& request, bool prefix_hit) con
   // never more than it can ever use.
   const int64_t now = p.positions() + request.resume_ids + 1;
   const int64_t block = options_.kv_block_tokens;
-  return KvPositionsNeeded(p, std::min(p.reserved_positions(), RoundUp(now, block)), prefix_hit,
+  return KvPositionsNeeded(p, std::min(p.reserved_positions(), RoundUpToBlock(now, block)), prefix_hit,
                            block);
 }
 
@@ -68,7 +63,7 @@ void Engine::Impl::MakeRoom(std::vector<RequestPtr>& running,
     const int64_t most = request.prepared.reserved_positions() - cache.prefix_length();
     // Whole blocks (the capacity is too).
     const int64_t grown =
-        RoundUp(std::min(most, capacity + std::max(block, capacity / 4)), block);
+        RoundUpToBlock(std::min(most, capacity + std::max(block, capacity / 4)), block);
     const int64_t extra = grown - capacity;
     while (true) {
       bool fits, evicted = false;

@@ -59,7 +59,7 @@ absl::StatusOr<std::vector<OfflineOutput>> GenerateOffline(const SlotDecoder& mo
         model.PlanPrompt(input.tmpl, input.parts, input.prompt_ids);
     RETURN_IF_ERROR(ForInput(usage.status(), i, count));
     max_new = std::max(max_new, input.params.max_new_tokens);
-    kv += (usage->positions() + input.params.max_new_tokens + block - 1) / block * block;
+    kv += RoundUpToBlock(usage->positions() + input.params.max_new_tokens, block);
   }
   engine_options.max_new_tokens = max_new;
   engine_options.max_kv_tokens = std::max<int64_t>(kv, block);

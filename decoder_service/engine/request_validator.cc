@@ -314,10 +314,9 @@ absl::StatusOr<PreparedRequest> PrepareLocalRequest(const SlotDecoder& model,
 }
 
 int64_t KvPositionsNeeded(const PreparedRequest& p, int64_t upto, bool prefix_hit, int64_t block) {
-  auto round_up = [block](int64_t n) { return (n + block - 1) / block * block; };
-  if (p.prefix_positions == 0) return round_up(upto);
-  const int64_t own = round_up(upto - p.prefix_positions);
-  return prefix_hit ? own : round_up(p.prefix_positions) + own;
+  if (p.prefix_positions == 0) return RoundUpToBlock(upto, block);
+  const int64_t own = RoundUpToBlock(upto - p.prefix_positions, block);
+  return prefix_hit ? own : RoundUpToBlock(p.prefix_positions, block) + own;
 }
 
 absl::Status BuildEmbeds(const SlotDecoder& model, PreparedRequest& prepared) {

@@ -24,7 +24,7 @@ namespace {
 using kernels::bf16;
 using kernels::Isa;
 
-using testing::IsasHere;
+using testing::ForEachIsa;
 using testing::KernelTest;
 using testing::Random;
 using testing::ToBf16;
@@ -83,9 +83,7 @@ void CheckLinear(int64_t rows, int64_t k, int64_t n, uint32_t seed) {
 }
 
 TEST_F(KernelTest, SmallBatchLinearMatchesTheReference) {
-  for (Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     uint32_t seed = 1;
     for (int64_t rows : {1, 2, 3, 7, 8, 9, 16}) {
       for (int64_t k : {1, 15, 16, 17, 31, 32, 33, 100, 256}) {
@@ -95,15 +93,13 @@ TEST_F(KernelTest, SmallBatchLinearMatchesTheReference) {
         }
       }
     }
-  }
+  });
 }
 
 // A sequence's decode must not depend on who else is in the batch: each row's result is the same
 // bits alone as in a batch of 7 (and ATen's path is never mixed in under 16 rows).
 TEST_F(KernelTest, SmallBatchRowsDoNotDependOnTheirBatch) {
-  for (Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
       at::Tensor w = at::randn({300, 200}).to(dtype), x = at::randn({7, 200}).to(dtype);
       at::Tensor batched = SmallBatchLinear(x, w);
@@ -111,7 +107,7 @@ TEST_F(KernelTest, SmallBatchRowsDoNotDependOnTheirBatch) {
         EXPECT_TRUE(SmallBatchLinear(x.narrow(0, r, 1), w).equal(batched.narrow(0, r, 1))) << r;
       }
     }
-  }
+  });
 }
 
 TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
@@ -119,12 +115,10 @@ TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
   // The split is real: a parallel_for in the kernels' files runs on both threads (they are
   // compiled with OpenMP; without it LibTorch's backend runs every piece on the caller).
   EXPECT_EQ(kernels::ParallelThreadsSeen(8), 2);
-  for (Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     CheckLinear<float>(4, 768, 2305, 11);  // Odd n: the last column pair has one row.
     CheckLinear<bf16>(16, 768, 1001, 12);
-  }
+  });
 }
 
 // NaN in T: where nothing was copied, so that a read there shows in the output.
@@ -337,9 +331,7 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
 
 TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
   at::set_num_threads(2);
-  for (Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     // A ragged batch: one key, a block and a half (online rescaling), a sliding window that
     // starts past 0, grouped queries (4 per kv head) and plain multi-head.
     for (int64_t d : {8, 17, 64, 128, 256}) {
@@ -371,7 +363,7 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
                               {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0}, bt);
       }
     }
-  }
+  });
 }
 
 // The model's decode with the kernels equals the ATen path (float32 within 1e-4 on the logits,

@@ -16,7 +16,7 @@ namespace icae {
 namespace {
 
 using kernels::bf16;
-using testing::IsasHere;
+using testing::ForEachIsa;
 using testing::KernelTest;
 using testing::Random;
 using testing::ToBf16;
@@ -83,9 +83,7 @@ void CheckAddRmsNorm(int64_t rows, int64_t n, bool with_delta, uint32_t seed) {
 }
 
 TEST_F(KernelTest, AddRmsNormMatchesTheReference) {
-  for (kernels::Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     uint32_t seed = 1;
     for (int64_t rows : {1, 3, 16}) {
       for (int64_t n : {1, 17, 64, 768}) {
@@ -95,7 +93,7 @@ TEST_F(KernelTest, AddRmsNormMatchesTheReference) {
         }
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -138,9 +136,7 @@ void CheckRope(int64_t rows, int64_t heads, int64_t d, int64_t extra, uint32_t s
 }
 
 TEST_F(KernelTest, RopeMatchesTheReference) {
-  for (kernels::Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     uint32_t seed = 100;
     for (int64_t rows : {1, 5}) {
       for (int64_t d : {2, 16, 64, 128}) {
@@ -148,7 +144,7 @@ TEST_F(KernelTest, RopeMatchesTheReference) {
         CheckRope<bf16>(rows, 3, d, 0, seed += 2);
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -177,9 +173,7 @@ void CheckSiluMul(int64_t rows, int64_t inter, uint32_t seed) {
 }
 
 TEST_F(KernelTest, SiluMulMatchesTheReference) {
-  for (kernels::Isa isa : IsasHere()) {
-    SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsaCap(isa);
+  ForEachIsa([&] {
     uint32_t seed = 200;
     for (int64_t rows : {1, 4, 16}) {
       for (int64_t inter : {1, 31, 2048}) {
@@ -187,7 +181,7 @@ TEST_F(KernelTest, SiluMulMatchesTheReference) {
         CheckSiluMul<bf16>(rows, inter, seed += 2);
       }
     }
-  }
+  });
 }
 
 // The fused forms give what the ATen expressions they replace give: RoPE bit for bit (the same

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <optional>
 #include <random>
 #include <vector>
@@ -22,6 +23,15 @@ inline std::vector<kernels::Isa> IsasHere() {
     if (static_cast<int>(isa) <= static_cast<int>(kernels::DetectIsa())) isas.push_back(isa);
   }
   return isas;
+}
+
+// Runs `body` once per level of IsasHere, the kernels capped at it (traced by name).
+inline void ForEachIsa(const std::function<void()>& body) {
+  for (kernels::Isa isa : IsasHere()) {
+    SCOPED_TRACE(kernels::IsaName(isa));
+    kernels::SetIsaCap(isa);
+    body();
+  }
 }
 
 // Restores the kernels' defaults when a test ends.
