@@ -69,6 +69,37 @@ TEST_F(TrainTest, ProbeLowersTheLossOnTinyModel) {
   EXPECT_FALSE(RunProbe(bad, nullptr).ok());
 }
 
+// --objective continuation: slots optimised to make the decoder continue each span as it does
+// from the span's text (KL alone) come closer to the text's predictions than where they started,
+// and the perplexities are reported beside the text's.
+TEST_F(TrainTest, ProbeContinuationObjectiveDistilsTheTextsPredictions) {
+  ScratchDir out;
+  testing::WriteCorpus(out.Join("text.txt"), 4, 5);
+  ProbeOptions o;
+  o.model = dir_->Join("base");
+  o.file = out.Join("text.txt");
+  o.span_tokens = 16;
+  o.slots = "4";
+  o.spans = 2;
+  o.steps = 60;
+  o.objective = "continuation";
+  o.json = out.Join("probe.json");
+  auto result = RunProbe(o, nullptr);
+  ASSERT_OK(result);
+  EXPECT_TRUE(result->continuation);
+  EXPECT_GT(result->text_ppl, 1.0);
+  ASSERT_EQ(result->rows.size(), 1u);
+  const ProbeRow& row = result->rows[0];
+  EXPECT_EQ(row.source, "optimised");
+  EXPECT_GT(row.initial_loss, 0.0);
+  EXPECT_LT(row.loss, 0.5 * row.initial_loss) << row.initial_loss << " -> " << row.loss;
+  EXPECT_GT(row.ppl, 1.0);
+  EXPECT_NE(FormatProbeTable(o, *result).find("vs text"), std::string::npos);
+  EXPECT_NE(ReadAll(out.Join("probe.json")).find("\"text_ppl\""), std::string::npos);
+  o.objective = "copy";
+  EXPECT_FALSE(RunProbe(o, nullptr).ok());
+}
+
 // The rescaled base computes the same logits for any tokens, while its final-normed hidden states
 // (the slots an encoder emits) shrink by c next to its token embeddings, which grow by c.
 TEST_F(TrainTest, RescaleKeepsTheFunctionAndShrinksSlots) {

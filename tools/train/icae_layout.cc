@@ -341,7 +341,7 @@ PaddedBatch PadExamples(const Transformer& base, const at::Tensor& special,
 BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
                        const std::vector<DecoderExample>& examples,
                        const std::vector<at::Tensor>& slots, const TeacherLogProbs& teacher,
-                       double kd_weight) {
+                       double kd_weight, double ce_weight) {
   PaddedBatch padded = PadExamples(base, special, examples, slots);
   const at::Tensor& labels = padded.labels;
   DecoderLossResult r = DecoderLoss(base, padded.embeds, labels, teacher, padded.kv_in());
@@ -351,7 +351,8 @@ BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
   out.positions = labels.numel();
   out.kl_count = r.kl_count;
   out.kl_sum = r.kl_sum.item<double>();
-  at::Tensor total = kd_weight != 0 ? r.loss_sum + kd_weight * r.kl_sum : r.loss_sum;
+  at::Tensor total = ce_weight == 1 ? r.loss_sum : ce_weight * r.loss_sum;
+  if (kd_weight != 0) total = total + kd_weight * r.kl_sum;
   out.mean_loss = total / static_cast<double>(std::max<int64_t>(1, r.count));
   return out;
 }

@@ -123,8 +123,9 @@ std::vector<at::Tensor> EncodeContexts(const Transformer& base, const IcaeTraina
 
 // Pads examples to one batch and returns the mean loss over labelled positions, the count and
 // the number of positions processed.
-// With a teacher, mean_loss is (cross-entropy + kd_weight * KL) summed over the labelled
-// positions, divided by their count.
+// With a teacher, mean_loss is (ce_weight * cross-entropy + kd_weight * KL) summed over the
+// labelled positions, divided by their count (ce_weight 0: distillation alone, as the capacity
+// probe's continuation objective needs, where the labels themselves must not be learnt).
 struct BatchLoss {
   at::Tensor mean_loss;
   int64_t labelled = 0;
@@ -136,7 +137,7 @@ struct BatchLoss {
 BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
                        const std::vector<DecoderExample>& examples,
                        const std::vector<at::Tensor>& slots, const TeacherLogProbs& teacher = {},
-                       double kd_weight = 0);
+                       double kd_weight = 0, double ce_weight = 1);
 
 // The model's log-probabilities (float32, no gradient) at each example's labelled positions:
 // the teacher side of ExamplesLoss's distillation term.

@@ -1,5 +1,6 @@
 #include "tools/train/probe.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "absl/strings/numbers.h"
@@ -37,14 +38,47 @@ absl::StatusOr<std::vector<int>> ParseSlotCounts(const std::string& flag) {
 
 class Prober {
  public:
+  // `continuations` (--objective continuation): the tokens that follow each span.
   Prober(const ProbeOptions& o, const SlotDecoder& decoder, std::vector<std::vector<int>> spans,
-         std::FILE* log)
+         std::vector<std::vector<int>> continuations, std::FILE* log)
       : o_(o),
         decoder_(decoder),
         model_(decoder.transformer()),
         spans_(std::move(spans)),
+        continuations_(std::move(continuations)),
         log_(log),
         tmpl_(decoder.has_adapter() ? PromptTemplate::kAe : PromptTemplate::kRaw) {}
+
+  bool continuation() const { return !continuations_.empty(); }
+
+  // --objective continuation: the decoder's predictions over each continuation when it reads its
+  // span's text (the distillation target) and their perplexity.
+  absl::StatusOr<double> ReadTheText() {
+    return CatchTorch("reading the spans' text", [&]() -> absl::StatusOr<double> {
+      const bool kv = decoder_.slot_kind() == SlotKind::kKv;
+      std::vector<DecoderExample> examples;
+      for (size_t i = 0; i < spans_.size(); ++i) {
+        examples.push_back(
+            TargetExample({{PromptPiece::kTokens, spans_[i]}}, 0, continuations_[i], kIgnore));
+        // KV slots predict nothing themselves: the first continuation token is not scored.
+        if (kv) examples.back().labels[spans_[i].size() - 1] = kIgnore;
+      }
+      const at::Tensor no_slots =
+          at::empty({0, model_.config().hidden_size}, model_.weights().embed.options());
+      teacher_ = LabelledLogProbs(model_, decoder_.special_embeddings(), examples,
+                                  std::vector<at::Tensor>(examples.size(), no_slots));
+      double nll = 0;
+      int64_t count = 0;
+      for (size_t i = 0; i < examples.size(); ++i) {
+        std::vector<int64_t> ids;
+        for (int label : examples[i].labels)
+          if (label != kIgnore) ids.push_back(label);
+        nll -= teacher_[i].gather(1, at::tensor(ids, at::kLong).unsqueeze(1)).sum().item<double>();
+        count += static_cast<int64_t>(ids.size());
+      }
+      return std::exp(nll / std::max<int64_t>(1, count));
+    });
+  }
 
   // Scores fixed slots (one [K, hidden] tensor per span).
   absl::StatusOr<ProbeRow> Score(const std::string& source, const std::vector<at::Tensor>& slots) {
@@ -54,10 +88,17 @@ class Prober {
     row.tokens_per_slot = static_cast<double>(spans_[0].size()) / row.slots;
     {
       at::NoGradGuard no_grad;
-      BatchLoss loss =
-          ExamplesLoss(model_, decoder_.special_embeddings(), Examples(row.slots), slots);
-      row.loss = loss.mean_loss.item<double>();
+      // With a teacher (continuation) the mean loss is the cross-entropy (kd_weight 0) and the
+      // distillation term comes beside it.
+      BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(), Examples(row.slots),
+                                    slots, teacher_);
       row.accuracy = static_cast<double>(loss.correct) / std::max<int64_t>(1, loss.labelled);
+      if (continuation()) {
+        row.ppl = std::exp(loss.mean_loss.item<double>());
+        row.loss = loss.kl_sum / std::max<int64_t>(1, loss.kl_count);
+        return row;  // Nothing to reconstruct.
+      }
+      row.loss = loss.mean_loss.item<double>();
     }
     std::vector<decoder::LocalInput> inputs;
     for (const at::Tensor& s : slots) {
@@ -134,7 +175,10 @@ class Prober {
         at::Tensor slots = shape(z);
         std::vector<at::Tensor> per_span;
         for (int64_t i = 0; i < slots.size(0); ++i) per_span.push_back(slots[i]);
-        BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(), examples, per_span);
+        // Continuation: the distillation term alone (ce_weight 0).
+        BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(), examples, per_span,
+                                      teacher_, continuation() ? 1.0 : 0.0,
+                                      continuation() ? 0.0 : 1.0);
         if (step == 0) initial = loss.mean_loss.item<double>();
         adam.ZeroGrad();
         loss.mean_loss.backward();
@@ -157,11 +201,18 @@ class Prober {
   }
 
  private:
+  // Reconstruct: the adapter's ae layout (or raw), span then EOS. Continuation: the raw layout
+  // with the continuation, as `icae eval` scores it.
   std::vector<DecoderExample> Examples(int k) const {
     std::vector<DecoderExample> out;
-    for (const std::vector<int>& span : spans_) {
-      out.push_back(TargetExample(LayoutPrompt(tmpl_, 1, {}, decoder_.template_tokens()), k, span,
-                                  model_.config().eos_token_id));
+    for (size_t i = 0; i < spans_.size(); ++i) {
+      if (continuation()) {
+        out.push_back(ContinuationExample(k, continuations_[i]));
+        if (decoder_.slot_kind() == SlotKind::kKv) out.back().labels[k - 1] = kIgnore;
+        continue;
+      }
+      out.push_back(TargetExample(LayoutPrompt(tmpl_, 1, {}, decoder_.template_tokens()), k,
+                                  spans_[i], model_.config().eos_token_id));
     }
     return out;
   }
@@ -170,6 +221,8 @@ class Prober {
   const SlotDecoder& decoder_;
   const Transformer& model_;
   std::vector<std::vector<int>> spans_;
+  std::vector<std::vector<int>> continuations_;
+  TeacherLogProbs teacher_;  // Continuation: the text's log-probabilities per span.
   std::FILE* log_;
   PromptTemplate tmpl_;
 };
@@ -199,6 +252,9 @@ void RegisterProbeFlags(FlagSet& flags, ProbeOptions* o) {
   flags.Int("threads", &o->threads, "intra-op threads");
   flags.Int64("seed", &o->seed, "initialisation seed");
   flags.String("json", &o->json, "also write the rows as JSON to this file");
+  flags.String("objective", &o->objective,
+               "reconstruct (the span from its slots) or continuation (the span's continuation "
+               "as the decoder predicts it from the text: distillation, no labels)");
 }
 
 absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
@@ -213,6 +269,11 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
   if (o.steps < 0) return bad("steps", "must be >= 0");
   if (!(o.lr > 0)) return bad("lr", "must be positive");
   if (o.blend_norm < 0) return bad("blend-norm", "must be >= 0");
+  const bool continuation = o.objective == "continuation";
+  if (!continuation && o.objective != "reconstruct") {
+    return bad("objective", absl::StrCat("'", o.objective, "' is not reconstruct or continuation"));
+  }
+  if (continuation && o.blend) return bad("blend", "applies to --objective reconstruct");
   ASSIGN_OR_RETURN(std::vector<int> counts, ParseSlotCounts(o.slots));
   const Runtime runtime{at::kCPU, at::kFloat};
   ASSIGN_OR_RETURN(std::unique_ptr<SlotDecoder> decoder,
@@ -233,15 +294,18 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
                                   : 128;
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.file));
   ASSIGN_OR_RETURN(std::vector<int> ids, EncodeLines(*decoder->tokenizer(), text));
-  const int64_t need = static_cast<int64_t>(o.skip_spans + o.spans) * n;
+  // Consecutive windows: the span, then (continuation) as many tokens again.
+  const int64_t window = continuation ? 2 * n : n;
+  const int64_t need = static_cast<int64_t>(o.skip_spans + o.spans) * window;
   if (static_cast<int64_t>(ids.size()) < need) {
     return bad("file", absl::StrCat("'", o.file, "' has ", ids.size(), " tokens; ", o.skip_spans,
-                                    " + ", o.spans, " spans of ", n, " need ", need));
+                                    " + ", o.spans, " windows of ", window, " need ", need));
   }
-  std::vector<std::vector<int>> spans;
+  std::vector<std::vector<int>> spans, continuations;
   for (int i = o.skip_spans; i < o.skip_spans + o.spans; ++i) {
-    spans.emplace_back(ids.begin() + static_cast<int64_t>(i) * n,
-                       ids.begin() + static_cast<int64_t>(i + 1) * n);
+    auto begin = ids.begin() + static_cast<int64_t>(i) * window;
+    spans.emplace_back(begin, begin + n);
+    if (continuation) continuations.emplace_back(begin + n, begin + 2 * n);
   }
   std::vector<at::Tensor> adapter_slots;
   if (compressor) {
@@ -256,7 +320,11 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
   ProbeResult result;
   result.spans = o.spans;
   result.span_tokens = n;
-  Prober prober(o, *decoder, spans, log);
+  result.continuation = continuation;
+  Prober prober(o, *decoder, spans, std::move(continuations), log);
+  if (continuation) {
+    ASSIGN_OR_RETURN(result.text_ppl, prober.ReadTheText());
+  }
   if (compressor) {
     ASSIGN_OR_RETURN(ProbeRow row, prober.Score("adapter", adapter_slots));
     result.rows.push_back(row);
@@ -279,7 +347,8 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
                       {"loss", r.loss},
                       {"accuracy", r.accuracy},
                       {"bleu4", r.bleu4},
-                      {"exact", r.exact}});
+                      {"exact", r.exact},
+                      {"ppl", r.ppl}});
     }
     nlohmann::json j = {{"model", o.model},
                         {"adapter", o.adapter},
@@ -290,6 +359,8 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
                         {"steps", o.steps},
                         {"lr", o.lr},
                         {"normed", o.normed},
+                        {"objective", o.objective},
+                        {"text_ppl", result.text_ppl},
                         {"rows", rows}};
     RETURN_IF_ERROR(WriteStringToFile(o.json, j.dump(2) + "\n"));
   }
@@ -303,14 +374,28 @@ std::string FormatProbeTable(const ProbeOptions& o, const ProbeResult& r) {
       o.skip_spans, o.steps, o.lr, o.normed ? ", slots final-normed" : "");
   if (o.blend && o.blend_norm > 0)
     absl::StrAppendFormat(&out, "blend slots rescaled to norm %g\n", o.blend_norm);
+  auto start = [](const ProbeRow& row) {
+    return row.source == "optimised" ? absl::StrFormat("%.4f", row.initial_loss) : std::string("-");
+  };
+  if (r.continuation) {
+    absl::StrAppendFormat(&out,
+                          "continuation of %d tokens after each span: ppl %.3f reading the text\n"
+                          "%-6s %-9s %-10s %-11s %-8s %-8s %-9s %s\n",
+                          r.span_tokens, r.text_ppl, "slots", "tok/slot", "source", "start KL",
+                          "KL", "TF acc", "ppl", "vs text");
+    for (const ProbeRow& row : r.rows) {
+      absl::StrAppendFormat(&out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-9.3f %+.1f%%\n",
+                            row.slots, row.tokens_per_slot, row.source, start(row), row.loss,
+                            row.accuracy, row.ppl, 100.0 * (row.ppl / r.text_ppl - 1));
+    }
+    return out;
+  }
   absl::StrAppendFormat(&out, "%-6s %-9s %-10s %-11s %-8s %-8s %-8s %s\n", "slots", "tok/slot",
                         "source", "start loss", "loss", "TF acc", "BLEU-4", "exact");
   for (const ProbeRow& row : r.rows) {
     absl::StrAppendFormat(
         &out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-8.4f %d/%d\n", row.slots,
-        row.tokens_per_slot, row.source,
-        row.source == "optimised" ? absl::StrFormat("%.4f", row.initial_loss) : std::string("-"),
-        row.loss, row.accuracy, row.bleu4, row.exact, r.spans);
+        row.tokens_per_slot, row.source, start(row), row.loss, row.accuracy, row.bleu4, row.exact, r.spans);
   }
   return out;
 }

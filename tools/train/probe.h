@@ -7,6 +7,14 @@
 // reconstruction BLEU-4 and exact match. With an adapter, its own encoder's slots for the same
 // spans are scored beside them. The optimised figure is the decoder's capacity: the upper bound
 // every encoder of that many slots is measured against; a list of K gives the ratio curve.
+//
+// With --objective continuation the question is the other half of the ICAE claim: can K slots
+// make the frozen decoder continue a span as well as its text does? Each span is followed by a
+// continuation of the same length; the slots are optimised to match, at every continuation
+// position, the decoder's prediction when it reads the span's text (KL(text || slots), the
+// distillation term alone: the continuation's own tokens are never a training signal, so the
+// slots cannot learn them). The rows report the continuation perplexity from the slots beside the
+// text's: the optimised row is the lowest gap any encoder of K slots can reach on this decoder.
 #ifndef ICAE_TOOLS_TRAIN_PROBE_H_
 #define ICAE_TOOLS_TRAIN_PROBE_H_
 
@@ -34,6 +42,7 @@ struct ProbeOptions {
   int threads = 2;
   int64_t seed = 1;
   std::string json;  // Also write the rows as JSON here.
+  std::string objective = "reconstruct";  // Or "continuation" (above).
 };
 
 struct ProbeRow {
@@ -45,11 +54,16 @@ struct ProbeRow {
   double accuracy = 0;      // Teacher-forced argmax accuracy over span tokens + EOS.
   double bleu4 = 0;         // Greedy reconstruction, corpus BLEU-4 over the spans.
   int exact = 0;            // Spans reconstructed exactly.
+  // --objective continuation: the loss and accuracy are the continuation's (KL to the text's
+  // prediction; argmax == the true next token), ppl its perplexity from these slots; no BLEU.
+  double ppl = 0;
 };
 
 struct ProbeResult {
   int spans = 0;
   int span_tokens = 0;
+  bool continuation = false;
+  double text_ppl = 0;  // Continuation perplexity when the decoder reads the spans' text.
   std::vector<ProbeRow> rows;
 };
 
