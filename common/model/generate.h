@@ -16,10 +16,12 @@ namespace icae {
 // its own cache): feeds each its last id and returns float32 CPU logits [batch, vocab]. The step
 // the decoder engine's scheduler runs. Throws c10::Error like the Transformer it drives. With `chunk`, another sequence's prompt positions
 // ride along the step (Transformer::DecodeStep with a chunk) and *chunk_hidden receives their
-// final-normed hidden states.
+// final-normed hidden states; with `chunk_last_logits` the logits of the chunk's last position
+// come too, as one more row after the batch's ([batch + 1, vocab]): the head is read once for
+// both when a prefill's last chunk picks its first token in the step.
 at::Tensor DecodeLogits(const Transformer& transformer, absl::Span<Sequence* const> sequences,
                         const Transformer::StepChunk* chunk = nullptr,
-                        at::Tensor* chunk_hidden = nullptr);
+                        at::Tensor* chunk_hidden = nullptr, bool chunk_last_logits = false);
 
 }  // namespace icae
 

@@ -164,14 +164,17 @@ void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running, Request* carried
   for (RequestPtr& request : running) sequences.push_back(request->sequence.get());
   if (observer_ != nullptr) observer_->OnDecodeStep(static_cast<int>(running.size()));
   at::Tensor carried_hidden;
+  // When the carried rows end a prefill, its first token's logits come with the step's.
+  const bool first_token = carried != nullptr && PicksFirstToken(*carried, carried_n);
   absl::StatusOr<at::Tensor> logits =
       CatchTorch("decode step", [&]() -> absl::StatusOr<at::Tensor> {
         if (carried == nullptr) return DecodeLogits(model_.transformer(), sequences);
         const Transformer::StepChunk chunk{
             carried->prepared.input.embeds.narrow(0, carried->prefilled, carried_n),
             &carried->sequence->cache()};
-        return DecodeLogits(model_.transformer(), sequences, &chunk, &carried_hidden);
-      });  // [batch, vocab]
+        return DecodeLogits(model_.transformer(), sequences, &chunk, &carried_hidden,
+                            first_token);
+      });  // [batch (+ 1), vocab]
   if (!logits.ok()) {
     ICAE_LOG(ERROR) << "decode step over " << running.size() << " sequences: " << logits.status();
     for (RequestPtr& request : running) {
@@ -196,7 +199,8 @@ void Engine::Impl::DecodeStep(std::vector<RequestPtr>& running, Request* carried
   if (observer_ != nullptr) observer_->OnPrefill(carried_n, /*carried=*/true);
   bool done = false;
   absl::Status status = CatchTorch("prefill", [&]() -> absl::Status {
-    done = Prefilled(*carried, carried_n, carried_hidden);
+    done = Prefilled(*carried, carried_n, carried_hidden,
+                     first_token ? rows + running.size() * vocab : nullptr);
     return absl::OkStatus();
   });
   if (!status.ok()) Fail(*carried, status);

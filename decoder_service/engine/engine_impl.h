@@ -168,8 +168,12 @@ class Engine::Impl {
   int64_t PrefillChunk(Request& request, int64_t budget);
   // `n` more context positions of `request` are in its cache (`hidden`: their final-normed
   // states): shares a prefix it has just built and, once the whole context is in, picks the first
-  // token. True when the prefill is done.
-  bool Prefilled(Request& request, int64_t n, const at::Tensor& hidden);
+  // token (from `last_logits`, the last position's float32 logits, when the step computed them).
+  // True when the prefill is done.
+  bool Prefilled(Request& request, int64_t n, const at::Tensor& hidden,
+                 const float* last_logits = nullptr);
+  // Whether `n` more positions complete `request`'s prefill with a first token to pick.
+  bool PicksFirstToken(const Request& request, int64_t n) const;
   // A prefill finished (done or failed): sets prefill_done and drops what it no longer needs.
   void EndPrefill(Request& request);
   // While sequences run, the oldest prefilling request that can go on gives up to `rows` of its

@@ -145,7 +145,15 @@ void Engine::Impl::PublishPrefixCache() {
   }
 }
 
-bool Engine::Impl::Prefilled(Request& request, int64_t n, const at::Tensor& hidden) {
+bool Engine::Impl::PicksFirstToken(const Request& request, int64_t n) const {
+  const PreparedRequest& p = request.prepared;
+  const int64_t after = request.prefilled + n;
+  if (request.building_prefix && after == p.prefix_positions) return false;  // Shared first.
+  return after == p.input.positions() && !request.resuming;
+}
+
+bool Engine::Impl::Prefilled(Request& request, int64_t n, const at::Tensor& hidden,
+                             const float* last_logits) {
   const PreparedRequest& p = request.prepared;
   request.prefilled += n;
   if (request.building_prefix && request.prefilled == p.prefix_positions) {
@@ -156,6 +164,10 @@ bool Engine::Impl::Prefilled(Request& request, int64_t n, const at::Tensor& hidd
   if (request.resuming) {  // Its last id is still to be fed: the next decode step does it.
     request.resuming = false;
     request.resume_ids = 0;
+    return true;
+  }
+  if (last_logits != nullptr) {
+    Accept(request, last_logits, absl::Now());
     return true;
   }
   const at::Tensor logits =

@@ -2,6 +2,7 @@
 // arrives (decoder_bench_itl.h).
 #include "tools/bench/decoder_bench_itl.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -16,14 +17,26 @@
 #include "tools/bench/bench_util.h"
 
 namespace icae::bench {
+namespace {
 
-// (e) A decoder with --prefill_chunk_tokens `chunk` and --mixed_step_rows `mixed_rows`: 8 streams generate; once each has 24 tokens a
-// request with a 2048-token text context arrives (generating one token); the streams' token gaps
-// that overlap its arrival-to-first-token window are the figures.
-absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIcaePaths& paths,
+constexpr int kStreams = 8;
+// Every stream decodes steadily (its own prefill long past) before the long context arrives.
+constexpr int kSteadyTokens = 24;
+
+// When each stream received each token (seconds from the streams' start), and the long
+// request's arrival and first token (both 0 in a control run).
+struct StreamRun {
+  std::vector<std::vector<double>> times;
+  double arrival = 0, first_token = 0;
+};
+
+// One decoder, kStreams streams. With `arrive`, the long request is sent once every stream has
+// kSteadyTokens tokens; otherwise (the control) the run lasts until stream i has passed token
+// until[i].
+absl::StatusOr<StreamRun> RunStreams(const std::string& bin_dir, const RandomIcaePaths& paths,
                                      const std::string& threads, int chunk, int mixed_rows,
-                                     const std::string& work_dir,
-                                     const TextRequestFn& text_request) {
+                                     const std::string& log, const TextRequestFn& text_request,
+                                     bool arrive, const std::vector<size_t>& until) {
   ASSIGN_OR_RETURN(
       std::unique_ptr<ChildServer> process,
       ChildServer::Start(
@@ -32,7 +45,7 @@ absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIca
            "--metrics_listen", "127.0.0.1:0", "--threads", threads, "--max_running", "16",
            "--prefill_chunk_tokens", absl::StrCat(chunk), "--mixed_step_rows",
            absl::StrCat(mixed_rows), "--max_new_tokens", "2000"},
-          absl::StrCat(work_dir, "/decoder-itl-", chunk, "-", mixed_rows, ".log")));
+          log));
   ClientOptions options;
   options.max_attempts = 1;
   options.timeout = absl::Minutes(10);
@@ -41,11 +54,11 @@ absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIca
   RETURN_IF_ERROR(WaitForServing(*connection, "icae.v1.Decoder", absl::Minutes(2)));
   DecoderClient decoder(connection);
   RETURN_IF_ERROR(decoder.Generate(text_request(64, 4)).status());  // Warm-up.
-  constexpr int kStreams = 8;
-  std::vector<std::vector<double>> arrivals(kStreams);
+  StreamRun run;
+  run.times.resize(kStreams);
   std::atomic<bool> stop{false};
   std::atomic<int> stream_errors{0};
-  std::vector<std::atomic<int>> counts(kStreams);  // Chunks each stream has received.
+  std::vector<std::atomic<size_t>> counts(kStreams);  // Chunks each stream has received.
   const absl::Time origin = absl::Now();
   auto since = [&] { return absl::ToDoubleSeconds(absl::Now() - origin); };
   std::vector<v1::GenerateRequest> stream_requests;
@@ -55,7 +68,7 @@ absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIca
     streams.emplace_back([&, i] {
       absl::Status status =
           decoder.GenerateStream(stream_requests[i], [&](const v1::GenerateChunk&) {
-            arrivals[i].push_back(since());
+            run.times[i].push_back(since());
             ++counts[i];
             return !stop.load();
           });
@@ -66,45 +79,87 @@ absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIca
       }
     });
   }
-  // Every stream decoding steadily (its own prefill long past) before the long context arrives.
-  constexpr int kSteadyTokens = 24;
-  const absl::Time give_up = absl::Now() + absl::Minutes(3);
-  auto steady_now = [&] {
-    for (const std::atomic<int>& c : counts) {
-      if (c.load() < kSteadyTokens) return false;
+  auto all_past = [&](auto&& index_of) {
+    for (int i = 0; i < kStreams; ++i) {
+      if (counts[i].load() <= index_of(i)) return false;
     }
     return true;
   };
-  while (!steady_now() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
-  const double arrival = since();
-  absl::Status long_status = decoder.Generate(text_request(2048, 1)).status();
-  const double first_token = since();
-  absl::SleepFor(absl::Milliseconds(200));
+  const absl::Time give_up = absl::Now() + absl::Minutes(5);
+  while (!all_past([](int) { return size_t{kSteadyTokens}; }) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::Status long_status;
+  if (arrive) {
+    run.arrival = since();
+    long_status = decoder.Generate(text_request(2048, 1)).status();
+    run.first_token = since();
+    absl::SleepFor(absl::Milliseconds(200));
+  } else {
+    while (!all_past([&](int i) { return until[i]; }) && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
   stop = true;
   for (std::thread& t : streams) t.join();
   RETURN_IF_ERROR(long_status);
+  if (stream_errors.load() > 0) {
+    return absl::InternalError(absl::StrCat(stream_errors.load(), " streams failed"));
+  }
+  return run;
+}
+
+}  // namespace
+
+// (e) A decoder with --prefill_chunk_tokens `chunk` and --mixed_step_rows `mixed_rows`: the
+// arrival run, then the control run (decoder_bench_itl.h).
+absl::StatusOr<ItlResult> MeasureItl(const std::string& bin_dir, const RandomIcaePaths& paths,
+                                     const std::string& threads, int chunk, int mixed_rows,
+                                     const std::string& work_dir,
+                                     const TextRequestFn& text_request) {
+  const std::string log = absl::StrCat(work_dir, "/decoder-itl-", chunk, "-", mixed_rows);
+  ASSIGN_OR_RETURN(StreamRun run, RunStreams(bin_dir, paths, threads, chunk, mixed_rows,
+                                             log + ".log", text_request, true, {}));
   ItlResult result;
-  result.ttft = first_token - arrival;
+  result.ttft = run.first_token - run.arrival;
+  // Gap k of a stream: between its tokens k - 1 and k. Per stream, the gaps that overlap the
+  // long request's prefill (arrival to first token) form one range of k.
   std::vector<double> gaps, steady;
-  for (const std::vector<double>& times : arrivals) {
+  std::vector<size_t> first(kStreams, 0), last(kStreams, 0);
+  for (int i = 0; i < kStreams; ++i) {
+    const std::vector<double>& times = run.times[i];
     for (size_t k = 1; k < times.size(); ++k) {
       const double gap = times[k] - times[k - 1];
-      // Every gap that overlaps the long request's prefill (arrival to its first token).
-      if (times[k] >= arrival && times[k - 1] <= first_token) gaps.push_back(gap);
-      if (times[k] < arrival && k > kSteadyTokens / 2) steady.push_back(gap);
+      if (times[k] >= run.arrival && times[k - 1] <= run.first_token) {
+        gaps.push_back(gap);
+        if (first[i] == 0) first[i] = k;
+        last[i] = k;
+      }
+      if (times[k] < run.arrival && k > kSteadyTokens / 2) steady.push_back(gap);
     }
   }
   if (gaps.empty() || steady.empty()) {
     size_t tokens = 0;
-    for (const std::vector<double>& times : arrivals) tokens += times.size();
+    for (const std::vector<double>& times : run.times) tokens += times.size();
     return absl::InternalError(absl::StrCat("no stream gaps measured (", tokens,
-                                            " stream tokens, arrival at ", arrival, " s, ",
-                                            stream_errors.load(), " streams failed)"));
+                                            " stream tokens, arrival at ", run.arrival, " s)"));
   }
+  ASSIGN_OR_RETURN(StreamRun control, RunStreams(bin_dir, paths, threads, chunk, mixed_rows,
+                                                 log + "-control.log", text_request, false, last));
+  std::vector<double> control_gaps;
+  for (int i = 0; i < kStreams; ++i) {
+    const std::vector<double>& times = control.times[i];
+    for (size_t k = std::max<size_t>(first[i], 1); k <= last[i] && k < times.size(); ++k) {
+      control_gaps.push_back(times[k] - times[k - 1]);
+    }
+  }
+  if (control_gaps.empty()) return absl::InternalError("the control run measured no gaps");
   result.p50 = Quantile(gaps, 0.5);
   result.p99 = Quantile(gaps, 0.99);
   result.max = Quantile(gaps, 1.0);
   result.steady_p50 = Quantile(steady, 0.5);
+  result.control_p50 = Quantile(control_gaps, 0.5);
+  result.control_p99 = Quantile(control_gaps, 0.99);
   result.gaps = gaps.size();
   return result;
 }
