@@ -96,6 +96,19 @@ TEST_F(TrainTest, ProbeContinuationObjectiveDistilsTheTextsPredictions) {
   EXPECT_GT(row.ppl, 1.0);
   EXPECT_NE(FormatProbeTable(o, *result).find("vs text"), std::string::npos);
   EXPECT_NE(ReadAll(out.Join("probe.json")).find("\"text_ppl\""), std::string::npos);
+  // Fitted on the first half, scored on the second: the scored rows cover only those positions
+  // (a different text perplexity).
+  o.fit_tokens = 8;
+  auto held_out = RunProbe(o, nullptr);
+  ASSERT_OK(held_out);
+  EXPECT_NE(held_out->text_ppl, result->text_ppl);
+  ASSERT_EQ(held_out->rows.size(), 1u);
+  EXPECT_GT(held_out->rows[0].ppl, 1.0);
+  EXPECT_GE(held_out->rows[0].loss, 0.0);
+  EXPECT_NE(FormatProbeTable(o, *held_out).find("fitted on its first 8"), std::string::npos);
+  o.fit_tokens = 15;  // Nothing left to score.
+  EXPECT_FALSE(RunProbe(o, nullptr).ok());
+  o.fit_tokens = 0;
   o.objective = "copy";
   EXPECT_FALSE(RunProbe(o, nullptr).ok());
 }

@@ -52,28 +52,39 @@ class Prober {
   bool continuation() const { return !continuations_.empty(); }
 
   // --objective continuation: the decoder's predictions over each continuation when it reads its
-  // span's text (the distillation target) and their perplexity.
+  // span's text (the distillation targets: the fitted positions, and the scored ones) and the
+  // perplexity of the scored positions.
   absl::StatusOr<double> ReadTheText() {
     return CatchTorch("reading the spans' text", [&]() -> absl::StatusOr<double> {
-      const bool kv = decoder_.slot_kind() == SlotKind::kKv;
-      std::vector<DecoderExample> examples;
-      for (size_t i = 0; i < spans_.size(); ++i) {
-        examples.push_back(
-            TargetExample({{PromptPiece::kTokens, spans_[i]}}, 0, continuations_[i], kIgnore));
-        // KV slots predict nothing themselves: the first continuation token is not scored.
-        if (kv) examples.back().labels[spans_[i].size() - 1] = kIgnore;
-      }
       const at::Tensor no_slots =
           at::empty({0, model_.config().hidden_size}, model_.weights().embed.options());
-      teacher_ = LabelledLogProbs(model_, decoder_.special_embeddings(), examples,
-                                  std::vector<at::Tensor>(examples.size(), no_slots));
+      auto text_examples = [&](Part part) {
+        std::vector<DecoderExample> examples;
+        for (size_t i = 0; i < spans_.size(); ++i) {
+          examples.push_back(
+              TargetExample({{PromptPiece::kTokens, spans_[i]}}, 0, continuations_[i], kIgnore));
+          KeepPart(examples.back(), static_cast<int>(spans_[i].size()) - 1, part);
+        }
+        return examples;
+      };
+      const std::vector<DecoderExample> scored = text_examples(Part::kScore);
+      teacher_score_ = LabelledLogProbs(model_, decoder_.special_embeddings(), scored,
+                                        std::vector<at::Tensor>(scored.size(), no_slots));
+      teacher_fit_ = o_.fit_tokens == 0
+                         ? teacher_score_
+                         : LabelledLogProbs(model_, decoder_.special_embeddings(),
+                                            text_examples(Part::kFit),
+                                            std::vector<at::Tensor>(scored.size(), no_slots));
       double nll = 0;
       int64_t count = 0;
-      for (size_t i = 0; i < examples.size(); ++i) {
+      for (size_t i = 0; i < scored.size(); ++i) {
         std::vector<int64_t> ids;
-        for (int label : examples[i].labels)
+        for (int label : scored[i].labels)
           if (label != kIgnore) ids.push_back(label);
-        nll -= teacher_[i].gather(1, at::tensor(ids, at::kLong).unsqueeze(1)).sum().item<double>();
+        nll -= teacher_score_[i]
+                   .gather(1, at::tensor(ids, at::kLong).unsqueeze(1))
+                   .sum()
+                   .item<double>();
         count += static_cast<int64_t>(ids.size());
       }
       return std::exp(nll / std::max<int64_t>(1, count));
@@ -90,8 +101,8 @@ class Prober {
       at::NoGradGuard no_grad;
       // With a teacher (continuation) the mean loss is the cross-entropy (kd_weight 0) and the
       // distillation term comes beside it.
-      BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(), Examples(row.slots),
-                                    slots, teacher_);
+      BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(),
+                                    Examples(row.slots, Part::kScore), slots, teacher_score_);
       row.accuracy = static_cast<double>(loss.correct) / std::max<int64_t>(1, loss.labelled);
       if (continuation()) {
         row.ppl = std::exp(loss.mean_loss.item<double>());
@@ -151,7 +162,8 @@ class Prober {
   }
 
   // Optimises K slots per span from a random start and scores them.
-  absl::StatusOr<ProbeRow> Optimise(int k) {
+  // `start`: one slot tensor per span to start from (--from-adapter), or empty (random).
+  absl::StatusOr<ProbeRow> Optimise(int k, const std::vector<at::Tensor>& start = {}) {
     std::vector<at::Tensor> final_slots;
     double initial = 0;
     RETURN_IF_ERROR(CatchTorch("optimising slots", [&]() -> absl::Status {
@@ -165,8 +177,9 @@ class Prober {
           kv ? at::randn({spans, c.num_layers, 2, c.num_kv_heads, k, c.head_dim}, gen)
                    .requires_grad_(true)
              : (at::randn({spans, k, c.hidden_size}, gen) * embed_std).requires_grad_(true);
+      if (!start.empty()) z = at::stack(start).to(at::kFloat).detach().clone().requires_grad_(true);
       AdamW adam({z}, AdamWConfig{0.9, 0.999, 1e-8, 0.0});
-      const std::vector<DecoderExample> examples = Examples(k);
+      const std::vector<DecoderExample> examples = Examples(k, Part::kFit);
       at::Tensor final_norm = model_.weights().final_norm.to(at::kFloat);
       auto shape = [&](const at::Tensor& x) {
         return o_.normed ? RmsNorm(x, final_norm, c.rms_norm_eps) : x;
@@ -177,7 +190,7 @@ class Prober {
         for (int64_t i = 0; i < slots.size(0); ++i) per_span.push_back(slots[i]);
         // Continuation: the distillation term alone (ce_weight 0).
         BatchLoss loss = ExamplesLoss(model_, decoder_.special_embeddings(), examples, per_span,
-                                      teacher_, continuation() ? 1.0 : 0.0,
+                                      teacher_fit_, continuation() ? 1.0 : 0.0,
                                       continuation() ? 0.0 : 1.0);
         if (step == 0) initial = loss.mean_loss.item<double>();
         adam.ZeroGrad();
@@ -201,14 +214,30 @@ class Prober {
   }
 
  private:
+  // Continuation positions the slots are fitted on (the first --fit-tokens) and scored on (the
+  // rest); without --fit-tokens both are all of them.
+  enum class Part { kFit, kScore };
+
+  // Keeps the labels of `part` in `e`, whose continuation token j is labelled at index first + j.
+  // KV slots predict nothing themselves: their first continuation token is never labelled.
+  void KeepPart(DecoderExample& e, int first, Part part) const {
+    for (int i = first; i < e.length(); ++i) {
+      const int j = i - first;
+      const bool fitted = o_.fit_tokens == 0 || j < o_.fit_tokens;
+      const bool scored = o_.fit_tokens == 0 || j >= o_.fit_tokens;
+      if (!(part == Part::kFit ? fitted : scored)) e.labels[i] = kIgnore;
+    }
+    if (decoder_.slot_kind() == SlotKind::kKv) e.labels[first] = kIgnore;
+  }
+
   // Reconstruct: the adapter's ae layout (or raw), span then EOS. Continuation: the raw layout
-  // with the continuation, as `icae eval` scores it.
-  std::vector<DecoderExample> Examples(int k) const {
+  // with the continuation, as `icae eval` scores it, labelled on `part`.
+  std::vector<DecoderExample> Examples(int k, Part part) const {
     std::vector<DecoderExample> out;
     for (size_t i = 0; i < spans_.size(); ++i) {
       if (continuation()) {
         out.push_back(ContinuationExample(k, continuations_[i]));
-        if (decoder_.slot_kind() == SlotKind::kKv) out.back().labels[k - 1] = kIgnore;
+        KeepPart(out.back(), k - 1, part);
         continue;
       }
       out.push_back(TargetExample(LayoutPrompt(tmpl_, 1, {}, decoder_.template_tokens()), k,
@@ -222,7 +251,8 @@ class Prober {
   const Transformer& model_;
   std::vector<std::vector<int>> spans_;
   std::vector<std::vector<int>> continuations_;
-  TeacherLogProbs teacher_;  // Continuation: the text's log-probabilities per span.
+  // Continuation: the text's log-probabilities per span at the fitted and the scored positions.
+  TeacherLogProbs teacher_fit_, teacher_score_;
   std::FILE* log_;
   PromptTemplate tmpl_;
 };
@@ -252,6 +282,14 @@ void RegisterProbeFlags(FlagSet& flags, ProbeOptions* o) {
   flags.Int("threads", &o->threads, "intra-op threads");
   flags.Int64("seed", &o->seed, "initialisation seed");
   flags.String("json", &o->json, "also write the rows as JSON to this file");
+  flags.Int("fit-tokens", &o->fit_tokens,
+            "continuation: fit the slots on the first N continuation tokens and score the rest "
+            "(slots fitted on the tokens they are scored on know what those ask of the span; "
+            "0 = fit and score all)");
+  flags.Bool("from-adapter", &o->from_adapter,
+             "start the optimised slots from the adapter's own (at its slot count; row 'moved'), "
+             "not at random: with --fit-tokens, whether moving them for some continuation "
+             "positions helps the others");
   flags.String("objective", &o->objective,
                "reconstruct (the span from its slots) or continuation (the span's continuation "
                "as the decoder predicts it from the text: distillation, no labels)");
@@ -274,6 +312,10 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
     return bad("objective", absl::StrCat("'", o.objective, "' is not reconstruct or continuation"));
   }
   if (continuation && o.blend) return bad("blend", "applies to --objective reconstruct");
+  if (o.fit_tokens != 0 && !continuation) return bad("fit-tokens", "needs --objective continuation");
+  if (o.from_adapter && (o.adapter.empty() || o.normed)) {
+    return bad("from-adapter", "needs --adapter and no --normed (the adapter's slots as they are)");
+  }
   ASSIGN_OR_RETURN(std::vector<int> counts, ParseSlotCounts(o.slots));
   const Runtime runtime{at::kCPU, at::kFloat};
   ASSIGN_OR_RETURN(std::unique_ptr<SlotDecoder> decoder,
@@ -292,6 +334,10 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
   const int n = o.span_tokens > 0 ? o.span_tokens
                 : compressor      ? compressor->max_segment_tokens()
                                   : 128;
+  if (o.fit_tokens < 0 || o.fit_tokens >= n - 1) {
+    return bad("fit-tokens", absl::StrCat(o.fit_tokens, " must be in [0, ", n - 2,
+                                          "]: some continuation tokens must be left to score"));
+  }
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.file));
   ASSIGN_OR_RETURN(std::vector<int> ids, EncodeLines(*decoder->tokenizer(), text));
   // Consecutive windows: the span, then (continuation) as many tokens again.
@@ -334,7 +380,11 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
       ASSIGN_OR_RETURN(ProbeRow blend, prober.Blend(k));
       result.rows.push_back(blend);
     }
-    ASSIGN_OR_RETURN(ProbeRow row, prober.Optimise(k));
+    // --from-adapter: the adapter's own slots moved (at its slot count).
+    const bool from_adapter = o.from_adapter && k == SlotCount(adapter_slots[0]);
+    ASSIGN_OR_RETURN(ProbeRow row, prober.Optimise(k, from_adapter ? adapter_slots
+                                                                   : std::vector<at::Tensor>()));
+    if (from_adapter) row.source = "moved";
     result.rows.push_back(row);
   }
   if (!o.json.empty()) {
@@ -360,6 +410,8 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
                         {"lr", o.lr},
                         {"normed", o.normed},
                         {"objective", o.objective},
+                        {"fit_tokens", o.fit_tokens},
+                        {"from_adapter", o.from_adapter},
                         {"text_ppl", result.text_ppl},
                         {"rows", rows}};
     RETURN_IF_ERROR(WriteStringToFile(o.json, j.dump(2) + "\n"));
@@ -375,13 +427,19 @@ std::string FormatProbeTable(const ProbeOptions& o, const ProbeResult& r) {
   if (o.blend && o.blend_norm > 0)
     absl::StrAppendFormat(&out, "blend slots rescaled to norm %g\n", o.blend_norm);
   auto start = [](const ProbeRow& row) {
-    return row.source == "optimised" ? absl::StrFormat("%.4f", row.initial_loss) : std::string("-");
+    return row.source == "adapter" || row.source == "blend"
+               ? std::string("-")
+               : absl::StrFormat("%.4f", row.initial_loss);
   };
   if (r.continuation) {
     absl::StrAppendFormat(&out,
-                          "continuation of %d tokens after each span: ppl %.3f reading the text\n"
+                          "continuation of %d tokens after each span%s: ppl %.3f reading the text\n"
                           "%-6s %-9s %-10s %-11s %-8s %-8s %-9s %s\n",
-                          r.span_tokens, r.text_ppl, "slots", "tok/slot", "source", "start KL",
+                          r.span_tokens,
+                          o.fit_tokens > 0 ? absl::StrFormat(" (slots fitted on its first %d, "
+                                                             "scored on the rest)", o.fit_tokens)
+                                           : std::string(),
+                          r.text_ppl, "slots", "tok/slot", "source", "start KL",
                           "KL", "TF acc", "ppl", "vs text");
     for (const ProbeRow& row : r.rows) {
       absl::StrAppendFormat(&out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-9.3f %+.1f%%\n",

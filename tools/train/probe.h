@@ -15,6 +15,8 @@
 // distillation term alone: the continuation's own tokens are never a training signal, so the
 // slots cannot learn them). The rows report the continuation perplexity from the slots beside the
 // text's: the optimised row is the lowest gap any encoder of K slots can reach on this decoder.
+// Slots fitted on the very positions they are scored on know which continuation follows; with
+// --fit-tokens N they are fitted on its first N tokens and scored on the rest, a tighter bound.
 #ifndef ICAE_TOOLS_TRAIN_PROBE_H_
 #define ICAE_TOOLS_TRAIN_PROBE_H_
 
@@ -43,10 +45,16 @@ struct ProbeOptions {
   int64_t seed = 1;
   std::string json;  // Also write the rows as JSON here.
   std::string objective = "reconstruct";  // Or "continuation" (above).
+  // Continuation: the slots are fitted on the first fit_tokens continuation positions and scored
+  // on the rest (0: fitted and scored on all), so that the bound does not rest on slots that know
+  // which continuation they are scored on.
+  int fit_tokens = 0;
+  // Start the optimised slots from the adapter's (at its slot count; the row is "moved").
+  bool from_adapter = false;
 };
 
 struct ProbeRow {
-  std::string source;  // "optimised", "adapter" or "blend"
+  std::string source;  // "optimised", "moved" (from the adapter's), "adapter" or "blend"
   int slots = 0;
   double tokens_per_slot = 0;
   double initial_loss = 0;  // Mean teacher-forced loss before optimising (optimised rows).
