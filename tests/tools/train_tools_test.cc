@@ -106,6 +106,26 @@ TEST_F(TrainTest, ProbeContinuationObjectiveDistilsTheTextsPredictions) {
   EXPECT_GT(held_out->rows[0].ppl, 1.0);
   EXPECT_GE(held_out->rows[0].loss, 0.0);
   EXPECT_NE(FormatProbeTable(o, *held_out).find("fitted on its first 8"), std::string::npos);
+  // --from-adapter: the adapter's own slots are the start (row "moved"); its first loss is the
+  // adapter's slots' KL on the fitted positions, so fitting lowers it from there.
+  auto config = LoadModelConfig(dir_->Join("base"));
+  ASSERT_OK(config);
+  IcaeTrainables icae = *InitIcae(*config, 4, 8, {"q_proj", "v_proj"}, 4, 4, 11, 0.5);
+  ASSERT_OK(SaveIcaeAdapter(out.Join("a"), *config, icae, "tiny"));
+  o.adapter = out.Join("a");
+  o.from_adapter = true;
+  o.slots = "";
+  auto moved = RunProbe(o, nullptr);
+  ASSERT_OK(moved);
+  ASSERT_EQ(moved->rows.size(), 2u);
+  EXPECT_EQ(moved->rows[0].source, "adapter");
+  EXPECT_EQ(moved->rows[1].source, "moved");
+  o.normed = true;  // The adapter's slots as they are: no re-norming.
+  EXPECT_FALSE(RunProbe(o, nullptr).ok());
+  o.normed = false;
+  o.adapter = "";
+  EXPECT_FALSE(RunProbe(o, nullptr).ok());
+  o.from_adapter = false;
   o.fit_tokens = 15;  // Nothing left to score.
   EXPECT_FALSE(RunProbe(o, nullptr).ok());
   o.fit_tokens = 0;
