@@ -85,7 +85,8 @@ void Engine::Impl::AttachPrefix(Request& request, std::shared_ptr<const KVCache>
     // shared prefix's own (prefix_positions_alive_).
     absl::MutexLock lock(&mu_);
     request.reserved_prefix = false;
-    const int64_t held = RoundUpToBlock(positions, options_.kv_block_tokens);  // The prefix's blocks.
+    // The prefix's blocks.
+    const int64_t held = RoundUpToBlock(positions, options_.kv_block_tokens);
     request.kv_reserved -= held;
     kv_used_ -= held;
     PublishStateLocked();

@@ -177,7 +177,9 @@ class Prober {
           kv ? at::randn({spans, c.num_layers, 2, c.num_kv_heads, k, c.head_dim}, gen)
                    .requires_grad_(true)
              : (at::randn({spans, k, c.hidden_size}, gen) * embed_std).requires_grad_(true);
-      if (!start.empty()) z = at::stack(start).to(at::kFloat).detach().clone().requires_grad_(true);
+      if (!start.empty()) {
+        z = at::stack(start).to(at::kFloat).detach().clone().requires_grad_(true);
+      }
       AdamW adam({z}, AdamWConfig{0.9, 0.999, 1e-8, 0.0});
       const std::vector<DecoderExample> examples = Examples(k, Part::kFit);
       at::Tensor final_norm = model_.weights().final_norm.to(at::kFloat);
@@ -312,7 +314,9 @@ absl::StatusOr<ProbeResult> RunProbe(const ProbeOptions& o, std::FILE* log) {
     return bad("objective", absl::StrCat("'", o.objective, "' is not reconstruct or continuation"));
   }
   if (continuation && o.blend) return bad("blend", "applies to --objective reconstruct");
-  if (o.fit_tokens != 0 && !continuation) return bad("fit-tokens", "needs --objective continuation");
+  if (o.fit_tokens != 0 && !continuation) {
+    return bad("fit-tokens", "needs --objective continuation");
+  }
   if (o.from_adapter && (o.adapter.empty() || o.normed)) {
     return bad("from-adapter", "needs --adapter and no --normed (the adapter's slots as they are)");
   }
@@ -453,7 +457,8 @@ std::string FormatProbeTable(const ProbeOptions& o, const ProbeResult& r) {
   for (const ProbeRow& row : r.rows) {
     absl::StrAppendFormat(
         &out, "%-6d %-9.2f %-10s %-11s %-8.4f %-8.4f %-8.4f %d/%d\n", row.slots,
-        row.tokens_per_slot, row.source, start(row), row.loss, row.accuracy, row.bleu4, row.exact, r.spans);
+        row.tokens_per_slot, row.source, start(row), row.loss, row.accuracy, row.bleu4, row.exact,
+        r.spans);
   }
   return out;
 }
