@@ -18,8 +18,8 @@
 //
 //   icae-bench-decoder [--contexts 8] [--gen_tokens 128] [--threads 2] [--lengths 512,2048]
 //                      [--concurrency 1,4,16] [--throughput_requests 2] [--throughput_tokens 64]
-//                      [--itl_chunks 0,512,64] [--itl_mixed_rows 0,16] [--sections abcde]
-//                      [--json OUT]
+//                      [--itl_chunks 0,512,64] [--itl_mixed_rows 0,16] [--itl_rounds 1]
+//                      [--sections abcde] [--json OUT]
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +31,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -123,6 +124,7 @@ absl::StatusOr<v1::CompressResponse> Compress(const EncoderClient& encoder,
 
 int Main(int argc, char** argv) {
   int contexts = 8, gen_tokens = 128, threads = 2, throughput_requests = 2, throughput_tokens = 64;
+  int itl_rounds = 1;
   std::string lengths_flag = "512,2048", concurrency_flag = "1,4,16", bin_dir, work_dir;
   std::string itl_chunks_flag = "0,512,64", itl_mixed_flag = "0,16", sections = "abcde";
   FlagSet flags("icae-bench-decoder [options]");
@@ -131,6 +133,8 @@ int Main(int argc, char** argv) {
   flags.String("lengths", &lengths_flag, "(a) context lengths, tokens");
   flags.String("concurrency", &concurrency_flag, "(b) concurrency levels");
   flags.Int("throughput_requests", &throughput_requests, "(b) requests per client");
+  flags.Int("itl_rounds", &itl_rounds,
+            "(e) rounds of every configuration, interleaved; medians printed after them");
   flags.Int("throughput_tokens", &throughput_tokens, "(b) tokens generated per request");
   flags.Int("threads", &threads, "--threads of each server");
   flags.String("itl_chunks", &itl_chunks_flag, "(e) --prefill_chunk_tokens values, 0 first");
@@ -143,6 +147,10 @@ int Main(int argc, char** argv) {
   std::string json_out;
   flags.String("json", &json_out, "also write every figure as JSON to this file");
   ParseFlagsOrExit(flags, argc, argv);
+  if (itl_rounds < 1) {
+    std::fprintf(stderr, "--itl_rounds %d must be >= 1\n", itl_rounds);
+    return 2;
+  }
   std::vector<int> lengths, levels;
   std::vector<int> itl_chunks, itl_mixed;
   if (!ParseIntList(lengths_flag, "--lengths", &lengths).ok() ||
@@ -411,9 +419,20 @@ int Main(int argc, char** argv) {
       request.add_context()->mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
       return request;
     };
+    // Every configuration once per round, rounds interleaved (the machine's noise drifts); the
+    // medians over the rounds close the table.
+    std::vector<std::pair<int, int>> configs;
     for (int chunk : itl_chunks) {
-      // Without chunks nothing rides along: one run.
+      // Without chunks nothing rides along: one configuration.
       for (int mixed : chunk == 0 ? std::vector<int>{0} : itl_mixed) {
+        configs.push_back({chunk, mixed});
+      }
+    }
+    std::vector<std::vector<double>> control_ratios(configs.size()), steady_ratios(configs.size());
+    std::vector<std::vector<double>> ttfts(configs.size());
+    for (int round = 0; round < itl_rounds; ++round) {
+      for (size_t c = 0; c < configs.size(); ++c) {
+        const auto [chunk, mixed] = configs[c];
         auto itl = MeasureItl(bin_dir, paths, thread_flag, chunk, mixed, work_dir, text_request);
         if (!itl.ok()) return std::fprintf(stderr, "%s\n", itl.status().ToString().c_str()), 1;
         std::printf(
@@ -422,8 +441,12 @@ int Main(int argc, char** argv) {
             itl->steady_p50 * 1e3, itl->control_p50 * 1e3, itl->control_p99 * 1e3, itl->ttft,
             itl->p99 / itl->control_p50, itl->p99 / itl->steady_p50);
         std::fflush(stdout);
+        control_ratios[c].push_back(itl->p99 / itl->control_p50);
+        steady_ratios[c].push_back(itl->p99 / itl->steady_p50);
+        ttfts[c].push_back(itl->ttft);
         report["itl"].push_back({{"chunk", chunk},
                                  {"mixed_step_rows", mixed},
+                                 {"round", round},
                                  {"p50_s", itl->p50},
                                  {"p99_s", itl->p99},
                                  {"max_s", itl->max},
@@ -431,6 +454,14 @@ int Main(int argc, char** argv) {
                                  {"control_p50_s", itl->control_p50},
                                  {"control_p99_s", itl->control_p99},
                                  {"long_ttft_s", itl->ttft}});
+      }
+    }
+    if (itl_rounds > 1) {
+      std::printf("medians over %d rounds:\n", itl_rounds);
+      for (size_t c = 0; c < configs.size(); ++c) {
+        std::printf("%-6d %6d   p99/ctrl p50 %.2fx  p99/steady p50 %.2fx  TTFT %.2f s\n",
+                    configs[c].first, configs[c].second, Quantile(control_ratios[c], 0.5),
+                    Quantile(steady_ratios[c], 0.5), Quantile(ttfts[c], 0.5));
       }
     }
     std::printf(
