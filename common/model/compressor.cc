@@ -196,7 +196,8 @@ at::Tensor EncodeSegmentBatch(const Transformer& model, const at::Tensor& memory
   // Only the memory rows leave the encoder: its last layer computes no other.
   std::vector<int64_t> keep(batch * mem);
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t j = 0; j < mem; ++j) keep[b * mem + j] = static_cast<int64_t>(segments[b].size()) + j;
+    const int64_t first = static_cast<int64_t>(segments[b].size());  // Its memory rows follow.
+    for (int64_t j = 0; j < mem; ++j) keep[b * mem + j] = first + j;
   }
   at::Tensor keep_rows =
       at::tensor(keep, at::TensorOptions().dtype(at::kLong)).view({batch, mem}).to(device);

@@ -15,8 +15,8 @@ int64_t Engine::Impl::AdmissionNeed(const Request& request, bool prefix_hit) con
   // never more than it can ever use.
   const int64_t now = p.positions() + request.resume_ids + 1;
   const int64_t block = options_.kv_block_tokens;
-  return KvPositionsNeeded(p, std::min(p.reserved_positions(), RoundUpToBlock(now, block)), prefix_hit,
-                           block);
+  return KvPositionsNeeded(p, std::min(p.reserved_positions(), RoundUpToBlock(now, block)),
+                           prefix_hit, block);
 }
 
 void Engine::Impl::Preempt(Request& request) {

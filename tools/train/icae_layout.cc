@@ -351,7 +351,7 @@ BatchLoss ExamplesLoss(const Transformer& base, const at::Tensor& special,
   out.positions = labels.numel();
   out.kl_count = r.kl_count;
   out.kl_sum = r.kl_sum.item<double>();
-  at::Tensor total = ce_weight == 1 ? r.loss_sum : ce_weight * r.loss_sum;
+  at::Tensor total = ce_weight * r.loss_sum;
   if (kd_weight != 0) total = total + kd_weight * r.kl_sum;
   out.mean_loss = total / static_cast<double>(std::max<int64_t>(1, r.count));
   return out;
@@ -373,6 +373,15 @@ TeacherLogProbs LabelledLogProbs(const Transformer& base, const at::Tensor& spec
     out.push_back(at::log_softmax(logits[b].index_select(0, rows).to(at::kFloat), -1));
   }
   return out;
+}
+
+double LabelledNll(const at::Tensor& log_probs, const DecoderExample& example, int64_t* count) {
+  std::vector<int64_t> ids;
+  for (int label : example.labels) {
+    if (label != kIgnore) ids.push_back(label);
+  }
+  if (count != nullptr) *count = static_cast<int64_t>(ids.size());
+  return -log_probs.gather(1, at::tensor(ids, at::kLong).unsqueeze(1)).sum().item<double>();
 }
 
 }  // namespace icae::train

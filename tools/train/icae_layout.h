@@ -145,6 +145,11 @@ TeacherLogProbs LabelledLogProbs(const Transformer& base, const at::Tensor& spec
                                  const std::vector<DecoderExample>& examples,
                                  const std::vector<at::Tensor>& slots);
 
+// The negative log-likelihood of `example`'s labels under `log_probs` (one of LabelledLogProbs'
+// tensors for that example), summed; *count (when set) receives the number of labels.
+double LabelledNll(const at::Tensor& log_probs, const DecoderExample& example,
+                   int64_t* count = nullptr);
+
 }  // namespace icae::train
 
 #endif  // ICAE_TOOLS_TRAIN_ICAE_LAYOUT_H_

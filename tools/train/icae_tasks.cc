@@ -360,11 +360,7 @@ class PretrainTask : public TrainTask {
       for (size_t k = 0; k < taught.size(); ++k) {
         teacher[taught[k]] = t[k];
         if (teacher_nll == nullptr) continue;  // Only validation reports it.
-        std::vector<int64_t> ids;
-        for (int label : teacher_examples[k].labels)
-          if (label != kIgnore) ids.push_back(label);
-        *teacher_nll -=
-            t[k].gather(1, at::tensor(ids, at::kLong).unsqueeze(1)).sum().item<double>();
+        *teacher_nll += LabelledNll(t[k], teacher_examples[k]);
       }
     }
     BatchLoss loss =

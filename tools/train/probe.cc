@@ -78,14 +78,9 @@ class Prober {
       double nll = 0;
       int64_t count = 0;
       for (size_t i = 0; i < scored.size(); ++i) {
-        std::vector<int64_t> ids;
-        for (int label : scored[i].labels)
-          if (label != kIgnore) ids.push_back(label);
-        nll -= teacher_score_[i]
-                   .gather(1, at::tensor(ids, at::kLong).unsqueeze(1))
-                   .sum()
-                   .item<double>();
-        count += static_cast<int64_t>(ids.size());
+        int64_t labels = 0;
+        nll += LabelledNll(teacher_score_[i], scored[i], &labels);
+        count += labels;
       }
       return std::exp(nll / std::max<int64_t>(1, count));
     });
@@ -174,12 +169,10 @@ class Prober {
       // The adapter's kind: KV slots are [layers, 2, kv_heads, K, head_dim] per span.
       const bool kv = decoder_.slot_kind() == SlotKind::kKv;
       at::Tensor z =
-          kv ? at::randn({spans, c.num_layers, 2, c.num_kv_heads, k, c.head_dim}, gen)
-                   .requires_grad_(true)
-             : (at::randn({spans, k, c.hidden_size}, gen) * embed_std).requires_grad_(true);
-      if (!start.empty()) {
-        z = at::stack(start).to(at::kFloat).detach().clone().requires_grad_(true);
-      }
+          !start.empty() ? at::stack(start).to(at::kFloat)
+          : kv           ? at::randn({spans, c.num_layers, 2, c.num_kv_heads, k, c.head_dim}, gen)
+                         : at::randn({spans, k, c.hidden_size}, gen) * embed_std;
+      z.requires_grad_(true);
       AdamW adam({z}, AdamWConfig{0.9, 0.999, 1e-8, 0.0});
       const std::vector<DecoderExample> examples = Examples(k, Part::kFit);
       at::Tensor final_norm = model_.weights().final_norm.to(at::kFloat);
