@@ -196,4 +196,64 @@ at::Tensor AttendParts(const at::Tensor& q, absl::Span<const at::Tensor> k,
   return out.view({batch, heads, seq, d});
 }
 
+at::Tensor CausalAttend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& query_index, const at::Tensor& key_valid,
+                        std::optional<int> window) {
+  const int64_t batch = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3);
+  const int64_t kv_heads = k.size(1), keys = k.size(2);
+  const bool kernel = CpuKernelApplies(q) && CpuKernelApplies(k) && CpuKernelApplies(v) &&
+                      k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
+                      d > 0 && rows > 0 && keys > 0 && heads % kv_heads == 0;
+  if (!kernel) {
+    const auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
+    at::Tensor qi = query_index.defined() ? query_index.to(q.device(), at::kLong).unsqueeze(-1)
+                                          : at::arange(keys - rows, keys, opts).view({1, rows, 1});
+    at::Tensor kj = at::arange(0, keys, opts).view({1, 1, keys});
+    at::Tensor allowed = kj <= qi;  // [batch|1, rows, keys]
+    if (window) allowed = allowed & ((qi - kj) < *window);
+    if (key_valid.defined()) {
+      allowed = allowed & (key_valid.to(q.device()).unsqueeze(1) | (kj == qi));
+    }
+    return Attend(q, k, v, allowed);
+  }
+  // The kernel reads rows of d contiguous values through strides; anything else is copied.
+  auto rows_contiguous = [](const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+  const at::Tensor qc = rows_contiguous(q), kc = rows_contiguous(k), vc = rows_contiguous(v);
+  at::Tensor out = at::empty({batch, rows, heads, d}, q.options()).transpose(1, 2);
+  at::Tensor index, valid;
+  kernels::PrefillAttentionArgs args;
+  args.batch = batch;
+  args.heads = heads;
+  args.kv_heads = kv_heads;
+  args.rows = rows;
+  args.keys = keys;
+  args.d = d;
+  args.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  for (int i = 0; i < 3; ++i) {
+    args.q_stride[i] = qc.stride(i);
+    args.k_stride[i] = kc.stride(i);
+    args.v_stride[i] = vc.stride(i);
+    args.out_stride[i] = out.stride(i);
+  }
+  if (query_index.defined()) {
+    index = query_index.to(at::kCPU, at::kLong).contiguous();
+    TORCH_CHECK(index.numel() == batch * rows, "CausalAttend: query_index is not [batch, rows]");
+    args.positions = index.data_ptr<int64_t>();
+  }
+  if (key_valid.defined()) {
+    valid = key_valid.to(at::kCPU, at::kByte).contiguous();
+    TORCH_CHECK(valid.numel() == batch * keys, "CausalAttend: key_valid is not [batch, keys]");
+    args.key_valid = valid.data_ptr<uint8_t>();
+  }
+  args.window = window ? *window : 0;
+  if (q.scalar_type() == at::kFloat) {
+    kernels::PrefillAttentionF32(args, Data<float>(qc), Data<float>(kc), Data<float>(vc),
+                                 Data<float>(out));
+  } else {
+    kernels::PrefillAttentionBf16(args, Data<kernels::bf16>(qc), Data<kernels::bf16>(kc),
+                                  Data<kernels::bf16>(vc), Data<kernels::bf16>(out));
+  }
+  return out;
+}
+
 }  // namespace icae

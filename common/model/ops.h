@@ -71,6 +71,19 @@ at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 at::Tensor AttendParts(const at::Tensor& q, absl::Span<const at::Tensor> k,
                        absl::Span<const at::Tensor> v, const at::Tensor& allowed);
 
+// Causal grouped-query attention as a prefill or compression pass needs it:
+//   q: [batch, heads, rows, d]        k, v: [batch, kv_heads, keys, d]
+//   query_index: [batch, rows] (long) the key index each query row sits at, or undefined for
+//                keys - rows .. keys - 1 in order
+//   key_valid:   [batch, keys] (bool) or undefined (every key valid)
+// A query row sees key j when j <= its index, when its index - j < window (if set), and when j
+// is valid or its own. Returns [batch, heads, rows, d] (a view of [batch, rows, heads, d]
+// storage). Through the tiled CPU kernel where CpuKernelApplies (scores, softmax and
+// accumulation in float32), else through Attend with the mask built from the same rule.
+at::Tensor CausalAttend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& query_index, const at::Tensor& key_valid,
+                        std::optional<int> window);
+
 }  // namespace icae
 
 #endif  // ICAE_COMMON_MODEL_OPS_H_

@@ -66,15 +66,6 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
   auto [cos, sin] = Rope(positions.to(device()).reshape({-1}));
   cos = cos.view({batch, 1, seq, d});  // [batch, 1, seq, head_dim]
   sin = sin.view({batch, 1, seq, d});
-  at::Tensor allowed =
-      CausalMask(seq, seq, /*past=*/0, config_.sliding_window, device());  // [seq, seq]
-  if (key_valid.defined()) {
-    at::Tensor diagonal = at::eye(seq, at::TensorOptions().dtype(at::kBool).device(device()));
-    allowed = allowed.unsqueeze(0) &
-              (key_valid.to(device()).unsqueeze(1) | diagonal.unsqueeze(0));  // [batch, seq, seq]
-  } else {
-    allowed = allowed.unsqueeze(0);  // [1, seq, seq]
-  }
   at::Tensor x = embeds.to(dtype());  // [batch, seq, hidden]
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
@@ -109,18 +100,17 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
       kv_out->keys.push_back(k);
       kv_out->values.push_back(v);
     }
-    at::Tensor layer_allowed = allowed;
     int64_t rows_out = seq;
+    at::Tensor query_index;  // Every row in order, but in the last layer with keep_rows.
     if (l == config_.num_layers - 1 && keep_rows.defined()) {
-      // Only the kept rows go on: their queries, their mask rows and their residual stream.
+      // Only the kept rows go on: their queries and their residual stream.
       rows_out = keep_rows.size(1);
-      const at::Tensor index = keep_rows.to(device(), at::kLong);
-      q = q.gather(2, index.view({batch, 1, rows_out, 1}).expand({batch, heads, rows_out, d}));
-      layer_allowed = allowed.expand({batch, seq, seq})
-                          .gather(1, index.view({batch, rows_out, 1}).expand({batch, rows_out, seq}));
-      x = x.gather(1, index.view({batch, rows_out, 1}).expand({batch, rows_out, x.size(2)}));
+      query_index = keep_rows.to(device(), at::kLong);
+      q = q.gather(2,
+                   query_index.view({batch, 1, rows_out, 1}).expand({batch, heads, rows_out, d}));
+      x = x.gather(1, query_index.view({batch, rows_out, 1}).expand({batch, rows_out, x.size(2)}));
     }
-    at::Tensor attn = Attend(q, k, v, layer_allowed);  // [batch, heads, rows_out, d]
+    at::Tensor attn = CausalAttend(q, k, v, query_index, key_valid, config_.sliding_window);
     attn = attn.transpose(1, 2).reshape({batch, rows_out, q_dim});
     x = x + plus(Linear(attn, w.wo), delta("o_proj", attn));
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
@@ -194,7 +184,17 @@ at::Tensor Transformer::AttendChunk(int l, const at::Tensor& qkv, const ChunkPla
   }
   keys.push_back(cache.Keys(l, plan.split, plan.total).unsqueeze(0));
   values.push_back(cache.Values(l, plan.split, plan.total).unsqueeze(0));
-  at::Tensor attn = AttendParts(q.unsqueeze(0), keys, values, plan.allowed);  // [1, heads, seq, d]
+  at::Tensor attn;  // [1, heads, seq, d]
+  if (CpuKernelApplies(q)) {
+    // The tiled kernel reads one run of keys: a prefix part is joined to the cache's own.
+    auto joined = [](const std::vector<at::Tensor>& parts) {
+      return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
+    };
+    attn = CausalAttend(q.unsqueeze(0), joined(keys), joined(values), at::Tensor(), at::Tensor(),
+                        config_.sliding_window);
+  } else {
+    attn = AttendParts(q.unsqueeze(0), keys, values, plan.allowed);
+  }
   return attn[0].transpose(0, 1).reshape({seq, q_dim});
 }
 

@@ -21,8 +21,9 @@ REVIEWED = {
     "common/model/generate.cc": 1,
     "common/model/sequence.cc": 2,
     # The CPU kernels run only when CpuKernelApplies() (a CPU tensor, no autograd); Data<T> is
-    # called only behind it (RowKernelApplies).
-    "common/model/ops.cc": 7,
+    # called only behind it (RowKernelApplies); CausalAttend's query indices and key mask are
+    # brought to the host only on its kernel path, behind CpuKernelApplies.
+    "common/model/ops.cc": 11,
     # Includes the shared prefix's storage pointers, read only on the CPU-kernel path, and one
     # pointer comparison (does the step's residual stream alias its input?), which reads nothing.
     "common/model/transformer.cc": 9,

@@ -62,16 +62,19 @@ double BestOf(int repeats, const at::Device& device, Fn&& fn) {
 }
 
 // Forward FLOPs of compressing `rows` segments of `positions` (tokens + memory) positions, of
-// which `kept` (the memory rows) leave the encoder: the projections and MLP (2 * params per
-// position) plus the two attention matmuls over the full square (what the dense kernels compute)
-// in every layer but the last, which projects q, k and v for every position and computes
-// attention, o and the MLP for the kept rows only (Transformer::Forward's keep_rows).
+// which `kept` (the memory rows, the last ones) leave the encoder: the projections and MLP (2 *
+// params per position) plus the two attention matmuls over the keys each query sees (causal: the
+// triangle, p + 1 keys for the query at p; the dense ATen path computes the whole square, the
+// tiled kernel about the triangle) in every layer but the last, which projects q, k and v for
+// every position and computes attention, o and the MLP for the kept rows only
+// (Transformer::Forward's keep_rows).
 double CompressionFlops(const ModelConfig& c, int64_t rows, int64_t positions, int64_t kept) {
   const double h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
   const double qkv = h * (q + 2 * kv), rest = q * h + 3 * h * inter;
-  const double full_layer = 2.0 * positions * (qkv + rest) + 4.0 * positions * positions * q;
-  const double last_layer =
-      2.0 * positions * qkv + 4.0 * kept * positions * q + 2.0 * kept * rest;
+  const double p = static_cast<double>(positions);
+  const double seen_all = p * (p + 1) / 2, seen_kept = kept * p - kept * (kept - 1) / 2.0;
+  const double full_layer = 2.0 * p * (qkv + rest) + 4.0 * seen_all * q;
+  const double last_layer = 2.0 * p * qkv + 4.0 * seen_kept * q + 2.0 * kept * rest;
   return rows * ((c.num_layers - 1) * full_layer + last_layer);
 }
 
@@ -290,8 +293,12 @@ int Main(int argc, char** argv) {
                                    {"icae_bytes", icae_bytes},
                                    {"cross_bytes", cross_bytes}});
     }
+    // Each compression figure through the project's kernels (the tiled prefill attention) and,
+    // with --paths aten, through ATen alone (dense attention), in the same run.
+    for (absl::string_view path : absl::StrSplit(paths, ',')) {
+    if (!measure_compression) break;
+    SetCpuKernelsEnabled(path == "native");
     for (int batch : {1, 8}) {
-      if (!measure_compression) break;
       std::vector<std::vector<int>> segments(batch);
       for (int b = 0; b < batch; ++b) {
         for (int t = 0; t < seg; ++t)
@@ -309,16 +316,17 @@ int Main(int argc, char** argv) {
           CompressionFlops(config, batch, positions, (*compressor)->mem_size()) / s / 1e9;
       std::printf("%-34s %12.0f %10.1f %10.1f %7.0f%%\n",
                   (std::to_string(batch) + " x " + std::to_string(seg) + " tokens (+" +
-                   std::to_string((*compressor)->mem_size()) + " mem)")
+                   std::to_string((*compressor)->mem_size()) + " mem) " + std::string(path))
                       .c_str(),
                   batch * seg / s, gflops, gemm_gflops, 100.0 * gflops / gemm_gflops);
       report["results"].push_back({{"phase", "compression"},
                                    {"dtype", std::string(dtype_name)},
+                                   {"path", std::string(path)},
                                    {"batch", batch},
                                    {"tokens_per_s", batch * seg / s},
                                    {"gflops", gflops},
                                    {"gemm_gflops", gemm_gflops}});
-      if (cross) {
+      if (cross && path == "native") {
         const double cross_s =
             BestOf(repeats, dev, [&] { (void)cross->CompressSegments(segments); });
         std::printf("%-34s %12.0f %32.1fx the ICAE encoder\n",
@@ -332,6 +340,8 @@ int Main(int argc, char** argv) {
                                      {"icae_tokens_per_s", batch * seg / s}});
       }
     }
+    }
+    SetCpuKernelsEnabled(true);
     cross.reset();
     compressor->reset();
 

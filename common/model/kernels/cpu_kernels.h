@@ -113,6 +113,29 @@ void DecodeAttentionBf16(const DecodeAttentionArgs& args, const bf16* q, const b
                          const bf16* const* prefix_keys = nullptr,
                          const bf16* const* prefix_values = nullptr);
 
+// Causal grouped-query attention of many query rows at once (prefill and compression), tiled as
+// flash attention is: blocks of query rows against blocks of keys with an online softmax, so the
+// [rows, keys] scores never exist whole and key blocks no query row can see are skipped.
+//   q, out:      [batch, heads, rows, d]      keys, values: [batch, kv_heads, keys, d]
+// Only the last dimension need be contiguous: strides are given in elements for (batch, head, row).
+// Query row i of sequence b sits at key index positions[b * rows + i] (null: keys - rows + i) and
+// sees key j when j <= that index, when the index - j < window (window > 0), and when
+// key_valid[b * keys + j] != 0 or j is its own index (key_valid null: every key valid): the mask
+// Transformer::Forward builds. Query head h reads kv head h / (heads / kv_heads). Scores, softmax
+// and accumulation in float32 whatever the storage dtype; parallel over (sequence, head, block).
+struct PrefillAttentionArgs {
+  int64_t batch = 0, heads = 0, kv_heads = 0, rows = 0, keys = 0, d = 0;
+  float scale = 1.0f;
+  int64_t q_stride[3] = {}, k_stride[3] = {}, v_stride[3] = {}, out_stride[3] = {};
+  const int64_t* positions = nullptr;
+  int64_t window = 0;
+  const uint8_t* key_valid = nullptr;
+};
+void PrefillAttentionF32(const PrefillAttentionArgs& args, const float* q, const float* keys,
+                         const float* values, float* out);
+void PrefillAttentionBf16(const PrefillAttentionArgs& args, const bf16* q, const bf16* keys,
+                          const bf16* values, bf16* out);
+
 }  // namespace icae::kernels
 
 #endif  // ICAE_COMMON_MODEL_KERNELS_CPU_KERNELS_H_
