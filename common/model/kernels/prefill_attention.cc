@@ -1,8 +1,9 @@
 // Tiled causal attention for prefill and compression (cpu_kernels.h): PrefillAttentionF32 /
-// PrefillAttentionBf16. One task is a block of up to kRowBlock query rows of one head; it walks
-// the key blocks its rows can see, kKeyBlock keys at a time: the block's keys transposed into
-// scratch so that a tile of scores is outer products (no horizontal sums), an online softmax
-// over the tile under a per-row bit mask, then the tile's values accumulated into the rows.
+// PrefillAttentionBf16. Per sequence, its keys are first transposed (and its values widened)
+// into float32 scratch once, so that a tile of scores is outer products (no horizontal sums).
+// Then one task is a block of up to kRowBlock query rows of one head; it walks the key blocks
+// its rows can see, kKeyBlock keys at a time: a tile of scores, an online softmax over the tile
+// under a per-row bit mask, then the tile's values accumulated into the rows.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -25,14 +26,16 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // ---- Portable tile operations ----
 
-// s[r * kKeyBlock + j] = q_r . key_j for r < rows, j < kKeyBlock; kt is [d][kKeyBlock].
-void ScoresTilePortable(const float* q, int64_t rows, int64_t d, const float* kt, float* s) {
+// s[r * kKeyBlock + j] = q_r . key_j for r < rows, j < kKeyBlock; the block's keys are
+// transposed: key j's column c at kt[c * ld + j].
+void ScoresTilePortable(const float* q, int64_t rows, int64_t d, const float* kt, int64_t ld,
+                        float* s) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * kKeyBlock;
     std::fill(sr, sr + kKeyBlock, 0.0f);
     for (int64_t c = 0; c < d; ++c) {
       const float qc = q[r * d + c];
-      for (int64_t j = 0; j < kKeyBlock; ++j) sr[j] += qc * kt[c * kKeyBlock + j];
+      for (int64_t j = 0; j < kKeyBlock; ++j) sr[j] += qc * kt[c * ld + j];
     }
   }
 }
@@ -73,7 +76,8 @@ void AccumulateTilePortable(float* o, int64_t rows, int64_t d, const float* p, c
 constexpr int kMaxRows = 6;  // Accumulators: 6 rows x 4 vectors + 4 loads + 1 broadcast.
 
 template <int R>
-ICAE_AVX512 void ScoresRowsAvx512(const float* q, int64_t d, const float* kt, float* s) {
+ICAE_AVX512 void ScoresRowsAvx512(const float* q, int64_t d, const float* kt, int64_t ld,
+                                  float* s) {
   __m512 acc[R][4];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -81,7 +85,7 @@ ICAE_AVX512 void ScoresRowsAvx512(const float* q, int64_t d, const float* kt, fl
     for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
   }
   for (int64_t c = 0; c < d; ++c) {
-    const float* k = kt + c * kKeyBlock;
+    const float* k = kt + c * ld;
     const __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
     const __m512 k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
 #pragma GCC unroll 6
@@ -101,17 +105,17 @@ ICAE_AVX512 void ScoresRowsAvx512(const float* q, int64_t d, const float* kt, fl
 }
 
 ICAE_AVX512 void ScoresTileAvx512(const float* q, int64_t rows, int64_t d, const float* kt,
-                                  float* s) {
+                                  int64_t ld, float* s) {
   int64_t r = 0;
   for (; r + kMaxRows <= rows; r += kMaxRows) {
-    ScoresRowsAvx512<kMaxRows>(q + r * d, d, kt, s + r * kKeyBlock);
+    ScoresRowsAvx512<kMaxRows>(q + r * d, d, kt, ld, s + r * kKeyBlock);
   }
   switch (rows - r) {
-    case 5: return ScoresRowsAvx512<5>(q + r * d, d, kt, s + r * kKeyBlock);
-    case 4: return ScoresRowsAvx512<4>(q + r * d, d, kt, s + r * kKeyBlock);
-    case 3: return ScoresRowsAvx512<3>(q + r * d, d, kt, s + r * kKeyBlock);
-    case 2: return ScoresRowsAvx512<2>(q + r * d, d, kt, s + r * kKeyBlock);
-    case 1: return ScoresRowsAvx512<1>(q + r * d, d, kt, s + r * kKeyBlock);
+    case 5: return ScoresRowsAvx512<5>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 4: return ScoresRowsAvx512<4>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 3: return ScoresRowsAvx512<3>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 2: return ScoresRowsAvx512<2>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 1: return ScoresRowsAvx512<1>(q + r * d, d, kt, ld, s + r * kKeyBlock);
     default: return;
   }
 }
@@ -231,8 +235,10 @@ uint64_t BitRange(int64_t lo, int64_t hi) {
   return (n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << lo;
 }
 
+// Per-thread scratch of a task: its query rows (scaled), one tile of scores, the rows'
+// accumulators and online-softmax state.
 struct Scratch {
-  std::vector<float> q, kt, v, s, o, m, l, corr;
+  std::vector<float> q, s, o, m, l, corr;
   std::vector<int64_t> pos;
 };
 
@@ -241,97 +247,119 @@ void PrefillAttention(const PrefillAttentionArgs& a, const T* q, const T* keys, 
                       T* out) {
   const int64_t d = a.d, group = a.heads / a.kv_heads;
   const int64_t row_blocks = (a.rows + kRowBlock - 1) / kRowBlock;
-  const int64_t tasks = a.batch * a.heads * row_blocks;
+  const int64_t key_blocks = (a.keys + kKeyBlock - 1) / kKeyBlock, ld = key_blocks * kKeyBlock;
   const bool avx = ActiveIsa() != Isa::kPortable;
-  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-    thread_local Scratch w;
-    w.q.resize(kRowBlock * d);
-    w.kt.resize(d * kKeyBlock);
-    w.v.resize(kKeyBlock * d);
-    w.s.resize(kRowBlock * kKeyBlock);
-    w.o.resize(kRowBlock * d);
-    w.m.resize(kRowBlock);
-    w.l.resize(kRowBlock);
-    w.corr.resize(kRowBlock);
-    w.pos.resize(kRowBlock);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t rb = t % row_blocks, h = (t / row_blocks) % a.heads;
-      const int64_t b = t / (row_blocks * a.heads), kvh = h / group;
-      const int64_t row0 = rb * kRowBlock, nr = std::min(kRowBlock, a.rows - row0);
-      const T* qb = q + b * a.q_stride[0] + h * a.q_stride[1] + row0 * a.q_stride[2];
-      const T* kb = keys + b * a.k_stride[0] + kvh * a.k_stride[1];
-      const T* vb = values + b * a.v_stride[0] + kvh * a.v_stride[1];
-      const uint8_t* valid = a.key_valid != nullptr ? a.key_valid + b * a.keys : nullptr;
-      int64_t pmin = std::numeric_limits<int64_t>::max(), pmax = -1;
-      for (int64_t r = 0; r < nr; ++r) {
-        w.pos[r] = a.positions != nullptr ? a.positions[b * a.rows + row0 + r]
-                                          : a.keys - a.rows + row0 + r;
-        pmin = std::min(pmin, w.pos[r]);
-        pmax = std::max(pmax, w.pos[r]);
-        for (int64_t c = 0; c < d; ++c) w.q[r * d + c] = Load(qb + r * a.q_stride[2], c) * a.scale;
-      }
-      std::fill(w.o.begin(), w.o.begin() + nr * d, 0.0f);
-      std::fill(w.m.begin(), w.m.begin() + nr, kNegInf);
-      std::fill(w.l.begin(), w.l.begin() + nr, 0.0f);
-      // The keys some row of the block sees: [first, end).
-      const int64_t first = a.window > 0 ? std::max<int64_t>(0, pmin - a.window + 1) : 0;
-      const int64_t end = std::min(a.keys, pmax + 1);
-      for (int64_t j0 = first / kKeyBlock * kKeyBlock; j0 < end; j0 += kKeyBlock) {
-        const int64_t nb = std::min(kKeyBlock, end - j0);
-        uint64_t valid_bits = ~uint64_t{0};
-        if (valid != nullptr) {
-          valid_bits = 0;
-          for (int64_t j = 0; j < nb; ++j) valid_bits |= uint64_t{valid[j0 + j] != 0} << j;
-        }
+  // One sequence's keys, transposed ([kv_heads][d][ld], zero past the last key), and values
+  // ([kv_heads][keys][d]) in float32: made once and read by every row block of its heads.
+  // (The calling thread's buffers: inside the parallel regions a thread_local name would be the
+  // worker's own, so the tasks see them through these pointers.)
+  thread_local std::vector<float> kt_store, v_store;
+  kt_store.resize(a.kv_heads * d * ld);
+  v_store.resize(a.kv_heads * a.keys * d);
+  float* const kt_all = kt_store.data();
+  float* const v_all = v_store.data();
+  for (int64_t b = 0; b < a.batch; ++b) {
+    at::parallel_for(0, a.kv_heads * key_blocks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t kvh = t / key_blocks, j0 = t % key_blocks * kKeyBlock;
+        const int64_t nb = std::min(kKeyBlock, a.keys - j0);
+        const T* kb = keys + b * a.k_stride[0] + kvh * a.k_stride[1];
+        const T* vb = values + b * a.v_stride[0] + kvh * a.v_stride[1];
+        float* kt = kt_all + kvh * d * ld + j0;
+        float* vt = v_all + (kvh * a.keys + j0) * d;
         for (int64_t j = 0; j < nb; ++j) {
           const T* kj = kb + (j0 + j) * a.k_stride[2];
           const T* vj = vb + (j0 + j) * a.v_stride[2];
           for (int64_t c = 0; c < d; ++c) {
-            w.kt[c * kKeyBlock + j] = Load(kj, c);
-            w.v[j * d + c] = Load(vj, c);
+            kt[c * ld + j] = Load(kj, c);
+            vt[j * d + c] = Load(vj, c);
           }
         }
-        for (int64_t c = 0; c < d; ++c) {
-          std::fill(w.kt.begin() + c * kKeyBlock + nb, w.kt.begin() + (c + 1) * kKeyBlock, 0.0f);
-        }
-        if (avx) {
-          ScoresTileAvx512(w.q.data(), nr, d, w.kt.data(), w.s.data());
-        } else {
-          ScoresTilePortable(w.q.data(), nr, d, w.kt.data(), w.s.data());
-        }
+        for (int64_t c = 0; c < d; ++c) std::fill(kt + c * ld + nb, kt + c * ld + kKeyBlock, 0.0f);
+      }
+    });
+    const uint8_t* valid = a.key_valid != nullptr ? a.key_valid + b * a.keys : nullptr;
+    at::parallel_for(0, a.heads * row_blocks, 1, [&](int64_t t0, int64_t t1) {
+      thread_local Scratch w;
+      w.q.resize(kRowBlock * d);
+      w.s.resize(kRowBlock * kKeyBlock);
+      w.o.resize(kRowBlock * d);
+      w.m.resize(kRowBlock);
+      w.l.resize(kRowBlock);
+      w.corr.resize(kRowBlock);
+      w.pos.resize(kRowBlock);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t rb = t % row_blocks, h = t / row_blocks, kvh = h / group;
+        const int64_t row0 = rb * kRowBlock, nr = std::min(kRowBlock, a.rows - row0);
+        const T* qb = q + b * a.q_stride[0] + h * a.q_stride[1] + row0 * a.q_stride[2];
+        const float* kt = kt_all + kvh * d * ld;
+        const float* vt = v_all + kvh * a.keys * d;
+        int64_t pmin = std::numeric_limits<int64_t>::max(), pmax = -1;
         for (int64_t r = 0; r < nr; ++r) {
-          const int64_t p = w.pos[r];
-          const int64_t lo = a.window > 0 ? std::max(j0, p - a.window + 1) : j0;
-          uint64_t bits = BitRange(lo - j0, std::min(j0 + nb - 1, p) - j0);
-          const uint64_t own = p >= j0 && p < j0 + nb ? uint64_t{1} << (p - j0) : 0;
-          bits &= valid_bits | own;
-          float* sr = w.s.data() + r * kKeyBlock;
-          if (bits == 0) {
-            std::fill(sr, sr + kKeyBlock, 0.0f);
-            w.corr[r] = 1.0f;
-            continue;
+          w.pos[r] = a.positions != nullptr ? a.positions[b * a.rows + row0 + r]
+                                            : a.keys - a.rows + row0 + r;
+          pmin = std::min(pmin, w.pos[r]);
+          pmax = std::max(pmax, w.pos[r]);
+          for (int64_t c = 0; c < d; ++c) {
+            w.q[r * d + c] = Load(qb + r * a.q_stride[2], c) * a.scale;
           }
-          const float block_max = avx ? MaskedMaxAvx512(sr, bits) : MaskedMaxPortable(sr, bits);
-          const float new_max = std::max(w.m[r], block_max);
-          w.corr[r] = std::exp(w.m[r] - new_max);
-          const float sum =
-              avx ? ExpRowAvx512(sr, bits, new_max) : ExpRowPortable(sr, bits, new_max);
-          w.l[r] = w.l[r] * w.corr[r] + sum;
-          w.m[r] = new_max;
         }
-        if (avx) {
-          AccumulateTileAvx512(w.o.data(), nr, d, w.s.data(), w.v.data(), nb, w.corr.data());
-        } else {
-          AccumulateTilePortable(w.o.data(), nr, d, w.s.data(), w.v.data(), nb, w.corr.data());
+        std::fill(w.o.begin(), w.o.begin() + nr * d, 0.0f);
+        std::fill(w.m.begin(), w.m.begin() + nr, kNegInf);
+        std::fill(w.l.begin(), w.l.begin() + nr, 0.0f);
+        // The keys some row of the block sees: [first, end).
+        const int64_t first = a.window > 0 ? std::max<int64_t>(0, pmin - a.window + 1) : 0;
+        const int64_t end = std::min(a.keys, pmax + 1);
+        for (int64_t j0 = first / kKeyBlock * kKeyBlock; j0 < end; j0 += kKeyBlock) {
+          const int64_t nb = std::min(kKeyBlock, end - j0);
+          uint64_t valid_bits = ~uint64_t{0};
+          if (valid != nullptr) {
+            valid_bits = 0;
+            for (int64_t j = 0; j < nb; ++j) valid_bits |= uint64_t{valid[j0 + j] != 0} << j;
+          }
+          if (avx) {
+            ScoresTileAvx512(w.q.data(), nr, d, kt + j0, ld, w.s.data());
+          } else {
+            ScoresTilePortable(w.q.data(), nr, d, kt + j0, ld, w.s.data());
+          }
+          for (int64_t r = 0; r < nr; ++r) {
+            const int64_t p = w.pos[r];
+            const int64_t lo = a.window > 0 ? std::max(j0, p - a.window + 1) : j0;
+            const uint64_t own = p >= j0 && p < j0 + nb ? uint64_t{1} << (p - j0) : 0;
+            const uint64_t bits =
+                BitRange(lo - j0, std::min(j0 + nb - 1, p) - j0) & (valid_bits | own);
+            float* sr = w.s.data() + r * kKeyBlock;
+            if (bits == 0) {
+              std::fill(sr, sr + kKeyBlock, 0.0f);
+              w.corr[r] = 1.0f;
+              continue;
+            }
+            const float block_max =
+                avx ? MaskedMaxAvx512(sr, bits) : MaskedMaxPortable(sr, bits);
+            const float new_max = std::max(w.m[r], block_max);
+            w.corr[r] = std::exp(w.m[r] - new_max);
+            const float sum =
+                avx ? ExpRowAvx512(sr, bits, new_max) : ExpRowPortable(sr, bits, new_max);
+            w.l[r] = w.l[r] * w.corr[r] + sum;
+            w.m[r] = new_max;
+          }
+          const float* vj = vt + j0 * d;
+          if (avx) {
+            AccumulateTileAvx512(w.o.data(), nr, d, w.s.data(), vj, nb, w.corr.data());
+          } else {
+            AccumulateTilePortable(w.o.data(), nr, d, w.s.data(), vj, nb, w.corr.data());
+          }
+        }
+        T* ob = out + b * a.out_stride[0] + h * a.out_stride[1] + row0 * a.out_stride[2];
+        for (int64_t r = 0; r < nr; ++r) {
+          const float inv = 1.0f / w.l[r];
+          for (int64_t c = 0; c < d; ++c) {
+            Store(ob + r * a.out_stride[2], c, w.o[r * d + c] * inv);
+          }
         }
       }
-      T* ob = out + b * a.out_stride[0] + h * a.out_stride[1] + row0 * a.out_stride[2];
-      for (int64_t r = 0; r < nr; ++r) {
-        const float inv = 1.0f / w.l[r];
-        for (int64_t c = 0; c < d; ++c) Store(ob + r * a.out_stride[2], c, w.o[r * d + c] * inv);
-      }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace
