@@ -202,13 +202,17 @@ at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const 
   const int64_t seq = embeds.size(0);
   const ChunkPlan plan = PlanChunk(seq, cache);
   at::Tensor x = embeds.to(dtype()).unsqueeze(0);  // [1, seq, hidden]
+  // A short prefill (a question after cached slots) is a weight stream, not a GEMM: up to
+  // kernels::kMaxSmallBatch rows go through the small-batch products, which read each weight
+  // once (SmallBatchLinear passes anything longer to the GEMM).
+  const bool small = seq <= kernels::kMaxSmallBatch;
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor attn = AttendChunk(l, Linear(h, w.wqkv)[0], plan, cache);  // [seq, q_dim]
-    x = x + Linear(attn.unsqueeze(0), w.wo);
+    at::Tensor attn = AttendChunk(l, SmallBatchLinear(h, w.wqkv)[0], plan, cache);  // [seq, q_dim]
+    x = x + SmallBatchLinear(attn.unsqueeze(0), w.wo);
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
-    x = x + Mlp(h, w.w_gate_up, w.w_down);
+    x = x + Mlp(h, w.w_gate_up, w.w_down, small);
   }
   cache.Advance(seq);
   return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps)[0];
@@ -280,7 +284,8 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   };
   std::vector<int64_t> attend_begin(attending), attend_end(attending), capacity(attending);
   std::vector<int64_t> prefix_length(attending), prefix_capacity(attending);
-  // Caches in a KvBlockPool's blocks: their block tables (null for caches with tensors of their own).
+  // Caches in a KvBlockPool's blocks: their block tables (null for caches with tensors of their
+  // own).
   std::vector<const int32_t*> blocks(attending), prefix_blocks(attending);
   bool any_prefix = false, any_blocks = false;
   int64_t block_tokens = 0, pool_blocks = 0;
