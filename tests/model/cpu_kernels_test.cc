@@ -352,6 +352,16 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
                            {1, 5, 0, 0, 0, 0});
       CheckAttention<float>(4, 4, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 10,
                             {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0});
+      // Runs of kTiledRunRows query rows or more (rows x grouped heads) are scored as tiles:
+      // over a prefix and sliding windows, and a long causal run across key blocks.
+      CheckAttention<bf16>(8, 2, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 14,
+                           {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0});
+      // (The run's storage is sized by its first row: that one reads the most.)
+      std::vector<int64_t> begin(70, 0), end(70), run(70, 0);
+      for (int64_t i = 0; i < 70; ++i) end[i] = 60 + i;
+      end[0] = 130;
+      run[0] = 70;
+      CheckAttention<float>(2, 2, d, begin, end, 15, {}, run);
       // Block storage (the decoder's KV pool): blocks that divide the kernel's key blocks, that
       // do not (5), and one position each; under prefixes, runs and sliding windows.
       for (int64_t bt : {16, 5, 1}) {
@@ -360,6 +370,8 @@ TEST_F(KernelTest, DecodeAttentionMatchesTheReference) {
         CheckAttention<bf16>(8, 2, d, {0, 0, 40, 0, 0}, {300, 260, 200, 9, 17}, 12,
                              {77, 128, 30, 0, 16}, {}, bt);
         CheckAttention<float>(4, 4, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 13,
+                              {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0}, bt);
+        CheckAttention<float>(8, 2, d, {0, 90, 91, 92, 93}, {50, 190, 191, 192, 193}, 16,
                               {20, 100, 100, 100, 100}, {1, 4, 0, 0, 0}, bt);
       }
     }

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/model/kernels/attention_tile.h"
 #include "common/model/kernels/cpu_kernels.h"
 #include "common/model/kernels/simd.h"
 
@@ -200,6 +201,74 @@ int64_t Locate(const DecodeAttentionArgs& a, const Part<T>& part, int64_t kvh, i
   return std::min(want, len);
 }
 
+// Runs of at least this many query rows (rows x query heads per kv head) take RunTiled.
+constexpr int64_t kTiledRunRows = 8;
+
+// A run of m rows over one cache (a prefill chunk's queries) for kv head kvh: its m * g query
+// rows scored together, 64 keys at a time, as tiles of outer products (attention_tile.h): each
+// key block is gathered (through Locate: contiguous or pool blocks, prefix then own cache),
+// transposed and widened to float32 once for every row of the run, and each row takes the
+// part of the block inside its own [begin, end).
+template <typename T>
+void RunTiled(const DecodeAttentionArgs& a, int64_t b, int64_t kvh, int64_t m, const T* q,
+              const Part<T>& pre, const Part<T>& own, int64_t split, T* out, bool avx) {
+  using internal::kKeyBlock;
+  const int64_t g = a.heads / a.kv_heads, d = a.d, rows = m * g;
+  thread_local std::vector<float> qs, o, s, kt, vb, run_max, run_sum, corr;
+  qs.resize(rows * d);
+  o.assign(rows * d, 0.0f);
+  s.resize(rows * kKeyBlock);
+  kt.resize(d * kKeyBlock);
+  vb.resize(kKeyBlock * d);
+  run_max.assign(rows, internal::kNegInf);
+  run_sum.assign(rows, 0.0f);
+  corr.resize(rows);
+  int64_t lo = a.begin[b], hi = a.end[b];
+  for (int64_t j = 0; j < m; ++j) {
+    const T* qj = q + ((b + j) * a.heads + kvh * g) * d;
+    for (int64_t c = 0; c < g * d; ++c) qs[j * g * d + c] = Load(qj, c) * a.scale;
+    lo = std::min(lo, a.begin[b + j]);
+    hi = std::max(hi, a.end[b + j]);
+  }
+  for (int64_t t0 = lo; t0 < hi;) {
+    const bool in_prefix = t0 < split;
+    const int64_t block = std::min(kKeyBlock, (in_prefix ? std::min(split, hi) : hi) - t0);
+    const Part<T>& part = in_prefix ? pre : own;
+    const int64_t index = in_prefix ? t0 : t0 - split;
+    for (int64_t done = 0; done < block;) {
+      const T *kp, *vp;
+      const int64_t len = Locate(a, part, kvh, index + done, block - done, &kp, &vp);
+      for (int64_t t = 0; t < len; ++t) {
+        for (int64_t c = 0; c < d; ++c) {
+          kt[c * kKeyBlock + done + t] = Load(kp + t * d, c);
+          vb[(done + t) * d + c] = Load(vp + t * d, c);
+        }
+      }
+      done += len;
+    }
+    for (int64_t c = 0; c < d; ++c) {
+      std::fill(kt.begin() + c * kKeyBlock + block, kt.begin() + (c + 1) * kKeyBlock, 0.0f);
+    }
+    internal::ScoresTile(avx, qs.data(), rows, d, kt.data(), kKeyBlock, s.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = b + r / g;
+      const uint64_t bits = internal::BitRange(std::max(a.begin[row], t0) - t0,
+                                               std::min(a.end[row], t0 + block) - 1 - t0);
+      corr[r] = internal::SoftmaxRowStep(avx, s.data() + r * kKeyBlock, bits, &run_max[r],
+                                         &run_sum[r]);
+    }
+    internal::AccumulateTile(avx, o.data(), rows, d, s.data(), vb.data(), block, corr.data());
+    t0 += block;
+  }
+  for (int64_t j = 0; j < m; ++j) {
+    T* oj = out + ((b + j) * a.heads + kvh * g) * d;
+    for (int64_t i = 0; i < g; ++i) {
+      const float inv = 1.0f / run_sum[j * g + i];
+      for (int64_t c = 0; c < d; ++c) Store(oj, i * d + c, o[(j * g + i) * d + c] * inv);
+    }
+  }
+}
+
 template <typename T>
 void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* keys,
                      const T* const* values, T* out, const T* const* prefix_keys,
@@ -245,6 +314,18 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
       for (const Work& work : dealt[t]) {
         const int64_t b = work.b, kvh = work.kvh;
         const int64_t m = a.run != nullptr ? a.run[b] : 1;
+        // The keys come from up to two parts: the shared prefix [0, split), then the own cache.
+        const int64_t split = a.prefix_length != nullptr ? a.prefix_length[b] : 0;
+        const Part<T> own{keys[b], values[b], a.capacity[b],
+                          a.blocks != nullptr ? a.blocks[b] : nullptr};
+        const Part<T> pre =
+            split > 0 ? Part<T>{prefix_keys[b], prefix_values[b], a.prefix_capacity[b],
+                                a.prefix_blocks != nullptr ? a.prefix_blocks[b] : nullptr}
+                      : Part<T>{};
+        if (m * g >= kTiledRunRows) {
+          RunTiled(a, b, kvh, m, q, pre, own, split, out, avx);
+          continue;
+        }
         int64_t lo = a.begin[b], hi = a.end[b];
         for (int64_t j = 0; j < m; ++j) {
           float* qf = scratch.data() + j * per_row;
@@ -259,14 +340,6 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
           lo = std::min(lo, a.begin[b + j]);
           hi = std::max(hi, a.end[b + j]);
         }
-        // The keys come from up to two parts: the shared prefix [0, split), then the own cache.
-        const int64_t split = a.prefix_length != nullptr ? a.prefix_length[b] : 0;
-        const Part<T> own{keys[b], values[b], a.capacity[b],
-                          a.blocks != nullptr ? a.blocks[b] : nullptr};
-        const Part<T> pre =
-            split > 0 ? Part<T>{prefix_keys[b], prefix_values[b], a.prefix_capacity[b],
-                                a.prefix_blocks != nullptr ? a.prefix_blocks[b] : nullptr}
-                      : Part<T>{};
         for (int64_t t0 = lo; t0 < hi;) {
           const bool in_prefix = t0 < split;
           const int64_t part_end = in_prefix ? std::min(split, hi) : hi;
