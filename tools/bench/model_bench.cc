@@ -417,7 +417,7 @@ int Main(int argc, char** argv) {
     std::printf("%-34s %10s %12s %14s %10s\n",
                 absl::StrCat("decode 8 + chunk (", path, ")").c_str(), "step ms", "+chunk ms",
                 "+prefill ms", "ratio");
-    for (int n : {1, 2, 4, 8}) {
+    for (int n : {1, 2, 4, 8, 16}) {
       constexpr int kBatch = 8;
       // The running sequences 64 positions deep, the chunk's `context` (a long arrival).
       at::Tensor prompt = model.Embed(at::arange(3, 3 + context, at::kLong) % config.vocab_size);
