@@ -228,6 +228,79 @@ inline uint64_t BitRange(int64_t lo, int64_t hi) {
   return (n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1) << lo;
 }
 
+// A block of up to kKeyBlock keys into the tile layout: kt[c * ld + j] = keys[j][c] for j < n,
+// c < d (keys[j] points at key j's d values), and zero for n <= j < kKeyBlock.
+template <typename T>
+inline void TransposeKeysPortable(const T* const* keys, int64_t n, int64_t d, float* kt,
+                                  int64_t ld) {
+  for (int64_t c = 0; c < d; ++c) {
+    for (int64_t j = 0; j < kKeyBlock; ++j) kt[c * ld + j] = j < n ? Load(keys[j], c) : 0.0f;
+  }
+}
+
+// The even (lo) or odd (hi) 64-bit halves of a and b's 128-bit lanes, interleaved.
+ICAE_AVX512 inline __m512 Lo64(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+ICAE_AVX512 inline __m512 Hi64(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
+// The 16 x 16 float32 matrix in r (row i in r[i]) transposed in place: 32-bit and 64-bit
+// interleaves within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+ICAE_AVX512 inline void Transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = Lo64(t[i], t[i + 2]);
+    r[i + 1] = Hi64(t[i], t[i + 2]);
+    r[i + 2] = Lo64(t[i + 1], t[i + 3]);
+    r[i + 3] = Hi64(t[i + 1], t[i + 3]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+// TransposeKeysPortable's contract, 16 x 16 blocks at a time in registers.
+template <typename T>
+ICAE_AVX512 inline void TransposeKeysAvx512(const T* const* keys, int64_t n, int64_t d, float* kt,
+                                            int64_t ld) {
+  for (int64_t j0 = 0; j0 < kKeyBlock; j0 += 16) {
+    for (int64_t c0 = 0; c0 < d; c0 += 16) {
+      const int64_t w = std::min<int64_t>(16, d - c0);
+      const __mmask16 mask = w == 16 ? 0xffff : static_cast<__mmask16>((1u << w) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        r[i] = j0 + i < n ? Load16(keys[j0 + i] + c0, mask) : _mm512_setzero_ps();
+      }
+      Transpose16x16(r);
+      for (int64_t i = 0; i < w; ++i) _mm512_storeu_ps(kt + (c0 + i) * ld + j0, r[i]);
+    }
+  }
+}
+
+template <typename T>
+inline void TransposeKeys(bool avx, const T* const* keys, int64_t n, int64_t d, float* kt,
+                          int64_t ld) {
+  avx ? TransposeKeysAvx512(keys, n, d, kt, ld) : TransposeKeysPortable(keys, n, d, kt, ld);
+}
+
 // One query row's online-softmax step over a tile: its scores `s` (kKeyBlock of them) become
 // probabilities under `bits` (zero elsewhere), its running maximum *m and sum *l move on, and the
 // factor its accumulator must be scaled by is returned (1 when no key of the tile is its).

@@ -235,20 +235,17 @@ void RunTiled(const DecodeAttentionArgs& a, int64_t b, int64_t kvh, int64_t m, c
     const int64_t block = std::min(kKeyBlock, (in_prefix ? std::min(split, hi) : hi) - t0);
     const Part<T>& part = in_prefix ? pre : own;
     const int64_t index = in_prefix ? t0 : t0 - split;
+    const T* key_rows[kKeyBlock];
     for (int64_t done = 0; done < block;) {
       const T *kp, *vp;
       const int64_t len = Locate(a, part, kvh, index + done, block - done, &kp, &vp);
       for (int64_t t = 0; t < len; ++t) {
-        for (int64_t c = 0; c < d; ++c) {
-          kt[c * kKeyBlock + done + t] = Load(kp + t * d, c);
-          vb[(done + t) * d + c] = Load(vp + t * d, c);
-        }
+        key_rows[done + t] = kp + t * d;
+        for (int64_t c = 0; c < d; ++c) vb[(done + t) * d + c] = Load(vp + t * d, c);
       }
       done += len;
     }
-    for (int64_t c = 0; c < d; ++c) {
-      std::fill(kt.begin() + c * kKeyBlock + block, kt.begin() + (c + 1) * kKeyBlock, 0.0f);
-    }
+    internal::TransposeKeys(avx, key_rows, block, d, kt.data(), kKeyBlock);
     internal::ScoresTile(avx, qs.data(), rows, d, kt.data(), kKeyBlock, s.data());
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = b + r / g;

@@ -25,6 +25,7 @@ using internal::Load;
 using internal::ScoresTile;
 using internal::SoftmaxRowStep;
 using internal::Store;
+using internal::TransposeKeys;
 
 constexpr int64_t kRowBlock = 64;
 
@@ -58,17 +59,14 @@ void PrefillAttention(const PrefillAttentionArgs& a, const T* q, const T* keys, 
         const int64_t nb = std::min(kKeyBlock, a.keys - j0);
         const T* kb = keys + b * a.k_stride[0] + kvh * a.k_stride[1];
         const T* vb = values + b * a.v_stride[0] + kvh * a.v_stride[1];
-        float* kt = kt_all + kvh * d * ld + j0;
         float* vt = v_all + (kvh * a.keys + j0) * d;
+        const T* rows[kKeyBlock];
         for (int64_t j = 0; j < nb; ++j) {
-          const T* kj = kb + (j0 + j) * a.k_stride[2];
+          rows[j] = kb + (j0 + j) * a.k_stride[2];
           const T* vj = vb + (j0 + j) * a.v_stride[2];
-          for (int64_t c = 0; c < d; ++c) {
-            kt[c * ld + j] = Load(kj, c);
-            vt[j * d + c] = Load(vj, c);
-          }
+          for (int64_t c = 0; c < d; ++c) vt[j * d + c] = Load(vj, c);
         }
-        for (int64_t c = 0; c < d; ++c) std::fill(kt + c * ld + nb, kt + c * ld + kKeyBlock, 0.0f);
+        TransposeKeys(avx, rows, nb, d, kt_all + kvh * d * ld + j0, ld);
       }
     });
     const uint8_t* valid = a.key_valid != nullptr ? a.key_valid + b * a.keys : nullptr;
