@@ -91,7 +91,8 @@ struct DecodeAttentionArgs {
   // Runs of rows over one sequence (a prefill chunk's queries), or null when every row is its own:
   // run[b] > 0 starts a run of run[b] rows b.. that read the same cache (row b's keys, values,
   // capacity and prefix; each row its own begin and end, e.g. causal), run[b] == 0 for the rows
-  // after its first. A run's key blocks are read from memory once for all of its rows.
+  // after its first. A run's key blocks are read from memory once for all of its rows (and, from
+  // 8 query rows per kv head, scored as tiles, as PrefillAttention scores them).
   const int64_t* run = nullptr;
   // Block storage (KvBlockPool), or null when no cache is in blocks: blocks[b] != null means
   // keys[b] / values[b] are a pool's [kv_heads, pool_blocks, block_tokens, d] and own index i

@@ -1,4 +1,6 @@
 // Decode attention over a ragged batch (cpu_kernels.h): DecodeAttentionF32 / DecodeAttentionBf16.
+// A decode row (and a short run) scores its keys with dot products per key; a longer run of a
+// prefill chunk's rows takes the tile operations of attention_tile.h (RunTiled).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
