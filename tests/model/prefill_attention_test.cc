@@ -56,10 +56,10 @@ T Nan() {
 // whose spare places must stay NaN.
 template <typename T>
 void Check(const Case& c, uint32_t seed) {
-  SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " heads " << c.heads << "/"
-                                    << c.kv_heads << " rows " << c.rows << " keys " << c.keys
-                                    << " d " << c.d << " window " << c.window << " positions "
-                                    << c.positions << " padding " << c.padding);
+  SCOPED_TRACE(::testing::Message()
+               << "batch " << c.batch << " heads " << c.heads << "/" << c.kv_heads << " rows "
+               << c.rows << " keys " << c.keys << " d " << c.d << " window " << c.window
+               << " positions " << c.positions << " padding " << c.padding);
   const int64_t d = c.d, qh = c.heads + 2, kh = c.kv_heads + 2;
   const int64_t q_seq = (c.rows + 1) * qh * d, k_seq = (c.keys + 1) * kh * d;
   std::vector<T> q = Make<T>(c.batch * q_seq, seed, 1.0f);
@@ -176,8 +176,8 @@ TEST_F(KernelTest, PrefillAttentionMatchesTheReference) {
 TEST_F(KernelTest, ForwardWithPrefillKernelEqualsTheAtenPath) {
   testing::ScratchDir windowed;
   testing::WriteWindowedMistral(windowed.path(), 6);
-  for (const std::string& dir : {testing::TestData("tiny-llama"), testing::TestData("tiny-mistral"),
-                                 windowed.path()}) {
+  for (const std::string& dir :
+       {testing::TestData("tiny-llama"), testing::TestData("tiny-mistral"), windowed.path()}) {
     for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
       SCOPED_TRACE(dir + (dtype == at::kFloat ? " float32" : " bfloat16"));
       auto model = Transformer::Load(dir, Runtime{at::kCPU, dtype});

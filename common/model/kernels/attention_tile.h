@@ -24,7 +24,7 @@ inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // s[r * kKeyBlock + j] = q_r . key_j for r < rows, j < kKeyBlock; the block's keys are
 // transposed: key j's column c at kt[c * ld + j].
 inline void ScoresTilePortable(const float* q, int64_t rows, int64_t d, const float* kt, int64_t ld,
-                        float* s) {
+                               float* s) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * kKeyBlock;
     std::fill(sr, sr + kKeyBlock, 0.0f);
@@ -54,8 +54,8 @@ inline float ExpRowPortable(float* s, uint64_t bits, float max) {
 }
 
 // o[r] = o[r] * corr[r] + sum_{j < nb} p[r * kKeyBlock + j] * v[j]; o and v rows of d.
-inline void AccumulateTilePortable(float* o, int64_t rows, int64_t d, const float* p, const float* v,
-                            int64_t nb, const float* corr) {
+inline void AccumulateTilePortable(float* o, int64_t rows, int64_t d, const float* p,
+                                   const float* v, int64_t nb, const float* corr) {
   for (int64_t r = 0; r < rows; ++r) {
     float* orow = o + r * d;
     for (int64_t c = 0; c < d; ++c) orow[c] *= corr[r];
@@ -100,18 +100,24 @@ ICAE_AVX512 void ScoresRowsAvx512(const float* q, int64_t d, const float* kt, in
 }
 
 ICAE_AVX512 inline void ScoresTileAvx512(const float* q, int64_t rows, int64_t d, const float* kt,
-                                  int64_t ld, float* s) {
+                                         int64_t ld, float* s) {
   int64_t r = 0;
   for (; r + kMaxRows <= rows; r += kMaxRows) {
     ScoresRowsAvx512<kMaxRows>(q + r * d, d, kt, ld, s + r * kKeyBlock);
   }
   switch (rows - r) {
-    case 5: return ScoresRowsAvx512<5>(q + r * d, d, kt, ld, s + r * kKeyBlock);
-    case 4: return ScoresRowsAvx512<4>(q + r * d, d, kt, ld, s + r * kKeyBlock);
-    case 3: return ScoresRowsAvx512<3>(q + r * d, d, kt, ld, s + r * kKeyBlock);
-    case 2: return ScoresRowsAvx512<2>(q + r * d, d, kt, ld, s + r * kKeyBlock);
-    case 1: return ScoresRowsAvx512<1>(q + r * d, d, kt, ld, s + r * kKeyBlock);
-    default: return;
+    case 5:
+      return ScoresRowsAvx512<5>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 4:
+      return ScoresRowsAvx512<4>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 3:
+      return ScoresRowsAvx512<3>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 2:
+      return ScoresRowsAvx512<2>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    case 1:
+      return ScoresRowsAvx512<1>(q + r * d, d, kt, ld, s + r * kKeyBlock);
+    default:
+      return;
   }
 }
 
@@ -151,8 +157,7 @@ ICAE_AVX512 inline float ExpRowAvx512(float* s, uint64_t bits, float max) {
 #pragma GCC unroll 4
   for (int u = 0; u < 4; ++u) {
     const __mmask16 k = static_cast<__mmask16>(bits >> (16 * u));
-    const __m512 e =
-        _mm512_maskz_mov_ps(k, Exp16(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * u), mv)));
+    const __m512 e = _mm512_maskz_mov_ps(k, Exp16(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * u), mv)));
     _mm512_storeu_ps(s + 16 * u, e);
     sum = _mm512_add_ps(sum, e);
   }
@@ -197,17 +202,16 @@ template <int R>
 inline constexpr AccumulateFn kAccumulateByWidth[4] = {
     AccumulateRowsAvx512<R, 1>, AccumulateRowsAvx512<R, 2>, AccumulateRowsAvx512<R, 3>,
     AccumulateRowsAvx512<R, 4>};
-inline constexpr const AccumulateFn* kAccumulate[kMaxRows + 1] = {
-    nullptr,
-    kAccumulateByWidth<1>,
-    kAccumulateByWidth<2>,
-    kAccumulateByWidth<3>,
-    kAccumulateByWidth<4>,
-    kAccumulateByWidth<5>,
-    kAccumulateByWidth<6>};
+inline constexpr const AccumulateFn* kAccumulate[kMaxRows + 1] = {nullptr,
+                                                                  kAccumulateByWidth<1>,
+                                                                  kAccumulateByWidth<2>,
+                                                                  kAccumulateByWidth<3>,
+                                                                  kAccumulateByWidth<4>,
+                                                                  kAccumulateByWidth<5>,
+                                                                  kAccumulateByWidth<6>};
 
 inline void AccumulateTileAvx512(float* o, int64_t rows, int64_t d, const float* p, const float* v,
-                          int64_t nb, const float* corr) {
+                                 int64_t nb, const float* corr) {
   for (int64_t r = 0; r < rows; r += kMaxRows) {
     const int64_t n = std::min<int64_t>(kMaxRows, rows - r);
     // Up to 64 columns (four vectors) per pass, so that the accumulators stay in registers.
@@ -215,8 +219,7 @@ inline void AccumulateTileAvx512(float* o, int64_t rows, int64_t d, const float*
       const int64_t width = std::min<int64_t>(64, d - c0);
       const int64_t vectors = (width + 15) / 16, tail = width - 16 * (vectors - 1);
       const __mmask16 last = tail == 16 ? 0xffff : static_cast<__mmask16>((1u << tail) - 1);
-      kAccumulate[n][vectors - 1](o + r * d + c0, d, p + r * kKeyBlock, v + c0, nb, corr + r,
-                                  last);
+      kAccumulate[n][vectors - 1](o + r * d + c0, d, p + r * kKeyBlock, v + c0, nb, corr + r, last);
     }
   }
 }

@@ -115,8 +115,7 @@ void PrefillAttention(const PrefillAttentionArgs& a, const T* q, const T* keys, 
             const uint64_t own = p >= j0 && p < j0 + nb ? uint64_t{1} << (p - j0) : 0;
             const uint64_t bits =
                 BitRange(lo - j0, std::min(j0 + nb - 1, p) - j0) & (valid_bits | own);
-            w.corr[r] =
-                SoftmaxRowStep(avx, w.s.data() + r * kKeyBlock, bits, &w.m[r], &w.l[r]);
+            w.corr[r] = SoftmaxRowStep(avx, w.s.data() + r * kKeyBlock, bits, &w.m[r], &w.l[r]);
           }
           AccumulateTile(avx, w.o.data(), nr, d, w.s.data(), vt + j0 * d, nb, w.corr.data());
         }
