@@ -4,6 +4,7 @@
 // bandwidth (a sum over 1 GiB, read once) and a 256 MiB copy for decode.
 //
 //   build/bin/icae-bench-model [--threads 2] [--dtypes float32,bfloat16] [--repeats 3]
+//     [--paths native,aten]: each figure through the project's kernels and through ATen alone
 //   build/bin/icae-bench-model --model DIR --adapter A --cross PACKAGE: a cross-model encoder's
 //     compression on the same segments in the same run, with the ratio to the ICAE encoder and
 //     both encoders' weight bytes.
@@ -114,7 +115,8 @@ int Main(int argc, char** argv) {
                "decode step of 8) and/or products (the small-batch product at 1-16 rows on the "
                "model's weight shapes, beside ATen's GEMM on the same shapes)");
   flags.String("paths", &paths,
-               "decode paths to measure: native (the project's CPU kernels), aten, or both");
+               "paths to measure compression and decode through: native (the project's CPU "
+               "kernels, the tiled prefill attention included), aten, or both");
   ParseFlagsOrExit(flags, argc, argv);
   at::set_num_threads(threads);
   KeepFreedMemoryForReuse();  // As the services do: no page faults for every fresh tensor.
