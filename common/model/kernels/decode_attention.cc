@@ -203,7 +203,8 @@ int64_t Locate(const DecodeAttentionArgs& a, const Part<T>& part, int64_t kvh, i
   return std::min(want, len);
 }
 
-// Runs of at least this many query rows (rows x query heads per kv head) take RunTiled.
+// Runs (two rows or more) of at least this many query rows (rows x query heads per kv head)
+// take RunTiled; a decode row keeps the per-key path whatever its group size.
 constexpr int64_t kTiledRunRows = 8;
 
 // A run of m rows over one cache (a prefill chunk's queries) for kv head kvh: its m * g query
@@ -321,7 +322,7 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
             split > 0 ? Part<T>{prefix_keys[b], prefix_values[b], a.prefix_capacity[b],
                                 a.prefix_blocks != nullptr ? a.prefix_blocks[b] : nullptr}
                       : Part<T>{};
-        if (m * g >= kTiledRunRows) {
+        if (m > 1 && m * g >= kTiledRunRows) {
           RunTiled(a, b, kvh, m, q, pre, own, split, out, avx);
           continue;
         }
