@@ -144,16 +144,6 @@ at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tenso
   return small_batch ? SmallBatchLinear(act, w_down) : Linear(act, w_down);
 }
 
-at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional<int> window,
-                      at::Device device) {
-  auto opts = at::TensorOptions().dtype(at::kLong).device(device);
-  at::Tensor q = at::arange(past, past + queries, opts).unsqueeze(1);  // [queries, 1]
-  at::Tensor k = at::arange(0, keys, opts).unsqueeze(0);               // [1, keys]
-  at::Tensor allowed = k <= q;
-  if (window) allowed = allowed & ((q - k) < *window);
-  return allowed;
-}
-
 at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& allowed) {
   return AttendParts(q, {k}, {v}, allowed);
@@ -196,14 +186,18 @@ at::Tensor AttendParts(const at::Tensor& q, absl::Span<const at::Tensor> k,
   return out.view({batch, heads, seq, d});
 }
 
-at::Tensor CausalAttend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& query_index, const at::Tensor& key_valid,
-                        std::optional<int> window) {
+at::Tensor CausalAttend(const at::Tensor& q, absl::Span<const at::Tensor> k,
+                        absl::Span<const at::Tensor> v, const at::Tensor& query_index,
+                        const at::Tensor& key_valid, std::optional<int> window) {
   const int64_t batch = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3);
-  const int64_t kv_heads = k.size(1), keys = k.size(2);
-  const bool kernel = CpuKernelApplies(q) && CpuKernelApplies(k) && CpuKernelApplies(v) &&
-                      k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
-                      d > 0 && rows > 0 && keys > 0 && heads % kv_heads == 0;
+  const int64_t kv_heads = k[0].size(1);
+  int64_t keys = 0;
+  for (const at::Tensor& part : k) keys += part.size(2);
+  bool kernel = CpuKernelApplies(q) && d > 0 && rows > 0 && keys > 0 && heads % kv_heads == 0;
+  for (size_t i = 0; i < k.size(); ++i) {
+    kernel = kernel && CpuKernelApplies(k[i]) && CpuKernelApplies(v[i]) &&
+             k[i].scalar_type() == q.scalar_type() && v[i].scalar_type() == q.scalar_type();
+  }
   if (!kernel) {
     const auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
     at::Tensor qi = query_index.defined() ? query_index.to(q.device(), at::kLong).unsqueeze(-1)
@@ -214,11 +208,18 @@ at::Tensor CausalAttend(const at::Tensor& q, const at::Tensor& k, const at::Tens
     if (key_valid.defined()) {
       allowed = allowed & (key_valid.to(q.device()).unsqueeze(1) | (kj == qi));
     }
-    return Attend(q, k, v, allowed);
+    return AttendParts(q, k, v, allowed);
   }
+  // The kernel reads one run of keys: parts are joined (a shared prefix to a cache's own).
+  auto joined = [](absl::Span<const at::Tensor> parts) {
+    return parts.size() == 1 ? parts[0]
+                             : at::cat(at::ArrayRef<at::Tensor>(parts.data(), parts.size()), 2);
+  };
+  const at::Tensor k_all = joined(k), v_all = joined(v);
   // The kernel reads rows of d contiguous values through strides; anything else is copied.
   auto rows_contiguous = [](const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
-  const at::Tensor qc = rows_contiguous(q), kc = rows_contiguous(k), vc = rows_contiguous(v);
+  const at::Tensor qc = rows_contiguous(q), kc = rows_contiguous(k_all),
+                   vc = rows_contiguous(v_all);
   at::Tensor out = at::empty({batch, rows, heads, d}, q.options()).transpose(1, 2);
   at::Tensor index, valid;
   kernels::PrefillAttentionArgs args;

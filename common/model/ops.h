@@ -52,11 +52,6 @@ at::Tensor SiluMul(const at::Tensor& gate_up);
 at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
                bool small_batch = false);
 
-// allowed[q, k] (bool [queries, keys]) for queries at key indices past .. past + queries - 1:
-// k <= q + past, and within the sliding window (q + past - k < window) when one is set.
-at::Tensor CausalMask(int64_t queries, int64_t keys, int64_t past, std::optional<int> window,
-                      at::Device device);
-
 // Grouped-query attention.
 //   q:       [batch, heads, seq, d]
 //   k, v:    [batch, kv_heads, keys, d]
@@ -72,17 +67,20 @@ at::Tensor AttendParts(const at::Tensor& q, absl::Span<const at::Tensor> k,
                        absl::Span<const at::Tensor> v, const at::Tensor& allowed);
 
 // Causal grouped-query attention as a prefill or compression pass needs it:
-//   q: [batch, heads, rows, d]        k, v: [batch, kv_heads, keys, d]
+//   q: [batch, heads, rows, d]
+//   k, v: keys and values in consecutive parts, as AttendParts takes them (k[i], v[i]: [batch,
+//         kv_heads, n_i, d]; e.g. a shared prefix's, then a cache's own): `keys` = sum(n_i)
 //   query_index: [batch, rows] (long) the key index each query row sits at, or undefined for
 //                keys - rows .. keys - 1 in order
 //   key_valid:   [batch, keys] (bool) or undefined (every key valid)
 // A query row sees key j when j <= its index, when its index - j < window (if set), and when j
 // is valid or its own. Returns [batch, heads, rows, d] (a view of [batch, rows, heads, d]
-// storage). Through the tiled CPU kernel where CpuKernelApplies (scores, softmax and
-// accumulation in float32), else through Attend with the mask built from the same rule.
-at::Tensor CausalAttend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& query_index, const at::Tensor& key_valid,
-                        std::optional<int> window);
+// storage). Through the tiled CPU kernel where CpuKernelApplies (the parts joined; scores,
+// softmax and accumulation in float32), else through AttendParts with the mask built from the
+// same rule.
+at::Tensor CausalAttend(const at::Tensor& q, absl::Span<const at::Tensor> k,
+                        absl::Span<const at::Tensor> v, const at::Tensor& query_index,
+                        const at::Tensor& key_valid, std::optional<int> window);
 
 }  // namespace icae
 

@@ -110,7 +110,7 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
                    query_index.view({batch, 1, rows_out, 1}).expand({batch, heads, rows_out, d}));
       x = x.gather(1, query_index.view({batch, rows_out, 1}).expand({batch, rows_out, x.size(2)}));
     }
-    at::Tensor attn = CausalAttend(q, k, v, query_index, key_valid, config_.sliding_window);
+    at::Tensor attn = CausalAttend(q, {k}, {v}, query_index, key_valid, config_.sliding_window);
     attn = attn.transpose(1, 2).reshape({batch, rows_out, q_dim});
     x = x + plus(Linear(attn, w.wo), delta("o_proj", attn));
     h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
@@ -157,9 +157,6 @@ Transformer::ChunkPlan Transformer::PlanChunk(int64_t seq, KVCache& cache) const
   // Only the key range a query can see is read (all of it without a sliding window).
   plan.first_key =
       config_.sliding_window ? std::max<int64_t>(0, past - *config_.sliding_window + 1) : 0;
-  plan.allowed = CausalMask(seq, plan.total - plan.first_key, past - plan.first_key,
-                            config_.sliding_window, device())
-                     .unsqueeze(0);  // [1, seq, keys]
   plan.split = std::max(plan.first_key, cache.prefix_length());
   return plan;
 }
@@ -184,17 +181,8 @@ at::Tensor Transformer::AttendChunk(int l, const at::Tensor& qkv, const ChunkPla
   }
   keys.push_back(cache.Keys(l, plan.split, plan.total).unsqueeze(0));
   values.push_back(cache.Values(l, plan.split, plan.total).unsqueeze(0));
-  at::Tensor attn;  // [1, heads, seq, d]
-  if (CpuKernelApplies(q)) {
-    // The tiled kernel reads one run of keys: a prefix part is joined to the cache's own.
-    auto joined = [](const std::vector<at::Tensor>& parts) {
-      return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
-    };
-    attn = CausalAttend(q.unsqueeze(0), joined(keys), joined(values), at::Tensor(), at::Tensor(),
-                        config_.sliding_window);
-  } else {
-    attn = AttendParts(q.unsqueeze(0), keys, values, plan.allowed);
-  }
+  at::Tensor attn = CausalAttend(q.unsqueeze(0), keys, values, at::Tensor(), at::Tensor(),
+                                 config_.sliding_window);  // [1, heads, seq, d]
   return attn[0].transpose(0, 1).reshape({seq, q_dim});
 }
 

@@ -133,7 +133,6 @@ class Transformer {
   // chunk): their RoPE tables, the keys they may see, and where a shared prefix ends.
   struct ChunkPlan {
     at::Tensor cos, sin;  // [1, seq, head_dim]
-    at::Tensor allowed;   // [1, seq, total - first_key] bool
     int64_t first_key = 0, split = 0, total = 0;
   };
   // Reserves room for the `seq` positions in `cache`.

@@ -26,7 +26,9 @@ using kernels::Isa;
 
 using testing::ForEachIsa;
 using testing::KernelTest;
+using testing::Poison;
 using testing::Random;
+using testing::RandomAs;
 using testing::ToBf16;
 using testing::Value;
 
@@ -121,16 +123,6 @@ TEST_F(KernelTest, SmallBatchLinearSplitsLargeOutputsAcrossThreads) {
   });
 }
 
-// NaN in T: where nothing was copied, so that a read there shows in the output.
-template <typename T>
-T Poison() {
-  if constexpr (std::is_same_v<T, float>) {
-    return std::numeric_limits<float>::quiet_NaN();
-  } else {
-    return 0x7FC0;
-  }
-}
-
 // Attention of every query head over its sequence's key range, in double.
 template <typename T>
 std::vector<double> ReferenceAttention(const kernels::DecodeAttentionArgs& a,
@@ -186,16 +178,8 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
   std::vector<std::vector<T>> keys, values;
   for (int64_t b = 0; b < a.batch; ++b) {
     capacity.push_back(end[b] + 3 + b);  // Room past the end that must not be read.
-    auto make = [&](uint32_t s, float scale) {
-      std::vector<float> f = Random(kv_heads * capacity.back() * d, s, scale);
-      if constexpr (std::is_same_v<T, float>) {
-        return f;
-      } else {
-        return ToBf16(f);
-      }
-    };
-    keys.push_back(make(seed + 10 * b, 2.0f));
-    values.push_back(make(seed + 10 * b + 1, 1.0f));
+    keys.push_back(RandomAs<T>(kv_heads * capacity.back() * d, seed + 10 * b, 2.0f));
+    values.push_back(RandomAs<T>(kv_heads * capacity.back() * d, seed + 10 * b + 1, 1.0f));
   }
   if (!run.empty()) {
     a.run = run.data();
@@ -212,13 +196,7 @@ void CheckAttention(int64_t heads, int64_t kv_heads, int64_t d, std::vector<int6
   a.capacity = capacity.data();
   a.begin = begin.data();
   a.end = end.data();
-  std::vector<float> qf = Random(a.batch * heads * d, seed + 99);
-  std::vector<T> q(qf.size());
-  if constexpr (std::is_same_v<T, float>) {
-    q = qf;
-  } else {
-    q = ToBf16(qf);
-  }
+  const std::vector<T> q = RandomAs<T>(a.batch * heads * d, seed + 99);
   std::vector<const T*> kp, vp, pkp, pvp;
   for (int64_t b = 0; b < a.batch; ++b) kp.push_back(keys[b].data()), vp.push_back(values[b].data());
   // Split layout: prefix [kv_heads, split + 2, d] (room that must not be read), own

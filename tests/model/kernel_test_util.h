@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <optional>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "common/model/kernels/cpu_kernels.h"
@@ -55,6 +57,27 @@ inline std::vector<kernels::bf16> ToBf16(const std::vector<float>& v) {
   std::vector<kernels::bf16> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::FloatToBf16(v[i]);
   return out;
+}
+
+// Random(n, seed, scale) in T (float32, or rounded to bf16).
+template <typename T>
+std::vector<T> RandomAs(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::vector<float> f = Random(n, seed, scale);
+  if constexpr (std::is_same_v<T, float>) {
+    return f;
+  } else {
+    return ToBf16(f);
+  }
+}
+
+// NaN in T: for storage that must not be read (a read shows in the output) or not be written.
+template <typename T>
+T Poison() {
+  if constexpr (std::is_same_v<T, float>) {
+    return std::numeric_limits<float>::quiet_NaN();
+  } else {
+    return 0x7FC0;
+  }
 }
 
 inline float Value(float x) { return x; }

@@ -22,7 +22,8 @@ namespace {
 using kernels::bf16;
 using testing::ForEachIsa;
 using testing::KernelTest;
-using testing::Random;
+using testing::Poison;
+using testing::RandomAs;
 using testing::Value;
 
 struct Case {
@@ -31,25 +32,6 @@ struct Case {
   bool positions = false;  // Scattered query rows (as compression's kept rows), else the last rows.
   bool padding = false;    // Some keys invalid.
 };
-
-template <typename T>
-std::vector<T> Make(size_t n, uint32_t seed, float scale) {
-  std::vector<float> f = Random(n, seed, scale);
-  if constexpr (std::is_same_v<T, float>) {
-    return f;
-  } else {
-    return testing::ToBf16(f);
-  }
-}
-
-template <typename T>
-T Nan() {
-  if constexpr (std::is_same_v<T, float>) {
-    return std::numeric_limits<float>::quiet_NaN();
-  } else {
-    return 0x7FC0;
-  }
-}
 
 // Inputs stored as [batch, rows|keys, heads, d] with two spare heads and a spare row in every
 // sequence (NaN, never to be read), handed to the kernel through strides; the output likewise,
@@ -62,15 +44,15 @@ void Check(const Case& c, uint32_t seed) {
                << " positions " << c.positions << " padding " << c.padding);
   const int64_t d = c.d, qh = c.heads + 2, kh = c.kv_heads + 2;
   const int64_t q_seq = (c.rows + 1) * qh * d, k_seq = (c.keys + 1) * kh * d;
-  std::vector<T> q = Make<T>(c.batch * q_seq, seed, 1.0f);
-  std::vector<T> k = Make<T>(c.batch * k_seq, seed + 1, 2.0f);
-  std::vector<T> v = Make<T>(c.batch * k_seq, seed + 2, 1.0f);
+  std::vector<T> q = RandomAs<T>(c.batch * q_seq, seed, 1.0f);
+  std::vector<T> k = RandomAs<T>(c.batch * k_seq, seed + 1, 2.0f);
+  std::vector<T> v = RandomAs<T>(c.batch * k_seq, seed + 2, 1.0f);
   for (int64_t b = 0; b < c.batch; ++b) {
     for (int64_t i = 0; i < c.keys + 1; ++i) {
       for (int64_t h = 0; h < kh; ++h) {
         if (h < c.kv_heads && i < c.keys) continue;
-        std::fill_n(k.begin() + b * k_seq + (i * kh + h) * d, d, Nan<T>());
-        std::fill_n(v.begin() + b * k_seq + (i * kh + h) * d, d, Nan<T>());
+        std::fill_n(k.begin() + b * k_seq + (i * kh + h) * d, d, Poison<T>());
+        std::fill_n(v.begin() + b * k_seq + (i * kh + h) * d, d, Poison<T>());
       }
     }
   }
@@ -103,7 +85,7 @@ void Check(const Case& c, uint32_t seed) {
   a.positions = c.positions ? positions.data() : nullptr;
   a.window = c.window;
   a.key_valid = c.padding ? valid.data() : nullptr;
-  std::vector<T> out(q.size(), Nan<T>());
+  std::vector<T> out(q.size(), Poison<T>());
   if constexpr (std::is_same_v<T, float>) {
     kernels::PrefillAttentionF32(a, q.data(), k.data(), v.data(), out.data());
   } else {

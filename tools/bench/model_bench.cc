@@ -118,6 +118,14 @@ int Main(int argc, char** argv) {
                "paths to measure compression and decode through: native (the project's CPU "
                "kernels, the tiled prefill attention included), aten, or both");
   ParseFlagsOrExit(flags, argc, argv);
+  // Checked once here: compression and decode both loop over the paths.
+  for (absl::string_view path : absl::StrSplit(paths, ',')) {
+    if (path != "native" && path != "aten") {
+      std::fprintf(stderr, "--paths: expected native and/or aten, got '%s'\n",
+                   std::string(path).c_str());
+      return 2;
+    }
+  }
   at::set_num_threads(threads);
   KeepFreedMemoryForReuse();  // As the services do: no page faults for every fresh tensor.
   nlohmann::json report = {{"device", device}, {"threads", threads}, {"context", context},
@@ -356,11 +364,6 @@ int Main(int argc, char** argv) {
     const double weight_bytes = DecodeWeightBytes(config, at::elementSize(runtime->dtype));
     for (absl::string_view path : absl::StrSplit(paths, ',')) {
     if (!absl::StrContains(phases, "decode") && !absl::StrContains(phases, "mixed")) break;
-    if (path != "native" && path != "aten") {
-      std::fprintf(stderr, "--paths: expected native and/or aten, got '%s'\n",
-                   std::string(path).c_str());
-      return 2;
-    }
     SetCpuKernelsEnabled(path == "native");
     const std::string decode_label = absl::StrCat(
         "decode (", context, "-token context, ", path,
