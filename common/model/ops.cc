@@ -136,11 +136,9 @@ at::Tensor SiluMul(const at::Tensor& gate_up) {
 
 at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
                bool small_batch) {
-  const int64_t inter = w_gate_up.size(0) / 2;
   at::Tensor gate_up = small_batch ? SmallBatchLinear(x, w_gate_up) : Linear(x, w_gate_up);
-  at::Tensor act = small_batch ? SiluMul(gate_up)
-                               : at::silu(gate_up.narrow(-1, 0, inter)) *
-                                     gate_up.narrow(-1, inter, inter);
+  // SiluMul is the kernel for a 2-D contiguous CPU gate_up, else the ATen expression.
+  at::Tensor act = SiluMul(gate_up);
   return small_batch ? SmallBatchLinear(act, w_down) : Linear(act, w_down);
 }
 

@@ -47,8 +47,8 @@ void ApplyRopeInPlace(at::Tensor& x, int64_t heads, int64_t d, const at::Tensor&
 // silu(gate) * up for gate_up [..., 2 * inter] = [gate, up].
 at::Tensor SiluMul(const at::Tensor& gate_up);
 
-// down(silu(gate(x)) * up(x)) with gate and up fused in w_gate_up [2 * inter, hidden]; through
-// SmallBatchLinear and SiluMul when `small_batch` (decode), else Linear and ATen.
+// down(silu(gate(x)) * up(x)) with gate and up fused in w_gate_up [2 * inter, hidden]; the
+// products through SmallBatchLinear when `small_batch` (decode), else Linear; SiluMul between.
 at::Tensor Mlp(const at::Tensor& x, const at::Tensor& w_gate_up, const at::Tensor& w_down,
                bool small_batch = false);
 

@@ -64,9 +64,12 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
   auto [cos, sin] = Rope(positions.to(device()).reshape({-1}));
+  at::Tensor x = embeds.to(dtype());  // [batch, seq, hidden]
+  if (lora == nullptr && kv_in == nullptr && !at::GradMode::is_enabled() && CpuKernelApplies(x)) {
+    return ForwardFused(embeds, x, cos, sin, key_valid, kv_out, keep_rows);
+  }
   cos = cos.view({batch, 1, seq, d});  // [batch, 1, seq, head_dim]
   sin = sin.view({batch, 1, seq, d});
-  at::Tensor x = embeds.to(dtype());  // [batch, seq, hidden]
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
@@ -131,6 +134,54 @@ at::Tensor Transformer::Forward(const at::Tensor& embeds, const at::Tensor& posi
   return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps);
 }
 
+at::Tensor Transformer::ForwardFused(const at::Tensor& embeds, const at::Tensor& input,
+                                     const at::Tensor& cos, const at::Tensor& sin,
+                                     const at::Tensor& key_valid, LayerKv* kv_out,
+                                     const at::Tensor& keep_rows) const {
+  const int64_t batch = embeds.size(0), seq = embeds.size(1), hidden = config_.hidden_size;
+  const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
+  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim(), width = q_dim + 2 * kv_dim;
+  // The residual stream [batch * rows, hidden], a tensor of this call's own (updated in place).
+  at::Tensor x = input.reshape({batch * seq, hidden}).contiguous();
+  if (x.is_alias_of(embeds)) x = x.clone();
+  at::Tensor pending;  // The previous layer's MLP output, added to x by the next norm.
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& w = weights_.layers[l];
+    at::Tensor h = AddRmsNorm(x, pending, w.input_norm, config_.rms_norm_eps);
+    at::Tensor qkv = Linear(h, w.wqkv);  // [batch * seq, width]
+    ApplyRopeInPlace(qkv, heads + kv_heads, d, cos, sin);  // q's and k's heads side by side.
+    auto heads_of = [&](int64_t offset, int64_t n) {  // [batch, n, seq, d], a view of qkv
+      return qkv.view({batch, seq, width}).narrow(-1, offset, n * d).view({batch, seq, n, d})
+          .transpose(1, 2);
+    };
+    at::Tensor q = heads_of(0, heads), k = heads_of(q_dim, kv_heads);
+    at::Tensor v = heads_of(q_dim + kv_dim, kv_heads);
+    if (kv_out != nullptr) {
+      kv_out->keys.push_back(k);
+      kv_out->values.push_back(v);
+    }
+    int64_t rows_out = seq;
+    at::Tensor query_index;
+    if (l == config_.num_layers - 1 && keep_rows.defined()) {
+      rows_out = keep_rows.size(1);
+      query_index = keep_rows.to(device(), at::kLong);
+      q = q.gather(2,
+                   query_index.view({batch, 1, rows_out, 1}).expand({batch, heads, rows_out, d}));
+      x = x.view({batch, seq, hidden})
+              .gather(1, query_index.view({batch, rows_out, 1}).expand({batch, rows_out, hidden}))
+              .reshape({batch * rows_out, hidden});
+    }
+    // [batch, heads, rows, d] laid out as [batch, rows, heads, d]: a view as rows of q_dim.
+    at::Tensor attn = CausalAttend(q, {k}, {v}, query_index, key_valid, config_.sliding_window)
+                          .transpose(1, 2)
+                          .reshape({batch * rows_out, q_dim});
+    h = AddRmsNorm(x, Linear(attn, w.wo), w.post_norm, config_.rms_norm_eps);
+    pending = Linear(SiluMul(Linear(h, w.w_gate_up)), w.w_down);
+  }
+  return AddRmsNorm(x, pending, weights_.final_norm, config_.rms_norm_eps)
+      .view({batch, x.size(0) / batch, hidden});
+}
+
 at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
   // Decode's few rows stream the head through the small-batch kernel; many rows are a GEMM.
   return SmallBatchLinear(hidden, weights_.lm_head).to(at::kFloat);
@@ -162,7 +213,7 @@ Transformer::ChunkPlan Transformer::PlanChunk(int64_t seq, KVCache& cache) const
 }
 
 at::Tensor Transformer::AttendChunk(int l, const at::Tensor& qkv, const ChunkPlan& plan,
-                                    KVCache& cache) const {
+                                    KVCache& cache, bool rotated) const {
   const int64_t seq = qkv.size(0);
   const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads, d = config_.head_dim;
   const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
@@ -170,8 +221,10 @@ at::Tensor Transformer::AttendChunk(int l, const at::Tensor& qkv, const ChunkPla
   at::Tensor k = qkv.narrow(-1, q_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
   at::Tensor v =
       qkv.narrow(-1, q_dim + kv_dim, kv_dim).reshape({seq, kv_heads, d}).transpose(0, 1);
-  q = ApplyRope(q, plan.cos, plan.sin);  // [heads, seq, d]
-  k = ApplyRope(k, plan.cos, plan.sin);  // [kv_heads, seq, d]
+  if (!rotated) {
+    q = ApplyRope(q, plan.cos, plan.sin);  // [heads, seq, d]
+    k = ApplyRope(k, plan.cos, plan.sin);  // [kv_heads, seq, d]
+  }
   cache.Write(l, k, v);
   // Keys [first_key, total) in up to two parts: a shared prefix's, then the cache's own.
   std::vector<at::Tensor> keys, values;  // [1, kv_heads, n, d] each
@@ -194,6 +247,24 @@ at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const 
   // kernels::kMaxSmallBatch rows go through the small-batch products, which read each weight
   // once (SmallBatchLinear passes anything longer to the GEMM).
   const bool small = seq <= kernels::kMaxSmallBatch;
+  if (!at::GradMode::is_enabled() && CpuKernelApplies(x)) {  // As ForwardFused: one residual tensor, fused element-wise kernels.
+    x = x[0].contiguous();
+    if (x.is_alias_of(embeds)) x = x.clone();
+    const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads;
+    const at::Tensor cos = plan.cos[0], sin = plan.sin[0];  // [seq, d]
+    at::Tensor pending;
+    for (int l = 0; l < config_.num_layers; ++l) {
+      const LayerWeights& w = weights_.layers[l];
+      at::Tensor h = AddRmsNorm(x, pending, w.input_norm, config_.rms_norm_eps);
+      at::Tensor qkv = SmallBatchLinear(h, w.wqkv);
+      ApplyRopeInPlace(qkv, heads + kv_heads, config_.head_dim, cos, sin);
+      at::Tensor attn = AttendChunk(l, qkv, plan, cache, /*rotated=*/true);  // [seq, q_dim]
+      h = AddRmsNorm(x, SmallBatchLinear(attn, w.wo), w.post_norm, config_.rms_norm_eps);
+      pending = Mlp(h, w.w_gate_up, w.w_down, small);
+    }
+    cache.Advance(seq);
+    return AddRmsNorm(x, pending, weights_.final_norm, config_.rms_norm_eps);
+  }
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
     at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
@@ -232,7 +303,7 @@ at::Tensor Transformer::Step(const at::Tensor& embeds, absl::Span<KVCache* const
   // The residual stream, updated in place (AddRmsNorm): a tensor of this step's own.
   at::Tensor x = n > 0 ? at::cat({embeds.to(dtype()), chunk->embeds.to(dtype())})
                        : embeds.to(dtype()).contiguous();  // [batch + n, hidden]
-  if (x.data_ptr() == embeds.data_ptr()) x = x.clone();
+  if (x.is_alias_of(embeds)) x = x.clone();
   // With the CPU kernels the chunk's rows attend in the decode kernel's ragged batch too: row
   // past + i of the chunk reads its cache up to itself (causal) in place. Otherwise they attend
   // as Prefill does (AttendChunk).

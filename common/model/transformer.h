@@ -137,9 +137,18 @@ class Transformer {
   };
   // Reserves room for the `seq` positions in `cache`.
   ChunkPlan PlanChunk(int64_t seq, KVCache& cache) const;
-  // Layer `l` of such a chunk: qkv [seq, q_dim + 2 * kv_dim] -> RoPE, keys and values written to
-  // `cache`, attention over the cache's keys -> [seq, q_dim].
-  at::Tensor AttendChunk(int l, const at::Tensor& qkv, const ChunkPlan& plan, KVCache& cache) const;
+  // Layer `l` of such a chunk: qkv [seq, q_dim + 2 * kv_dim] -> RoPE (unless `rotated`: q and k
+  // already rotated in place), keys and values written to `cache`, attention over the cache's
+  // keys -> [seq, q_dim].
+  at::Tensor AttendChunk(int l, const at::Tensor& qkv, const ChunkPlan& plan, KVCache& cache,
+                         bool rotated = false) const;
+  // Forward without LoRA deltas or given keys/values, on the CPU kernels (CpuKernelApplies):
+  // the residual stream one [rows, hidden] tensor updated in place, each norm fused with the
+  // residual add before it, RoPE in place on q and k, SiLU x up in one pass (cpu_kernels.h).
+  // Under no gradient only; `input` is embeds in the compute dtype, cos and sin [rows, head_dim].
+  at::Tensor ForwardFused(const at::Tensor& embeds, const at::Tensor& input, const at::Tensor& cos,
+                          const at::Tensor& sin, const at::Tensor& key_valid, LayerKv* kv_out,
+                          const at::Tensor& keep_rows) const;
   at::Tensor Step(const at::Tensor& embeds, absl::Span<KVCache* const> caches,
                   const StepChunk* chunk, at::Tensor* chunk_hidden) const;
 

@@ -24,9 +24,9 @@ REVIEWED = {
     # called only behind it (RowKernelApplies); CausalAttend's query indices and key mask are
     # brought to the host only on its kernel path, behind CpuKernelApplies.
     "common/model/ops.cc": 11,
-    # Includes the shared prefix's storage pointers, read only on the CPU-kernel path, and one
-    # pointer comparison (does the step's residual stream alias its input?), which reads nothing.
-    "common/model/transformer.cc": 9,
+    # The shared prefix's storage pointers, read only on the CPU-kernel path (the residual
+    # stream's aliasing checks use is_alias_of, which reads nothing).
+    "common/model/transformer.cc": 8,
     # The default Runtime (the CPU unless --device resolves to CUDA).
     "common/model/runtime_options.h": 1,
     # Writing tensors to files goes through the host.

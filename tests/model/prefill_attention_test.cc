@@ -153,8 +153,10 @@ TEST_F(KernelTest, PrefillAttentionMatchesTheReference) {
   });
 }
 
-// Forward through the kernel equals the ATen path: float32 within 1e-5 of the hidden states'
-// scale, bf16 within a few bf16 steps; with padding, kept rows, grouped queries and a window.
+// Forward through the kernels (the tiled attention and ForwardFused's element-wise kernels)
+// equals the ATen path: float32 within 1e-5 of the hidden states' scale, bf16 within a few bf16
+// steps; with padding, kept rows, grouped queries and a window; every layer's keys and values
+// too (what KV-slot compression returns).
 TEST_F(KernelTest, ForwardWithPrefillKernelEqualsTheAtenPath) {
   testing::ScratchDir windowed;
   testing::WriteWindowedMistral(windowed.path(), 6);
@@ -173,18 +175,32 @@ TEST_F(KernelTest, ForwardWithPrefillKernelEqualsTheAtenPath) {
       at::Tensor valid = at::ones({2, seq}, at::kBool);
       valid[1].narrow(0, 70, 20).fill_(false);  // The second row padded at its end.
       at::Tensor keep = at::tensor({5, 60, 61, 89, 0, 69, 30, 31}, at::kLong).view({2, 4});
-      auto run = [&](bool kernels_on, bool kept) {
+      auto run = [&](bool kernels_on, bool kept, LayerKv* kv) {
         SetCpuKernelsEnabled(kernels_on);
-        return m.Forward(embeds, positions, valid, nullptr, nullptr, nullptr,
+        return m.Forward(embeds, positions, valid, nullptr, nullptr, kv,
                          kept ? keep : at::Tensor());
       };
+      auto tolerance = [&](const at::Tensor& t) {
+        const double scale = 1 + t.abs().max().item<double>();
+        return dtype == at::kFloat ? 1e-5 * scale : 0.05 * scale;
+      };
       for (bool kept : {false, true}) {
-        const at::Tensor ours = run(true, kept).to(at::kFloat);
-        const at::Tensor aten = run(false, kept).to(at::kFloat);
+        LayerKv ours_kv, aten_kv;
+        const at::Tensor ours = run(true, kept, &ours_kv).to(at::kFloat);
+        const at::Tensor aten = run(false, kept, &aten_kv).to(at::kFloat);
         ASSERT_EQ(ours.sizes(), aten.sizes());
-        const double scale = 1 + aten.abs().max().item<double>();
-        const double tol = dtype == at::kFloat ? 1e-5 * scale : 0.05 * scale;
-        EXPECT_LT(testing::MaxAbsDiff(ours, aten), tol) << "kept rows " << kept;
+        EXPECT_LT(testing::MaxAbsDiff(ours, aten), tolerance(aten)) << "kept rows " << kept;
+        ASSERT_EQ(ours_kv.keys.size(), static_cast<size_t>(m.config().num_layers));
+        ASSERT_EQ(aten_kv.keys.size(), ours_kv.keys.size());
+        for (size_t l = 0; l < ours_kv.keys.size(); ++l) {
+          for (auto [a, b] : {std::pair(ours_kv.keys[l], aten_kv.keys[l]),
+                              std::pair(ours_kv.values[l], aten_kv.values[l])}) {
+            ASSERT_EQ(a.sizes(), b.sizes());
+            EXPECT_LT(testing::MaxAbsDiff(a.to(at::kFloat), b.to(at::kFloat)),
+                      tolerance(b.to(at::kFloat)))
+                << "layer " << l;
+          }
+        }
       }
     }
   }

@@ -1,17 +1,28 @@
-// The decode step's element-wise kernels (cpu_kernels.h): residual add + RMSNorm, RoPE in place,
-// SiLU x up. A decode step has a few rows of a few thousand values each, so one call per layer
-// stage instead of LibTorch's eight to ten (each a dispatch, an allocation and a pass) is the whole
-// gain; the arithmetic is float32 and rounds where LibTorch's ops round (bfloat16 storage rounds
-// after each op). One body, compiled twice: for AVX-512 (the compiler vectorises the loops) and
-// for the baseline target; no thread split (the work is microseconds).
+// The element-wise kernels (cpu_kernels.h): residual add + RMSNorm, RoPE in place, SiLU x up. One
+// call per layer stage instead of LibTorch's eight to ten (each a dispatch, an allocation and a
+// pass); the arithmetic is float32 and rounds where LibTorch's ops round (bfloat16 storage rounds
+// after each op). A scalar body (the portable version) and an AVX-512 one with the same operations
+// per value. A decode step's few rows run on the calling thread; many rows (a prefill, a
+// compression) are split across LibTorch's pool.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 
 #include "common/model/kernels/cpu_kernels.h"
+#include "common/model/kernels/simd.h"
 
 namespace icae::kernels {
 namespace {
+
+using internal::Exp16;
+using internal::FirstLanes;
+using internal::Load16;
+using internal::Round16;
+using internal::Store16;
+using internal::Sum16;
 
 // v rounded to bfloat16 (nearest even; NaN stays NaN) and widened back: what a bfloat16 tensor
 // op stores. Branch-free so that the loops vectorise.
@@ -141,22 +152,80 @@ inline void SiluMulBody(const T* gate_up, int64_t rows, int64_t inter, T* out) {
   }
 }
 
-#define ICAE_VEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+// The AVX-512 versions: the same arithmetic in the same order per value, 16 values at a time
+// (masked tails), rounding with Round16 where the scalar bodies round with Round.
+template <typename T>
+ICAE_AVX512 void AddRmsNormAvx512(T* x, const T* delta, int64_t rows, int64_t n, const T* weight,
+                                  float eps, T* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* xr = x + r * n;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = FirstLanes(n - i);
+      __m512 v = Load16(xr + i, m);
+      if (delta != nullptr) {
+        v = Round16<T>(_mm512_add_ps(v, Load16(delta + r * n + i, m)));
+        Store16(xr + i, v, m);
+      }
+      acc = _mm512_fmadd_ps(v, v, acc);  // Masked lanes are zero.
+    }
+    const __m512 inv =
+        _mm512_set1_ps(1.0f / std::sqrt(Sum16(acc) / static_cast<float>(n) + eps));
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = FirstLanes(n - i);
+      const __m512 normed = Round16<T>(_mm512_mul_ps(Load16(xr + i, m), inv));
+      Store16(out + r * n + i, Round16<T>(_mm512_mul_ps(Load16(weight + i, m), normed)), m);
+    }
+  }
+}
 
 template <typename T>
-ICAE_VEC_TARGET void AddRmsNormAvx512(T* x, const T* delta, int64_t rows, int64_t n,
-                                      const T* weight, float eps, T* out) {
-  AddRmsNormBody(x, delta, rows, n, weight, eps, out);
+ICAE_AVX512 void RopeAvx512(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
+                            const T* cos, const T* sin) {
+  const int64_t half = d / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* c = cos + r * d;
+    const T* s = sin + r * d;
+    for (int64_t h = 0; h < heads; ++h) {
+      T* v = x + r * row_stride + h * d;
+      for (int64_t i = 0; i < half; i += 16) {
+        const __mmask16 m = FirstLanes(half - i);
+        const __m512 lo = Load16(v + i, m), hi = Load16(v + half + i, m);
+        const __m512 a =
+            Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(lo, Load16(c + i, m))),
+                                     Round16<T>(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), hi),
+                                                              Load16(s + i, m)))));
+        const __m512 b =
+            Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(hi, Load16(c + half + i, m))),
+                                     Round16<T>(_mm512_mul_ps(lo, Load16(s + half + i, m)))));
+        Store16(v + i, a, m);
+        Store16(v + half + i, b, m);
+      }
+    }
+  }
 }
+
+template <typename T>
+ICAE_AVX512 void SiluMulAvx512(const T* gate_up, int64_t rows, int64_t inter, T* out) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* g = gate_up + r * 2 * inter;
+    const T* u = g + inter;
+    T* o = out + r * inter;
+    for (int64_t i = 0; i < inter; i += 16) {
+      const __mmask16 m = FirstLanes(inter - i);
+      const __m512 x = Load16(g + i, m);
+      const __m512 e = Exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+      const __m512 silu = Round16<T>(_mm512_div_ps(x, _mm512_add_ps(one, e)));
+      Store16(o + i, Round16<T>(_mm512_mul_ps(silu, Load16(u + i, m))), m);
+    }
+  }
+}
+
 template <typename T>
 void AddRmsNormPortable(T* x, const T* delta, int64_t rows, int64_t n, const T* weight, float eps,
                         T* out) {
   AddRmsNormBody(x, delta, rows, n, weight, eps, out);
-}
-template <typename T>
-ICAE_VEC_TARGET void RopeAvx512(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
-                                const T* cos, const T* sin) {
-  RopeBody(x, rows, row_stride, heads, d, cos, sin);
 }
 template <typename T>
 void RopePortable(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d, const T* cos,
@@ -164,43 +233,79 @@ void RopePortable(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t
   RopeBody(x, rows, row_stride, heads, d, cos, sin);
 }
 template <typename T>
-ICAE_VEC_TARGET void SiluMulAvx512(const T* gate_up, int64_t rows, int64_t inter, T* out) {
-  SiluMulBody(gate_up, rows, inter, out);
-}
-template <typename T>
 void SiluMulPortable(const T* gate_up, int64_t rows, int64_t inter, T* out) {
   SiluMulBody(gate_up, rows, inter, out);
 }
 
+// Values per parallel task: a decode step's few rows run inline on the caller's thread; a
+// prefill's or a compression's hundreds of rows are split across the pool.
+constexpr int64_t kValuesPerTask = 16 * 1024;
+
+// f(r0, r1) over [0, rows) in pieces of at least kValuesPerTask values.
+template <typename F>
+void ForRows(int64_t rows, int64_t values_per_row, F&& f) {
+  const int64_t grain = std::max<int64_t>(1, kValuesPerTask / std::max<int64_t>(1, values_per_row));
+  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { f(r0, r1); });
+}
+
 bool Vector() { return ActiveIsa() != Isa::kPortable; }
+
+template <typename T>
+void AddRmsNorm(T* x, const T* delta, int64_t rows, int64_t n, const T* weight, float eps,
+                T* out) {
+  const bool vector = Vector();
+  ForRows(rows, n, [&](int64_t r0, int64_t r1) {
+    T* xr = x + r0 * n;
+    const T* dr = delta != nullptr ? delta + r0 * n : nullptr;
+    vector ? AddRmsNormAvx512(xr, dr, r1 - r0, n, weight, eps, out + r0 * n)
+           : AddRmsNormPortable(xr, dr, r1 - r0, n, weight, eps, out + r0 * n);
+  });
+}
+
+template <typename T>
+void Rope(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d, const T* cos,
+          const T* sin) {
+  const bool vector = Vector();
+  ForRows(rows, heads * d, [&](int64_t r0, int64_t r1) {
+    T* xr = x + r0 * row_stride;
+    vector ? RopeAvx512(xr, r1 - r0, row_stride, heads, d, cos + r0 * d, sin + r0 * d)
+           : RopePortable(xr, r1 - r0, row_stride, heads, d, cos + r0 * d, sin + r0 * d);
+  });
+}
+
+template <typename T>
+void SiluMul(const T* gate_up, int64_t rows, int64_t inter, T* out) {
+  const bool vector = Vector();
+  ForRows(rows, 2 * inter, [&](int64_t r0, int64_t r1) {
+    const T* g = gate_up + r0 * 2 * inter;
+    vector ? SiluMulAvx512(g, r1 - r0, inter, out + r0 * inter)
+           : SiluMulPortable(g, r1 - r0, inter, out + r0 * inter);
+  });
+}
 
 }  // namespace
 
 void AddRmsNormF32(float* x, const float* delta, int64_t rows, int64_t n, const float* weight,
                    float eps, float* out) {
-  Vector() ? AddRmsNormAvx512(x, delta, rows, n, weight, eps, out)
-           : AddRmsNormPortable(x, delta, rows, n, weight, eps, out);
+  AddRmsNorm(x, delta, rows, n, weight, eps, out);
 }
 void AddRmsNormBf16(bf16* x, const bf16* delta, int64_t rows, int64_t n, const bf16* weight,
                     float eps, bf16* out) {
-  Vector() ? AddRmsNormAvx512(x, delta, rows, n, weight, eps, out)
-           : AddRmsNormPortable(x, delta, rows, n, weight, eps, out);
+  AddRmsNorm(x, delta, rows, n, weight, eps, out);
 }
 void RopeF32(float* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
              const float* cos, const float* sin) {
-  Vector() ? RopeAvx512(x, rows, row_stride, heads, d, cos, sin)
-           : RopePortable(x, rows, row_stride, heads, d, cos, sin);
+  Rope(x, rows, row_stride, heads, d, cos, sin);
 }
 void RopeBf16(bf16* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
               const bf16* cos, const bf16* sin) {
-  Vector() ? RopeAvx512(x, rows, row_stride, heads, d, cos, sin)
-           : RopePortable(x, rows, row_stride, heads, d, cos, sin);
+  Rope(x, rows, row_stride, heads, d, cos, sin);
 }
 void SiluMulF32(const float* gate_up, int64_t rows, int64_t inter, float* out) {
-  Vector() ? SiluMulAvx512(gate_up, rows, inter, out) : SiluMulPortable(gate_up, rows, inter, out);
+  SiluMul(gate_up, rows, inter, out);
 }
 void SiluMulBf16(const bf16* gate_up, int64_t rows, int64_t inter, bf16* out) {
-  Vector() ? SiluMulAvx512(gate_up, rows, inter, out) : SiluMulPortable(gate_up, rows, inter, out);
+  SiluMul(gate_up, rows, inter, out);
 }
 
 }  // namespace icae::kernels
