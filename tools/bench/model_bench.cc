@@ -30,6 +30,7 @@
 #include "common/model/ops.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/weights.h"
+#include "tools/bench/model_bench_elementwise.h"
 #include "tools/bench/random_icae_model.h"
 
 namespace icae {
@@ -112,8 +113,9 @@ int Main(int argc, char** argv) {
                "also a cross-encoder package for --model: its compression on the same segments");
   flags.String("phases", &phases,
                "what to measure: compression, decode, mixed (a prefill chunk riding along a "
-               "decode step of 8) and/or products (the small-batch product at 1-16 rows on the "
-               "model's weight shapes, beside ATen's GEMM on the same shapes)");
+               "decode step of 8), products (the small-batch product at 1-16 rows on the "
+               "model's weight shapes, beside ATen's GEMM on the same shapes) and/or elementwise "
+               "(a layer's norm, RoPE and SiLU x up through the kernels and through ATen)");
   flags.String("paths", &paths,
                "paths to measure compression and decode through: native (the project's CPU "
                "kernels, the tiled prefill attention included), aten, or both");
@@ -271,6 +273,11 @@ int Main(int argc, char** argv) {
     // One segment per row: the context, or the adapter's longest segment if that is shorter.
     const int seg = std::min(context, (*compressor)->max_segment_tokens());
     const int64_t positions = seg + (*compressor)->mem_size();
+    if (absl::StrContains(phases, "elementwise")) {
+      // A decode step's rows and a compression's (one segment and eight).
+      MeasureElementwise(config, runtime->dtype, {1, 8, positions, 8 * positions}, repeats * 20,
+                         report);
+    }
     const bool measure_compression = absl::StrContains(phases, "compression");
     if (measure_compression) {
       std::printf("%-34s %12s %10s %10s %8s\n", "compression", "tokens/s", "GFLOP/s",
