@@ -242,39 +242,28 @@ at::Tensor Transformer::AttendChunk(int l, const at::Tensor& qkv, const ChunkPla
 at::Tensor Transformer::Prefill(const at::Tensor& embeds, KVCache& cache) const {
   const int64_t seq = embeds.size(0);
   const ChunkPlan plan = PlanChunk(seq, cache);
-  at::Tensor x = embeds.to(dtype()).unsqueeze(0);  // [1, seq, hidden]
+  // The residual stream [seq, hidden], a tensor of this call's own, updated in place; the fused
+  // forms (AddRmsNorm, ApplyRopeInPlace, SiluMul in Mlp) are the CPU kernels where they apply and
+  // the same ATen expressions otherwise (serving only: nothing here records a gradient).
+  at::Tensor x = embeds.to(dtype()).contiguous();
+  if (x.is_alias_of(embeds)) x = x.clone();
   // A short prefill (a question after cached slots) is a weight stream, not a GEMM: up to
   // kernels::kMaxSmallBatch rows go through the small-batch products, which read each weight
   // once (SmallBatchLinear passes anything longer to the GEMM).
   const bool small = seq <= kernels::kMaxSmallBatch;
-  if (!at::GradMode::is_enabled() && CpuKernelApplies(x)) {  // As ForwardFused: one residual tensor, fused element-wise kernels.
-    x = x[0].contiguous();
-    if (x.is_alias_of(embeds)) x = x.clone();
-    const int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads;
-    const at::Tensor cos = plan.cos[0], sin = plan.sin[0];  // [seq, d]
-    at::Tensor pending;
-    for (int l = 0; l < config_.num_layers; ++l) {
-      const LayerWeights& w = weights_.layers[l];
-      at::Tensor h = AddRmsNorm(x, pending, w.input_norm, config_.rms_norm_eps);
-      at::Tensor qkv = SmallBatchLinear(h, w.wqkv);
-      ApplyRopeInPlace(qkv, heads + kv_heads, config_.head_dim, cos, sin);
-      at::Tensor attn = AttendChunk(l, qkv, plan, cache, /*rotated=*/true);  // [seq, q_dim]
-      h = AddRmsNorm(x, SmallBatchLinear(attn, w.wo), w.post_norm, config_.rms_norm_eps);
-      pending = Mlp(h, w.w_gate_up, w.w_down, small);
-    }
-    cache.Advance(seq);
-    return AddRmsNorm(x, pending, weights_.final_norm, config_.rms_norm_eps);
-  }
+  const at::Tensor cos = plan.cos[0], sin = plan.sin[0];  // [seq, head_dim]
+  at::Tensor pending;  // The previous layer's MLP output, added to x by the next norm.
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
-    at::Tensor h = RmsNorm(x, w.input_norm, config_.rms_norm_eps);
-    at::Tensor attn = AttendChunk(l, SmallBatchLinear(h, w.wqkv)[0], plan, cache);  // [seq, q_dim]
-    x = x + SmallBatchLinear(attn.unsqueeze(0), w.wo);
-    h = RmsNorm(x, w.post_norm, config_.rms_norm_eps);
-    x = x + Mlp(h, w.w_gate_up, w.w_down, small);
+    at::Tensor h = AddRmsNorm(x, pending, w.input_norm, config_.rms_norm_eps);
+    at::Tensor qkv = SmallBatchLinear(h, w.wqkv);  // [seq, q_dim + 2 * kv_dim]
+    ApplyRopeInPlace(qkv, config_.num_heads + config_.num_kv_heads, config_.head_dim, cos, sin);
+    at::Tensor attn = AttendChunk(l, qkv, plan, cache, /*rotated=*/true);  // [seq, q_dim]
+    h = AddRmsNorm(x, SmallBatchLinear(attn, w.wo), w.post_norm, config_.rms_norm_eps);
+    pending = Mlp(h, w.w_gate_up, w.w_down, small);
   }
   cache.Advance(seq);
-  return RmsNorm(x, weights_.final_norm, config_.rms_norm_eps)[0];
+  return AddRmsNorm(x, pending, weights_.final_norm, config_.rms_norm_eps);
 }
 
 at::Tensor Transformer::DecodeStep(const at::Tensor& embeds,

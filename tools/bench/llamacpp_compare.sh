@@ -4,8 +4,9 @@
 # KIT is a llama.cpp kit with baseline.sh (the one the machine image provides; a yardstick, never part
 # of the project: nothing of it is built or linked here). Models: the random 134M Llama of
 # icae-bench-model (depth 512) and the demo model (depth 128), float32 and bfloat16, batch 1 and 8.
-# llama.cpp's figure is llama-batched-bench's S_TG (decode tokens/s at that depth); ours is
-# icae-bench-model's decode tokens/s (project kernels, "native"). Needs Debian's python3-torch,
+# llama.cpp's figure is llama-batched-bench's S_TG (decode tokens/s at that depth, one run of 32
+# steps); ours is icae-bench-model's decode tokens/s (project kernels, "native"), also one run of
+# 32 steps (--repeats 1: the bench otherwise reports the best of several). Needs Debian's python3-torch,
 # python3-numpy, python3-sentencepiece and python3-tqdm for the GGUF converter (not installed by
 # setup: this comparison is run by hand, never by the tests). Run on an idle machine:
 # llama.cpp's OpenMP threads spin, so any other load ruins both figures.
@@ -53,7 +54,8 @@ for round in $(seq 1 "$rounds"); do
       [[ $name == demo ]] && model_flags=(--model models/demo/base --adapter models/demo/icae)
       [[ $name == random134m ]] && model_flags=(--workdir "$random_dir" --model "$random_dir")
       "$bin/icae-bench-model" "${model_flags[@]}" --threads "$threads" --dtypes "$dtype" \
-        --context "$depth" --decode_steps 32 --paths native --phases decode --json "$json" \
+        --context "$depth" --decode_steps 32 --repeats 1 --paths native --phases decode \
+        --json "$json" \
         > "$out/ours-$name-$t-r$round.txt" 2>&1
       python3 -c '
 import json, sys
