@@ -153,6 +153,21 @@ TEST_F(KernelTest, PrefillAttentionMatchesTheReference) {
   });
 }
 
+// The keys and values the kernel transposes and widens stay with the calling thread for the next
+// call (every layer of a pass) up to 16 MiB, and are released after a call that needed more.
+TEST_F(KernelTest, PrefillAttentionReleasesLargeScratch) {
+  // 2 kv heads x 64 x 320 transposed keys (300 rounded up to key blocks) + 300 x 64 values each.
+  const size_t need = (2 * 64 * 320 + 2 * 300 * 64) * sizeof(float);
+  Check<float>({1, 4, 2, 64, 300, 64}, 11);
+  EXPECT_GE(kernels::PrefillAttentionRetainedBytes(), need);
+  EXPECT_LE(kernels::PrefillAttentionRetainedBytes(), size_t{16} << 20);
+  // 8 kv heads x 128 x 2,112 transposed keys + as many values: about 17 MB.
+  Check<float>({1, 8, 8, 2, 2100, 128}, 12);
+  EXPECT_EQ(kernels::PrefillAttentionRetainedBytes(), 0u);
+  Check<bf16>({1, 4, 2, 64, 300, 64}, 13);  // Grown again from nothing, still right.
+  EXPECT_EQ(kernels::PrefillAttentionRetainedBytes(), need);
+}
+
 // Forward through the kernels (the tiled attention and ForwardFused's element-wise kernels)
 // equals the ATen path: float32 within 1e-5 of the hidden states' scale, bf16 within a few bf16
 // steps; with padding, kept rows, grouped queries and a window; every layer's keys and values

@@ -6,6 +6,7 @@
 #ifndef ICAE_COMMON_MODEL_KERNELS_CPU_KERNELS_H_
 #define ICAE_COMMON_MODEL_KERNELS_CPU_KERNELS_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -136,6 +137,9 @@ void PrefillAttentionF32(const PrefillAttentionArgs& args, const float* q, const
                          const float* values, float* out);
 void PrefillAttentionBf16(const PrefillAttentionArgs& args, const bf16* q, const bf16* keys,
                           const bf16* values, bf16* out);
+// Bytes of key/value scratch the calling thread keeps between PrefillAttention calls: what its
+// last call needed, or none when that was over 16 MiB.
+size_t PrefillAttentionRetainedBytes();
 
 }  // namespace icae::kernels
 

@@ -29,6 +29,13 @@ using internal::TransposeKeys;
 
 constexpr int64_t kRowBlock = 64;
 
+// The calling thread's transposed keys and widened values (see PrefillAttention); kept between
+// calls up to kRetainedScratchBytes, so that every layer of a pass reuses them, and released
+// after a call that needed more (a long context on a large model: 42 MB for 5120 positions of
+// Mistral-7B), so that no thread holds its longest context's scratch for good.
+constexpr size_t kRetainedScratchBytes = size_t{16} << 20;
+thread_local std::vector<float> kt_store, v_store;
+
 // Per-thread scratch of a task: its query rows (scaled), one tile of scores, the rows'
 // accumulators and online-softmax state.
 struct Scratch {
@@ -47,7 +54,6 @@ void PrefillAttention(const PrefillAttentionArgs& a, const T* q, const T* keys, 
   // ([kv_heads][keys][d]) in float32: made once and read by every row block of its heads.
   // (The calling thread's buffers: inside the parallel regions a thread_local name would be the
   // worker's own, so the tasks see them through these pointers.)
-  thread_local std::vector<float> kt_store, v_store;
   kt_store.resize(a.kv_heads * d * ld);
   v_store.resize(a.kv_heads * a.keys * d);
   float* const kt_all = kt_store.data();
@@ -129,9 +135,17 @@ void PrefillAttention(const PrefillAttentionArgs& a, const T* q, const T* keys, 
       }
     });
   }
+  if ((kt_store.capacity() + v_store.capacity()) * sizeof(float) > kRetainedScratchBytes) {
+    std::vector<float>().swap(kt_store);
+    std::vector<float>().swap(v_store);
+  }
 }
 
 }  // namespace
+
+size_t PrefillAttentionRetainedBytes() {
+  return (kt_store.capacity() + v_store.capacity()) * sizeof(float);
+}
 
 void PrefillAttentionF32(const PrefillAttentionArgs& args, const float* q, const float* keys,
                          const float* values, float* out) {
