@@ -15,6 +15,8 @@
 namespace icae::kernels {
 namespace {
 
+using internal::Exp16;
+using internal::FirstLanes;
 using internal::Load;
 using internal::Load16;
 using internal::LoadF32;
@@ -169,6 +171,28 @@ void AccumulateAvx512(float* acc, int64_t g, const float* p, int64_t ld, const T
     default:
       return AccumulateColumns(acc, g, p, ld, values, nb, d);
   }
+}
+
+// The largest of s[0, nb).
+ICAE_AVX512 float MaxAvx512(const float* s, int64_t nb) {
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t t = 0; t < nb; t += 16) {
+    m = _mm512_mask_max_ps(m, FirstLanes(nb - t), m, _mm512_loadu_ps(s + t));
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+// s[t] = exp(s[t] - max) for t < nb (Exp16, as the tiles compute it); returns their sum.
+ICAE_AVX512 float ExpSumAvx512(float* s, int64_t nb, float max) {
+  const __m512 mv = _mm512_set1_ps(max);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t t = 0; t < nb; t += 16) {
+    const __mmask16 k = FirstLanes(nb - t);
+    const __m512 e = _mm512_maskz_mov_ps(k, Exp16(_mm512_sub_ps(_mm512_loadu_ps(s + t), mv)));
+    _mm512_mask_storeu_ps(s + t, k, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
 }
 
 // Where a sequence's keys and values of one part (its shared prefix, or its own cache) are.
@@ -370,13 +394,17 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
             // Online softmax: rescale what was accumulated to the new running maximum.
             for (int64_t i = 0; i < g; ++i) {
               float* s = scores + i * nb;
-              const float block_max = *std::max_element(s, s + nb);
+              const float block_max = avx ? MaxAvx512(s, nb) : *std::max_element(s, s + nb);
               const float new_max = std::max(running_max[i], block_max);
               const float correction = std::exp(running_max[i] - new_max);
               float sum = 0;
-              for (int64_t t = 0; t < nb; ++t) {
-                s[t] = std::exp(s[t] - new_max);
-                sum += s[t];
+              if (avx) {
+                sum = ExpSumAvx512(s, nb, new_max);
+              } else {
+                for (int64_t t = 0; t < nb; ++t) {
+                  s[t] = std::exp(s[t] - new_max);
+                  sum += s[t];
+                }
               }
               running_sum[i] = running_sum[i] * correction + sum;
               running_max[i] = new_max;
