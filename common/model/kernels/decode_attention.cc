@@ -52,17 +52,31 @@ void AccumulatePortable(float* acc, int64_t g, const float* p, int64_t ld, const
   }
 }
 
-// Scores with the query row in NC registers (d = 16 * NC), four keys per pass.
+// Keys ahead of the one being scored whose cache lines are prefetched (a few KB).
+constexpr int64_t kPrefetchKeys = 32;
+
+// Scores with the query row in NC registers (d = 16 * NC), four keys per pass. The first query
+// row's pass prefetches the keys kPrefetchKeys ahead and the values of the keys it scores (read
+// by the accumulation right after), so that more than one line per stream is in flight.
 template <typename T, int NC>
-ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, int64_t nb, float scale,
-                            float* scores, int64_t ld) {
+ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, const T* values,
+                            int64_t nb, float scale, float* scores, int64_t ld) {
   constexpr int64_t d = 16 * NC;
+  constexpr int64_t kBytes = 4 * d * static_cast<int64_t>(sizeof(T));  // Four keys.
   for (int64_t i = 0; i < g; ++i) {
     __m512 qv[NC];
 #pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) qv[c] = _mm512_loadu_ps(q + i * d + 16 * c);
     int64_t t = 0;
     for (; t + 4 <= nb; t += 4) {
+      if (i == 0) {
+        const char* kp = reinterpret_cast<const char*>(keys + (t + kPrefetchKeys) * d);
+        const char* vp = reinterpret_cast<const char*>(values + t * d);
+        for (int64_t off = 0; off < kBytes; off += 64) {
+          if (t + kPrefetchKeys < nb) _mm_prefetch(kp + off, _MM_HINT_T0);
+          _mm_prefetch(vp + off, _MM_HINT_T0);
+        }
+      }
       __m512 s[4];
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) {
@@ -103,15 +117,15 @@ ICAE_AVX512 void ScoresColumns(const float* q, int64_t g, const T* keys, int64_t
 }
 
 template <typename T>
-void ScoresAvx512(const float* q, int64_t g, const T* keys, int64_t nb, int64_t d, float scale,
-                  float* scores, int64_t ld) {
+void ScoresAvx512(const float* q, int64_t g, const T* keys, const T* values, int64_t nb,
+                  int64_t d, float scale, float* scores, int64_t ld) {
   switch (d) {
     case 64:
-      return ScoresRegs<T, 4>(q, g, keys, nb, scale, scores, ld);
+      return ScoresRegs<T, 4>(q, g, keys, values, nb, scale, scores, ld);
     case 128:
-      return ScoresRegs<T, 8>(q, g, keys, nb, scale, scores, ld);
+      return ScoresRegs<T, 8>(q, g, keys, values, nb, scale, scores, ld);
     case 256:
-      return ScoresRegs<T, 16>(q, g, keys, nb, scale, scores, ld);
+      return ScoresRegs<T, 16>(q, g, keys, values, nb, scale, scores, ld);
     default:
       return ScoresColumns(q, g, keys, nb, d, scale, scores, ld);
   }
@@ -385,7 +399,7 @@ void DecodeAttention(const DecodeAttentionArgs& a, const T* q, const T* const* k
               const T *kp, *vp;
               const int64_t len = Locate(a, part, kvh, index + done, nb - done, &kp, &vp);
               if (avx) {
-                ScoresAvx512(qf, g, kp, len, d, a.scale, scores + done, nb);
+                ScoresAvx512(qf, g, kp, vp, len, d, a.scale, scores + done, nb);
               } else {
                 ScoresPortable(qf, g, kp, len, d, a.scale, scores + done, nb);
               }
