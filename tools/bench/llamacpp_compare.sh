@@ -6,9 +6,9 @@
 # icae-bench-model (depth 512) and the demo model (depth 128), float32 and bfloat16, batch 1 and 8.
 # llama.cpp's figure is llama-batched-bench's S_TG (decode tokens/s at that depth, one run of 32
 # steps); ours is icae-bench-model's decode tokens/s (project kernels, "native"), also one run of
-# 32 steps (--repeats 1: the bench otherwise reports the best of several). Needs Debian's python3-torch,
-# python3-numpy, python3-sentencepiece and python3-tqdm for the GGUF converter (not installed by
-# setup: this comparison is run by hand, never by the tests). Run on an idle machine:
+# 32 steps (--repeats 1: the bench otherwise reports the best of several). Needs Debian's
+# python3-torch, python3-numpy, python3-sentencepiece and python3-tqdm for the GGUF converter (not
+# installed by setup: this comparison is run by hand, never by the tests). Run on an idle machine:
 # llama.cpp's OpenMP threads spin, so any other load ruins both figures.
 set -euo pipefail
 kit=${1:?usage: llamacpp_compare.sh KIT OUT_DIR}

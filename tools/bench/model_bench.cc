@@ -273,7 +273,10 @@ int Main(int argc, char** argv) {
     // One segment per row: the context, or the adapter's longest segment if that is shorter.
     const int seg = std::min(context, (*compressor)->max_segment_tokens());
     const int64_t positions = seg + (*compressor)->mem_size();
-    if (absl::StrContains(phases, "elementwise")) {
+    if (absl::StrContains(phases, "elementwise") && !dev.is_cpu()) {
+      std::printf("elementwise: the element-wise kernels are CPU kernels; not measured on %s\n",
+                  dev.str().c_str());
+    } else if (absl::StrContains(phases, "elementwise")) {
       // A decode step's rows and a compression's (one segment and eight).
       MeasureElementwise(config, runtime->dtype, {1, 8, positions, 8 * positions}, repeats * 20,
                          report);

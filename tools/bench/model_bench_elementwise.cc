@@ -56,11 +56,11 @@ void MeasureElementwise(const ModelConfig& config, at::ScalarType dtype,
         {"RoPE on q and k", [&] { ApplyRopeInPlace(qkv, heads + kv_heads, d, cos, sin); },
          [&] {
            const at::Tensor c = cos.view({1, rows, d}), s = sin.view({1, rows, d});
-           (void)ApplyRope(qkv.narrow(-1, 0, heads * d).view({rows, heads, d}).transpose(0, 1),
-                           c, s);
+           (void)ApplyRope(qkv.narrow(-1, 0, heads * d).view({rows, heads, d}).transpose(0, 1), c,
+                           s);
            (void)ApplyRope(
-               qkv.narrow(-1, heads * d, kv_heads * d).view({rows, kv_heads, d}).transpose(0, 1),
-               c, s);
+               qkv.narrow(-1, heads * d, kv_heads * d).view({rows, kv_heads, d}).transpose(0, 1), c,
+               s);
          }},
         {"SiLU x up", [&] { (void)SiluMul(gate_up); },
          [&] {

@@ -70,11 +70,11 @@ ICAE_AVX512 void ScoresRegs(const float* q, int64_t g, const T* keys, const T* v
     int64_t t = 0;
     for (; t + 4 <= nb; t += 4) {
       if (i == 0) {
-        const char* kp = reinterpret_cast<const char*>(keys + (t + kPrefetchKeys) * d);
         const char* vp = reinterpret_cast<const char*>(values + t * d);
-        for (int64_t off = 0; off < kBytes; off += 64) {
-          if (t + kPrefetchKeys < nb) _mm_prefetch(kp + off, _MM_HINT_T0);
-          _mm_prefetch(vp + off, _MM_HINT_T0);
+        for (int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(vp + off, _MM_HINT_T0);
+        if (t + kPrefetchKeys + 4 <= nb) {
+          const char* kp = reinterpret_cast<const char*>(keys + (t + kPrefetchKeys) * d);
+          for (int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(kp + off, _MM_HINT_T0);
         }
       }
       __m512 s[4];

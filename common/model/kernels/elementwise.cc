@@ -191,10 +191,10 @@ ICAE_AVX512 void RopeAvx512(T* x, int64_t rows, int64_t row_stride, int64_t head
       for (int64_t i = 0; i < half; i += 16) {
         const __mmask16 m = FirstLanes(half - i);
         const __m512 lo = Load16(v + i, m), hi = Load16(v + half + i, m);
+        const __m512 neg_hi = _mm512_sub_ps(_mm512_setzero_ps(), hi);
         const __m512 a =
             Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(lo, Load16(c + i, m))),
-                                     Round16<T>(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), hi),
-                                                              Load16(s + i, m)))));
+                                     Round16<T>(_mm512_mul_ps(neg_hi, Load16(s + i, m)))));
         const __m512 b =
             Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(hi, Load16(c + half + i, m))),
                                      Round16<T>(_mm512_mul_ps(lo, Load16(s + half + i, m)))));
