@@ -30,7 +30,7 @@
 #include "common/model/ops.h"
 #include "common/model/slot_decoder.h"
 #include "common/model/weights.h"
-#include "tools/bench/model_bench_elementwise.h"
+#include "tools/bench/model_bench_kernels.h"
 #include "tools/bench/random_icae_model.h"
 
 namespace icae {
@@ -40,27 +40,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Waits for the device's queued work (a CUDA copy to the host synchronises the stream); a no-op
-// on the CPU.
-void Sync(const at::Device& device) {
-  if (!device.is_cpu()) (void)at::empty({1}, at::TensorOptions().device(device)).cpu();
-}
-
-// Best (minimum) wall time of `repeats` runs of `fn` on `device`, after one warm-up run.
-template <typename Fn>
-double BestOf(int repeats, const at::Device& device, Fn&& fn) {
-  fn();
-  Sync(device);
-  double best = 1e30;
-  for (int i = 0; i < repeats; ++i) {
-    auto start = Clock::now();
-    fn();
-    Sync(device);
-    best = std::min(best, Seconds(start));
-  }
-  return best;
 }
 
 // Forward FLOPs of compressing `rows` segments of `positions` (tokens + memory) positions, of
@@ -227,43 +206,8 @@ int Main(int argc, char** argv) {
     c10::InferenceMode guard;
     std::printf("\n== compute dtype %s ==\n", std::string(dtype_name).c_str());
     if (absl::StrContains(phases, "products")) {
-      // One layer's four products (qkv, o, gate+up, down) at decode-sized row counts: the
-      // small-batch kernel (weights read once for all rows) and ATen's GEMM, milliseconds for
-      // the four and GFLOP/s.
-      const int64_t h = config.hidden_size, inter = config.intermediate_size;
-      const std::vector<std::pair<int64_t, int64_t>> shapes = {
-          {config.q_dim() + 2 * config.kv_dim(), h}, {h, config.q_dim()}, {2 * inter, h},
-          {h, inter}};
-      const at::TensorOptions on =
-          at::TensorOptions().dtype(runtime->dtype).device(runtime->device);
-      std::vector<at::Tensor> weights;
-      double flops_per_row = 0;
-      for (auto [n, k] : shapes) {
-        weights.push_back(at::randn({n, k}, on).mul_(0.02));
-        flops_per_row += 2.0 * n * k;
-      }
-      std::printf("%-34s %10s %10s %10s %10s %8s\n", "one layer's products", "kernel ms",
-                  "GFLOP/s", "GEMM ms", "GFLOP/s", "ratio");
-      for (int rows : {1, 4, 8, 9, 12, 16}) {
-        std::vector<at::Tensor> inputs;
-        for (auto [n, k] : shapes) inputs.push_back(at::randn({rows, k}, on));
-        auto all = [&](bool kernel) {
-          for (size_t i = 0; i < shapes.size(); ++i) {
-            kernel ? SmallBatchLinear(inputs[i], weights[i]) : Linear(inputs[i], weights[i]);
-          }
-        };
-        const double kernel_s = BestOf(repeats * 5, dev, [&] { all(true); });
-        const double gemm_s = BestOf(repeats * 5, dev, [&] { all(false); });
-        const double flops = flops_per_row * rows;
-        std::printf("%-34s %10.3f %10.1f %10.3f %10.1f %7.2fx\n",
-                    absl::StrCat("rows ", rows).c_str(), 1e3 * kernel_s, flops / kernel_s / 1e9,
-                    1e3 * gemm_s, flops / gemm_s / 1e9, gemm_s / kernel_s);
-        report["results"].push_back({{"phase", "products"},
-                                     {"dtype", std::string(dtype_name)},
-                                     {"rows", rows},
-                                     {"kernel_s", kernel_s},
-                                     {"gemm_s", gemm_s}});
-      }
+      MeasureProducts(config, runtime->dtype, std::string(dtype_name), runtime->device, repeats,
+                      report);
     }
     auto compressor = Compressor::Load(model_dir, adapter_dir, *runtime);
     if (!compressor.ok()) {
@@ -278,8 +222,8 @@ int Main(int argc, char** argv) {
                   dev.str().c_str());
     } else if (absl::StrContains(phases, "elementwise")) {
       // A decode step's rows and a compression's (one segment and eight).
-      MeasureElementwise(config, runtime->dtype, {1, 8, positions, 8 * positions}, repeats * 20,
-                         report);
+      MeasureElementwise(config, runtime->dtype, std::string(dtype_name),
+                         {1, 8, positions, 8 * positions}, repeats * 20, report);
     }
     const bool measure_compression = absl::StrContains(phases, "compression");
     if (measure_compression) {

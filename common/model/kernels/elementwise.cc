@@ -115,26 +115,26 @@ inline void AddRmsNormBody(T* x, const T* delta, int64_t rows, int64_t n, const 
   }
 }
 
-template <typename T>
-inline void RopeBody(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
-                     const T* cos, const T* sin) {
-  const int64_t half = d / 2;
+// f(v, c, s) for each of the `heads` heads of d values of each row (v at x + r * row_stride +
+// h * d) with that row's cos and sin tables (c, s): the walk both RoPE versions share.
+template <typename T, typename Head>
+inline void ForEachRopeHead(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
+                            const T* cos, const T* sin, Head f) {
   for (int64_t r = 0; r < rows; ++r) {
-    const T* c = cos + r * d;
-    const T* s = sin + r * d;
-    for (int64_t h = 0; h < heads; ++h) {
-      T* v = x + r * row_stride + h * d;
-      // out[i] = x[i] cos[i] - x[i + half] sin[i]; out[i + half] = x[i + half] cos[i + half] +
-      // x[i] sin[i + half]; each product and the sum rounded as T's ops round them.
-      for (int64_t i = 0; i < half; ++i) {
-        const float lo = Get(v, i), hi = Get(v, i + half);
-        const float a = Round<T>(Round<T>(lo * Get(c, i)) + Round<T>(-hi * Get(s, i)));
-        const float b =
-            Round<T>(Round<T>(hi * Get(c, i + half)) + Round<T>(lo * Get(s, i + half)));
-        Put(v, i, a);
-        Put(v, i + half, b);
-      }
-    }
+    for (int64_t h = 0; h < heads; ++h) f(x + r * row_stride + h * d, cos + r * d, sin + r * d);
+  }
+}
+
+// One head: out[i] = x[i] cos[i] - x[i + half] sin[i]; out[i + half] = x[i + half] cos[i + half]
+// + x[i] sin[i + half]; each product and the sum rounded as T's ops round them.
+template <typename T>
+inline void RopeHead(T* v, const T* c, const T* s, int64_t half) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float lo = Get(v, i), hi = Get(v, i + half);
+    const float a = Round<T>(Round<T>(lo * Get(c, i)) + Round<T>(-hi * Get(s, i)));
+    const float b = Round<T>(Round<T>(hi * Get(c, i + half)) + Round<T>(lo * Get(s, i + half)));
+    Put(v, i, a);
+    Put(v, i + half, b);
   }
 }
 
@@ -179,29 +179,21 @@ ICAE_AVX512 void AddRmsNormAvx512(T* x, const T* delta, int64_t rows, int64_t n,
   }
 }
 
+// RopeHead 16 values at a time.
 template <typename T>
-ICAE_AVX512 void RopeAvx512(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d,
-                            const T* cos, const T* sin) {
-  const int64_t half = d / 2;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* c = cos + r * d;
-    const T* s = sin + r * d;
-    for (int64_t h = 0; h < heads; ++h) {
-      T* v = x + r * row_stride + h * d;
-      for (int64_t i = 0; i < half; i += 16) {
-        const __mmask16 m = FirstLanes(half - i);
-        const __m512 lo = Load16(v + i, m), hi = Load16(v + half + i, m);
-        const __m512 neg_hi = _mm512_sub_ps(_mm512_setzero_ps(), hi);
-        const __m512 a =
-            Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(lo, Load16(c + i, m))),
-                                     Round16<T>(_mm512_mul_ps(neg_hi, Load16(s + i, m)))));
-        const __m512 b =
-            Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(hi, Load16(c + half + i, m))),
-                                     Round16<T>(_mm512_mul_ps(lo, Load16(s + half + i, m)))));
-        Store16(v + i, a, m);
-        Store16(v + half + i, b, m);
-      }
-    }
+ICAE_AVX512 void RopeHeadAvx512(T* v, const T* c, const T* s, int64_t half) {
+  for (int64_t i = 0; i < half; i += 16) {
+    const __mmask16 m = FirstLanes(half - i);
+    const __m512 lo = Load16(v + i, m), hi = Load16(v + half + i, m);
+    const __m512 neg_hi = _mm512_sub_ps(_mm512_setzero_ps(), hi);
+    const __m512 a =
+        Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(lo, Load16(c + i, m))),
+                                 Round16<T>(_mm512_mul_ps(neg_hi, Load16(s + i, m)))));
+    const __m512 b =
+        Round16<T>(_mm512_add_ps(Round16<T>(_mm512_mul_ps(hi, Load16(c + half + i, m))),
+                                 Round16<T>(_mm512_mul_ps(lo, Load16(s + half + i, m)))));
+    Store16(v + i, a, m);
+    Store16(v + half + i, b, m);
   }
 }
 
@@ -226,11 +218,6 @@ template <typename T>
 void AddRmsNormPortable(T* x, const T* delta, int64_t rows, int64_t n, const T* weight, float eps,
                         T* out) {
   AddRmsNormBody(x, delta, rows, n, weight, eps, out);
-}
-template <typename T>
-void RopePortable(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d, const T* cos,
-                  const T* sin) {
-  RopeBody(x, rows, row_stride, heads, d, cos, sin);
 }
 template <typename T>
 void SiluMulPortable(const T* gate_up, int64_t rows, int64_t inter, T* out) {
@@ -266,10 +253,12 @@ template <typename T>
 void Rope(T* x, int64_t rows, int64_t row_stride, int64_t heads, int64_t d, const T* cos,
           const T* sin) {
   const bool vector = Vector();
+  const int64_t half = d / 2;
   ForRows(rows, heads * d, [&](int64_t r0, int64_t r1) {
-    T* xr = x + r0 * row_stride;
-    vector ? RopeAvx512(xr, r1 - r0, row_stride, heads, d, cos + r0 * d, sin + r0 * d)
-           : RopePortable(xr, r1 - r0, row_stride, heads, d, cos + r0 * d, sin + r0 * d);
+    ForEachRopeHead(x + r0 * row_stride, r1 - r0, row_stride, heads, d, cos + r0 * d,
+                    sin + r0 * d, [&](T* v, const T* c, const T* s) {
+                      vector ? RopeHeadAvx512(v, c, s, half) : RopeHead(v, c, s, half);
+                    });
   });
 }
 

@@ -1,34 +1,53 @@
-#include "tools/bench/model_bench_elementwise.h"
+#include "tools/bench/model_bench_kernels.h"
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <functional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/ops.h"
 
 namespace icae {
-namespace {
 
-// Best wall time of `repeats` calls of `fn` after one warm-up call, in microseconds.
-double BestMicros(int repeats, const std::function<void()>& fn) {
-  fn();
-  double best = 1e30;
-  for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(
-        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+void MeasureProducts(const ModelConfig& config, at::ScalarType dtype, const std::string& dtype_name,
+                     const at::Device& device, int repeats, nlohmann::json& report) {
+  const int64_t h = config.hidden_size, inter = config.intermediate_size;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {config.q_dim() + 2 * config.kv_dim(), h}, {h, config.q_dim()}, {2 * inter, h}, {h, inter}};
+  const at::TensorOptions on = at::TensorOptions().dtype(dtype).device(device);
+  std::vector<at::Tensor> weights;
+  double flops_per_row = 0;
+  for (auto [n, k] : shapes) {
+    weights.push_back(at::randn({n, k}, on).mul_(0.02));
+    flops_per_row += 2.0 * n * k;
   }
-  return 1e6 * best;
+  std::printf("%-34s %10s %10s %10s %10s %8s\n", "one layer's products", "kernel ms", "GFLOP/s",
+              "GEMM ms", "GFLOP/s", "ratio");
+  for (int rows : {1, 4, 8, 9, 12, 16}) {
+    std::vector<at::Tensor> inputs;
+    for (auto [n, k] : shapes) inputs.push_back(at::randn({rows, k}, on));
+    auto all = [&](bool kernel) {
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        kernel ? SmallBatchLinear(inputs[i], weights[i]) : Linear(inputs[i], weights[i]);
+      }
+    };
+    const double kernel_s = BestOf(repeats * 5, device, [&] { all(true); });
+    const double gemm_s = BestOf(repeats * 5, device, [&] { all(false); });
+    const double flops = flops_per_row * rows;
+    std::printf("%-34s %10.3f %10.1f %10.3f %10.1f %7.2fx\n", absl::StrCat("rows ", rows).c_str(),
+                1e3 * kernel_s, flops / kernel_s / 1e9, 1e3 * gemm_s, flops / gemm_s / 1e9,
+                gemm_s / kernel_s);
+    report["results"].push_back({{"phase", "products"},
+                                 {"dtype", dtype_name},
+                                 {"rows", rows},
+                                 {"kernel_s", kernel_s},
+                                 {"gemm_s", gemm_s}});
+  }
 }
 
-}  // namespace
-
 void MeasureElementwise(const ModelConfig& config, at::ScalarType dtype,
-                        const std::vector<int64_t>& row_counts, int repeats,
-                        nlohmann::json& report) {
+                        const std::string& dtype_name, const std::vector<int64_t>& row_counts,
+                        int repeats, nlohmann::json& report) {
   const int64_t h = config.hidden_size, d = config.head_dim, inter = config.intermediate_size;
   const int64_t heads = config.num_heads, kv_heads = config.num_kv_heads;
   const int64_t width = config.q_dim() + 2 * config.kv_dim();
@@ -69,13 +88,13 @@ void MeasureElementwise(const ModelConfig& config, at::ScalarType dtype,
     };
     for (const Stage& stage : stages) {
       SetCpuKernelsEnabled(true);
-      const double kernel_us = BestMicros(repeats, stage.kernel);
-      const double aten_us = BestMicros(repeats, stage.aten);
+      const double kernel_us = 1e6 * BestOf(repeats, at::Device(at::kCPU), stage.kernel);
+      const double aten_us = 1e6 * BestOf(repeats, at::Device(at::kCPU), stage.aten);
       std::printf("%-34s %10.1f %10.1f %7.2fx\n",
                   absl::StrCat(stage.name, ", ", rows, " rows").c_str(), kernel_us, aten_us,
                   aten_us / kernel_us);
       report["results"].push_back({{"phase", "elementwise"},
-                                   {"dtype", std::string(c10::toString(dtype))},
+                                   {"dtype", dtype_name},
                                    {"stage", stage.name},
                                    {"rows", rows},
                                    {"kernel_us", kernel_us},
